@@ -1,0 +1,62 @@
+"""claimed-airflow: the CLAIMED component library as an Apache Airflow provider.
+
+This module stays light on purpose: it is imported by Airflow's provider manager and by every
+DAG that uses our operators, so it holds only the version and the provider metadata.
+"""
+
+__version__ = "0.1.0"
+
+_OPERATOR_MODULES = (
+    "claimed_airflow.operators.base",
+    "claimed_airflow.operators.deploy",
+    "claimed_airflow.operators.filter",
+    "claimed_airflow.operators.input",
+    "claimed_airflow.operators.metric",
+    "claimed_airflow.operators.predict",
+    "claimed_airflow.operators.train",
+    "claimed_airflow.operators.transform",
+)
+
+
+def get_provider_info() -> dict:
+    """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    return {
+        "package-name": "claimed-airflow",
+        "name": "CLAIMED",
+        "description": "CLAIMED components (AI, ML, ETL, data science, DICOM) as Airflow operators.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "CLAIMED",
+                "external-doc-url": "https://github.com/claimed-framework",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {"integration-name": "CLAIMED", "python-modules": list(_OPERATOR_MODULES)},
+        ],
+        "hooks": [],
+        "connection-types": [],
+        "config": {
+            "claimed": {
+                "description": "Settings of the claimed-airflow provider.",
+                "options": {
+                    "output_root": {
+                        "description": "Root URI (local folder, file:// or s3://) under which tasks write "
+                        "their outputs as <root>/<dag_id>/<run_id>/<task_id>/<output>.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://bucket/claimed",
+                        "default": None,
+                    },
+                    "engine": {
+                        "description": "Default engine of claimed operators (local).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "local",
+                        "default": "local",
+                    },
+                },
+            }
+        },
+    }

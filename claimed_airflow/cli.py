@@ -1,0 +1,119 @@
+"""The ``claimed-airflow`` command: list, describe and run components (the container entrypoint)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from claimed_airflow import __version__
+from claimed_airflow.core import registry
+from claimed_airflow.core.errors import ClaimedError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="claimed-airflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("list", help="list the components")
+
+    describe = commands.add_parser("describe", help="show a component's spec")
+    describe.add_argument("component")
+    describe.add_argument("--json", action="store_true", help="print the spec as JSON")
+
+    run = commands.add_parser(
+        "run",
+        help="run a component; parameters as --name value; prints the output URIs as JSON",
+        description="Run a component. Pass its parameters and inputs as --name value "
+        "(see `claimed-airflow describe NAME`).",
+    )
+    run.add_argument("component")
+    run.add_argument("--output-root", help="root URI of outputs (default $CLAIMED_OUTPUT_ROOT or ./claimed-artifacts)")
+    run.add_argument("--dag-id", default="adhoc", help="scope: DAG id (outputs go to <root>/<dag>/<run>/<task>)")
+    run.add_argument("--run-id", help="scope: run id (default: the current time)")
+    run.add_argument("--task-id", help="scope: task id (default: the component name)")
+    run.add_argument("--output", action="append", default=[], metavar="NAME=URI", help="place an output explicitly")
+
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "list":
+            for spec in registry.components().values():
+                print(f"{spec.name:32} {spec.summary}")
+        elif args.command == "describe":
+            spec = registry.get(args.component)
+            print(json.dumps(spec.to_dict(), indent=2, default=str) if args.json else describe_text(spec))
+        elif args.command == "run":
+            print(json.dumps(run_command(args, extra), indent=2, default=str))
+    except ClaimedError as exc:
+        print(f"claimed-airflow: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_command(args: argparse.Namespace, extra: list[str]) -> dict:
+    from claimed_airflow.core.manifest import now
+    from claimed_airflow.core.runner import run
+    from claimed_airflow.core.storage import Scope
+
+    spec = registry.get(args.component)
+    arguments = parse_arguments(spec, extra)
+    outputs = {}
+    for item in args.output:
+        name, sep, uri = item.partition("=")
+        if not sep:
+            raise ClaimedError(f"--output: expected NAME=URI, got {item!r}")
+        outputs[name] = uri
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    scope = Scope(dag_id=args.dag_id, run_id=args.run_id or now(), task_id=args.task_id or spec.name)
+    return run(spec, arguments, root=args.output_root, scope=scope, output_uris=outputs)
+
+
+def parse_arguments(spec, tokens: list[str]) -> dict[str, str]:
+    """``--name value`` / ``--name=value`` pairs (dashes or underscores) -> raw string arguments."""
+    known = {p.name for p in spec.arguments}
+    values: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--"):
+            raise ClaimedError(f"{spec.name}: unexpected argument {token!r}; use --name value")
+        name, sep, value = token[2:].partition("=")
+        name = name.replace("-", "_")
+        if name not in known:
+            raise ClaimedError(f"{spec.name}: unknown parameter --{name}; expected one of: {', '.join(sorted(known))}")
+        if not sep:
+            if i + 1 >= len(tokens):
+                raise ClaimedError(f"{name}: missing value after --{name}")
+            i += 1
+            value = tokens[i]
+        values[name] = value
+        i += 1
+    return values
+
+
+def describe_text(spec) -> str:
+    lines = [
+        spec.name,
+        "",
+        spec.description,
+        "",
+        f"operator: {spec.operator}",
+        f"image: {spec.image}",
+        f"resources: cpu={spec.resources.cpu} memory={spec.resources.memory} gpus={spec.resources.gpus}",
+    ]
+    for title, group in (("inputs", spec.inputs), ("parameters", spec.params), ("outputs", spec.outputs)):
+        if group:
+            lines += ["", f"{title}:"]
+            for p in group:
+                default = " (required)" if p.required else f" = {p.default!r}"
+                lines.append(f"  {p.name}: {p.type}{default}\n      {p.description}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""A component is a typed Python function; its spec is derived from the signature and docstring."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import docstring_parser
+
+from claimed_airflow.core.errors import ParameterError
+from claimed_airflow.core.types import InputPath, OutputPath, choices, coerce, type_name, unwrap_optional
+
+REQUIRED = inspect.Parameter.empty
+DEFAULT_IMAGE = "ghcr.io/claimed-framework/claimed-airflow"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A typed parameter (``kind='param'``), input artifact (``'input'``) or output artifact (``'output'``)."""
+
+    name: str
+    kind: str
+    type: str
+    description: str = ""
+    default: Any = None
+    required: bool = False
+    choices: tuple | None = None
+    annotation: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("annotation")
+        if data["choices"] is None:
+            data.pop("choices")
+        return data
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str = "1"
+    memory: str = "2Gi"
+    gpus: int = 0
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    name: str
+    category: str
+    description: str
+    summary: str
+    function: Callable = field(repr=False, compare=False)
+    parameters: tuple[Parameter, ...] = ()
+    resources: Resources = Resources()
+    image: str = DEFAULT_IMAGE
+    operator: str = ""
+    gate: bool = False
+
+    @property
+    def inputs(self) -> tuple[Parameter, ...]:
+        return tuple(p for p in self.parameters if p.kind == "input")
+
+    @property
+    def outputs(self) -> tuple[Parameter, ...]:
+        return tuple(p for p in self.parameters if p.kind == "output")
+
+    @property
+    def params(self) -> tuple[Parameter, ...]:
+        return tuple(p for p in self.parameters if p.kind == "param")
+
+    @property
+    def arguments(self) -> tuple[Parameter, ...]:
+        """What a caller passes: parameters and input artifacts (outputs are placed by the runner)."""
+        return tuple(p for p in self.parameters if p.kind != "output")
+
+    def bind(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and coerce caller values; fill defaults; reject unknown or missing ones."""
+        known = {p.name: p for p in self.arguments}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ParameterError(
+                f"{self.name}: unknown parameter(s) {', '.join(unknown)}; expected: {', '.join(known)}"
+            )
+        bound = {}
+        for name, param in known.items():
+            if name in values:
+                bound[name] = coerce(name, values[name], param.annotation)
+            elif param.required:
+                raise ParameterError(f"{name}: required by {self.name} but not given")
+            else:
+                bound[name] = param.default
+        return bound
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "category": self.category,
+            "summary": self.summary,
+            "description": self.description,
+            "operator": self.operator,
+            "image": self.image,
+            "resources": asdict(self.resources),
+            "gate": self.gate,
+            "parameters": [p.to_dict() for p in self.params],
+            "inputs": [p.to_dict() for p in self.inputs],
+            "outputs": [p.to_dict() for p in self.outputs],
+        }
+
+
+def _camel(text: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in text.split("_"))
+
+
+def derive_spec(
+    function: Callable,
+    *,
+    category: str,
+    name: str | None = None,
+    resources: Resources = Resources(),
+    image: str = DEFAULT_IMAGE,
+    operator: str | None = None,
+    gate: bool = False,
+) -> ComponentSpec:
+    """Build a :class:`ComponentSpec` from a function's signature, type hints and docstring."""
+    short = name or function.__name__
+    doc = docstring_parser.parse(inspect.getdoc(function) or "")
+    param_docs = {p.arg_name: " ".join((p.description or "").split()) for p in doc.params}
+    hints = typing.get_type_hints(function)
+    parameters = []
+    for pname, sig in inspect.signature(function).parameters.items():
+        if pname not in hints:
+            raise TypeError(f"{category}.{short}: parameter {pname!r} needs a type annotation")
+        annotation = hints[pname]
+        base, optional = unwrap_optional(annotation)
+        kind = "input" if base is InputPath else "output" if base is OutputPath else "param"
+        required = sig.default is REQUIRED and not (kind == "output")
+        default = None if sig.default is REQUIRED else sig.default
+        if kind == "output" and default is None:
+            default = pname
+        parameters.append(
+            Parameter(
+                name=pname,
+                kind=kind,
+                type=type_name(annotation),
+                description=param_docs.get(pname, ""),
+                default=default,
+                required=required and not optional,
+                choices=choices(annotation),
+                annotation=annotation,
+            )
+        )
+    description = " ".join(filter(None, [doc.short_description, doc.long_description]))
+    return ComponentSpec(
+        name=f"{category}.{short}",
+        category=category,
+        description=" ".join(description.split()),
+        summary=" ".join((doc.short_description or "").split()),
+        function=function,
+        parameters=tuple(parameters),
+        resources=resources,
+        image=image,
+        operator=operator or f"{_camel(short)}{_camel(category)}Operator",
+        gate=gate,
+    )
+
+
+def component(
+    category: str,
+    *,
+    name: str | None = None,
+    cpu: str = "1",
+    memory: str = "2Gi",
+    gpus: int = 0,
+    image: str = DEFAULT_IMAGE,
+    operator: str | None = None,
+    gate: bool = False,
+) -> Callable[[Callable], Callable]:
+    """Declare a function as a component; the spec is attached as ``function.spec``.
+
+    Parameters annotated :class:`InputPath` are input artifacts (URIs staged to local paths),
+    :class:`OutputPath` ones are outputs (the default value is the file or folder name written).
+    The function may return a dict of small values (metrics) that travel with the output URIs.
+    """
+
+    def decorate(function: Callable) -> Callable:
+        function.spec = derive_spec(
+            function,
+            category=category,
+            name=name,
+            resources=Resources(cpu=cpu, memory=memory, gpus=gpus),
+            image=image,
+            operator=operator,
+            gate=gate,
+        )
+        return function
+
+    return decorate

@@ -1,0 +1,65 @@
+"""What a running component can tell the runner: items set aside, progress."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+log = logging.getLogger("claimed_airflow")
+
+
+@dataclass
+class RunContext:
+    component: str
+    root: str = ""
+    rejected: list[dict] = field(default_factory=list)
+
+
+_current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("claimed_run", default=None)
+
+
+@contextmanager
+def active(ctx: RunContext) -> Iterator[RunContext]:
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+def current() -> RunContext:
+    """The context of the component run in progress (a blank one outside the runner)."""
+    return _current.get() or RunContext(component="")
+
+
+def reject(item: str, reason: str) -> None:
+    """Report an input item (e.g. a corrupt DICOM file) that was set aside; the batch goes on.
+
+    It is logged as a warning (so it shows in the Airflow task log) and listed in the run manifest.
+    """
+    log.warning("set aside %s: %s", item, reason)
+    ctx = _current.get()
+    if ctx is not None:
+        ctx.rejected.append({"item": item, "reason": reason})
+
+
+class Progress:
+    """Logs ``done/total``, rate and ETA at most every ``interval`` seconds (and at the end)."""
+
+    def __init__(self, what: str, total: int, interval: float = 10.0):
+        self.what, self.total, self.interval = what, total, interval
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.interval or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate else float("inf")
+            log.info("%s: %d/%d (%.1f/s, ETA %.0fs)", self.what, self.done, self.total, rate, eta)
