@@ -1,0 +1,73 @@
+"""Deploy operators, generated from the component specs by ``python -m claimed_airflow.operators.generate``.
+
+Do not edit by hand: change the component, then regenerate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claimed_airflow.operators.base import ClaimedOperator
+
+
+class ConditionBlessingOperator(ClaimedOperator):
+    """Evaluate ``condition`` over the values of a metrics JSON file; false skips downstream tasks.
+
+    In Airflow the tasks after the gate are skipped (not failed) when the model is not blessed.
+
+    Runs the ``deploy.condition_blessing`` component. Outputs (XCom keys): none.
+
+    :param metrics: JSON file of metric values (nested objects are flattened to ``outer_inner``).
+    :type metrics: str
+    :param condition: Boolean expression, e.g. ``accuracy >= 0.8 and count >= 100``.
+    :type condition: str
+    """
+
+    component = "deploy.condition_blessing"
+    component_fields = ("metrics", "condition")
+    gate = True
+    template_fields = (*component_fields, "engine", "output_root")
+
+    def __init__(
+        self,
+        *,
+        metrics: str,
+        condition: str = "accuracy >= 0.5",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+        self.condition = condition
+
+
+class LocalDeployOperator(ClaimedOperator):
+    """Copy a model folder to ``<models_root>/<model_name>/<version>`` with the next version number.
+
+    The copy is atomic: a reader sees either no new version or a complete one.
+
+    Runs the ``deploy.local`` component. Outputs (XCom keys): none.
+
+    :param model: Model folder to publish.
+    :type model: str
+    :param model_name: Name of the model in the registry folder (letters, digits, ``_.-``).
+    :type model_name: str
+    :param models_root: Registry folder or URI; default ``<output root>/models``.
+    :type models_root: str | None
+    """
+
+    component = "deploy.local"
+    component_fields = ("model", "model_name", "models_root")
+    template_fields = (*component_fields, "engine", "output_root")
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        model_name: str = "model",
+        models_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.model_name = model_name
+        self.models_root = models_root

@@ -1,0 +1,117 @@
+"""Generate the operator modules (one class per component) from the component specs.
+
+Run ``python -m claimed_airflow.operators.generate`` after changing a component; a test fails
+while the committed modules differ from what this writes. The classes are explicit source (not
+built at run time) so that Elyra, IDEs and type checkers can read them.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+
+from claimed_airflow.core import registry
+from claimed_airflow.core.component import ComponentSpec
+
+HERE = Path(__file__).parent
+HEADER = '"""{title} operators, generated from the component specs by ``python -m claimed_airflow.operators.generate``.\n\nDo not edit by hand: change the component, then regenerate.\n"""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\nfrom claimed_airflow.operators.base import ClaimedOperator\n'  # noqa: E501
+
+
+def _python_type(param) -> str:
+    if param.kind == "input":
+        return "str" if param.required else "str | None"
+    return param.type
+
+
+def _literal(value) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def _tuple(names: list[str], indent: str) -> str:
+    items = [json.dumps(n) for n in names]
+    one_line = f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+    if len(indent) + len(one_line) + 24 <= 120:
+        return one_line
+    return "(\n" + "".join(f"{indent}    {item},\n" for item in items) + f"{indent})"
+
+
+def _wrap(text: str, indent: str, first: str = "") -> list[str]:
+    hanging = indent + "    " if first else indent
+    return textwrap.wrap(first + text, width=100, initial_indent=indent, subsequent_indent=hanging)
+
+
+def operator_source(spec: ComponentSpec) -> str:
+    args = spec.arguments
+    lines = ["", "", f"class {spec.operator}(ClaimedOperator):"]
+    lines.append(f'    """{spec.summary}')
+    lines.append("")
+    rest = spec.description[len(spec.summary) :].strip()
+    if rest:
+        lines += _wrap(rest, "    ") + [""]
+    outputs = ", ".join(o.name for o in spec.outputs) or "none"
+    lines.append(f"    Runs the ``{spec.name}`` component. Outputs (XCom keys): {outputs}.")
+    lines.append("")
+    for p in args:
+        lines += _wrap(p.description or p.name, "    ", f":param {p.name}: ")
+        lines.append(f"    :type {p.name}: {_python_type(p)}")
+    lines.append('    """')
+    lines.append("")
+    lines.append(f'    component = "{spec.name}"')
+    lines.append(f"    component_fields = {_tuple([p.name for p in args], '    ')}")
+    if spec.gate:
+        lines.append("    gate = True")
+    lines.append('    template_fields = (*component_fields, "engine", "output_root")')
+    lines.append("")
+    signature = ["self", "*"]
+    for p in args:
+        default = "" if p.required else f" = {_literal(p.default)}"
+        signature.append(f"{p.name}: {_python_type(p)}{default}")
+    signature.append("**kwargs: Any")
+    lines.append("    def __init__(")
+    lines += [f"        {item}," for item in signature]
+    lines.append("    ) -> None:")
+    lines.append("        super().__init__(**kwargs)")
+    lines += [f"        self.{p.name} = {p.name}" for p in args]
+    return "\n".join(lines) + "\n"
+
+
+def module_sources() -> dict[str, str]:
+    by_category: dict[str, list[ComponentSpec]] = defaultdict(list)
+    for spec in registry.components().values():
+        by_category[spec.category].append(spec)
+    return {
+        category: HEADER.format(title=category.capitalize()) + "".join(operator_source(s) for s in specs)
+        for category, specs in sorted(by_category.items())
+    }
+
+
+def init_source(sources: dict[str, str]) -> str:
+    names = [(category, spec.operator) for spec in registry.components().values() for category in [spec.category]]
+    lines = ['"""Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""', ""]
+    lines.append("from claimed_airflow.operators.base import ClaimedOperator")
+    for category in sorted(sources):
+        operators = sorted(op for c, op in names if c == category)
+        lines.append(f"from claimed_airflow.operators.{category} import {', '.join(operators)}")
+    lines += ["", "__all__ = ["]
+    lines += [f'    "{name}",' for name in sorted(["ClaimedOperator", *(op for _, op in names)])]
+    lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
+def generated_files() -> dict[Path, str]:
+    sources = module_sources()
+    files = {HERE / f"{category}.py": text for category, text in sources.items()}
+    files[HERE / "__init__.py"] = init_source(sources)
+    return files
+
+
+def main() -> None:
+    for path, text in generated_files().items():
+        path.write_text(text)
+        print(f"wrote {path.name}")
+
+
+if __name__ == "__main__":
+    main()

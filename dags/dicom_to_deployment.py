@@ -1,0 +1,85 @@
+"""
+### DICOM to deployment
+
+The CLAIMED health-care computer-vision pipeline, built from claimed-airflow operators:
+
+1. **dicom_input** reads a folder of DICOM files and a labels table (unreadable files are set aside
+   and listed in the task's manifest),
+2. **dicom_to_images** decodes the pixel data into normalised PNGs per label,
+3. **train** fits a MobileNetV2 (Keras 3, no pretrained weights, seeded),
+4. **predict** scores the images and **confusion_matrix** measures accuracy,
+5. **blessing** checks `accuracy >= min_accuracy`; when false, **deploy** is skipped,
+6. **deploy** publishes the model to a versioned model folder.
+
+Outputs go to `<output root>/dicom_to_deployment/<run_id>/<task_id>/`; the default data is the
+bundled chest X-ray sample (10 Secondary Capture files built with `input.images_to_dicom`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import DAG, Param
+
+from claimed_airflow.operators import (
+    ConditionBlessingOperator,
+    ConfusionMatrixMetricOperator,
+    DicomInputOperator,
+    DicomToImagesTransformOperator,
+    LocalDeployOperator,
+    MobileNetV2TrainOperator,
+    PredictImagesOperator,
+)
+
+SAMPLE = Path(__file__).resolve().parent / "sample_data" / "chestxray"
+
+with DAG(
+    dag_id="dicom_to_deployment",
+    description="DICOM in, MobileNetV2 trained, evaluated, blessed and deployed.",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["claimed", "dicom", "computer-vision"],
+    default_args={"owner": "claimed"},
+    params={
+        "dicom_source": Param(str(SAMPLE / "dicom"), type="string", description="Folder, glob or URI of DICOM files."),
+        "labels": Param(str(SAMPLE / "labels.csv"), type="string", description="Labels table (column file, label)."),
+        "image_size": Param(64, type="integer", minimum=32, maximum=512, description="Image width/height in pixels."),
+        "epochs": Param(3, type="integer", minimum=1, maximum=200, description="Training epochs."),
+        "seed": Param(42, type="integer", description="Random seed of the training."),
+        "min_accuracy": Param(
+            0.5, type="number", minimum=0, maximum=1, description="Blessing threshold: deploy if accuracy >= this."
+        ),
+    },
+) as dag:
+    dicom = DicomInputOperator(
+        task_id="dicom_input",
+        source="{{ params.dicom_source }}",
+        labels="{{ params.labels }}",
+        label_key="file",
+        label_column="label",
+    )
+    images = DicomToImagesTransformOperator(
+        task_id="dicom_to_images",
+        metadata=dicom.output["metadata"],
+        files=dicom.output["files"],
+        size="{{ params.image_size }}",
+    )
+    train = MobileNetV2TrainOperator(
+        task_id="train",
+        images=images.output["images"],
+        epochs="{{ params.epochs }}",
+        image_size="{{ params.image_size }}",
+        seed="{{ params.seed }}",
+    )
+    predict = PredictImagesOperator(task_id="predict", model=train.output["model"], images=images.output["images"])
+    metrics = ConfusionMatrixMetricOperator(task_id="confusion_matrix", predictions=predict.output["predictions"])
+    blessing = ConditionBlessingOperator(
+        task_id="blessing",
+        metrics=metrics.output["metrics"],
+        condition="accuracy >= {{ params.min_accuracy }}",
+    )
+    deploy = LocalDeployOperator(task_id="deploy", model=train.output["model"], model_name="chestxray_mobilenet_v2")
+    blessing >> deploy
