@@ -36,6 +36,17 @@ def discover(source: str) -> tuple[Path, list[Path]]:
     return base, matches
 
 
+def check_pixel_data(ds) -> None:
+    """Raise ValueError when uncompressed pixel data is shorter than its Rows x Columns x frames need."""
+    from pydicom.pixels.utils import get_expected_length
+
+    if "PixelData" not in ds or ds.file_meta.TransferSyntaxUID.is_compressed:
+        return
+    expected, found = get_expected_length(ds, unit="bytes"), len(ds.PixelData)
+    if found < expected:
+        raise ValueError(f"pixel data truncated: {found} of {expected} bytes")
+
+
 def age_in_years(value: str | None) -> float | None:
     """DICOM AS (``045Y``, ``006M``, ``010W``, ``020D``) -> years; None if absent or malformed."""
     if not value or len(value) < 2 or value[-1] not in _AGE_UNITS or not value[:-1].isdigit():
@@ -78,8 +89,7 @@ def dicom(
         relative = path.relative_to(base).as_posix()
         try:
             ds = pydicom.dcmread(path)
-            if "PixelData" in ds:
-                ds.PixelData  # noqa: B018 - loads the element, so a truncated file fails here
+            check_pixel_data(ds)
         except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
             reject(relative, f"not a readable DICOM file ({type(exc).__name__}: {exc})")
             continue

@@ -1,0 +1,89 @@
+"""Test set-up: a throw-away AIRFLOW_HOME and dags folder, configured before Airflow is imported."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+_home = Path(tempfile.mkdtemp(prefix="claimed-airflow-home-"))
+_dags = _home / "dags"
+_dags.mkdir()
+for source in [*(ROOT / "dags").iterdir(), *(ROOT / "tests" / "dags").glob("*.py")]:
+    if source.name != "__pycache__":
+        (_dags / source.name).symlink_to(source)
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CLAIMED__OUTPUT_ROOT": str(_home / "artifacts"),
+        "CLAIMED_OUTPUT_ROOT": str(_home / "artifacts"),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """AIRFLOW_HOME with a migrated SQLite metadata database (real ``airflow db migrate``)."""
+    if not (_home / "airflow.db").exists():
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ)
+    return _home
+
+
+@pytest.fixture(scope="session")
+def output_root() -> Path:
+    return _home / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def run_dag(airflow_home):
+    """Run a DAG of the dags folder with ``dag.test()``; returns (state, {task_id: state}, run_id)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(_dags), include_examples=False)
+    assert not bag.import_errors, bag.import_errors
+
+    def run(dag_id: str, conf: dict | None = None):
+        dag_run = bag.get_dag(dag_id).test(run_conf=conf or {})
+        states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+        return str(dag_run.state), states, dag_run.run_id
+
+    return run
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def dicom_folder(tmp_path, shared_data) -> Path:
+    """Real DICOM files (uncompressed and compressed) plus one truncated file and one text file."""
+    folder = tmp_path / "dicom"
+    (folder / "nested").mkdir(parents=True)
+    for name in ("CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "JPGExtended.dcm"):
+        shutil.copy(shared_data / "dicom" / "pydicom" / name, folder / name)
+    shutil.copy(shared_data / "dicom" / "highdicom" / "dx_image.dcm", folder / "nested" / "dx_image.dcm")
+    data = (shared_data / "dicom" / "pydicom" / "CT_small.dcm").read_bytes()
+    (folder / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    (folder / "notes.txt").write_text("not a DICOM file\n")
+    return folder

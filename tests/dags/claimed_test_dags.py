@@ -1,0 +1,40 @@
+"""Small DAGs used by the tests: the blessing gate and DICOM input with bad files."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG, Param
+
+from claimed_airflow.operators import (
+    ClaimedOperator,
+    ConditionBlessingOperator,
+    DicomInputOperator,
+    FilterOperator,
+)
+
+with DAG(
+    dag_id="claimed_test_gate",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    params={"table": Param("", type="string"), "condition": Param("accuracy > 0.5", type="string")},
+) as gate_dag:
+    kept = FilterOperator(task_id="filter", table="{{ params.table }}", condition="label == prediction")
+    metrics = ClaimedOperator(
+        task_id="metrics",
+        component="metric.confusion_matrix",
+        arguments={"predictions": "{{ params.table }}"},
+    )
+    blessing = ConditionBlessingOperator(
+        task_id="blessing", metrics=metrics.output["metrics"], condition="{{ params.condition }}"
+    )
+    after = FilterOperator(task_id="after_gate", table=kept.output["output"], condition="label == 'a'")
+    blessing >> after
+
+with DAG(
+    dag_id="claimed_test_dicom_input",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    params={"source": Param("", type="string")},
+) as dicom_dag:
+    DicomInputOperator(task_id="dicom_input", source="{{ params.source }}")
