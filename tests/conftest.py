@@ -57,7 +57,7 @@ def run_dag(airflow_home):
     """Run a DAG of the dags folder with ``dag.test()``; returns (state, {task_id: state}, run_id)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(_dags), include_examples=False)
+    bag = DagBag(dag_folder=str(_dags))
     assert not bag.import_errors, bag.import_errors
 
     def run(dag_id: str, conf: dict | None = None):

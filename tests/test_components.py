@@ -23,8 +23,11 @@ def _manifest(result) -> dict:
 
 def test_images_to_dicom_builds_readable_secondary_captures(tmp_path, shared_data):
     chest = shared_data / "chestxray"
-    result = run("input.images_to_dicom", {"images": str(chest), "labels": str(chest / "labels.csv"),
-                                          "max_size": 128}, root=str(tmp_path))
+    result = run(
+        "input.images_to_dicom",
+        {"images": str(chest), "labels": str(chest / "labels.csv"), "max_size": 128},
+        root=str(tmp_path),
+    )
     assert result["images_converted"] == 10
     index = pd.read_csv(result["index"])
     assert set(index["label"]) == {"COVID-19", "No Finding"}
@@ -35,16 +38,20 @@ def test_images_to_dicom_builds_readable_secondary_captures(tmp_path, shared_dat
     labels = pd.read_csv(chest / "labels.csv").set_index("filename")
     row = labels.loc[index["source"][0]]
     assert first.PatientSex == row["sex"]
-    again = run("input.images_to_dicom", {"images": str(chest), "labels": str(chest / "labels.csv"),
-                                         "max_size": 128}, root=str(tmp_path / "again"))
+    again = run(
+        "input.images_to_dicom",
+        {"images": str(chest), "labels": str(chest / "labels.csv"), "max_size": 128},
+        root=str(tmp_path / "again"),
+    )
     assert pydicom.dcmread(Path(again["dicom"]) / index["file"][0]).SOPInstanceUID == first.SOPInstanceUID
 
 
 def test_images_to_dicom_sets_aside_missing_images(tmp_path, shared_data):
     labels = tmp_path / "labels.csv"
     labels.write_text("filename,finding,sex,age\n7afaaccc.jpg,No Finding,F,\nmissing.png,COVID-19,M,40\n")
-    result = run("input.images_to_dicom", {"images": str(shared_data / "chestxray"), "labels": str(labels)},
-                 root=str(tmp_path))
+    result = run(
+        "input.images_to_dicom", {"images": str(shared_data / "chestxray"), "labels": str(labels)}, root=str(tmp_path)
+    )
     assert result["images_converted"] == 1
     assert [r["item"] for r in _manifest(result)["rejected"]] == ["missing.png"]
 
@@ -84,8 +91,11 @@ def test_patient_age_in_years(text, years):
 
 def test_dicom_to_images_decodes_compressed_files(tmp_path, dicom_folder):
     read = run("input.dicom", {"source": str(dicom_folder)}, root=str(tmp_path))
-    result = run("transform.dicom_to_images", {"metadata": read["metadata"], "files": read["files"], "size": 32},
-                 root=str(tmp_path))
+    result = run(
+        "transform.dicom_to_images",
+        {"metadata": read["metadata"], "files": read["files"], "size": 32},
+        root=str(tmp_path),
+    )
     index = pd.read_csv(Path(result["images"]) / "index.csv")
     assert len(index) == 5  # RLE, JPEG extended and the MONOCHROME1 DX decode too
     for name in index["image"]:
@@ -105,17 +115,22 @@ def test_monochrome1_is_inverted(shared_data):
 @pytest.fixture
 def predictions(tmp_path) -> Path:
     path = tmp_path / "predictions.csv"
-    pd.DataFrame({"label": ["a", "a", "b", "b", "b"], "prediction": ["a", "b", "b", "b", "a"],
-                  "age": [20, 30, 40, 50, 60]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {"label": ["a", "a", "b", "b", "b"], "prediction": ["a", "b", "b", "b", "a"], "age": [20, 30, 40, 50, 60]}
+    ).to_csv(path, index=False)
     return path
 
 
 def test_filter_and_apply(tmp_path, predictions):
-    kept = run("filter.rows", {"table": str(predictions), "condition": "label == prediction and age > 25"},
-               root=str(tmp_path))
+    kept = run(
+        "filter.rows", {"table": str(predictions), "condition": "label == prediction and age > 25"}, root=str(tmp_path)
+    )
     assert pd.read_parquet(kept["output"])["age"].tolist() == [40, 50]
-    applied = run("transform.apply", {"table": str(predictions), "column": "senior", "expression": "age >= 50"},
-                  root=str(tmp_path))
+    applied = run(
+        "transform.apply",
+        {"table": str(predictions), "column": "senior", "expression": "age >= 50"},
+        root=str(tmp_path),
+    )
     assert pd.read_parquet(applied["output"])["senior"].tolist() == [False, False, False, True, True]
     with pytest.raises(ParameterError, match="condition: .*Attribute is not allowed"):
         run("filter.rows", {"table": str(predictions), "condition": "age.__class__"}, root=str(tmp_path))
@@ -130,12 +145,16 @@ def test_confusion_matrix(tmp_path, predictions):
     assert Image.open(result["plot"]).format == "PNG"
 
 
-@pytest.mark.parametrize(("condition", "blessed"), [("accuracy >= 0.5", True), ("accuracy > 0.9 or count < 2", False),
-                                                    ("precision_b > 0.6 and count == 5", True)])
+@pytest.mark.parametrize(
+    ("condition", "blessed"),
+    [("accuracy >= 0.5", True), ("accuracy > 0.9 or count < 2", False), ("precision_b > 0.6 and count == 5", True)],
+)
 def test_blessing_condition(tmp_path, predictions, condition, blessed):
     metrics = run("metric.confusion_matrix", {"predictions": str(predictions)}, root=str(tmp_path))["metrics"]
-    assert run("deploy.condition_blessing", {"metrics": metrics, "condition": condition},
-               root=str(tmp_path))["blessed"] is blessed
+    assert (
+        run("deploy.condition_blessing", {"metrics": metrics, "condition": condition}, root=str(tmp_path))["blessed"]
+        is blessed
+    )
 
 
 def test_deploy_local_versions(tmp_path):
@@ -153,9 +172,14 @@ def test_deploy_local_versions(tmp_path):
 def test_train_and_predict_mobilenet_v2(tmp_path):
     pytest.importorskip("keras")
     sample = Path(__file__).resolve().parents[1] / "dags" / "sample_data" / "chestxray"
-    read = run("input.dicom", {"source": str(sample / "dicom"), "labels": str(sample / "labels.csv")}, root=str(tmp_path))
-    images = run("transform.dicom_to_images", {"metadata": read["metadata"], "files": read["files"], "size": 32},
-                 root=str(tmp_path))["images"]
+    read = run(
+        "input.dicom", {"source": str(sample / "dicom"), "labels": str(sample / "labels.csv")}, root=str(tmp_path)
+    )
+    images = run(
+        "transform.dicom_to_images",
+        {"metadata": read["metadata"], "files": read["files"], "size": 32},
+        root=str(tmp_path),
+    )["images"]
     args = {"images": images, "epochs": 1, "image_size": 32, "seed": 7}
     first = run("train.mobilenet_v2", args, root=str(tmp_path / "a"))
     second = run("train.mobilenet_v2", args, root=str(tmp_path / "b"))

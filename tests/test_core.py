@@ -184,7 +184,9 @@ def test_runner_writes_outputs_and_manifest(tmp_path):
     data = tmp_path / "in.txt"
     data.write_text("good\nbad one\ngood\n")
     scope = Scope(dag_id="d", run_id="r", task_id="t")
-    result = run(sample.spec, {"data": str(data), "epochs": "5", "tags": "x,y"}, root=str(tmp_path / "root"), scope=scope)
+    result = run(
+        sample.spec, {"data": str(data), "epochs": "5", "tags": "x,y"}, root=str(tmp_path / "root"), scope=scope
+    )
     assert result["result"] == str(tmp_path / "root" / "d" / "r" / "t" / "result.json")
     assert result["lines"] == 3
     assert json.loads(Path(result["result"]).read_text()) == {"lines": 3, "epochs": 5, "tags": ["x", "y"]}

@@ -67,8 +67,12 @@ def test_component_reads_and_writes_s3(s3_endpoint, tmp_path):
     fs = s3_endpoint
     fs.pipe("claimed/in/table.csv", b"label,prediction\na,a\nb,a\nb,b\n")
     scope = Scope(dag_id="dag", run_id="run:1", task_id="filter")
-    result = run("filter.rows", {"table": "s3://claimed/in/table.csv", "condition": "label == prediction"},
-                 root="s3://claimed/artifacts", scope=scope)
+    result = run(
+        "filter.rows",
+        {"table": "s3://claimed/in/table.csv", "condition": "label == prediction"},
+        root="s3://claimed/artifacts",
+        scope=scope,
+    )
     assert result["output"] == "s3://claimed/artifacts/dag/run_1/filter/table.parquet"
     assert result["rows_out"] == 2
     local = tmp_path / "t.parquet"

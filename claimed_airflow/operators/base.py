@@ -100,12 +100,11 @@ class ClaimedOperator(BaseOperator):
         return result
 
     def _skip_downstream(self, context: Any, result: dict[str, Any]) -> None:
-        from airflow.sdk import SkipMixin
-
+        """Gate operators (which also inherit SkipMixin): keep the XComs, then skip what follows."""
         ti = context["ti"]
         for key, value in result.items():
             ti.xcom_push(key=key, value=value)
         ti.xcom_push(key="return_value", value=result)
         tasks = [t for t in context["task"].get_flat_relatives(upstream=False) if not t.is_teardown]
         if tasks:
-            SkipMixin.skip(self, ti=ti, tasks=tasks)
+            self.skip(ti=ti, tasks=tasks)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.sdk import SkipMixin
+
 from claimed_airflow.operators.base import ClaimedOperator
 
 
-class ConditionBlessingOperator(ClaimedOperator):
+class ConditionBlessingOperator(ClaimedOperator, SkipMixin):
     """Evaluate ``condition`` over the values of a metrics JSON file; false skips downstream tasks.
 
     In Airflow the tasks after the gate are skipped (not failed) when the model is not blessed.

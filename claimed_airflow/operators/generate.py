@@ -44,7 +44,8 @@ def _wrap(text: str, indent: str, first: str = "") -> list[str]:
 
 def operator_source(spec: ComponentSpec) -> str:
     args = spec.arguments
-    lines = ["", "", f"class {spec.operator}(ClaimedOperator):"]
+    bases = "ClaimedOperator, SkipMixin" if spec.gate else "ClaimedOperator"
+    lines = ["", "", f"class {spec.operator}({bases}):"]
     lines.append(f'    """{spec.summary}')
     lines.append("")
     rest = spec.description[len(spec.summary) :].strip()
@@ -81,10 +82,15 @@ def module_sources() -> dict[str, str]:
     by_category: dict[str, list[ComponentSpec]] = defaultdict(list)
     for spec in registry.components().values():
         by_category[spec.category].append(spec)
-    return {
-        category: HEADER.format(title=category.capitalize()) + "".join(operator_source(s) for s in specs)
-        for category, specs in sorted(by_category.items())
-    }
+    sources = {}
+    for category, specs in sorted(by_category.items()):
+        header = HEADER.format(title=category.capitalize())
+        if any(s.gate for s in specs):
+            header = header.replace(
+                "from typing import Any\n", "from typing import Any\n\nfrom airflow.sdk import SkipMixin\n"
+            )
+        sources[category] = header + "".join(operator_source(s) for s in specs)
+    return sources
 
 
 def init_source(sources: dict[str, str]) -> str:

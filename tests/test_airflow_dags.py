@@ -1,0 +1,85 @@
+"""Real Airflow: ``airflow db migrate`` in a temporary AIRFLOW_HOME, then ``dag.test()`` of real DAGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from claimed_airflow.core.storage import safe_name
+
+
+def _task_dir(output_root: Path, dag_id: str, run_id: str, task_id: str) -> Path:
+    return output_root / dag_id / safe_name(run_id) / task_id
+
+
+@pytest.fixture
+def predictions(tmp_path) -> Path:
+    path = tmp_path / "predictions.csv"
+    pd.DataFrame({"label": ["a", "a", "b", "b"], "prediction": ["a", "b", "b", "b"]}).to_csv(path, index=False)
+    return path
+
+
+def test_blessed_gate_runs_downstream(run_dag, predictions, output_root):
+    state, tasks, run_id = run_dag("claimed_test_gate", {"table": str(predictions), "condition": "accuracy > 0.5"})
+    assert state == "success"
+    assert tasks == {"filter": "success", "metrics": "success", "blessing": "success", "after_gate": "success"}
+    after = _task_dir(output_root, "claimed_test_gate", run_id, "after_gate")
+    assert pd.read_parquet(after / "table.parquet")["label"].tolist() == ["a"]  # XCom URI passed downstream
+
+
+def test_unblessed_gate_skips_downstream_not_fails(run_dag, predictions, output_root):
+    state, tasks, run_id = run_dag("claimed_test_gate", {"table": str(predictions), "condition": "accuracy > 0.9"})
+    assert state == "success"
+    assert tasks["blessing"] == "success" and tasks["after_gate"] == "skipped" and tasks["filter"] == "success"
+    manifest = json.loads(
+        (_task_dir(output_root, "claimed_test_gate", run_id, "blessing") / "manifest.json").read_text()
+    )
+    assert manifest["values"] == {"blessed": False}
+
+
+def _task_log(capfd, caplog) -> str:
+    """What the task logged: Airflow's structured log (stdout) and stdlib logging seen by pytest."""
+    return capfd.readouterr().out + caplog.text
+
+
+def test_bad_dicom_is_reported_and_the_batch_goes_on(run_dag, dicom_folder, output_root, capfd, caplog):
+    state, tasks, run_id = run_dag("claimed_test_dicom_input", {"source": str(dicom_folder)})
+    assert state == "success", tasks
+    task_dir = _task_dir(output_root, "claimed_test_dicom_input", run_id, "dicom_input")
+    manifest = json.loads((task_dir / "manifest.json").read_text())
+    assert {r["item"] for r in manifest["rejected"]} == {"truncated.dcm", "notes.txt"}
+    assert len(pd.read_parquet(task_dir / "metadata.parquet")) == 5
+    assert "set aside truncated.dcm: not a readable DICOM file" in _task_log(capfd, caplog)
+
+
+def test_missing_input_fails_the_task_with_a_clear_error(run_dag, tmp_path, capfd, caplog):
+    state, tasks, _ = run_dag("claimed_test_dicom_input", {"source": str(tmp_path / "nowhere")})
+    assert state == "failed" and tasks["dicom_input"] == "failed"
+    assert f"input.dicom: source: input path does not exist: {tmp_path / 'nowhere'}" in _task_log(capfd, caplog)
+
+
+@pytest.mark.e2e
+def test_flagship_dicom_to_deployment(run_dag, output_root):
+    state, tasks, run_id = run_dag("dicom_to_deployment", {"epochs": 2, "image_size": 32, "min_accuracy": 0.0})
+    assert state == "success"
+    assert set(tasks.values()) == {"success"}, tasks
+    deploy = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "deploy") / "manifest.json").read_text())
+    model = Path(deploy["values"]["model_uri"])
+    assert (model / "model.keras").exists() and (model / "labels.json").exists()
+    train = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "train") / "manifest.json").read_text())
+    assert train["parameters"] == {
+        "epochs": 2,
+        "batch_size": 16,
+        "image_size": 32,
+        "alpha": 0.35,
+        "learning_rate": 0.001,
+        "seed": 42,
+    }
+    assert train["inputs"]["images"]["hash"].startswith("sha256:")
+    metrics = json.loads(
+        (_task_dir(output_root, "dicom_to_deployment", run_id, "confusion_matrix") / "metrics.json").read_text()
+    )
+    assert metrics["count"] == 10

@@ -1,0 +1,63 @@
+"""The ``claimed-airflow`` command, run as users and containers run it: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [str(Path(sys.executable).parent / "claimed-airflow")]
+
+
+def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_list_and_describe():
+    listed = cli("list")
+    assert listed.returncode == 0
+    assert "input.dicom" in listed.stdout and "train.mobilenet_v2" in listed.stdout
+    described = cli("describe", "train.mobilenet_v2", "--json")
+    spec = json.loads(described.stdout)
+    assert spec["resources"]["gpus"] == 1
+    assert {p["name"]: p["type"] for p in spec["parameters"]}["epochs"] == "int"
+    assert "epochs: int = 3" in cli("describe", "train.mobilenet_v2").stdout
+
+
+def test_run_prints_output_uris(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n1,2\n3,4\n")
+    done = cli(
+        "run",
+        "filter.rows",
+        "--table",
+        str(table),
+        "--condition=a > 1",
+        "--output-root",
+        str(tmp_path),
+        "--dag-id",
+        "d",
+        "--run-id",
+        "r",
+        "--task-id",
+        "t",
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["output"] == str(tmp_path / "d" / "r" / "t" / "table.parquet")
+    assert result["rows_out"] == 1 and Path(result["manifest"]).exists()
+
+
+def test_bad_input_is_one_line_and_non_zero(tmp_path):
+    done = cli("run", "train.mobilenet_v2", "--images", str(tmp_path), "--epochs", "abc")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "claimed-airflow: error: epochs: expected an integer, got 'abc'"
+    missing = cli("run", "input.dicom", "--source", str(tmp_path / "absent"), "--output-root", str(tmp_path))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"claimed-airflow: error: source: input path does not exist: {tmp_path / 'absent'}"
+    )
+    unknown = cli("run", "filter.rows", "--tabel", "x")
+    assert unknown.returncode == 2 and "unknown parameter --tabel" in unknown.stderr
+    assert cli("describe", "nope.nope").returncode == 2

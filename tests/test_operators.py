@@ -1,0 +1,87 @@
+"""The Airflow adapter: generated operator classes, provider registration and DAG-parse hygiene."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import claimed_airflow
+from claimed_airflow.core.registry import components
+from claimed_airflow.operators import generate
+
+
+def test_generated_operator_modules_are_in_sync():
+    stale = [path.name for path, text in generate.generated_files().items() if path.read_text() != text]
+    assert not stale, f"regenerate with `python -m claimed_airflow.operators.generate`: {stale}"
+
+
+@pytest.mark.parametrize("spec", list(components().values()), ids=lambda s: s.name)
+def test_operator_matches_its_component(spec):
+    import claimed_airflow.operators as operators
+
+    cls = getattr(operators, spec.operator)
+    signature = inspect.signature(cls.__init__)
+    arguments = [p.name for p in spec.arguments]
+    assert [n for n in signature.parameters if n not in ("self", "kwargs")] == arguments
+    for name in arguments:
+        assert name in cls.template_fields
+        assert f":param {name}:" in cls.__doc__ and f":type {name}:" in cls.__doc__
+    assert cls.component == spec.name and cls.gate == spec.gate
+    required = {p.name for p in spec.arguments if p.required}
+    assert {n for n, p in signature.parameters.items() if p.default is inspect.Parameter.empty} - {
+        "self",
+        "kwargs",
+    } == required
+
+
+def test_template_fields_are_constructor_arguments():
+    import claimed_airflow.operators as operators
+
+    for name in operators.__all__:
+        cls = getattr(operators, name)
+        init_params = set(inspect.signature(cls.__init__).parameters) | set(
+            inspect.signature(operators.ClaimedOperator.__init__).parameters
+        )
+        assert set(cls.template_fields) <= init_params, name
+
+
+def test_provider_info_lists_importable_modules():
+    import importlib
+
+    info = claimed_airflow.get_provider_info()
+    assert info["package-name"] == "claimed-airflow" and info["versions"] == [claimed_airflow.__version__]
+    for group in info["operators"]:
+        for module in group["python-modules"]:
+            importlib.import_module(module)
+
+
+def test_airflow_providers_list_shows_the_provider(airflow_home):
+    done = subprocess.run(
+        ["airflow", "providers", "list", "-o", "json"], capture_output=True, text=True, env=os.environ, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    providers = {p["package_name"]: p for p in json.loads(done.stdout)}
+    assert providers["claimed-airflow"]["version"] == claimed_airflow.__version__
+
+
+def test_importing_operators_and_the_dag_imports_nothing_heavy():
+    code = textwrap.dedent(
+        """
+        import sys, runpy
+        import claimed_airflow.operators
+        runpy.run_path("dags/dicom_to_deployment.py")
+        heavy = ("tensorflow", "keras", "aif360", "art", "pyspark", "kfp", "torch", "pandas", "numpy",
+                 "pydicom", "sklearn", "matplotlib", "PIL")
+        print(",".join(m for m in heavy if m in sys.modules))
+        """
+    )
+    root = os.path.dirname(os.path.dirname(__file__))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
