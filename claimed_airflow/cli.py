@@ -18,7 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("list", help="list the components")
+    listing = commands.add_parser("list", help="list the components")
+    listing.add_argument("--markdown", action="store_true", help="print the Markdown table used in README.md")
 
     describe = commands.add_parser("describe", help="show a component's spec")
     describe.add_argument("component")
@@ -37,18 +38,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--task-id", help="scope: task id (default: the component name)")
     run.add_argument("--output", action="append", default=[], metavar="NAME=URI", help="place an output explicitly")
 
+    demo = commands.add_parser("demo", help="run the DICOM-to-deployment DAG locally (embedded SQLite)")
+    demo.add_argument("--dags-folder", default="dags", help="folder with dicom_to_deployment.py (default ./dags)")
+    demo.add_argument("--airflow-home", default=".airflow", help="AIRFLOW_HOME to create/use (default ./.airflow)")
+    demo.add_argument(
+        "--output-root", default="claimed-artifacts", help="where outputs go (default ./claimed-artifacts)"
+    )
+    demo.add_argument("--conf", default=None, help="DAG params as JSON, e.g. '{\"epochs\": 5}'")
+
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "list":
-            for spec in registry.components().values():
+            if args.markdown:
+                print(components_markdown())
+            for spec in [] if args.markdown else registry.components().values():
                 print(f"{spec.name:32} {spec.summary}")
         elif args.command == "describe":
             spec = registry.get(args.component)
             print(json.dumps(spec.to_dict(), indent=2, default=str) if args.json else describe_text(spec))
         elif args.command == "run":
             print(json.dumps(run_command(args, extra), indent=2, default=str))
+        elif args.command == "demo":
+            from claimed_airflow.demo import print_summary, run_demo
+
+            conf = json.loads(args.conf) if args.conf else None
+            print_summary(run_demo(args.dags_folder, args.airflow_home, args.output_root, conf))
     except ClaimedError as exc:
         print(f"claimed-airflow: error: {exc}", file=sys.stderr)
         return 2
@@ -94,6 +110,17 @@ def parse_arguments(spec, tokens: list[str]) -> dict[str, str]:
         values[name] = value
         i += 1
     return values
+
+
+def components_markdown() -> str:
+    """The component table of README.md (a test keeps the README in sync with the registry)."""
+    rows = ["| component | operator | inputs | outputs | what it does |", "| --- | --- | --- | --- | --- |"]
+    for spec in registry.components().values():
+        inputs = ", ".join(p.name for p in spec.inputs)
+        outputs = ", ".join(p.name for p in spec.outputs)
+        gpu = " (GPU)" if spec.resources.gpus else ""
+        rows.append(f"| `{spec.name}`{gpu} | `{spec.operator}` | {inputs} | {outputs} | {spec.summary} |")
+    return "\n".join(rows)
 
 
 def describe_text(spec) -> str:

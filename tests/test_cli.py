@@ -61,3 +61,11 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path):
     unknown = cli("run", "filter.rows", "--tabel", "x")
     assert unknown.returncode == 2 and "unknown parameter --tabel" in unknown.stderr
     assert cli("describe", "nope.nope").returncode == 2
+
+
+def test_readme_component_table_is_in_sync():
+    from claimed_airflow.cli import components_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("<!-- components:start -->\n", 1)[1].split("\n<!-- components:end -->", 1)[0]
+    assert table == components_markdown(), "regenerate with `claimed-airflow list --markdown`"

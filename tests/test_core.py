@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from claimed_airflow.core import InputPath, OutputPath, component, reject
-from claimed_airflow.core import storage
+from claimed_airflow.core import InputPath, OutputPath, component, reject, storage
 from claimed_airflow.core.errors import ClaimedError, ParameterError
 from claimed_airflow.core.expressions import evaluate
 from claimed_airflow.core.registry import components, get
