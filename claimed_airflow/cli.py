@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -11,6 +12,9 @@ from collections.abc import Sequence
 from claimed_airflow import __version__
 from claimed_airflow.core import registry
 from claimed_airflow.core.errors import ClaimedError
+
+# Modules that add sub-commands: each has ``register(subparsers)`` and sets ``func`` on its parser.
+COMMAND_MODULES = ("claimed_airflow.demo",)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,13 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--task-id", help="scope: task id (default: the component name)")
     run.add_argument("--output", action="append", default=[], metavar="NAME=URI", help="place an output explicitly")
 
-    demo = commands.add_parser("demo", help="run the DICOM-to-deployment DAG locally (embedded SQLite)")
-    demo.add_argument("--dags-folder", default="dags", help="folder with dicom_to_deployment.py (default ./dags)")
-    demo.add_argument("--airflow-home", default=".airflow", help="AIRFLOW_HOME to create/use (default ./.airflow)")
-    demo.add_argument(
-        "--output-root", default="claimed-artifacts", help="where outputs go (default ./claimed-artifacts)"
-    )
-    demo.add_argument("--conf", default=None, help="DAG params as JSON, e.g. '{\"epochs\": 5}'")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
 
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
@@ -60,11 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(spec.to_dict(), indent=2, default=str) if args.json else describe_text(spec))
         elif args.command == "run":
             print(json.dumps(run_command(args, extra), indent=2, default=str))
-        elif args.command == "demo":
-            from claimed_airflow.demo import print_summary, run_demo
-
-            conf = json.loads(args.conf) if args.conf else None
-            print_summary(run_demo(args.dags_folder, args.airflow_home, args.output_root, conf))
+        else:
+            args.func(args)
     except ClaimedError as exc:
         print(f"claimed-airflow: error: {exc}", file=sys.stderr)
         return 2

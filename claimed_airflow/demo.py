@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -84,3 +85,17 @@ def print_summary(summary: dict) -> None:
         print(f"\ndeployed model: {deploy['values']['model_uri']}")
     else:
         print("\nthe model was not blessed, so it was not deployed")
+
+
+def register(commands) -> None:
+    demo = commands.add_parser("demo", help="run the DICOM-to-deployment DAG locally (embedded SQLite)")
+    demo.add_argument("--dags-folder", default="dags", help="folder with dicom_to_deployment.py (default ./dags)")
+    demo.add_argument("--airflow-home", default=".airflow", help="AIRFLOW_HOME to create/use (default ./.airflow)")
+    demo.add_argument("--output-root", default="claimed-artifacts", help="outputs (default ./claimed-artifacts)")
+    demo.add_argument("--conf", default=None, help="DAG params as JSON, e.g. '{\"epochs\": 5}'")
+    demo.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> None:
+    conf = json.loads(args.conf) if args.conf else None
+    print_summary(run_demo(args.dags_folder, args.airflow_home, args.output_root, conf))

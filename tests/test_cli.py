@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CLI = [str(Path(sys.executable).parent / "claimed-airflow")]
 
 
@@ -69,3 +71,29 @@ def test_readme_component_table_is_in_sync():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split("<!-- components:start -->\n", 1)[1].split("\n<!-- components:end -->", 1)[0]
     assert table == components_markdown(), "regenerate with `claimed-airflow list --markdown`"
+
+
+@pytest.mark.e2e
+def test_demo_runs_the_flagship_dag_and_prints_the_model(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [
+            *CLI,
+            "demo",
+            "--dags-folder",
+            str(root / "dags"),
+            "--airflow-home",
+            str(tmp_path / "home"),
+            "--output-root",
+            str(tmp_path / "out"),
+            "--conf",
+            '{"epochs": 1, "image_size": 32, "min_accuracy": 0}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    model = done.stdout.split("deployed model: ", 1)[1].strip()
+    assert model == str(tmp_path / "out" / "models" / "chestxray_mobilenet_v2" / "1")
+    assert (Path(model) / "model.keras").exists()
