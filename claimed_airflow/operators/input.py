@@ -31,6 +31,7 @@ class DicomInputOperator(ClaimedOperator):
 
     component = "input.dicom"
     component_fields = ("source", "labels", "label_key", "label_column")
+    ui_color = "#e3f2fd"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -88,6 +89,7 @@ class ImagesToDicomOperator(ClaimedOperator):
         "modality",
         "max_size",
     )
+    ui_color = "#e3f2fd"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

@@ -7,6 +7,7 @@ from datetime import datetime
 from airflow.sdk import DAG, Param
 
 from claimed_airflow.operators import (
+    ApplyTransformOperator,
     ClaimedOperator,
     ConditionBlessingOperator,
     DicomInputOperator,
@@ -38,3 +39,19 @@ with DAG(
     params={"source": Param("", type="string")},
 ) as dicom_dag:
     DicomInputOperator(task_id="dicom_input", source="{{ params.source }}")
+
+with DAG(
+    dag_id="claimed_test_cache",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    default_args={"cache": True},
+    params={"table": Param("", type="string"), "condition": Param("label == prediction", type="string")},
+) as cache_dag:
+    kept = FilterOperator(task_id="kept", table="{{ params.table }}", condition="{{ params.condition }}")
+    scored = ApplyTransformOperator(
+        task_id="scored", table=kept.output["output"], column="ok", expression="label == prediction"
+    )
+    ClaimedOperator(
+        task_id="metrics", component="metric.confusion_matrix", arguments={"predictions": scored.output["output"]}
+    )
+    FilterOperator(task_id="only_a", table="{{ params.table }}", condition="label == 'a'")
