@@ -35,8 +35,12 @@ def reproduce(manifest_uri: str, root: str | None = None) -> dict:
             current = None
             if storage.exists(item["uri"]):
                 current = storage.content_hash(storage.stage_input(name, item["uri"], Path(tmp) / "check"))
-            report["inputs"][name] = {"uri": item["uri"], "match": current == item["hash"],
-                                      "recorded": item["hash"], "current": current}
+            report["inputs"][name] = {
+                "uri": item["uri"],
+                "match": current == item["hash"],
+                "recorded": item["hash"],
+                "current": current,
+            }
         arguments = {**record["parameters"], **{n: i["uri"] for n, i in record["inputs"].items()}}
         scope = Scope(dag_id="reproduce", run_id=now(), task_id=spec.name)
         result = run(spec, arguments, root=root or str(Path(tmp) / "out"), scope=scope)
