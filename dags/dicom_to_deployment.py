@@ -9,7 +9,8 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
 3. **train** fits a MobileNetV2 (Keras 3, no pretrained weights, seeded),
 4. **predict** scores the images and **confusion_matrix** measures accuracy,
 5. **blessing** checks `accuracy >= min_accuracy`; when false, **deploy** is skipped,
-6. **deploy** publishes the model to a versioned model folder.
+6. **deploy** publishes the model to a versioned model folder and updates the Asset
+   `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each deployment.
 
 Outputs go to `<output root>/dicom_to_deployment/<run_id>/<task_id>/`; the default data is the
 bundled chest X-ray sample (10 Secondary Capture files built with `input.images_to_dicom`).
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from claimed_airflow.assets import model_asset
 from claimed_airflow.operators import (
     ConditionBlessingOperator,
     ConfusionMatrixMetricOperator,
@@ -81,5 +83,10 @@ with DAG(
         metrics=metrics.output["metrics"],
         condition="accuracy >= {{ params.min_accuracy }}",
     )
-    deploy = LocalDeployOperator(task_id="deploy", model=train.output["model"], model_name="chestxray_mobilenet_v2")
+    deploy = LocalDeployOperator(
+        task_id="deploy",
+        model=train.output["model"],
+        model_name="chestxray_mobilenet_v2",
+        outlets=[model_asset("chestxray_mobilenet_v2")],
+    )
     blessing >> deploy

@@ -112,3 +112,32 @@ def test_openlineage_events_carry_the_artifacts_of_each_task(run_dag, prediction
     }
     facet = complete["metrics"]["run"]["facets"]["claimed_component"]
     assert facet["component"] == "metric.confusion_matrix" and facet["parameters"]["label_column"] == "label"
+
+
+def test_deploy_updates_the_model_asset_that_schedules_another_dag(run_dag, tmp_path):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from claimed_airflow.assets import model_asset
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"x")
+    state, tasks, run_id = run_dag("claimed_test_deploy_asset", {"model": str(model)})
+    assert state == "success", tasks
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetModel.uri == model_asset("asset_test").uri)
+        ).all()
+        extras = [e.extra for e in events if e.source_run_id == run_id]
+    assert len(extras) == 1 and extras[0]["model_version"] >= 1
+    assert extras[0]["model_uri"].endswith(f"models/asset_test/{extras[0]['model_version']}")
+    from airflow.dag_processing.dagbag import DagBag
+
+    consumer = DagBag(dag_folder=str(Path(__file__).parent / "dags" / "claimed_test_dags.py")).get_dag(
+        "claimed_test_on_model"
+    )
+    assert [a.uri for a in consumer.timetable.asset_condition.objects] == [model_asset("asset_test").uri]

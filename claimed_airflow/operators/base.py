@@ -106,10 +106,17 @@ class ClaimedOperator(BaseOperator):
         except ClaimedError as exc:
             raise AirflowFailException(f"{self.component}: {exc}") from None
         self.claimed_result = result
+        self._annotate_outlets(context, result)
         if self.gate and not result.get("blessed", True):
             self.log.info("%s: condition is false; skipping downstream tasks", self.task_id)
             self._skip_downstream(context, result)
         return result
+
+    def _annotate_outlets(self, context: Any, result: dict[str, Any]) -> None:
+        """Asset events of this task's outlets carry the run's small values and its manifest URI."""
+        small = {k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))}
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra.update(small)
 
     def _cache_enabled(self) -> bool:
         from airflow.sdk.configuration import conf

@@ -6,12 +6,14 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
+from claimed_airflow.assets import model_asset
 from claimed_airflow.operators import (
     ApplyTransformOperator,
     ClaimedOperator,
     ConditionBlessingOperator,
     DicomInputOperator,
     FilterOperator,
+    LocalDeployOperator,
 )
 
 with DAG(
@@ -55,3 +57,17 @@ with DAG(
         task_id="metrics", component="metric.confusion_matrix", arguments={"predictions": scored.output["output"]}
     )
     FilterOperator(task_id="only_a", table="{{ params.table }}", condition="label == 'a'")
+
+
+with DAG(
+    dag_id="claimed_test_deploy_asset",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    params={"model": Param("", type="string")},
+) as deploy_dag:
+    LocalDeployOperator(
+        task_id="deploy", model="{{ params.model }}", model_name="asset_test", outlets=[model_asset("asset_test")]
+    )
+
+with DAG(dag_id="claimed_test_on_model", schedule=[model_asset("asset_test")], start_date=datetime(2026, 1, 1)):
+    FilterOperator(task_id="noop", table="{{ dag_run.conf.get('table', '') }}", condition="True")
