@@ -44,13 +44,16 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["claimed", "dicom", "computer-vision"],
-    default_args={"owner": "claimed"},
+    default_args={"owner": "claimed", "cache": "{{ params.cache }}"},
     params={
         "dicom_source": Param(str(SAMPLE / "dicom"), type="string", description="Folder, glob or URI of DICOM files."),
         "labels": Param(str(SAMPLE / "labels.csv"), type="string", description="Labels table (column file, label)."),
         "image_size": Param(64, type="integer", minimum=32, maximum=512, description="Image width/height in pixels."),
         "epochs": Param(3, type="integer", minimum=1, maximum=200, description="Training epochs."),
         "seed": Param(42, type="integer", description="Random seed of the training."),
+        "cache": Param(
+            False, type="boolean", description="Reuse outputs of earlier runs with the same inputs and parameters."
+        ),
         "min_accuracy": Param(
             0.5, type="number", minimum=0, maximum=1, description="Blessing threshold: deploy if accuracy >= this."
         ),
