@@ -28,6 +28,16 @@ def test_blessed_gate_runs_downstream(run_dag, predictions, output_root):
     assert tasks == {"filter": "success", "metrics": "success", "blessing": "success", "after_gate": "success"}
     after = _task_dir(output_root, "claimed_test_gate", run_id, "after_gate")
     assert pd.read_parquet(after / "table.parquet")["label"].tolist() == ["a"]  # XCom URI passed downstream
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        link = session.scalar(
+            XComModel.get_many(run_id=run_id, key="_link_ArtifactsLink", task_ids="after_gate").with_only_columns(
+                XComModel.value
+            )
+        )
+    assert str(link).strip('"') == f"file://{after}"
 
 
 def test_unblessed_gate_skips_downstream_not_fails(run_dag, predictions, output_root):

@@ -55,8 +55,9 @@ def airflow_ui(env: dict[str, str], log_dir: Path):
     airflow = str(Path(sys.executable).parent / "airflow")
     log_dir.mkdir(parents=True, exist_ok=True)
     processes = [
-        subprocess.Popen([airflow, name, *args], env=env, stdout=open(log_dir / f"{name}.log", "w"),
-                         stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [airflow, name, *args], env=env, stdout=open(log_dir / f"{name}.log", "w"), stderr=subprocess.STDOUT
+        )
         for name, args in (("api-server", ["--port", str(port)]), ("dag-processor", []))
     ]
     base = f"http://127.0.0.1:{port}"
