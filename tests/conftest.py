@@ -98,3 +98,11 @@ def dicom_folder(tmp_path, shared_data) -> Path:
     (folder / "truncated.dcm").write_bytes(data[: len(data) // 2])
     (folder / "notes.txt").write_text("not a DICOM file\n")
     return folder
+
+
+@pytest.fixture
+def small_predictions(tmp_path) -> Path:
+    """Four predictions: labels a, a, b, b predicted as a, b, b, b (accuracy 0.75)."""
+    path = tmp_path / "predictions.csv"
+    path.write_text("label,prediction\na,a\na,b\nb,b\nb,b\n")
+    return path

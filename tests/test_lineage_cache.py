@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from claimed_airflow.core.storage import safe_name
@@ -15,16 +14,9 @@ def _manifest(output_root: Path, dag_id: str, run_id: str, task_id: str) -> dict
     return json.loads((output_root / dag_id / safe_name(run_id) / task_id / "manifest.json").read_text())
 
 
-@pytest.fixture
-def predictions(tmp_path) -> Path:
-    path = tmp_path / "predictions.csv"
-    pd.DataFrame({"label": ["a", "a", "b", "b"], "prediction": ["a", "b", "b", "b"]}).to_csv(path, index=False)
-    return path
-
-
-def test_cache_reuses_unchanged_tasks_and_recomputes_changed_ones(run_dag, predictions, output_root):
+def test_cache_reuses_unchanged_tasks_and_recomputes_changed_ones(run_dag, small_predictions, output_root):
     dag = "claimed_test_cache"
-    conf = {"table": str(predictions), "condition": "label == prediction"}
+    conf = {"table": str(small_predictions), "condition": "label == prediction"}
     state, _, first = run_dag(dag, conf)
     assert state == "success"
     assert not _manifest(output_root, dag, first, "kept")["cache"]["hit"]
@@ -41,9 +33,9 @@ def test_cache_reuses_unchanged_tasks_and_recomputes_changed_ones(run_dag, predi
     assert hits == {"kept": False, "scored": False, "metrics": False, "only_a": True}
 
 
-def test_corrupted_cached_output_is_detected_and_recomputed(run_dag, predictions, output_root):
+def test_corrupted_cached_output_is_detected_and_recomputed(run_dag, small_predictions, output_root):
     dag = "claimed_test_cache"
-    conf = {"table": str(predictions), "condition": "prediction == 'b'"}
+    conf = {"table": str(small_predictions), "condition": "prediction == 'b'"}
     _, _, first = run_dag(dag, conf)
     metrics = Path(_manifest(output_root, dag, first, "metrics")["outputs"]["metrics"]["uri"])
     metrics.write_text('{"accuracy": 1.0}')
@@ -86,9 +78,11 @@ def test_reproduce_matches_then_names_the_changed_input(tmp_path, shared_data):
     assert "input 'files' changed since the manifest" in changed.stderr
 
 
-def test_openlineage_events_carry_the_artifacts_of_each_task(run_dag, predictions, output_root, openlineage_events):
+def test_openlineage_events_carry_the_artifacts_of_each_task(
+    run_dag, small_predictions, output_root, openlineage_events
+):
     pytest.importorskip("airflow.providers.openlineage")
-    _, tasks, run_id = run_dag("claimed_test_gate", {"table": str(predictions), "condition": "accuracy > 0.5"})
+    _, tasks, run_id = run_dag("claimed_test_gate", {"table": str(small_predictions), "condition": "accuracy > 0.5"})
     assert set(tasks.values()) == {"success"}
     events = [json.loads(line) for line in openlineage_events.read_text().splitlines() if line.strip()]
     complete = {
@@ -101,7 +95,7 @@ def test_openlineage_events_carry_the_artifacts_of_each_task(run_dag, prediction
     assert set(complete) == {"filter", "metrics", "blessing", "after_gate"}
     task_dir = output_root / "claimed_test_gate" / safe_name(run_id)
     filt = complete["filter"]
-    assert [(d["namespace"], d["name"]) for d in filt["inputs"]] == [("file", str(predictions))]
+    assert [(d["namespace"], d["name"]) for d in filt["inputs"]] == [("file", str(small_predictions))]
     assert [(d["namespace"], d["name"]) for d in filt["outputs"]] == [
         ("file", str(task_dir / "filter" / "table.parquet"))
     ]
