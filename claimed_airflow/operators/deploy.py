@@ -31,7 +31,7 @@ class ConditionBlessingOperator(ClaimedOperator, SkipMixin):
     gate = True
     ui_color = "#e0f7fa"
     operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,
@@ -64,7 +64,7 @@ class LocalDeployOperator(ClaimedOperator):
     component_fields = ("model", "model_name", "models_root")
     ui_color = "#e0f7fa"
     operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,

@@ -79,7 +79,7 @@ def operator_source(spec: ComponentSpec) -> str:
         lines.append(f'    ui_color = "{UI_COLORS[spec.category]}"')
     if spec.category == "deploy":
         lines.append("    operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())")
-    lines.append('    template_fields = (*component_fields, "engine", "output_root")')
+    lines.append("    template_fields = (*component_fields, *ClaimedOperator.template_fields)")
     lines.append("")
     signature = ["self", "*"]
     for p in args:

@@ -32,7 +32,7 @@ class DicomInputOperator(ClaimedOperator):
     component = "input.dicom"
     component_fields = ("source", "labels", "label_key", "label_column")
     ui_color = "#e3f2fd"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,
@@ -90,7 +90,7 @@ class ImagesToDicomOperator(ClaimedOperator):
         "max_size",
     )
     ui_color = "#e3f2fd"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,

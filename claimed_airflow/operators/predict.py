@@ -26,7 +26,7 @@ class PredictImagesOperator(ClaimedOperator):
     component = "predict.images"
     component_fields = ("model", "images", "batch_size")
     ui_color = "#fce4ec"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ class MobileNetV2TrainOperator(ClaimedOperator):
     component = "train.mobilenet_v2"
     component_fields = ("images", "epochs", "batch_size", "image_size", "alpha", "learning_rate", "seed")
     ui_color = "#fff3e0"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,
