@@ -14,7 +14,7 @@ from claimed_airflow.core import registry
 from claimed_airflow.core.errors import ClaimedError
 
 # Modules that add sub-commands: each has ``register(subparsers)`` and sets ``func`` on its parser.
-COMMAND_MODULES = ("claimed_airflow.demo",)
+COMMAND_MODULES = ("claimed_airflow.demo", "claimed_airflow.create")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,7 +111,7 @@ def parse_arguments(spec, tokens: list[str]) -> dict[str, str]:
 def components_markdown() -> str:
     """The component table of README.md (a test keeps the README in sync with the registry)."""
     rows = ["| component | operator | inputs | outputs | what it does |", "| --- | --- | --- | --- | --- |"]
-    for spec in registry.components().values():
+    for spec in registry.library().values():
         inputs = ", ".join(p.name for p in spec.inputs)
         outputs = ", ".join(p.name for p in spec.outputs)
         gpu = " (GPU)" if spec.resources.gpus else ""

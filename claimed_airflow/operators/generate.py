@@ -80,7 +80,7 @@ def operator_source(spec: ComponentSpec) -> str:
 
 def module_sources() -> dict[str, str]:
     by_category: dict[str, list[ComponentSpec]] = defaultdict(list)
-    for spec in registry.components().values():
+    for spec in registry.library().values():
         by_category[spec.category].append(spec)
     sources = {}
     for category, specs in sorted(by_category.items()):
@@ -94,7 +94,7 @@ def module_sources() -> dict[str, str]:
 
 
 def init_source(sources: dict[str, str]) -> str:
-    names = [(category, spec.operator) for spec in registry.components().values() for category in [spec.category]]
+    names = [(category, spec.operator) for spec in registry.library().values() for category in [spec.category]]
     lines = ['"""Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""', ""]
     lines.append("from claimed_airflow.operators.base import ClaimedOperator")
     for category in sorted(sources):
