@@ -33,7 +33,20 @@ from typing import Any
 
 from claimed_airflow.core.errors import ClaimedError
 
-CATEGORIES = ("input", "transform", "filter", "train", "predict", "metric", "deploy", "monitoring", "output", "visualize", "tune", "util")
+CATEGORIES = (
+    "input",
+    "transform",
+    "filter",
+    "train",
+    "predict",
+    "metric",
+    "deploy",
+    "monitoring",
+    "output",
+    "visualize",
+    "tune",
+    "util",
+)
 _TYPES = {"int", "float", "str", "bool", "dict", "list[str]", "list[int]", "list[float]", "InputPath", "OutputPath"}
 _ANNOTATION_ALIASES = {"list": "list[str]", "List[str]": "list[str]", "Dict": "dict", "List": "list[str]"}
 
@@ -201,7 +214,9 @@ def _literal(node: ast.AST | None, what: str) -> Any:
 def parse_argparse(path: Path, tree: ast.Module) -> tuple[str, str, list[Param]]:
     params = []
     for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"):
+        if not (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+        ):
             continue
         names = [_literal(a, "an argument name") for a in node.args]
         kw = {k.arg: k.value for k in node.keywords if k.arg}
@@ -348,8 +363,7 @@ def function_module(source: Path, function: str, name: str, category: str, opera
         ],
     )
     lines.append(
-        f"{name} = component({category!r}, name={name!r}, operator={operator!r})"
-        f"(load_function(SOURCE, {function!r}))"
+        f"{name} = component({category!r}, name={name!r}, operator={operator!r})(load_function(SOURCE, {function!r}))"
     )
     return "\n".join(lines) + "\n"
 
@@ -374,7 +388,9 @@ def create_component(
     package: str | None = None,
 ) -> dict:
     """Write ``<name>_component.py`` and ``<name>_operator.py``; returns paths, reference and spec."""
-    path_text, _, function = source.partition(":") if source.count(":") == 1 and not re.match(r"^[A-Za-z]:\\", source) else (source, "", "")
+    path_text, _, function = (
+        source.partition(":") if source.count(":") == 1 and not re.match(r"^[A-Za-z]:\\", source) else (source, "", "")
+    )
     path = Path(path_text)
     if not path.is_file():
         raise ClaimedError(f"source: {path} not found")
@@ -391,9 +407,7 @@ def create_component(
             tree = ast.parse(path.read_text())
         except SyntaxError as exc:
             raise ClaimedError(f"source: {path.name} is not valid Python: {exc.msg} (line {exc.lineno})") from None
-        uses_argparse = any(
-            isinstance(n, ast.Attribute) and n.attr == "add_argument" for n in ast.walk(tree)
-        )
+        uses_argparse = any(isinstance(n, ast.Attribute) and n.attr == "add_argument" for n in ast.walk(tree))
         functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
         if function:
             if function not in functions:

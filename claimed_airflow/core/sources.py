@@ -111,7 +111,11 @@ def script_arguments(values: dict[str, Any], options: dict[str, tuple[str, str]]
             if bool(value) == (action == "store_true"):
                 argv.append(flag)
             continue
-        items = [str(v) for v in value] if isinstance(value, list) else [json.dumps(value) if isinstance(value, dict) else str(value)]
+        items = (
+            [str(v) for v in value]
+            if isinstance(value, list)
+            else [json.dumps(value) if isinstance(value, dict) else str(value)]
+        )
         if flag:
             argv.append(flag)
         argv += items
