@@ -10,6 +10,55 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
+class CovidChestXrayInputOperator(ClaimedOperator):
+    """Read the COVID-19 chest X-ray collection (metadata.csv + images/) and sort its images by finding.
+
+    The source is the layout of ieee8023/covid-chestxray-dataset: a ``metadata.csv`` (patientid,
+    sex, age, finding, view, modality, folder, filename, ...) beside the image folder. It may be a
+    local folder, a ``file://``, ``http(s)://`` or ``s3://`` URI of that folder or of a
+    .zip/.tar(.gz) archive of it. Rows are filtered by view, modality and finding; the images are
+    copied to ``images/<label>/`` and the metadata gets ``label`` and ``image`` (the path under
+    ``images``), ready for ``input.images_to_dicom`` (``filename_column="image"``) or training. Rows
+    whose image is missing are reported and left out.
+
+    Runs the ``input.covid_chestxray`` component. Outputs (XCom keys): metadata, images.
+
+    :param source: Folder, archive or URI (file://, http(s)://, s3://) of the dataset layout.
+    :type source: str
+    :param views: Keep these views only (e.g. PA, AP, "AP Supine"); empty keeps all.
+    :type views: list[str] | None
+    :param modalities: Keep these modalities only (e.g. X-ray, CT); empty keeps all.
+    :type modalities: list[str] | None
+    :param findings: Keep rows whose finding (or one of its ``/``-separated parts, e.g. COVID-19 in
+        Pneumonia/Viral/COVID-19) is one of these; it becomes the label. Empty keeps all, labelled
+        by the last part of the finding.
+    :type findings: list[str] | None
+    :param timeout: Seconds to wait for a remote source.
+    :type timeout: float
+    """
+
+    component = "input.covid_chestxray"
+    component_fields = ("source", "views", "modalities", "findings", "timeout")
+    template_fields = (*component_fields, "engine", "output_root")
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        views: list[str] | None = None,
+        modalities: list[str] | None = None,
+        findings: list[str] | None = None,
+        timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.views = views
+        self.modalities = modalities
+        self.findings = findings
+        self.timeout = timeout
+
+
 class DicomInputOperator(ClaimedOperator):
     """Read DICOM files into a metadata table (one row per file) plus a folder of the readable files.
 
