@@ -8,6 +8,7 @@ from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import MobileNetV2TrainOperator
 from claimed_airflow.operators.transform import ApplyTransformOperator, DicomToImagesTransformOperator
+from claimed_airflow.operators.visualize import MapFromCoordinatesOperator
 
 __all__ = [
     "ApplyTransformOperator",
@@ -20,6 +21,7 @@ __all__ = [
     "FilterOperator",
     "ImagesToDicomOperator",
     "LocalDeployOperator",
+    "MapFromCoordinatesOperator",
     "MobileNetV2TrainOperator",
     "PredictImagesOperator",
 ]
