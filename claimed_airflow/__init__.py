@@ -36,8 +36,12 @@ def get_provider_info() -> dict:
         "operators": [
             {"integration-name": "CLAIMED", "python-modules": list(_OPERATOR_MODULES)},
         ],
-        "hooks": [],
-        "connection-types": [],
+        "hooks": [
+            {"integration-name": "CLAIMED", "python-modules": ["claimed_airflow.hooks.copernicus"]},
+        ],
+        "connection-types": [
+            {"hook-class-name": "claimed_airflow.hooks.copernicus.CopernicusHook", "connection-type": "copernicus"},
+        ],
         "config": {
             "claimed": {
                 "description": "Settings of the claimed-airflow provider.",

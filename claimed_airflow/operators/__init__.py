@@ -3,7 +3,12 @@
 from claimed_airflow.operators.base import ClaimedOperator
 from claimed_airflow.operators.deploy import ConditionBlessingOperator, LocalDeployOperator
 from claimed_airflow.operators.filter import FilterOperator
-from claimed_airflow.operators.input import CovidChestXrayInputOperator, DicomInputOperator, ImagesToDicomOperator
+from claimed_airflow.operators.input import (
+    ClimateCopernicusInputOperator,
+    CovidChestXrayInputOperator,
+    DicomInputOperator,
+    ImagesToDicomOperator,
+)
 from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import MobileNetV2TrainOperator
@@ -13,6 +18,7 @@ from claimed_airflow.operators.visualize import MapFromCoordinatesOperator
 __all__ = [
     "ApplyTransformOperator",
     "ClaimedOperator",
+    "ClimateCopernicusInputOperator",
     "ConditionBlessingOperator",
     "ConfusionMatrixMetricOperator",
     "CovidChestXrayInputOperator",

@@ -10,6 +10,83 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
+class ClimateCopernicusInputOperator(ClaimedOperator):
+    """Download climate data (e.g. ERA5) from the Copernicus Climate Data Store with the cdsapi client.
+
+    Builds a CDS request from dataset, variables, date, times and area, waits for the job, and
+    writes the NetCDF file and a flat table (one row per time and grid point, one column per
+    variable). Credentials come from the Airflow connection ``conn_id`` (host = API URL, password =
+    API key); without one, from ``$CDSAPI_URL``/``$CDSAPI_KEY`` or ``~/.cdsapirc`` as cdsapi reads
+    them. The key never appears in logs, XCom or the run manifest.
+
+    Runs the ``input.climate_copernicus`` component. Outputs (XCom keys): netcdf, table.
+
+    :param dataset: CDS dataset id, e.g. reanalysis-era5-single-levels.
+    :type dataset: str
+    :param variables: Variables to download, e.g. 2m_temperature, total_precipitation.
+    :type variables: list[str]
+    :param date: Date or range, e.g. 2024-01-01 or 2024-01-01/2024-01-31.
+    :type date: str
+    :param times: Hours of the day, e.g. 00:00, 12:00 (default: what the dataset serves).
+    :type times: list[str] | None
+    :param area: Bounding box as north, west, south, east in degrees (default: the whole globe).
+    :type area: list[float] | None
+    :param product_type: CDS product type (e.g. reanalysis); empty for datasets without one.
+    :type product_type: str | None
+    :param extra: More request keys merged into the request (e.g. pressure_level), as a JSON object.
+    :type extra: dict | None
+    :param conn_id: Airflow connection of type copernicus holding the API URL and key; empty to use
+        the cdsapi configuration ($CDSAPI_URL/$CDSAPI_KEY or ~/.cdsapirc).
+    :type conn_id: str | None
+    :param url: API URL overriding the connection's (e.g. the Atmosphere Data Store).
+    :type url: str | None
+    :param retries: Tries of each HTTP call before giving up.
+    :type retries: int
+    """
+
+    component = "input.climate_copernicus"
+    component_fields = (
+        "dataset",
+        "variables",
+        "date",
+        "times",
+        "area",
+        "product_type",
+        "extra",
+        "conn_id",
+        "url",
+        "retries",
+    )
+    template_fields = (*component_fields, "engine", "output_root")
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        variables: list[str],
+        date: str,
+        times: list[str] | None = None,
+        area: list[float] | None = None,
+        product_type: str | None = "reanalysis",
+        extra: dict | None = None,
+        conn_id: str | None = "copernicus_default",
+        url: str | None = None,
+        retries: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.variables = variables
+        self.date = date
+        self.times = times
+        self.area = area
+        self.product_type = product_type
+        self.extra = extra
+        self.conn_id = conn_id
+        self.url = url
+        self.retries = retries
+
+
 class CovidChestXrayInputOperator(ClaimedOperator):
     """Read the COVID-19 chest X-ray collection (metadata.csv + images/) and sort its images by finding.
 
