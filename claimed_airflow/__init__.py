@@ -15,6 +15,7 @@ _OPERATOR_MODULES = (
     "claimed_airflow.operators.predict",
     "claimed_airflow.operators.train",
     "claimed_airflow.operators.transform",
+    "claimed_airflow.operators.tune",
     "claimed_airflow.operators.visualize",
 )
 

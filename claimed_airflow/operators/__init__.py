@@ -13,6 +13,7 @@ from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import MobileNetV2TrainOperator
 from claimed_airflow.operators.transform import ApplyTransformOperator, DicomToImagesTransformOperator
+from claimed_airflow.operators.tune import HyperparametersTuneOperator
 from claimed_airflow.operators.visualize import MapFromCoordinatesOperator
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DicomInputOperator",
     "DicomToImagesTransformOperator",
     "FilterOperator",
+    "HyperparametersTuneOperator",
     "ImagesToDicomOperator",
     "LocalDeployOperator",
     "MapFromCoordinatesOperator",
