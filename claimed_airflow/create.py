@@ -431,6 +431,12 @@ def create_component(
     component_file.write_text(text)
     reference = f"{package + '.' if package else ''}{module}:{name}"
     spec = _load_spec(component_file, module, name)
+    clashes = sorted({p.name for p in spec.arguments} & reserved_names())
+    if clashes:
+        component_file.unlink()
+        raise ClaimedError(
+            f"source: parameter(s) {', '.join(clashes)} would shadow attributes of the Airflow operator; rename them"
+        )
     operator_file = folder / f"{name}_operator.py"
     operator_file.write_text(operator_module(spec, reference))
     return {
@@ -440,6 +446,22 @@ def create_component(
         "reference": reference,
         "spec": spec.to_dict(),
     }
+
+
+def reserved_names() -> set[str]:
+    """Names an operator's parameters must not take (attributes of ClaimedOperator/BaseOperator)."""
+    try:
+        import inspect
+
+        from airflow.sdk import BaseOperator
+
+        from claimed_airflow.operators.base import ClaimedOperator
+    except ImportError:  # no Airflow: nothing to shadow
+        return set()
+    names = set(dir(ClaimedOperator))
+    for cls in (ClaimedOperator, BaseOperator):
+        names |= set(inspect.signature(cls.__init__).parameters)
+    return names
 
 
 def _load_spec(path: Path, module: str, name: str):

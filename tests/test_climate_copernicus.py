@@ -208,6 +208,6 @@ def test_environment_credentials_and_unreachable_url(cds, tmp_path, monkeypatch)
     with pytest.raises(ClaimedError, match="url: cannot reach the CDS API at http://127.0.0.1:9/api"):
         run(
             "input.climate_copernicus",
-            {**ARGS, "conn_id": "", "url": "http://127.0.0.1:9/api", "retries": 1},
+            {**ARGS, "conn_id": "", "url": "http://127.0.0.1:9/api", "http_retries": 1},
             root=str(tmp_path),
         )

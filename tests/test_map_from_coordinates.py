@@ -35,7 +35,7 @@ def cities(tmp_path) -> Path:
 def test_map_html_and_png(cities, tmp_path):
     result = run(
         "visualize.map_from_coordinates",
-        {"table": str(cities), "latitude": "lat", "longitude": "lon", "value": "population", "label": "city"},
+        {"table": str(cities), "latitude": "lat", "longitude": "lon", "value": "population", "label_column": "city"},
         root=str(tmp_path / "out"),
     )
     good = [c for c in CITIES if c[1] is not None and abs(c[1]) <= 90]

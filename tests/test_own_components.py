@@ -138,6 +138,19 @@ def test_bad_sources_fail_with_a_clear_message(tmp_path):
         registry.get("claimed_airflow.core.registry:nothing_here")
 
 
+def test_no_parameter_shadows_an_operator_attribute(tmp_path):
+    from claimed_airflow.create import reserved_names
+
+    reserved = reserved_names()
+    assert {"retries", "label", "component", "arguments", "output_root"} <= reserved
+    clashes = [f"{s.name}.{p.name}" for s in registry.library().values() for p in s.arguments if p.name in reserved]
+    assert not clashes
+    script = tmp_path / "clash.py"
+    script.write_text("import argparse\np = argparse.ArgumentParser()\np.add_argument('--retries', type=int)\n")
+    with pytest.raises(ClaimedError, match="retries would shadow attributes of the Airflow operator"):
+        create_component(str(script), category="transform")
+
+
 def test_configured_modules_are_listed_but_get_no_library_operator(tmp_path, monkeypatch):
     from claimed_airflow.operators.generate import generated_files
 

@@ -40,8 +40,8 @@ class ClimateCopernicusInputOperator(ClaimedOperator):
     :type conn_id: str | None
     :param url: API URL overriding the connection's (e.g. the Atmosphere Data Store).
     :type url: str | None
-    :param retries: Tries of each HTTP call before giving up.
-    :type retries: int
+    :param http_retries: Tries of each HTTP call before giving up.
+    :type http_retries: int
     """
 
     component = "input.climate_copernicus"
@@ -55,7 +55,7 @@ class ClimateCopernicusInputOperator(ClaimedOperator):
         "extra",
         "conn_id",
         "url",
-        "retries",
+        "http_retries",
     )
     template_fields = (*component_fields, "engine", "output_root")
 
@@ -71,7 +71,7 @@ class ClimateCopernicusInputOperator(ClaimedOperator):
         extra: dict | None = None,
         conn_id: str | None = "copernicus_default",
         url: str | None = None,
-        retries: int = 3,
+        http_retries: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -84,7 +84,7 @@ class ClimateCopernicusInputOperator(ClaimedOperator):
         self.extra = extra
         self.conn_id = conn_id
         self.url = url
-        self.retries = retries
+        self.http_retries = http_retries
 
 
 class CovidChestXrayInputOperator(ClaimedOperator):

@@ -13,14 +13,14 @@ from claimed_airflow.operators.base import ClaimedOperator
 class HyperparametersTuneOperator(ClaimedOperator):
     """Search the hyperparameters of a training component for the best value of one of its returned metrics.
 
-    ``engine=local`` runs the trials in this process with Optuna (each trial is an ordinary run of
+    ``backend=local`` runs the trials in this process with Optuna (each trial is an ordinary run of
     the training component, with its own outputs and manifest under ``trial_root``).
-    ``engine=kubernetes`` creates a Katib Experiment whose trials run the same component through the
-    ``claimed-airflow run`` entrypoint in the component image, and waits for it. Both write a table
-    of the trials, a plot of the objective and the Katib Experiment manifest, and return the best
-    parameters. The search space maps parameter names to ``{"low": a, "high": b}`` (``"log": true``,
-    ``"step": s``, ``"type": "int"``/``"float"``) or to a list of choices, e.g. ``{"learning_rate":
-    {"low": 0.001, "high": 0.3, "log": true}, "epochs": [5, 10, 20]}``.
+    ``backend=kubernetes`` creates a Katib Experiment whose trials run the same component through
+    the ``claimed-airflow run`` entrypoint in the component image, and waits for it. Both write a
+    table of the trials, a plot of the objective and the Katib Experiment manifest, and return the
+    best parameters. The search space maps parameter names to ``{"low": a, "high": b}`` (``"log":
+    true``, ``"step": s``, ``"type": "int"``/``"float"``) or to a list of choices, e.g.
+    ``{"learning_rate": {"low": 0.001, "high": 0.3, "log": true}, "epochs": [5, 10, 20]}``.
 
     Runs the ``tune.hyperparameters`` component. Outputs (XCom keys): results, plot, experiment.
 
@@ -38,16 +38,17 @@ class HyperparametersTuneOperator(ClaimedOperator):
     :type trials: int
     :param algorithm: Search algorithm: tpe (Bayesian), random or grid.
     :type algorithm: str
-    :param seed: Random seed of the sampler (local engine), for reproducible searches.
+    :param seed: Random seed of the sampler (local backend), for reproducible searches.
     :type seed: int | None
-    :param engine: local (Optuna, in process) or kubernetes (a Katib Experiment).
-    :type engine: str
-    :param parallel_trials: Trials run at the same time (kubernetes engine).
+    :param backend: Where the trials run: local (Optuna, in this process) or kubernetes (a Katib
+        Experiment).
+    :type backend: str
+    :param parallel_trials: Trials run at the same time (kubernetes backend).
     :type parallel_trials: int
     :param namespace: Kubernetes namespace of the Katib Experiment.
     :type namespace: str
     :param trial_root: Root URI of the trials' outputs (default: beside this task's outputs; an
-        object store URI such as s3://... for the kubernetes engine).
+        object store URI such as s3://... for the kubernetes backend).
     :type trial_root: str | None
     :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
     :type kube_url: str | None
@@ -69,7 +70,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         "trials",
         "algorithm",
         "seed",
-        "engine",
+        "backend",
         "parallel_trials",
         "namespace",
         "trial_root",
@@ -91,7 +92,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         trials: int = 10,
         algorithm: str = "tpe",
         seed: int | None = 0,
-        engine: str = "local",
+        backend: str = "local",
         parallel_trials: int = 1,
         namespace: str = "kubeflow",
         trial_root: str | None = None,
@@ -110,7 +111,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         self.trials = trials
         self.algorithm = algorithm
         self.seed = seed
-        self.engine = engine
+        self.backend = backend
         self.parallel_trials = parallel_trials
         self.namespace = namespace
         self.trial_root = trial_root

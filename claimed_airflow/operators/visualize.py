@@ -26,8 +26,8 @@ class MapFromCoordinatesOperator(ClaimedOperator):
     :type longitude: str
     :param value: Optional numeric column that colours the points (with a colour scale).
     :type value: str | None
-    :param label: Optional column shown in the point's popup and tooltip.
-    :type label: str | None
+    :param label_column: Optional column shown in the point's popup and tooltip.
+    :type label_column: str | None
     :param title: Title of the PNG plot and the HTML page.
     :type title: str
     :param colormap: Matplotlib colour map of the values, e.g. viridis, plasma, coolwarm.
@@ -35,7 +35,7 @@ class MapFromCoordinatesOperator(ClaimedOperator):
     """
 
     component = "visualize.map_from_coordinates"
-    component_fields = ("table", "latitude", "longitude", "value", "label", "title", "colormap")
+    component_fields = ("table", "latitude", "longitude", "value", "label_column", "title", "colormap")
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -45,7 +45,7 @@ class MapFromCoordinatesOperator(ClaimedOperator):
         latitude: str = "latitude",
         longitude: str = "longitude",
         value: str | None = None,
-        label: str | None = None,
+        label_column: str | None = None,
         title: str = "",
         colormap: str = "viridis",
         **kwargs: Any,
@@ -55,6 +55,6 @@ class MapFromCoordinatesOperator(ClaimedOperator):
         self.latitude = latitude
         self.longitude = longitude
         self.value = value
-        self.label = label
+        self.label_column = label_column
         self.title = title
         self.colormap = colormap

@@ -24,7 +24,7 @@ def climate_copernicus(
     extra: dict | None = None,
     conn_id: str | None = "copernicus_default",
     url: str | None = None,
-    retries: int = 3,
+    http_retries: int = 3,
     netcdf: OutputPath = "data.nc",
     table: OutputPath = "data.parquet",
 ) -> dict:
@@ -46,7 +46,7 @@ def climate_copernicus(
     :param conn_id: Airflow connection of type copernicus holding the API URL and key; empty to use
         the cdsapi configuration ($CDSAPI_URL/$CDSAPI_KEY or ~/.cdsapirc).
     :param url: API URL overriding the connection's (e.g. the Atmosphere Data Store).
-    :param retries: Tries of each HTTP call before giving up.
+    :param http_retries: Tries of each HTTP call before giving up.
     :param netcdf: The downloaded NetCDF file.
     :param table: The data as a flat Parquet table (time, latitude, longitude, one column per variable).
     """
@@ -62,7 +62,7 @@ def climate_copernicus(
     request.update(extra or {})
     api_url, key = _credentials(conn_id, url)
     download = Path(netcdf).with_suffix(".download")
-    _retrieve(api_url, key, dataset, request, download, retries)
+    _retrieve(api_url, key, dataset, request, download, http_retries)
     _to_netcdf(download, Path(netcdf))
     rows, names = _write_table(Path(netcdf), Path(table))
     return {"dataset": dataset, "rows": rows, "variables": names, "bytes": Path(netcdf).stat().st_size}

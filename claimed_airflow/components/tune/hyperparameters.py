@@ -27,7 +27,7 @@ def hyperparameters(
     trials: int = 10,
     algorithm: Literal["tpe", "random", "grid"] = "tpe",
     seed: int | None = 0,
-    engine: Literal["local", "kubernetes"] = "local",
+    backend: Literal["local", "kubernetes"] = "local",
     parallel_trials: int = 1,
     namespace: str = "kubeflow",
     trial_root: str | None = None,
@@ -41,8 +41,8 @@ def hyperparameters(
 ) -> dict:
     """Search the hyperparameters of a training component for the best value of one of its returned metrics.
 
-    ``engine=local`` runs the trials in this process with Optuna (each trial is an ordinary run of the
-    training component, with its own outputs and manifest under ``trial_root``). ``engine=kubernetes``
+    ``backend=local`` runs the trials in this process with Optuna (each trial is an ordinary run of the
+    training component, with its own outputs and manifest under ``trial_root``). ``backend=kubernetes``
     creates a Katib Experiment whose trials run the same component through the ``claimed-airflow run``
     entrypoint in the component image, and waits for it. Both write a table of the trials, a plot of
     the objective and the Katib Experiment manifest, and return the best parameters.
@@ -58,12 +58,12 @@ def hyperparameters(
     :param fixed: Other arguments of the trainer, the same in every trial (e.g. input URIs).
     :param trials: Number of trials.
     :param algorithm: Search algorithm: tpe (Bayesian), random or grid.
-    :param seed: Random seed of the sampler (local engine), for reproducible searches.
-    :param engine: local (Optuna, in process) or kubernetes (a Katib Experiment).
-    :param parallel_trials: Trials run at the same time (kubernetes engine).
+    :param seed: Random seed of the sampler (local backend), for reproducible searches.
+    :param backend: Where the trials run: local (Optuna, in this process) or kubernetes (a Katib Experiment).
+    :param parallel_trials: Trials run at the same time (kubernetes backend).
     :param namespace: Kubernetes namespace of the Katib Experiment.
     :param trial_root: Root URI of the trials' outputs (default: beside this task's outputs; an
-        object store URI such as s3://... for the kubernetes engine).
+        object store URI such as s3://... for the kubernetes backend).
     :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
     :param kube_token_file: File with the bearer token (default: the pod's service account token).
     :param timeout: Seconds to wait for the Katib Experiment.
@@ -94,7 +94,7 @@ def hyperparameters(
         trial_root=root,
     )
     Path(experiment).write_text(json.dumps(manifest, indent=2))
-    if engine == "local":
+    if backend == "local":
         rows = _local(spec, space, objective, direction, fixed or {}, trials, algorithm, seed, root)
     else:
         rows = _katib(manifest, namespace, objective, kube_url, kube_token_file, timeout, poll_interval)
@@ -323,7 +323,7 @@ def _katib(manifest, namespace, objective, kube_url, kube_token_file, timeout, p
     )
     if state == "Failed":
         message = next((c.get("message", "") for c in obj["status"]["conditions"] if c["type"] == "Failed"), "")
-        raise ClaimedError(f"engine: Katib Experiment {namespace}/{name} failed: {message}")
+        raise ClaimedError(f"backend: Katib Experiment {namespace}/{name} failed: {message}")
     listing = api.request(
         "GET", f"/apis/{KATIB}/namespaces/{namespace}/trials?labelSelector=katib.kubeflow.org/experiment%3D{name}"
     )

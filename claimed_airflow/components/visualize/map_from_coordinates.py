@@ -12,7 +12,7 @@ def map_from_coordinates(
     latitude: str = "latitude",
     longitude: str = "longitude",
     value: str | None = None,
-    label: str | None = None,
+    label_column: str | None = None,
     title: str = "",
     colormap: str = "viridis",
     html: OutputPath = "map.html",
@@ -27,7 +27,7 @@ def map_from_coordinates(
     :param latitude: Column with the latitude in degrees (WGS 84).
     :param longitude: Column with the longitude in degrees (WGS 84).
     :param value: Optional numeric column that colours the points (with a colour scale).
-    :param label: Optional column shown in the point's popup and tooltip.
+    :param label_column: Optional column shown in the point's popup and tooltip.
     :param title: Title of the PNG plot and the HTML page.
     :param colormap: Matplotlib colour map of the values, e.g. viridis, plasma, coolwarm.
     :param html: The interactive map (HTML, OpenStreetMap tiles loaded by the browser).
@@ -38,7 +38,12 @@ def map_from_coordinates(
     from claimed_airflow.core.tables import read_table
 
     frame = read_table(table)
-    for param, column in (("latitude", latitude), ("longitude", longitude), ("value", value), ("label", label)):
+    for param, column in (
+        ("latitude", latitude),
+        ("longitude", longitude),
+        ("value", value),
+        ("label_column", label_column),
+    ):
         if column is not None and column not in frame.columns:
             raise ClaimedError(
                 f"{param}: column {column!r} not in the table (has {', '.join(map(str, frame.columns))})"
@@ -55,7 +60,7 @@ def map_from_coordinates(
         raise ClaimedError(f"table: no row has valid coordinates in {latitude!r}/{longitude!r}")
     points = pd.DataFrame({"lat": lat[good], "lon": lon[good]})
     points["value"] = values[good] if values is not None else None
-    points["label"] = frame.loc[good, label].astype(str) if label else None
+    points["label"] = frame.loc[good, label_column].astype(str) if label_column else None
     _html(points, html, value, title, colormap)
     _png(points, png, value, title, colormap, latitude, longitude)
     return {
