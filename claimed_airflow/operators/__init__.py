@@ -11,7 +11,7 @@ from claimed_airflow.operators.input import (
 )
 from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
-from claimed_airflow.operators.train import MobileNetV2TrainOperator
+from claimed_airflow.operators.train import MobileNetV2TrainOperator, TfjobTrainOperator
 from claimed_airflow.operators.transform import ApplyTransformOperator, DicomToImagesTransformOperator
 from claimed_airflow.operators.tune import HyperparametersTuneOperator
 from claimed_airflow.operators.visualize import MapFromCoordinatesOperator
@@ -32,4 +32,5 @@ __all__ = [
     "MapFromCoordinatesOperator",
     "MobileNetV2TrainOperator",
     "PredictImagesOperator",
+    "TfjobTrainOperator",
 ]
