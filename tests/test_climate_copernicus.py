@@ -15,6 +15,9 @@ import pytest
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 
+for _module in ("cdsapi", "xarray", "netCDF4"):
+    pytest.importorskip(_module, reason="extra climate")
+
 KEY = "7f3c1d2e-0000-4a5b-9c8d-cds-test-key"
 DATASET = "reanalysis-era5-single-levels"
 

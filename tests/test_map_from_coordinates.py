@@ -13,6 +13,8 @@ from PIL import Image
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 
+pytest.importorskip("folium", reason="extra viz")
+
 # Real places (WGS 84) with their population in millions, and two bad rows.
 CITIES = [
     ("Zurich", 47.3769, 8.5417, 0.42),

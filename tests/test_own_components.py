@@ -23,6 +23,11 @@ OWN = Path(__file__).parent / "data" / "own"
 
 
 @pytest.fixture
+def papermill():
+    return pytest.importorskip("papermill", reason="extra notebooks")
+
+
+@pytest.fixture
 def labels(shared_data) -> Path:
     return shared_data / "chestxray" / "labels.csv"
 
@@ -55,7 +60,7 @@ def test_notebook_parameters_become_typed_parameters(tmp_path, monkeypatch):
     assert ":type factor: float" in operator
 
 
-def test_notebook_component_runs_with_papermill_on_real_data(tmp_path, monkeypatch, labels):
+def test_notebook_component_runs_with_papermill_on_real_data(tmp_path, monkeypatch, labels, papermill):
     made = _made(tmp_path, "scale_table.ipynb", monkeypatch)
     result = run(made["reference"], {"table": str(labels), "factor": "3", "views": "PA"}, root=str(tmp_path / "out"))
     expected = pd.read_csv(labels)
@@ -67,7 +72,7 @@ def test_notebook_component_runs_with_papermill_on_real_data(tmp_path, monkeypat
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
 
 
-def test_notebook_failure_names_the_cell_and_error(tmp_path, monkeypatch, labels):
+def test_notebook_failure_names_the_cell_and_error(tmp_path, monkeypatch, labels, papermill):
     made = _made(tmp_path, "scale_table.ipynb", monkeypatch)
     with pytest.raises(ClaimedError, match=r"scale_table.ipynb: cell \d+ failed with KeyError: .*'nope' not in"):
         run(made["reference"], {"table": str(labels), "column": "nope"}, root=str(tmp_path / "out"))
@@ -183,7 +188,9 @@ with DAG(dag_id="claimed_test_own_notebook", schedule=None, start_date=datetime(
 
 
 @pytest.mark.e2e
-def test_notebook_component_runs_in_a_dag_next_to_library_components(airflow_home, tmp_path, labels, monkeypatch):
+def test_notebook_component_runs_in_a_dag_next_to_library_components(
+    airflow_home, tmp_path, labels, monkeypatch, papermill
+):
     from airflow.dag_processing.dagbag import DagBag
 
     dags = airflow_home / "dags"

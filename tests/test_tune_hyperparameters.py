@@ -15,6 +15,8 @@ from claimed_airflow.components.tune.hyperparameters import METRICS_FORMAT
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 
+pytest.importorskip("optuna", reason="extra tune")
+
 TRAINER = "trainers:logistic_german"
 
 
