@@ -37,6 +37,10 @@ def get_provider_info() -> dict:
         "operators": [
             {"integration-name": "CLAIMED", "python-modules": list(_OPERATOR_MODULES)},
         ],
+        "extra-links": [
+            "claimed_airflow.operators.links.ArtifactsLink",
+            "claimed_airflow.operators.links.DeploymentLink",
+        ],
         "hooks": [
             {"integration-name": "CLAIMED", "python-modules": ["claimed_airflow.hooks.copernicus"]},
         ],
@@ -54,6 +58,14 @@ def get_provider_info() -> dict:
                         "type": "string",
                         "example": "s3://bucket/claimed",
                         "default": None,
+                    },
+                    "cache": {
+                        "description": "Default of the claimed operators' cache option: reuse outputs of an "
+                        "earlier run with the same component version, parameters and input contents.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
                     },
                     "engine": {
                         "description": "Default engine of claimed operators (local).",

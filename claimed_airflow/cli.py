@@ -14,7 +14,12 @@ from claimed_airflow.core import registry
 from claimed_airflow.core.errors import ClaimedError
 
 # Modules that add sub-commands: each has ``register(subparsers)`` and sets ``func`` on its parser.
-COMMAND_MODULES = ("claimed_airflow.demo", "claimed_airflow.create")
+COMMAND_MODULES = (
+    "claimed_airflow.catalog",
+    "claimed_airflow.create",
+    "claimed_airflow.demo",
+    "claimed_airflow.reproduce",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,8 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    listing = commands.add_parser("list", help="list the components")
-    listing.add_argument("--markdown", action="store_true", help="print the Markdown table used in README.md")
+    commands.add_parser("list", help="list the components")
 
     describe = commands.add_parser("describe", help="show a component's spec")
     describe.add_argument("component")
@@ -50,9 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "list":
-            if args.markdown:
-                print(components_markdown())
-            for spec in [] if args.markdown else registry.components().values():
+            for spec in registry.components().values():
                 print(f"{spec.name:32} {spec.summary}")
         elif args.command == "describe":
             spec = registry.get(args.component)
@@ -106,17 +108,6 @@ def parse_arguments(spec, tokens: list[str]) -> dict[str, str]:
         values[name] = value
         i += 1
     return values
-
-
-def components_markdown() -> str:
-    """The component table of README.md (a test keeps the README in sync with the registry)."""
-    rows = ["| component | operator | inputs | outputs | what it does |", "| --- | --- | --- | --- | --- |"]
-    for spec in registry.library().values():
-        inputs = ", ".join(p.name for p in spec.inputs)
-        outputs = ", ".join(p.name for p in spec.outputs)
-        gpu = " (GPU)" if spec.resources.gpus else ""
-        rows.append(f"| `{spec.name}`{gpu} | `{spec.operator}` | {inputs} | {outputs} | {spec.summary} |")
-    return "\n".join(rows)
 
 
 def describe_text(spec) -> str:

@@ -9,7 +9,8 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
 3. **train** fits a MobileNetV2 (Keras 3, no pretrained weights, seeded),
 4. **predict** scores the images and **confusion_matrix** measures accuracy,
 5. **blessing** checks `accuracy >= min_accuracy`; when false, **deploy** is skipped,
-6. **deploy** publishes the model to a versioned model folder.
+6. **deploy** publishes the model to a versioned model folder and updates the Asset
+   `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each deployment.
 
 Outputs go to `<output root>/dicom_to_deployment/<run_id>/<task_id>/`; the default data is the
 bundled chest X-ray sample (10 Secondary Capture files built with `input.images_to_dicom`).
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param
 
+from claimed_airflow.assets import model_asset
 from claimed_airflow.operators import (
     ConditionBlessingOperator,
     ConfusionMatrixMetricOperator,
@@ -42,13 +44,16 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["claimed", "dicom", "computer-vision"],
-    default_args={"owner": "claimed"},
+    default_args={"owner": "claimed", "cache": "{{ params.cache }}"},
     params={
         "dicom_source": Param(str(SAMPLE / "dicom"), type="string", description="Folder, glob or URI of DICOM files."),
         "labels": Param(str(SAMPLE / "labels.csv"), type="string", description="Labels table (column file, label)."),
         "image_size": Param(64, type="integer", minimum=32, maximum=512, description="Image width/height in pixels."),
         "epochs": Param(3, type="integer", minimum=1, maximum=200, description="Training epochs."),
         "seed": Param(42, type="integer", description="Random seed of the training."),
+        "cache": Param(
+            False, type="boolean", description="Reuse outputs of earlier runs with the same inputs and parameters."
+        ),
         "min_accuracy": Param(
             0.5, type="number", minimum=0, maximum=1, description="Blessing threshold: deploy if accuracy >= this."
         ),
@@ -81,5 +86,10 @@ with DAG(
         metrics=metrics.output["metrics"],
         condition="accuracy >= {{ params.min_accuracy }}",
     )
-    deploy = LocalDeployOperator(task_id="deploy", model=train.output["model"], model_name="chestxray_mobilenet_v2")
+    deploy = LocalDeployOperator(
+        task_id="deploy",
+        model=train.output["model"],
+        model_name="chestxray_mobilenet_v2",
+        outlets=[model_asset("chestxray_mobilenet_v2")],
+    )
     blessing >> deploy

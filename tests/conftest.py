@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +31,10 @@ os.environ.update(
         "AIRFLOW__CLAIMED__OUTPUT_ROOT": str(_home / "artifacts"),
         "CLAIMED_OUTPUT_ROOT": str(_home / "artifacts"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(_home / "openlineage.jsonl"), "append": True}
+        ),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "claimed-tests",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 )
@@ -45,6 +50,12 @@ def airflow_home() -> Path:
     if not (_home / "airflow.db").exists():
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ)
     return _home
+
+
+@pytest.fixture(scope="session")
+def openlineage_events() -> Path:
+    """The file the OpenLineage provider's file transport appends events to (one JSON per line)."""
+    return _home / "openlineage.jsonl"
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +98,11 @@ def dicom_folder(tmp_path, shared_data) -> Path:
     (folder / "truncated.dcm").write_bytes(data[: len(data) // 2])
     (folder / "notes.txt").write_text("not a DICOM file\n")
     return folder
+
+
+@pytest.fixture
+def small_predictions(tmp_path) -> Path:
+    """Four predictions: labels a, a, b, b predicted as a, b, b, b (accuracy 0.75)."""
+    path = tmp_path / "predictions.csv"
+    path.write_text("label,prediction\na,a\na,b\nb,b\nb,b\n")
+    return path

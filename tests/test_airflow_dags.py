@@ -15,23 +15,30 @@ def _task_dir(output_root: Path, dag_id: str, run_id: str, task_id: str) -> Path
     return output_root / dag_id / safe_name(run_id) / task_id
 
 
-@pytest.fixture
-def predictions(tmp_path) -> Path:
-    path = tmp_path / "predictions.csv"
-    pd.DataFrame({"label": ["a", "a", "b", "b"], "prediction": ["a", "b", "b", "b"]}).to_csv(path, index=False)
-    return path
-
-
-def test_blessed_gate_runs_downstream(run_dag, predictions, output_root):
-    state, tasks, run_id = run_dag("claimed_test_gate", {"table": str(predictions), "condition": "accuracy > 0.5"})
+def test_blessed_gate_runs_downstream(run_dag, small_predictions, output_root):
+    state, tasks, run_id = run_dag(
+        "claimed_test_gate", {"table": str(small_predictions), "condition": "accuracy > 0.5"}
+    )
     assert state == "success"
     assert tasks == {"filter": "success", "metrics": "success", "blessing": "success", "after_gate": "success"}
     after = _task_dir(output_root, "claimed_test_gate", run_id, "after_gate")
     assert pd.read_parquet(after / "table.parquet")["label"].tolist() == ["a"]  # XCom URI passed downstream
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        link = session.scalar(
+            XComModel.get_many(run_id=run_id, key="_link_ArtifactsLink", task_ids="after_gate").with_only_columns(
+                XComModel.value
+            )
+        )
+    assert str(link).strip('"') == f"file://{after}"
 
 
-def test_unblessed_gate_skips_downstream_not_fails(run_dag, predictions, output_root):
-    state, tasks, run_id = run_dag("claimed_test_gate", {"table": str(predictions), "condition": "accuracy > 0.9"})
+def test_unblessed_gate_skips_downstream_not_fails(run_dag, small_predictions, output_root):
+    state, tasks, run_id = run_dag(
+        "claimed_test_gate", {"table": str(small_predictions), "condition": "accuracy > 0.9"}
+    )
     assert state == "success"
     assert tasks["blessing"] == "success" and tasks["after_gate"] == "skipped" and tasks["filter"] == "success"
     manifest = json.loads(

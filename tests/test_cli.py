@@ -65,12 +65,26 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path):
     assert cli("describe", "nope.nope").returncode == 2
 
 
-def test_readme_component_table_is_in_sync():
-    from claimed_airflow.cli import components_markdown
+def test_readme_component_table_is_the_catalog_table():
+    from claimed_airflow.catalog import summary_table
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme.split("<!-- components:start -->\n", 1)[1].split("\n<!-- components:end -->", 1)[0]
-    assert table == components_markdown(), "regenerate with `claimed-airflow list --markdown`"
+    assert table == summary_table(), "regenerate with `claimed-airflow catalog --table`"
+
+
+def test_catalog_documents_every_component(tmp_path):
+    from claimed_airflow.core.registry import components
+
+    done = cli("catalog", "-o", str(tmp_path / "catalog.md"))
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "catalog.md").read_text()
+    for spec in components().values():
+        assert f"### {spec.name}" in text and f"claimed-airflow run {spec.name}" in text
+        for param in spec.parameters:
+            assert f"| `{param.name}` | `{param.type}` |" in text, (spec.name, param.name)
+    page = cli("catalog", "-o", str(tmp_path / "catalog.html"))
+    assert page.returncode == 0 and (tmp_path / "catalog.html").read_text().startswith("<!doctype html>")
 
 
 @pytest.mark.e2e

@@ -85,3 +85,17 @@ def test_importing_operators_and_the_dag_imports_nothing_heavy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+def test_every_ready_dag_is_documented_for_the_ui():
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags"))
+    assert not bag.import_errors and bag.dags
+    for dag in bag.dags.values():
+        assert dag.doc_md and dag.tags and dag.description, dag.dag_id
+        assert {t.owner for t in dag.tasks} != {"airflow"}, dag.dag_id
+        for name, param in dag.params.items():
+            assert param.description and param.schema.get("type"), f"{dag.dag_id}: param {name}"

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from kube_stub import KubeStub
 
 from claimed_airflow.cli import main
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
+from tests.kube_stub import KubeStub
 
-TRAINER = "trainers:logistic_german"
+TRAINER = "tests.trainers:logistic_german"
 
 
 @pytest.fixture

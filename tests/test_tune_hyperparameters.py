@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from kube_stub import KubeStub
 from PIL import Image
 
 from claimed_airflow.components.tune.hyperparameters import METRICS_FORMAT
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
+from tests.kube_stub import KubeStub
 
 pytest.importorskip("optuna", reason="extra tune")
 
-TRAINER = "trainers:logistic_german"
+TRAINER = "tests.trainers:logistic_german"
 
 
 SPACE = {"learning_rate": {"low": 0.001, "high": 1.0, "log": True}, "epochs": {"low": 1, "high": 40}, "l2": [0.0, 0.01]}

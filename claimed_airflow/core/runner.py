@@ -5,6 +5,8 @@ Every engine ends here: the Airflow operator in-process, and ``claimed-airflow r
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
 from dataclasses import asdict
@@ -19,6 +21,7 @@ from claimed_airflow.core.storage import Scope
 
 log = logging.getLogger("claimed_airflow")
 MANIFEST = "manifest.json"
+CACHE_FOLDER = ".claimed-cache"
 
 
 def run(
@@ -28,8 +31,13 @@ def run(
     root: str | None = None,
     scope: Scope | None = None,
     output_uris: dict[str, str] | None = None,
+    cache: bool = False,
 ) -> dict[str, Any]:
-    """Run ``component`` and return its result: output URIs, returned values and ``manifest`` URI."""
+    """Run ``component`` and return its result: output URIs, returned values and ``manifest`` URI.
+
+    With ``cache``, a run whose component version, parameters and input content hashes equal those of
+    an earlier run (under the same root) whose outputs still verify reuses that run's outputs.
+    """
     spec = registry.get(component) if isinstance(component, str) else component
     values = spec.bind(arguments)
     scope = scope or Scope(dag_id="adhoc", run_id=manifest.now(), task_id=spec.name)
@@ -40,53 +48,113 @@ def run(
     if unknown:
         raise ClaimedError(f"{spec.name}: unknown output(s) {', '.join(unknown)}")
     started = manifest.now()
+    parameters = {p.name: values[p.name] for p in spec.params}
     with tempfile.TemporaryDirectory(prefix="claimed-") as tmp:
         workdir = Path(tmp)
-        call = dict(values)
-        input_records = {}
-        for param in spec.inputs:
-            uri = values[param.name]
-            if uri is None:
-                continue
-            local = storage.stage_input(param.name, uri, workdir)
-            call[param.name] = local
-            input_records[param.name] = {"uri": storage.normalize(uri), "hash": storage.content_hash(local)}
-        outputs = {}
-        for param in spec.outputs:
-            local = workdir / "outputs" / param.name / str(param.default)
-            local.parent.mkdir(parents=True)
-            call[param.name] = str(local)
-            outputs[param.name] = (local, output_uris.get(param.name) or storage.join(task_dir, param.default))
-        ctx = RunContext(component=spec.name, root=root)
-        log.info("running %s with %s", spec.name, _printable(values))
-        with active(ctx):
-            returned = spec.function(**call) or {}
-        if not isinstance(returned, dict):
-            raise TypeError(f"{spec.name} must return a dict of small values or None")
-        output_records = {}
-        for name, (local, uri) in outputs.items():
-            if not local.exists():
-                raise ClaimedError(f"{spec.name}: the component did not write its output {name!r}")
-            output_records[name] = {"uri": uri, "hash": storage.content_hash(local)}
-            storage.commit(local, uri)
+        call, input_records = _stage_inputs(spec, values, workdir)
+        key = cache_key(spec, parameters, input_records)
+        hit = _cache_lookup(root, key, workdir) if cache else None
+        if hit:
+            hit_uri, previous = hit
+            log.info("%s: cache hit, reusing the outputs of %s", spec.name, hit_uri)
+            output_records, returned, rejected = previous["outputs"], previous["values"], previous["rejected"]
+            cache_record = {"key": key, "hit": True, "from": hit_uri}
+        else:
+            targets = {o.name: output_uris.get(o.name) or storage.join(task_dir, o.default) for o in spec.outputs}
+            output_records, returned, rejected = _execute(spec, call, targets, workdir, root, values)
+            cache_record = {"key": key, "hit": False}
     record = manifest.build(
         spec,
-        parameters={p.name: values[p.name] for p in spec.params},
+        parameters=parameters,
         inputs=input_records,
         outputs=output_records,
         values=returned,
-        rejected=ctx.rejected,
+        rejected=rejected,
         started=started,
         scope=asdict(scope),
     )
+    record["cache"] = cache_record
     manifest_uri = storage.join(task_dir, MANIFEST)
     storage.write_json(manifest_uri, record)
-    if ctx.rejected:
-        log.warning("%s: %d item(s) set aside, listed in %s", spec.name, len(ctx.rejected), manifest_uri)
+    if cache and not hit:
+        storage.write_json(_cache_entry(root, key), {"manifest": manifest_uri})
+    if rejected:
+        log.warning("%s: %d item(s) set aside, listed in %s", spec.name, len(rejected), manifest_uri)
     result = {name: rec["uri"] for name, rec in output_records.items()}
     result.update(returned)
     result["manifest"] = manifest_uri
     return result
+
+
+def _stage_inputs(spec: ComponentSpec, values: dict, workdir: Path) -> tuple[dict, dict]:
+    """Local paths for the input artifacts (the call's arguments) and their URI + content-hash records."""
+    call, records = dict(values), {}
+    for param in spec.inputs:
+        uri = values[param.name]
+        if uri is None:
+            continue
+        local = storage.stage_input(param.name, uri, workdir)
+        call[param.name] = local
+        records[param.name] = {"uri": storage.normalize(uri), "hash": storage.content_hash(local)}
+    return call, records
+
+
+def _execute(spec, call: dict, targets: dict[str, str], workdir: Path, root: str, values: dict):
+    """Call the component with local output paths, then commit each output to its target URI."""
+    locals_ = {}
+    for param in spec.outputs:
+        local = workdir / "outputs" / param.name / str(param.default)
+        local.parent.mkdir(parents=True)
+        call[param.name] = str(local)
+        locals_[param.name] = local
+    ctx = RunContext(component=spec.name, root=root)
+    log.info("running %s with %s", spec.name, _printable(values))
+    with active(ctx):
+        returned = spec.function(**call) or {}
+    if not isinstance(returned, dict):
+        raise TypeError(f"{spec.name} must return a dict of small values or None")
+    records = {}
+    for name, local in locals_.items():
+        if not local.exists():
+            raise ClaimedError(f"{spec.name}: the component did not write its output {name!r}")
+        records[name] = {"uri": targets[name], "hash": storage.content_hash(local)}
+        storage.commit(local, targets[name])
+    return records, returned, ctx.rejected
+
+
+def cache_key(spec: ComponentSpec, parameters: dict, inputs: dict[str, dict]) -> str:
+    """Identity of a computation: component, its version, parameters and input contents (not URIs)."""
+    identity = {
+        "component": spec.name,
+        "version": manifest.__version__,
+        "parameters": parameters,
+        "inputs": {name: record["hash"] for name, record in sorted(inputs.items())},
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cache_entry(root: str, key: str) -> str:
+    return storage.join(root, CACHE_FOLDER, f"{key}.json")
+
+
+def _cache_lookup(root: str, key: str, workdir: Path) -> tuple[str, dict] | None:
+    """The earlier manifest for ``key`` if every output it lists still exists with the recorded hash."""
+    entry = _cache_entry(root, key)
+    if not storage.exists(entry):
+        return None
+    manifest_uri = storage.read_json(entry)["manifest"]
+    if not storage.exists(manifest_uri):
+        return None
+    previous = storage.read_json(manifest_uri)
+    for name, record in previous["outputs"].items():
+        if not storage.exists(record["uri"]):
+            log.warning("cache: output %s of %s is gone; recomputing", name, manifest_uri)
+            return None
+        local = storage.stage_input(name, record["uri"], workdir / "cache")
+        if storage.content_hash(local) != record["hash"]:
+            log.warning("cache: output %s of %s does not match its recorded hash; recomputing", name, manifest_uri)
+            return None
+    return manifest_uri, previous
 
 
 def _printable(values: dict) -> str:

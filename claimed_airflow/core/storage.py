@@ -71,6 +71,15 @@ def normalize(uri: str) -> str:
     return str(Path(local_path(uri)).expanduser().resolve()) if is_local(uri) else uri.rstrip("/")
 
 
+def dataset_name(uri: str) -> tuple[str, str]:
+    """OpenLineage (namespace, name) of a URI: ``file`` + absolute path, ``s3://bucket`` + key, ..."""
+    if is_local(uri):
+        return "file", normalize(uri)
+    scheme, rest = uri.split("://", 1)
+    bucket, _, key = rest.partition("/")
+    return f"{scheme}://{bucket}", key.rstrip("/")
+
+
 def filesystem(uri: str):
     import fsspec
 

@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from claimed_airflow.operators.links import ArtifactsLink
+
 ENGINES = ("local",)
 
 
@@ -40,14 +42,19 @@ class ClaimedOperator(BaseOperator):
     :type engine: str
     :param output_root: Root URI of outputs; default ``[claimed] output_root`` or ``$AIRFLOW_HOME/claimed-artifacts``.
     :type output_root: str | None
+    :param cache: Reuse the outputs of an earlier run with the same component version, parameters and
+        input contents (outputs verified by hash); default ``[claimed] cache`` (false). Set it DAG-wide
+        with ``default_args={"cache": True}``.
+    :type cache: bool | str | None
     """
 
     component: ClassVar[str] = ""
     component_fields: ClassVar[tuple[str, ...]] = ()
     gate: ClassVar[bool] = False
-    template_fields: Sequence[str] = ("arguments", "engine", "output_root")
+    template_fields: Sequence[str] = ("arguments", "engine", "output_root", "cache")
     template_fields_renderers = {"arguments": "json"}
     ui_color = "#dcecf7"
+    operator_extra_links = (ArtifactsLink(),)
 
     def __init__(
         self,
@@ -56,6 +63,7 @@ class ClaimedOperator(BaseOperator):
         arguments: dict[str, Any] | None = None,
         engine: str = "local",
         output_root: str | None = None,
+        cache: bool | str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -67,6 +75,8 @@ class ClaimedOperator(BaseOperator):
         self.arguments = arguments or {}
         self.engine = engine
         self.output_root = output_root
+        self.cache = cache
+        self.claimed_result: dict[str, Any] | None = None
 
     def component_arguments(self) -> dict[str, Any]:
         """The rendered parameter values; unset (None) ones are left to the component's defaults."""
@@ -91,13 +101,39 @@ class ClaimedOperator(BaseOperator):
                 self.component_arguments(),
                 root=self.output_root or default_output_root(),
                 scope=scope,
+                cache=self._cache_enabled(),
             )
         except ClaimedError as exc:
             raise AirflowFailException(f"{self.component}: {exc}") from None
+        self.claimed_result = result
+        self._annotate_outlets(context, result)
         if self.gate and not result.get("blessed", True):
             self.log.info("%s: condition is false; skipping downstream tasks", self.task_id)
             self._skip_downstream(context, result)
         return result
+
+    def _annotate_outlets(self, context: Any, result: dict[str, Any]) -> None:
+        """Asset events of this task's outlets carry the run's small values and its manifest URI."""
+        small = {k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))}
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra.update(small)
+
+    def _cache_enabled(self) -> bool:
+        from airflow.sdk.configuration import conf
+
+        from claimed_airflow.core.types import coerce
+
+        if self.cache is None or self.cache == "":
+            return conf.getboolean("claimed", "cache", fallback=False)
+        return coerce("cache", self.cache, bool)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input and output datasets of the run (from its manifest) and the component facet."""
+        if not self.claimed_result:
+            return None
+        from claimed_airflow.operators.lineage import lineage_of
+
+        return lineage_of(self.claimed_result)
 
     def _skip_downstream(self, context: Any, result: dict[str, Any]) -> None:
         """Gate operators (which also inherit SkipMixin): keep the XComs, then skip what follows."""

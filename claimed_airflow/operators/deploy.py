@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import SkipMixin
 
 from claimed_airflow.operators.base import ClaimedOperator
+from claimed_airflow.operators.links import DeploymentLink
 
 
 class ConditionBlessingOperator(ClaimedOperator, SkipMixin):
@@ -28,6 +29,8 @@ class ConditionBlessingOperator(ClaimedOperator, SkipMixin):
     component = "deploy.condition_blessing"
     component_fields = ("metrics", "condition")
     gate = True
+    ui_color = "#e0f7fa"
+    operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -59,6 +62,8 @@ class LocalDeployOperator(ClaimedOperator):
 
     component = "deploy.local"
     component_fields = ("model", "model_name", "models_root")
+    ui_color = "#e0f7fa"
+    operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

@@ -26,6 +26,7 @@ class FilterOperator(ClaimedOperator):
 
     component = "filter.rows"
     component_fields = ("table", "condition")
+    ui_color = "#f1f8e9"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

@@ -16,6 +16,20 @@ from claimed_airflow.core import registry
 from claimed_airflow.core.component import ComponentSpec
 
 HERE = Path(__file__).parent
+# One colour per category in the Airflow UI's graph view.
+UI_COLORS = {
+    "input": "#e3f2fd",
+    "transform": "#e8f5e9",
+    "filter": "#f1f8e9",
+    "train": "#fff3e0",
+    "predict": "#fce4ec",
+    "metric": "#f3e5f5",
+    "deploy": "#e0f7fa",
+    "monitoring": "#fffde7",
+    "output": "#efebe9",
+    "visualize": "#ede7f6",
+    "tune": "#fff8e1",
+}
 HEADER = '"""{title} operators, generated from the component specs by ``python -m claimed_airflow.operators.generate``.\n\nDo not edit by hand: change the component, then regenerate.\n"""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\nfrom claimed_airflow.operators.base import ClaimedOperator\n'  # noqa: E501
 
 
@@ -63,6 +77,10 @@ def operator_source(spec: ComponentSpec) -> str:
     lines.append(f"    component_fields = {_tuple([p.name for p in args], '    ')}")
     if spec.gate:
         lines.append("    gate = True")
+    if spec.category in UI_COLORS:
+        lines.append(f'    ui_color = "{UI_COLORS[spec.category]}"')
+    if spec.category == "deploy":
+        lines.append("    operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())")
     lines.append('    template_fields = (*component_fields, "engine", "output_root")')
     lines.append("")
     signature = ["self", "*"]
@@ -85,6 +103,8 @@ def module_sources() -> dict[str, str]:
     sources = {}
     for category, specs in sorted(by_category.items()):
         header = HEADER.format(title=category.capitalize())
+        if category == "deploy":
+            header += "from claimed_airflow.operators.links import DeploymentLink\n"
         if any(s.gate for s in specs):
             header = header.replace(
                 "from typing import Any\n", "from typing import Any\n\nfrom airflow.sdk import SkipMixin\n"

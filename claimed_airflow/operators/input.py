@@ -57,6 +57,7 @@ class ClimateCopernicusInputOperator(ClaimedOperator):
         "url",
         "http_retries",
     )
+    ui_color = "#e3f2fd"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -116,6 +117,7 @@ class CovidChestXrayInputOperator(ClaimedOperator):
 
     component = "input.covid_chestxray"
     component_fields = ("source", "views", "modalities", "findings", "timeout")
+    ui_color = "#e3f2fd"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -157,6 +159,7 @@ class DicomInputOperator(ClaimedOperator):
 
     component = "input.dicom"
     component_fields = ("source", "labels", "label_key", "label_column")
+    ui_color = "#e3f2fd"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -214,6 +217,7 @@ class ImagesToDicomOperator(ClaimedOperator):
         "modality",
         "max_size",
     )
+    ui_color = "#e3f2fd"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

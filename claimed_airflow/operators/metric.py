@@ -25,6 +25,7 @@ class ConfusionMatrixMetricOperator(ClaimedOperator):
 
     component = "metric.confusion_matrix"
     component_fields = ("predictions", "label_column", "prediction_column")
+    ui_color = "#f3e5f5"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

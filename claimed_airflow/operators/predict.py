@@ -25,6 +25,7 @@ class PredictImagesOperator(ClaimedOperator):
 
     component = "predict.images"
     component_fields = ("model", "images", "batch_size")
+    ui_color = "#fce4ec"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

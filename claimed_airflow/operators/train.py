@@ -36,6 +36,7 @@ class MobileNetV2TrainOperator(ClaimedOperator):
 
     component = "train.mobilenet_v2"
     component_fields = ("images", "epochs", "batch_size", "image_size", "alpha", "learning_rate", "seed")
+    ui_color = "#fff3e0"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -124,6 +125,7 @@ class TfjobTrainOperator(ClaimedOperator):
         "poll_interval",
         "delete_on_timeout",
     )
+    ui_color = "#fff3e0"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

@@ -29,6 +29,7 @@ class ApplyTransformOperator(ClaimedOperator):
 
     component = "transform.apply"
     component_fields = ("table", "column", "expression")
+    ui_color = "#e8f5e9"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -67,6 +68,7 @@ class DicomToImagesTransformOperator(ClaimedOperator):
 
     component = "transform.dicom_to_images"
     component_fields = ("metadata", "files", "size", "label_column")
+    ui_color = "#e8f5e9"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

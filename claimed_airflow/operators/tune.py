@@ -79,6 +79,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         "timeout",
         "poll_interval",
     )
+    ui_color = "#fff8e1"
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(

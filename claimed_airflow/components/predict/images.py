@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from claimed_airflow.core import InputPath, OutputPath, component
+from claimed_airflow.core import InputPath, OutputPath, Progress, component
 from claimed_airflow.core.errors import ClaimedError
 
 
@@ -36,7 +36,12 @@ def images(
     info = json.loads(labels_file.read_text())
     network = keras.saving.load_model(Path(model) / "model.keras")
     x, _, classes, index = load_image_folder(images, info["image_size"], info["classes"])
-    probabilities = network.predict(x, batch_size=batch_size, verbose=0)
+    progress = Progress("predict.images", len(x))
+    batches = []
+    for start in range(0, len(x), batch_size):
+        batches.append(network.predict_on_batch(x[start : start + batch_size]))
+        progress.advance(len(batches[-1]))
+    probabilities = np.concatenate(batches)
     best = probabilities.argmax(axis=1)
     table = index.copy()
     table["prediction"] = [classes[i] for i in best]

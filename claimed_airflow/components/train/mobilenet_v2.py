@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from claimed_airflow.core import InputPath, OutputPath, component
+from claimed_airflow.core import InputPath, OutputPath, Progress, component
 from claimed_airflow.core.errors import ClaimedError
 
 INDEX = "index.csv"
@@ -82,7 +82,15 @@ def mobilenet_v2(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    history = network.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=2)
+    progress = Progress("train.mobilenet_v2 epochs", epochs, interval=0)
+
+    class LogProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            progress.advance()
+
+    history = network.fit(
+        x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[LogProgress()]
+    )
     out = Path(model)
     out.mkdir(parents=True)
     network.save(out / "model.keras")
