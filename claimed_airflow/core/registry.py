@@ -74,7 +74,6 @@ def components() -> dict[str, ComponentSpec]:
         found.update(_specs_of(ep.load()))
     for module in configured_modules():
         found.update(_specs_of(_import(module, MODULES_ENV)))
-    found.update(_referenced)
     return dict(sorted(found.items()))
 
 
@@ -88,9 +87,7 @@ def resolve(reference: str) -> ComponentSpec:
     spec = getattr(function, "spec", None)
     if not isinstance(spec, ComponentSpec):
         raise ClaimedError(f"{reference}: {attribute!r} is not a component (decorate it with @component)")
-    if _referenced.get(spec.name) is not spec:
-        _referenced[spec.name] = spec
-        components.cache_clear()
+    _referenced[spec.name] = spec  # found by name too from now on (e.g. by ``reproduce``), not listed
     return spec
 
 
@@ -99,6 +96,6 @@ def get(name: str) -> ComponentSpec:
     if _REFERENCE.match(name):
         return resolve(name)
     try:
-        return components()[name]
+        return components().get(name) or _referenced[name]
     except KeyError:
         raise ClaimedError(f"unknown component {name!r}; known: {', '.join(components())}") from None
