@@ -15,6 +15,8 @@ _OPERATOR_MODULES = (
     "claimed_airflow.operators.predict",
     "claimed_airflow.operators.train",
     "claimed_airflow.operators.transform",
+    "claimed_airflow.operators.tune",
+    "claimed_airflow.operators.visualize",
 )
 
 
@@ -39,8 +41,12 @@ def get_provider_info() -> dict:
             "claimed_airflow.operators.links.ArtifactsLink",
             "claimed_airflow.operators.links.DeploymentLink",
         ],
-        "hooks": [],
-        "connection-types": [],
+        "hooks": [
+            {"integration-name": "CLAIMED", "python-modules": ["claimed_airflow.hooks.copernicus"]},
+        ],
+        "connection-types": [
+            {"hook-class-name": "claimed_airflow.hooks.copernicus.CopernicusHook", "connection-type": "copernicus"},
+        ],
         "config": {
             "claimed": {
                 "description": "Settings of the claimed-airflow provider.",

@@ -14,7 +14,7 @@ from claimed_airflow.core.component import ComponentSpec
 def summary_table(links: bool = False) -> str:
     """The component table: README.md carries it as is, the catalog with links to each section."""
     rows = ["| component | operator | inputs | outputs | what it does |", "| --- | --- | --- | --- | --- |"]
-    for spec in registry.components().values():
+    for spec in registry.library().values():
         inputs = ", ".join(p.name for p in spec.inputs)
         outputs = ", ".join(p.name for p in spec.outputs)
         gpu = " (GPU)" if spec.resources.gpus else ""
@@ -67,7 +67,7 @@ def component_markdown(spec: ComponentSpec) -> str:
 def catalog_markdown() -> str:
     parts = [f"# CLAIMED component catalog (claimed-airflow {__version__})", "", summary_table(links=True), ""]
     by_category: dict[str, list[ComponentSpec]] = {}
-    for spec in registry.components().values():
+    for spec in registry.library().values():
         by_category.setdefault(spec.category, []).append(spec)
     for category, specs in by_category.items():
         parts += [f"## {category}", ""] + [component_markdown(s) for s in specs]

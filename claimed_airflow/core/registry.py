@@ -1,41 +1,101 @@
-"""The registry of components: every module under ``claimed_airflow.components`` plus entry points."""
+"""The registry of components: the library, entry points, configured modules and ``module:function`` references.
+
+Users register their own components (see ``claimed-airflow create-component``) in one of three ways:
+
+- an installed package declares an entry point in the group ``claimed_airflow.components`` naming a
+  module of components;
+- the environment variable ``CLAIMED_AIRFLOW_COMPONENTS`` (or the Airflow option
+  ``[claimed] components``) lists importable modules, comma separated;
+- a reference ``package.module:function`` is used wherever a component name is expected (operators,
+  ``claimed-airflow run``, the container entrypoint); the module is imported on first use.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import re
 from functools import cache
 from importlib.metadata import entry_points
+from types import ModuleType
 
 from claimed_airflow.core.component import ComponentSpec
 from claimed_airflow.core.errors import ClaimedError
 
 ENTRY_POINT_GROUP = "claimed_airflow.components"
+MODULES_ENV = "CLAIMED_AIRFLOW_COMPONENTS"
+LIBRARY_PACKAGE = "claimed_airflow.components"
+_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_referenced: dict[str, ComponentSpec] = {}
+
+
+def _specs_of(module: ModuleType) -> dict[str, ComponentSpec]:
+    found = {}
+    for value in vars(module).values():
+        spec = getattr(value, "spec", None)
+        if isinstance(spec, ComponentSpec) and (
+            getattr(value, "__module__", None) == module.__name__ or not module.__name__.startswith(LIBRARY_PACKAGE)
+        ):
+            found[spec.name] = spec
+    return found
+
+
+def _import(module: str, origin: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ClaimedError(f"{origin}: cannot import component module {module!r}: {exc}") from None
+
+
+def configured_modules() -> list[str]:
+    """Modules named by ``$CLAIMED_AIRFLOW_COMPONENTS`` or ``[claimed] components`` (comma separated)."""
+    text = os.environ.get(MODULES_ENV) or os.environ.get("AIRFLOW__CLAIMED__COMPONENTS") or ""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+@cache
+def library() -> dict[str, ComponentSpec]:
+    """The components shipped in ``claimed_airflow.components`` (these get generated operators)."""
+    import claimed_airflow.components as package
+
+    found: dict[str, ComponentSpec] = {}
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if not info.ispkg:
+            found.update(_specs_of(importlib.import_module(info.name)))
+    return dict(sorted(found.items()))
 
 
 @cache
 def components() -> dict[str, ComponentSpec]:
-    """All known components by name (``category.name``), sorted."""
-    import claimed_airflow.components as package
-
-    found: dict[str, ComponentSpec] = {}
-    modules = [
-        importlib.import_module(info.name)
-        for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
-        if not info.ispkg
-    ]
-    modules += [ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)]
-    for module in modules:
-        for value in vars(module).values():
-            spec = getattr(value, "spec", None)
-            if isinstance(spec, ComponentSpec) and getattr(value, "__module__", None) == module.__name__:
-                found[spec.name] = spec
+    """All known components by name (``category.name``), sorted: library, entry points, configured modules."""
+    found = dict(library())
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.update(_specs_of(ep.load()))
+    for module in configured_modules():
+        found.update(_specs_of(_import(module, MODULES_ENV)))
     return dict(sorted(found.items()))
 
 
+def resolve(reference: str) -> ComponentSpec:
+    """The spec of ``package.module:function`` (a function decorated with ``@component``)."""
+    module_name, _, attribute = reference.partition(":")
+    module = _import(module_name, reference)
+    function = getattr(module, attribute, None)
+    if function is None:
+        raise ClaimedError(f"{reference}: module {module_name!r} has no attribute {attribute!r}")
+    spec = getattr(function, "spec", None)
+    if not isinstance(spec, ComponentSpec):
+        raise ClaimedError(f"{reference}: {attribute!r} is not a component (decorate it with @component)")
+    _referenced[spec.name] = spec  # found by name too from now on (e.g. by ``reproduce``), not listed
+    return spec
+
+
 def get(name: str) -> ComponentSpec:
-    """The spec of component ``name``; a clear error lists the known names otherwise."""
+    """The spec of component ``name`` or reference ``module:function``; a clear error otherwise."""
+    if _REFERENCE.match(name):
+        return resolve(name)
     try:
-        return components()[name]
+        return components().get(name) or _referenced[name]
     except KeyError:
         raise ClaimedError(f"unknown component {name!r}; known: {', '.join(components())}") from None

@@ -27,6 +27,8 @@ UI_COLORS = {
     "deploy": "#e0f7fa",
     "monitoring": "#fffde7",
     "output": "#efebe9",
+    "visualize": "#ede7f6",
+    "tune": "#fff8e1",
 }
 HEADER = '"""{title} operators, generated from the component specs by ``python -m claimed_airflow.operators.generate``.\n\nDo not edit by hand: change the component, then regenerate.\n"""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\nfrom claimed_airflow.operators.base import ClaimedOperator\n'  # noqa: E501
 
@@ -96,7 +98,7 @@ def operator_source(spec: ComponentSpec) -> str:
 
 def module_sources() -> dict[str, str]:
     by_category: dict[str, list[ComponentSpec]] = defaultdict(list)
-    for spec in registry.components().values():
+    for spec in registry.library().values():
         by_category[spec.category].append(spec)
     sources = {}
     for category, specs in sorted(by_category.items()):
@@ -112,12 +114,19 @@ def module_sources() -> dict[str, str]:
 
 
 def init_source(sources: dict[str, str]) -> str:
-    names = [(category, spec.operator) for spec in registry.components().values() for category in [spec.category]]
+    names = [(category, spec.operator) for spec in registry.library().values() for category in [spec.category]]
     lines = ['"""Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""', ""]
     lines.append("from claimed_airflow.operators.base import ClaimedOperator")
     for category in sorted(sources):
         operators = sorted(op for c, op in names if c == category)
-        lines.append(f"from claimed_airflow.operators.{category} import {', '.join(operators)}")
+        line = f"from claimed_airflow.operators.{category} import {', '.join(operators)}"
+        if len(line) > 120:  # the way ruff format wraps it
+            line = (
+                f"from claimed_airflow.operators.{category} import (\n"
+                + "".join(f"    {op},\n" for op in operators)
+                + ")"
+            )
+        lines.append(line)
     lines += ["", "__all__ = ["]
     lines += [f'    "{name}",' for name in sorted(["ClaimedOperator", *(op for _, op in names)])]
     lines.append("]")

@@ -10,6 +10,134 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
+class ClimateCopernicusInputOperator(ClaimedOperator):
+    """Download climate data (e.g. ERA5) from the Copernicus Climate Data Store with the cdsapi client.
+
+    Builds a CDS request from dataset, variables, date, times and area, waits for the job, and
+    writes the NetCDF file and a flat table (one row per time and grid point, one column per
+    variable). Credentials come from the Airflow connection ``conn_id`` (host = API URL, password =
+    API key); without one, from ``$CDSAPI_URL``/``$CDSAPI_KEY`` or ``~/.cdsapirc`` as cdsapi reads
+    them. The key never appears in logs, XCom or the run manifest.
+
+    Runs the ``input.climate_copernicus`` component. Outputs (XCom keys): netcdf, table.
+
+    :param dataset: CDS dataset id, e.g. reanalysis-era5-single-levels.
+    :type dataset: str
+    :param variables: Variables to download, e.g. 2m_temperature, total_precipitation.
+    :type variables: list[str]
+    :param date: Date or range, e.g. 2024-01-01 or 2024-01-01/2024-01-31.
+    :type date: str
+    :param times: Hours of the day, e.g. 00:00, 12:00 (default: what the dataset serves).
+    :type times: list[str] | None
+    :param area: Bounding box as north, west, south, east in degrees (default: the whole globe).
+    :type area: list[float] | None
+    :param product_type: CDS product type (e.g. reanalysis); empty for datasets without one.
+    :type product_type: str | None
+    :param extra: More request keys merged into the request (e.g. pressure_level), as a JSON object.
+    :type extra: dict | None
+    :param conn_id: Airflow connection of type copernicus holding the API URL and key; empty to use
+        the cdsapi configuration ($CDSAPI_URL/$CDSAPI_KEY or ~/.cdsapirc).
+    :type conn_id: str | None
+    :param url: API URL overriding the connection's (e.g. the Atmosphere Data Store).
+    :type url: str | None
+    :param http_retries: Tries of each HTTP call before giving up.
+    :type http_retries: int
+    """
+
+    component = "input.climate_copernicus"
+    component_fields = (
+        "dataset",
+        "variables",
+        "date",
+        "times",
+        "area",
+        "product_type",
+        "extra",
+        "conn_id",
+        "url",
+        "http_retries",
+    )
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, "engine", "output_root")
+
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        variables: list[str],
+        date: str,
+        times: list[str] | None = None,
+        area: list[float] | None = None,
+        product_type: str | None = "reanalysis",
+        extra: dict | None = None,
+        conn_id: str | None = "copernicus_default",
+        url: str | None = None,
+        http_retries: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.variables = variables
+        self.date = date
+        self.times = times
+        self.area = area
+        self.product_type = product_type
+        self.extra = extra
+        self.conn_id = conn_id
+        self.url = url
+        self.http_retries = http_retries
+
+
+class CovidChestXrayInputOperator(ClaimedOperator):
+    """Read the COVID-19 chest X-ray collection (metadata.csv + images/) and sort its images by finding.
+
+    The source is the layout of ieee8023/covid-chestxray-dataset: a ``metadata.csv`` (patientid,
+    sex, age, finding, view, modality, folder, filename, ...) beside the image folder. It may be a
+    local folder, a ``file://``, ``http(s)://`` or ``s3://`` URI of that folder or of a
+    .zip/.tar(.gz) archive of it. Rows are filtered by view, modality and finding; the images are
+    copied to ``images/<label>/`` and the metadata gets ``label`` and ``image`` (the path under
+    ``images``), ready for ``input.images_to_dicom`` (``filename_column="image"``) or training. Rows
+    whose image is missing are reported and left out.
+
+    Runs the ``input.covid_chestxray`` component. Outputs (XCom keys): metadata, images.
+
+    :param source: Folder, archive or URI (file://, http(s)://, s3://) of the dataset layout.
+    :type source: str
+    :param views: Keep these views only (e.g. PA, AP, "AP Supine"); empty keeps all.
+    :type views: list[str] | None
+    :param modalities: Keep these modalities only (e.g. X-ray, CT); empty keeps all.
+    :type modalities: list[str] | None
+    :param findings: Keep rows whose finding (or one of its ``/``-separated parts, e.g. COVID-19 in
+        Pneumonia/Viral/COVID-19) is one of these; it becomes the label. Empty keeps all, labelled
+        by the last part of the finding.
+    :type findings: list[str] | None
+    :param timeout: Seconds to wait for a remote source.
+    :type timeout: float
+    """
+
+    component = "input.covid_chestxray"
+    component_fields = ("source", "views", "modalities", "findings", "timeout")
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, "engine", "output_root")
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        views: list[str] | None = None,
+        modalities: list[str] | None = None,
+        findings: list[str] | None = None,
+        timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.views = views
+        self.modalities = modalities
+        self.findings = findings
+        self.timeout = timeout
+
+
 class DicomInputOperator(ClaimedOperator):
     """Read DICOM files into a metadata table (one row per file) plus a folder of the readable files.
 

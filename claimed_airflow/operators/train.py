@@ -59,3 +59,108 @@ class MobileNetV2TrainOperator(ClaimedOperator):
         self.alpha = alpha
         self.learning_rate = learning_rate
         self.seed = seed
+
+
+class TfjobTrainOperator(ClaimedOperator):
+    """Run a training component on N workers with GPUs as a Kubeflow TFJob or PyTorchJob and wait for it.
+
+    Every replica runs the same ``claimed-airflow run <trainer>`` entrypoint in the component image;
+    the Training Operator sets ``TF_CONFIG`` (TFJob) or ``MASTER_ADDR``/``RANK``/``WORLD_SIZE``
+    (PyTorchJob), which the trainer's distribution strategy reads. Each replica writes its outputs
+    under ``<job_root>/<job name>/<job name>/<pod name>/``; the chief's (TFJob ``Chief``, PyTorchJob
+    ``Master``) are the result. Waits for Succeeded or Failed with a timeout; a failed job or a
+    timeout fails the task with the operator's message.
+
+    Runs the ``train.tfjob`` component. Outputs (XCom keys): job.
+
+    :param trainer: Training component (name such as train.mobilenet_v2, or module:function).
+    :type trainer: str
+    :param job_root: Root URI shared by the replicas for their outputs, e.g. s3://bucket/training.
+    :type job_root: str
+    :param fixed: Arguments of the trainer (inputs as shared URIs, hyperparameters), as a JSON
+        object.
+    :type fixed: dict | None
+    :param kind: TFJob (TensorFlow/Keras trainers) or PyTorchJob (PyTorch trainers).
+    :type kind: str
+    :param workers: Number of replicas in total (one chief plus workers - 1).
+    :type workers: int
+    :param gpus_per_worker: GPUs of each replica (default: the trainer's own GPU count).
+    :type gpus_per_worker: int | None
+    :param image: Container image (default: the trainer's image).
+    :type image: str | None
+    :param job_name: Name of the job (default: the trainer's name with a random suffix); give a
+        fixed name (e.g. from the run id) to re-attach to the same job when the task is retried.
+    :type job_name: str | None
+    :param namespace: Kubernetes namespace of the job.
+    :type namespace: str
+    :param node_selector: Node labels the replicas must run on (JSON object), e.g. a GPU type.
+    :type node_selector: dict | None
+    :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
+    :type kube_url: str | None
+    :param kube_token_file: File with the bearer token (default: the pod's service account token).
+    :type kube_token_file: str | None
+    :param timeout: Seconds to wait for the job to finish.
+    :type timeout: float
+    :param poll_interval: Seconds between status checks.
+    :type poll_interval: float
+    :param delete_on_timeout: Delete the job (and free its GPUs) when it times out.
+    :type delete_on_timeout: bool
+    """
+
+    component = "train.tfjob"
+    component_fields = (
+        "trainer",
+        "job_root",
+        "fixed",
+        "kind",
+        "workers",
+        "gpus_per_worker",
+        "image",
+        "job_name",
+        "namespace",
+        "node_selector",
+        "kube_url",
+        "kube_token_file",
+        "timeout",
+        "poll_interval",
+        "delete_on_timeout",
+    )
+    ui_color = "#fff3e0"
+    template_fields = (*component_fields, "engine", "output_root")
+
+    def __init__(
+        self,
+        *,
+        trainer: str,
+        job_root: str,
+        fixed: dict | None = None,
+        kind: str = "TFJob",
+        workers: int = 2,
+        gpus_per_worker: int | None = None,
+        image: str | None = None,
+        job_name: str | None = None,
+        namespace: str = "kubeflow",
+        node_selector: dict | None = None,
+        kube_url: str | None = None,
+        kube_token_file: str | None = None,
+        timeout: float = 86400.0,
+        poll_interval: float = 15.0,
+        delete_on_timeout: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.trainer = trainer
+        self.job_root = job_root
+        self.fixed = fixed
+        self.kind = kind
+        self.workers = workers
+        self.gpus_per_worker = gpus_per_worker
+        self.image = image
+        self.job_name = job_name
+        self.namespace = namespace
+        self.node_selector = node_selector
+        self.kube_url = kube_url
+        self.kube_token_file = kube_token_file
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.delete_on_timeout = delete_on_timeout

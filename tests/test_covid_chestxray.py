@@ -1,0 +1,210 @@
+"""input.covid_chestxray on the ieee8023 layout built from the shared chest X-ray images."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.runner import run
+
+COLUMNS = (
+    "patientid offset sex age finding RT_PCR_positive survival intubated intubation_present went_icu in_icu "
+    "needed_supplemental_O2 extubated temperature pO2_saturation leukocyte_count neutrophil_count "
+    "lymphocyte_count view modality date location folder filename doi url license clinical_notes other_notes"
+).split()
+FINDINGS = {"COVID-19": "Pneumonia/Viral/COVID-19", "No Finding": "No Finding"}
+
+
+@pytest.fixture
+def dataset(tmp_path, shared_data) -> Path:
+    """metadata.csv + images/ in the ieee8023 layout; two rows get another view / modality for the filters."""
+    labels = pd.read_csv(shared_data / "chestxray" / "labels.csv")
+    root = tmp_path / "covid-chestxray-dataset"
+    (root / "images").mkdir(parents=True)
+    rows = []
+    for i, row in labels.iterrows():
+        shutil.copy(shared_data / "chestxray" / row["filename"], root / "images" / row["filename"])
+        record = dict.fromkeys(COLUMNS, "")
+        record.update(
+            patientid=str(100 + i),
+            sex=row["sex"],
+            age=row["age"],
+            finding=FINDINGS[row["finding"]],
+            view="AP Supine" if i == 2 else row["view"],
+            modality="CT" if i == 3 else row["modality"],
+            folder="images",
+            filename=row["filename"],
+            url=row["url"],
+            license=row["license"],
+        )
+        rows.append(record)
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+def _expected(dataset: Path, views=None, modalities=None, finding=None) -> pd.DataFrame:
+    frame = pd.read_csv(dataset / "metadata.csv")
+    if views:
+        frame = frame[frame["view"].isin(views)]
+    if modalities:
+        frame = frame[frame["modality"].isin(modalities)]
+    if finding:
+        frame = frame[frame["finding"].str.split("/").apply(lambda parts: finding in parts)]
+    return frame
+
+
+def test_local_folder_filtered_by_view_modality_and_finding(dataset, tmp_path):
+    result = run(
+        "input.covid_chestxray",
+        {"source": str(dataset), "views": "PA", "modalities": "X-ray", "findings": "COVID-19,No Finding"},
+        root=str(tmp_path / "out"),
+    )
+    expected = _expected(dataset, ["PA"], ["X-ray"])
+    table = pd.read_csv(result["metadata"])
+    assert sorted(table["filename"]) == sorted(expected["filename"]) and len(table) == 8
+    assert result["labels"] == {
+        "COVID-19": int(expected["finding"].str.endswith("COVID-19").sum()),
+        "No Finding": int((expected["finding"] == "No Finding").sum()),
+    }
+    images = Path(result["images"])
+    for _, row in table.iterrows():
+        assert (images / row["image"]).read_bytes() == (dataset / "images" / row["filename"]).read_bytes()
+        assert row["image"].startswith(row["label"].replace(" ", "_") + "/")
+
+
+def test_findings_match_a_part_of_the_hierarchy_and_output_feeds_images_to_dicom(dataset, tmp_path):
+    result = run("input.covid_chestxray", {"source": f"file://{dataset}", "findings": "covid-19"}, root=str(tmp_path))
+    table = pd.read_csv(result["metadata"])
+    assert set(table["label"]) == {"covid-19"} and len(table) == len(_expected(dataset, finding="COVID-19"))
+    dicom = run(
+        "input.images_to_dicom",
+        {"images": result["images"], "labels": result["metadata"], "filename_column": "image", "max_size": 64},
+        root=str(tmp_path),
+    )
+    assert len(list(Path(dicom["dicom"]).glob("**/*.dcm"))) == len(table)
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A loopback HTTP server serving tmp_path/www."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_archive_url_over_http(dataset, http_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    www, url = http_server
+    with zipfile.ZipFile(www / "dataset.zip", "w") as archive:  # a top-level folder, like GitHub's archives
+        for path in dataset.rglob("*"):
+            archive.write(path, f"covid-chestxray-dataset-master/{path.relative_to(dataset)}")
+    result = run("input.covid_chestxray", {"source": f"{url}/dataset.zip", "views": "AP supine"}, root=str(tmp_path))
+    expected = _expected(dataset, ["AP Supine"])
+    assert result["rows_out"] == len(expected) == 1
+    assert result["labels"] == {expected["finding"].iloc[0].split("/")[-1]: 1}
+    with pytest.raises(ClaimedError, match=rf"source: cannot fetch {url}/missing.zip: HTTP 404"):
+        run("input.covid_chestxray", {"source": f"{url}/missing.zip"}, root=str(tmp_path))
+
+
+def test_unfetchable_and_unsupported_sources_are_named(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/covid.zip"
+    with pytest.raises(ClaimedError, match=f"source: cannot fetch {url}"):
+        run("input.covid_chestxray", {"source": url, "timeout": 5}, root=str(tmp_path))
+    with pytest.raises(ClaimedError, match="scheme 'ftp' .* not supported; use http"):
+        run("input.covid_chestxray", {"source": "ftp://example.org/covid.zip"}, root=str(tmp_path))
+    with pytest.raises(ClaimedError, match="does not exist"):
+        run("input.covid_chestxray", {"source": str(tmp_path / "nowhere")}, root=str(tmp_path))
+
+
+def test_bad_layouts_fail_with_a_clear_message(dataset, tmp_path):
+    frame = pd.read_csv(dataset / "metadata.csv")
+    frame.drop(columns=["view"]).to_csv(dataset / "metadata.csv", index=False)
+    with pytest.raises(ClaimedError, match="lacks column\\(s\\) view"):
+        run("input.covid_chestxray", {"source": str(dataset)}, root=str(tmp_path))
+    frame.to_csv(dataset / "metadata.csv", index=False)
+    with pytest.raises(ClaimedError, match="no rows left"):
+        run("input.covid_chestxray", {"source": str(dataset), "findings": "SARS"}, root=str(tmp_path))
+    (dataset / "metadata.csv").unlink()
+    with pytest.raises(ClaimedError, match="has no metadata.csv"):
+        run("input.covid_chestxray", {"source": str(dataset)}, root=str(tmp_path))
+
+
+def test_missing_image_is_set_aside(dataset, tmp_path):
+    first = pd.read_csv(dataset / "metadata.csv")["filename"][0]
+    (dataset / "images" / first).unlink()
+    result = run("input.covid_chestxray", {"source": str(dataset)}, root=str(tmp_path))
+    assert result["rows_out"] == result["rows_in"] - 1
+    import json
+
+    manifest = json.loads(Path(result["manifest"]).read_text())
+    assert manifest["rejected"] == [{"item": first, "reason": "image not found under images/"}]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_object_storage_archive(dataset, tmp_path, monkeypatch):
+    s3fs = pytest.importorskip("s3fs")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": url,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }.items():
+            monkeypatch.setenv(key, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        fs = s3fs.S3FileSystem()
+        fs.mkdir("datasets")
+        archive = tmp_path / "covid.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(dataset, arcname=".")
+        fs.put(str(archive), "datasets/covid.tar.gz")
+        result = run("input.covid_chestxray", {"source": "s3://datasets/covid.tar.gz"}, root=str(tmp_path / "out"))
+        assert result["rows_out"] == 10
+        with pytest.raises(ClaimedError, match="source: cannot fetch s3://datasets/missing.tar.gz"):
+            run("input.covid_chestxray", {"source": "s3://datasets/missing.tar.gz"}, root=str(tmp_path / "out"))
+    finally:
+        server.terminate()
+        server.wait(10)
+        s3fs.S3FileSystem.clear_instance_cache()

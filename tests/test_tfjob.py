@@ -1,0 +1,123 @@
+"""train.tfjob: the TFJob/PyTorchJob manifest and the exact Kubernetes API calls, against a loopback stub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from claimed_airflow.cli import main
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.runner import run
+from tests.kube_stub import KubeStub
+
+TRAINER = "tests.trainers:logistic_german"
+
+
+@pytest.fixture
+def stub(tmp_path):
+    server = KubeStub()
+    (tmp_path / "token").write_text("sa-token-xyz")
+    yield server
+    server.close()
+
+
+def _args(stub, tmp_path, **more):
+    return {
+        "trainer": TRAINER,
+        "job_root": str(tmp_path / "shared"),
+        "fixed": {"data": "s3://b/german.data", "epochs": 5},
+        "kube_url": stub.url,
+        "kube_token_file": str(tmp_path / "token"),
+        "job_name": "german-lr",
+        "namespace": "ml",
+        "poll_interval": 0.01,
+        "timeout": 10,
+        **more,
+    }
+
+
+def _states(*states):
+    return [
+        (200, {"status": {"conditions": [{"type": s, "status": "True", "message": m} for s, m in [state]]}})
+        for state in states
+    ]
+
+
+def test_tfjob_is_submitted_and_waited_for(stub, tmp_path, shared_data):
+    base = "/apis/kubeflow.org/v1/namespaces/ml/tfjobs"
+    stub.routes[("POST", base)] = [(201, {})]
+    stub.routes[("GET", f"{base}/german-lr")] = _states(("Created", ""), ("Running", ""), ("Succeeded", "done"))
+    result = run("train.tfjob", _args(stub, tmp_path, workers=3, gpus_per_worker=2), root=str(tmp_path / "out"))
+    assert [(r["method"], r["path"]) for r in stub.requests] == [("POST", base)] + [("GET", f"{base}/german-lr")] * 3
+    assert {r["authorization"] for r in stub.requests} == {"Bearer sa-token-xyz"}
+    manifest = stub.requests[0]["body"]
+    assert manifest == json.loads(Path(result["job"]).read_text())
+    assert (manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"]) == (
+        "kubeflow.org/v1",
+        "TFJob",
+        "german-lr",
+    )
+    replicas = manifest["spec"]["tfReplicaSpecs"]
+    assert {k: v["replicas"] for k, v in replicas.items()} == {"Chief": 1, "Worker": 2}
+    container = replicas["Worker"]["template"]["spec"]["containers"][0]
+    assert container["name"] == "tensorflow" and container["resources"]["limits"] == {"nvidia.com/gpu": 2}
+    assert container["command"][:3] == ["claimed-airflow", "run", TRAINER]
+    assert result["state"] == "Succeeded" and result["job_name"] == "german-lr"
+    assert "sa-token-xyz" not in Path(result["manifest"]).read_text()
+
+    # The chief's command, run here as its pod would run it, writes the model where the result points.
+    command = [a.replace("$(CLAIMED_REPLICA)", "german-lr-chief-0") for a in container["command"][1:]]
+    command[command.index("--data") + 1] = str(shared_data / "german" / "german.data")
+    assert main(command) == 0
+    assert Path(result["model"]).is_file() and len(json.loads(Path(result["model"]).read_text())) > 10
+
+
+def test_pytorchjob_manifest(stub, tmp_path):
+    base = "/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs"
+    stub.routes[("POST", base)] = [(201, {})]
+    stub.routes[("GET", f"{base}/german-lr")] = _states(("Succeeded", ""))
+    result = run(
+        "train.tfjob",
+        _args(stub, tmp_path, kind="PyTorchJob", workers=1, node_selector={"gpu": "h100"}, gpus_per_worker=1),
+        root=str(tmp_path),
+    )
+    manifest = json.loads(Path(result["job"]).read_text())
+    replicas = manifest["spec"]["pytorchReplicaSpecs"]
+    assert list(replicas) == ["Master"]
+    pod = replicas["Master"]["template"]["spec"]
+    assert pod["containers"][0]["name"] == "pytorch" and pod["nodeSelector"] == {"gpu": "h100"}
+    assert result["model"].endswith("/german-lr/german-lr/german-lr-master-0/model.json")
+
+
+def test_failed_job_timeout_and_refusal_are_clear_errors(stub, tmp_path):
+    base = "/apis/kubeflow.org/v1/namespaces/ml/tfjobs"
+    stub.routes[("POST", base)] = [(201, {})]
+    stub.routes[("GET", f"{base}/german-lr")] = _states(("Running", ""), ("Failed", "chief exited with code 1"))
+    with pytest.raises(ClaimedError, match="trainer: TFJob ml/german-lr failed: chief exited with code 1"):
+        run("train.tfjob", _args(stub, tmp_path), root=str(tmp_path))
+    stub.routes[("GET", f"{base}/german-lr")] = _states(("Running", ""))
+    stub.routes[("DELETE", f"{base}/german-lr")] = [(200, {})]
+    stub.requests.clear()
+    with pytest.raises(
+        ClaimedError, match="timeout: tfjobs/german-lr did not finish within 0.05 s; the TFJob was deleted"
+    ):
+        run("train.tfjob", _args(stub, tmp_path, timeout=0.05), root=str(tmp_path))
+    assert stub.requests[-1]["method"] == "DELETE"
+    stub.routes[("POST", base)] = [(403, {"kind": "Status", "message": "tfjobs.kubeflow.org is forbidden"})]
+    with pytest.raises(
+        ClaimedError, match="cannot create TFJob german-lr in ml: .*HTTP 403 tfjobs.kubeflow.org is forbidden"
+    ):
+        run("train.tfjob", _args(stub, tmp_path), root=str(tmp_path))
+    with pytest.raises(ClaimedError, match="kube_url: cannot reach the Kubernetes API at http://127.0.0.1:9"):
+        run("train.tfjob", {**_args(stub, tmp_path), "kube_url": "http://127.0.0.1:9"}, root=str(tmp_path))
+    with pytest.raises(ClaimedError, match="workers: expected at least 1"):
+        run("train.tfjob", _args(stub, tmp_path, workers=0), root=str(tmp_path))
+
+
+def test_existing_job_is_reattached(stub, tmp_path):
+    base = "/apis/kubeflow.org/v1/namespaces/ml/tfjobs"
+    stub.routes[("POST", base)] = [(409, {"kind": "Status", "message": "already exists"})]
+    stub.routes[("GET", f"{base}/german-lr")] = _states(("Succeeded", ""))
+    assert run("train.tfjob", _args(stub, tmp_path), root=str(tmp_path))["state"] == "Succeeded"
