@@ -58,7 +58,7 @@ class ClimateCopernicusInputOperator(ClaimedOperator):
         "http_retries",
     )
     ui_color = "#e3f2fd"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,
@@ -118,7 +118,7 @@ class CovidChestXrayInputOperator(ClaimedOperator):
     component = "input.covid_chestxray"
     component_fields = ("source", "views", "modalities", "findings", "timeout")
     ui_color = "#e3f2fd"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,

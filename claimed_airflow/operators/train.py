@@ -126,7 +126,7 @@ class TfjobTrainOperator(ClaimedOperator):
         "delete_on_timeout",
     )
     ui_color = "#fff3e0"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,

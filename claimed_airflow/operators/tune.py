@@ -80,7 +80,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         "poll_interval",
     )
     ui_color = "#fff8e1"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,

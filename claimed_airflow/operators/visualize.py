@@ -37,7 +37,7 @@ class MapFromCoordinatesOperator(ClaimedOperator):
     component = "visualize.map_from_coordinates"
     component_fields = ("table", "latitude", "longitude", "value", "label_column", "title", "colormap")
     ui_color = "#ede7f6"
-    template_fields = (*component_fields, "engine", "output_root")
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
         self,
