@@ -41,59 +41,7 @@ def build_pipeline(plan: Plan, *, output_root: str = "", install_kfp_package: bo
     components = {
         s.task_id: load_component(s.spec, name=s.task_id, install_kfp_package=install_kfp_package) for s in plan.steps
     }
-    names = [p.name for p in plan.params] + [OUTPUT_ROOT]
-
-    def pipeline_body(*channels):
-        values = dict(zip(names, channels, strict=True))
-        tasks: dict[str, Any] = {}
-
-        def resolve(value: Any) -> Any:
-            if isinstance(value, Const):
-                return value.value
-            if isinstance(value, ParamRef):
-                return values[value.name]
-            if isinstance(value, Concat):
-                return "".join(str(values[p.name]) if isinstance(p, ParamRef) else p for p in value.parts)
-            if isinstance(value, OutputRef):
-                return tasks[value.task_id].outputs[value.key]
-            raise TypeError(f"unexpected argument {value!r}")
-
-        def add(step: Step) -> None:
-            arguments = {name: resolve(value) for name, value in step.arguments.items()}
-            arguments.update(
-                claimed_output_root=resolve(step.output_root) if step.output_root is not None else values[OUTPUT_ROOT],
-                claimed_dag_id=plan.dag_id,
-                claimed_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                claimed_task_id=step.task_id,
-            )
-            try:
-                task = components[step.task_id](**arguments)
-            except Exception as exc:  # kfp's type checks name the input, we add the task
-                raise ExportError(f"task {step.task_id!r}: {exc}") from None
-            configure(task, step)
-            data = {v.task_id for v in step.arguments.values() if isinstance(v, OutputRef)}
-            for upstream in sorted(step.upstream - data):
-                task.after(tasks[upstream])
-            tasks[step.task_id] = task
-
-        def emit(level: tuple[str, ...]) -> None:
-            for step in plan.steps:
-                if step.gates == level:
-                    add(step)
-            children = []
-            for step in plan.steps:
-                if len(step.gates) > len(level) and step.gates[: len(level)] == level:
-                    child = step.gates[: len(level) + 1]
-                    if child not in children:
-                        children.append(child)
-            for child in children:
-                gate = child[-1]
-                with dsl.If(tasks[gate].outputs[BLESSED] == True, name=f"{gate} blessed"):  # noqa: E712
-                    emit(child)
-
-        emit(())
-
-    parameters = [
+    inputs = [
         inspect.Parameter(
             p.name,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -102,14 +50,141 @@ def build_pipeline(plan: Plan, *, output_root: str = "", install_kfp_package: bo
         )
         for p in plan.params
     ]
-    parameters.append(inspect.Parameter(OUTPUT_ROOT, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str, default=output_root))
-    # kfp reads the pipeline's inputs from the function's signature and their descriptions from its docstring.
-    pipeline_body.__signature__ = inspect.Signature(parameters)
-    pipeline_body.__name__ = pipeline_body.__qualname__ = pipeline_name(plan.dag_id).replace("-", "_")
-    docs = [f"    {p.name}: {p.description or p.name}" for p in plan.params]
-    docs.append(f"    {OUTPUT_ROOT}: Root URI of the outputs (s3://... on a cluster; empty: $CLAIMED_OUTPUT_ROOT).")
-    pipeline_body.__doc__ = f"{plan.description or plan.dag_id}\n\nArgs:\n" + "\n".join(docs) + "\n"
-    return dsl.pipeline(name=pipeline_name(plan.dag_id), description=plan.description or None)(pipeline_body)
+    inputs.append(_input(OUTPUT_ROOT, str, default=output_root))
+    docs = {p.name: p.description or p.name for p in plan.params}
+    docs[OUTPUT_ROOT] = "Root URI of the outputs (s3://... on a cluster; empty: $CLAIMED_OUTPUT_ROOT)."
+    builder = _Builder(plan, components, dsl)
+    return builder.graph(pipeline_name(plan.dag_id), plan.description or plan.dag_id, inputs, (), docs)
+
+
+def _input(name: str, annotation: type, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+
+
+def _ref_input(task_id: str, key: str) -> str:
+    """Input name of a sub-pipeline for the output ``key`` of an outer task."""
+    return re.sub(r"\W", "_", f"{task_id}__{key}")
+
+
+class _Builder:
+    """Emits the tasks of a plan; the steps after a blessing gate go into a sub-pipeline.
+
+    The sub-pipeline receives the gate's ``blessed`` output (and every outer value its steps use) as
+    inputs and runs its steps under ``dsl.If(blessed == True)``. A condition on an input of the
+    enclosing DAG is what both the KFP backend and ``kfp.local`` evaluate (kfp.local 2.17 cannot
+    resolve a condition on a task output named other than ``Output`` in the same DAG).
+    """
+
+    def __init__(self, plan: Plan, components: dict[str, Any], dsl: Any) -> None:
+        self.plan, self.components, self.dsl = plan, components, dsl
+        self.subs: dict[tuple[str, ...], tuple[Any, dict[str, Any]]] = {}
+        levels = {s.gates[:n] for s in plan.steps for n in range(1, len(s.gates) + 1)}
+        # kfp builds a pipeline when it is defined and does not nest definitions: innermost first.
+        for level in sorted(levels, key=len, reverse=True):
+            self.subs[level] = self.sub_pipeline(level)
+
+    def graph(self, name: str, description: str, inputs: list, level: tuple[str, ...], docs: dict) -> Any:
+        dsl = self.dsl
+        names = [p.name for p in inputs]
+
+        def body(*channels):
+            values = dict(zip(names, channels, strict=True))
+            if level:
+                gate = level[-1]
+                with dsl.If(values[_ref_input(gate, BLESSED)] == True, name=f"{gate} blessed"):  # noqa: E712
+                    self.emit(level, values)
+            else:
+                self.emit(level, values)
+
+        # kfp reads a pipeline's inputs from the function's signature and their descriptions from its docstring.
+        body.__signature__ = inspect.Signature(inputs)
+        body.__name__ = body.__qualname__ = name.replace("-", "_")
+        body.__doc__ = f"{description}\n\nArgs:\n" + "".join(f"    {n}: {docs.get(n, n)}\n" for n in names)
+        return dsl.pipeline(name=name, description=description)(body)
+
+    def emit(self, level: tuple[str, ...], values: dict[str, Any]) -> None:
+        tasks: dict[str, Any] = {}
+        for step in self.plan.steps:
+            if step.gates == level:
+                self.add(step, values, tasks)
+        children: list[tuple[str, ...]] = []
+        for step in self.plan.steps:
+            if len(step.gates) > len(level) and step.gates[: len(level)] == level:
+                child = step.gates[: len(level) + 1]
+                if child not in children:
+                    children.append(child)
+        for child in children:
+            sub, external = self.subs[child]
+            task = sub(**{n: self.resolve(r, values, tasks) for n, r in external.items()})
+            inner = [s for s in self.plan.steps if s.gates[: len(child)] == child]
+            inner_ids = {s.task_id for s in inner}
+            for upstream in sorted({u for s in inner for u in s.upstream} - inner_ids):
+                if upstream in tasks:
+                    task.after(tasks[upstream])
+
+    def sub_pipeline(self, child: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+        """The sub-pipeline of the steps after gate ``child[-1]`` and the outer values it takes."""
+        inner = [s for s in self.plan.steps if s.gates[: len(child)] == child]
+        inner_ids = {s.task_id for s in inner}
+        gate = child[-1]
+        external: dict[str, Any] = {_ref_input(gate, BLESSED): OutputRef(gate, BLESSED)}
+        types: dict[str, type] = {_ref_input(gate, BLESSED): bool}
+        params = {p.name: p for p in self.plan.params}
+        for step in inner:
+            for value in [*step.arguments.values(), step.output_root]:
+                refs = value.parts if isinstance(value, Concat) else (value,)
+                for ref in refs:
+                    if isinstance(ref, ParamRef):
+                        external[ref.name], types[ref.name] = ref, _TYPES[params[ref.name].type]
+                    elif isinstance(ref, OutputRef) and ref.task_id not in inner_ids:
+                        name = _ref_input(ref.task_id, ref.key)
+                        external[name], types[name] = ref, bool if ref.key == BLESSED else str
+            if step.output_root is None:
+                external[OUTPUT_ROOT], types[OUTPUT_ROOT] = ParamRef(OUTPUT_ROOT), str
+        docs = {n: f"Output {r.key} of {r.task_id}" if isinstance(r, OutputRef) else n for n, r in external.items()}
+        sub = self.graph(
+            pipeline_name(f"{gate}-blessed"),
+            f"The tasks after the blessing gate {gate!r}; they run when it is blessed.",
+            [_input(n, types[n]) for n in external],
+            child,
+            docs,
+        )
+        return sub, external
+
+    def resolve(self, value: Any, values: dict[str, Any], tasks: dict[str, Any]) -> Any:
+        if isinstance(value, Const):
+            return value.value
+        if isinstance(value, ParamRef):
+            return values[value.name]
+        if isinstance(value, Concat):
+            return "".join(str(values[p.name]) if isinstance(p, ParamRef) else p for p in value.parts)
+        if isinstance(value, OutputRef):
+            if value.task_id in tasks:
+                return tasks[value.task_id].outputs[value.key]
+            return values[_ref_input(value.task_id, value.key)]
+        raise TypeError(f"unexpected argument {value!r}")
+
+    def add(self, step: Step, values: dict[str, Any], tasks: dict[str, Any]) -> None:
+        dsl = self.dsl
+        arguments = {name: self.resolve(value, values, tasks) for name, value in step.arguments.items()}
+        arguments.update(
+            claimed_output_root=(
+                self.resolve(step.output_root, values, tasks) if step.output_root is not None else values[OUTPUT_ROOT]
+            ),
+            claimed_dag_id=self.plan.dag_id,
+            claimed_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            claimed_task_id=step.task_id,
+        )
+        try:
+            task = self.components[step.task_id](**arguments)
+        except Exception as exc:  # kfp's type checks name the input; we add the task
+            raise ExportError(f"task {step.task_id!r}: {exc}") from None
+        configure(task, step)
+        data = {v.task_id for v in step.arguments.values() if isinstance(v, OutputRef)}
+        for upstream in sorted(step.upstream - data):
+            if upstream in tasks:
+                task.after(tasks[upstream])
+        tasks[step.task_id] = task
 
 
 def configure(task: Any, step: Step) -> None:
