@@ -18,8 +18,10 @@ Mapping (Airflow -> KFP):
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +231,8 @@ def load_dag(dag_file: str | Path, dag_id: str) -> Any:
     dag_file = Path(dag_file)
     if not dag_file.exists():
         raise ExportError(f"dag file: {dag_file} does not exist")
-    bag = DagBag(dag_folder=str(dag_file))
+    with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout; keep stdout for the YAML
+        bag = DagBag(dag_folder=str(dag_file))
     if bag.import_errors:
         first = next(iter(bag.import_errors.values())).strip().splitlines()[-1]
         raise ExportError(f"dag file: {dag_file} does not import: {first}")

@@ -320,7 +320,7 @@ def _template(task_id: str, name: str, text: str, params: dict[str, PipelinePara
     parts.append(text[position:])
     for part in parts:
         if isinstance(part, str) and any(marker in part for marker in _JINJA_MARKERS):
-            raise ExportError(f"{where}: Jinja statements, comments or filters in {text!r} cannot be exported")
+            raise ExportError(f"{where}: Jinja statements or comments in {text!r} cannot be exported")
     parts = [p for p in parts if p != ""]
     if len(parts) == 1 and isinstance(parts[0], ParamRef):
         return parts[0]
