@@ -46,7 +46,7 @@ def register(commands) -> None:
 
 def main(args: argparse.Namespace) -> None:
     try:
-        import kfp  # noqa: F401
+        from kfp import dsl  # noqa: F401
     except ImportError:
         raise ClaimedError(
             "export-kfp: kfp is not installed in this environment; install claimed-airflow[kfp] in its own "
@@ -73,9 +73,7 @@ def main(args: argparse.Namespace) -> None:
     dag = load_dag(args.dag_file, args.dag_id)
     with tempfile.TemporaryDirectory(prefix="claimed-kfp-") as tmp:
         path = Path(tmp) / "pipeline.yaml"
-        plan = export_dag(
-            dag, path, skip=tuple(args.skip), output_root=args.output_root, install_kfp_package=install
-        )
+        plan = export_dag(dag, path, skip=tuple(args.skip), output_root=args.output_root, install_kfp_package=install)
         _write(args.output, path.read_text())
     gpu = [s.task_id for s in plan.steps if s.spec.resources.gpus]
     _done(args.output, f"pipeline {args.dag_id}: {len(plan.steps)} steps" + (f", GPU: {', '.join(gpu)}" if gpu else ""))

@@ -62,7 +62,9 @@ def step_source(spec: ComponentSpec) -> str:
     arguments = []
     for param in spec.arguments:
         annotation = python_type(param)
-        arguments.append(f"{param.name}: {annotation}" if param.required else f"{param.name}: {annotation} = {param.default!r}")
+        arguments.append(
+            f"{param.name}: {annotation}" if param.required else f"{param.name}: {annotation} = {param.default!r}"
+        )
     arguments += [f"{name}: str = ''" for name in SCOPE_INPUTS]
     fields = [(name, "str") for name in output_names(spec)]
     fields[len(spec.outputs) + 1] = (VALUES, "dict")

@@ -29,7 +29,14 @@ from claimed_airflow.kfp.components import python_type
 from claimed_airflow.kfp.step import BLESSED, MANIFEST
 
 OUTPUT_ROOT = "output_root"  # the pipeline parameter every step's outputs go under
-_PARAM_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "array": "list", "object": "dict"}
+_PARAM_TYPES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
+}
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
 _PARAM_REF = re.compile(r"^\s*params\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*(['\"])([A-Za-z_]\w*)\2\s*\])\s*$")
 _JINJA_MARKERS = ("{{", "{%", "{#")
@@ -181,7 +188,10 @@ def _refuse_task(task: Any) -> None:
         if isinstance(task, BaseSensorOperator):
             reason = f"is a sensor ({kind}); waiting on Airflow-side conditions has no KFP equivalent"
         elif isinstance(task, BranchMixIn) or isinstance(task, SkipMixin):
-            reason = f"is a branching/skipping operator ({kind}); only the blessing gate (ConditionBlessingOperator) is exported, as dsl.If"
+            reason = (
+                f"is a branching/skipping operator ({kind}); only the blessing gate "
+                "(ConditionBlessingOperator) is exported, as dsl.If"
+            )
         else:
             reason = f"is a {kind}, not a claimed operator; only claimed components can run as KFP steps"
         raise ExportError(f"task {task.task_id!r}: {reason}{hint}")
@@ -351,7 +361,7 @@ def _assign_gates(steps: list[Step]) -> None:
     gates = {s.task_id for s in steps if s.gate}
     for step in steps:
         chain = sorted(ancestors[step.task_id] & gates, key=position.__getitem__)
-        for outer, inner in zip(chain, chain[1:]):
+        for outer, inner in zip(chain, chain[1:], strict=False):
             if outer not in ancestors[inner]:
                 raise ExportError(
                     f"task {step.task_id!r}: runs after two independent gates {outer!r} and {inner!r}; "

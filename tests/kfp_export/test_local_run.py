@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytest.importorskip("kfp")
+pytest.importorskip("kfp.dsl")
 
 from kfp import components, local  # noqa: E402
 
@@ -114,7 +114,9 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
     for task, record in airflow_manifests.items():
         assert kfp_manifests[task]["component"] == record["component"]
         assert kfp_manifests[task]["parameters"] == record["parameters"], task
-    assert kfp_manifests["train"]["parameters"]["epochs"] == 1 and kfp_manifests["train"]["parameters"]["image_size"] == 32
+    assert (
+        kfp_manifests["train"]["parameters"]["epochs"] == 1 and kfp_manifests["train"]["parameters"]["image_size"] == 32
+    )
     # Deterministic steps: the same content (hashes of inputs and outputs) and the same values.
     for task in ("dicom_input", "dicom_to_images"):
         assert _hashes(kfp_manifests[task], "outputs") == _hashes(airflow_manifests[task], "outputs"), task

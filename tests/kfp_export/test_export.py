@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-kfp = pytest.importorskip("kfp")
+pytest.importorskip("kfp.dsl")
 
 from kfp import compiler, components  # noqa: E402
 
@@ -54,7 +54,9 @@ def test_every_component_exports_to_a_loadable_kfp_component(spec, tmp_path):
         elif param.default is not None:
             assert inputs[param.name]["defaultValue"] == param.default
     outputs = loaded.component_spec.outputs
-    assert set(outputs) == {p.name for p in spec.outputs} | {"manifest", "values"} | ({"blessed"} if spec.gate else set())
+    assert set(outputs) == {p.name for p in spec.outputs} | {"manifest", "values"} | (
+        {"blessed"} if spec.gate else set()
+    )
     container = _executor(_pipeline_dict(loaded), next(iter(_pipeline_dict(loaded)["root"]["dag"]["tasks"])))
     assert container["image"] == spec.image
     source = container["command"][-1]
@@ -116,7 +118,9 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
     # {{ params.x }} -> the pipeline parameter; XComArg -> the upstream output; caching off, run-scoped outputs.
     inputs = tasks["train"]["inputs"]["parameters"]
     assert inputs["epochs"] == {"componentInputParameter": "epochs"}
-    assert inputs["images"] == {"taskOutputParameter": {"outputParameterKey": "images", "producerTask": "dicom-to-images"}}
+    assert inputs["images"] == {
+        "taskOutputParameter": {"outputParameterKey": "images", "producerTask": "dicom-to-images"}
+    }
     assert inputs["claimed_run_id"] == {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
     assert inputs["claimed_task_id"] == {"runtimeValue": {"constant": "train"}}
     assert tasks["train"]["cachingOptions"] == {}
@@ -173,4 +177,3 @@ def test_refusal_is_one_line_on_the_command_line(tmp_path, capsys):
     code = cli(["export-kfp", str(ROOT / "dags" / "dicom_to_deployment.py"), "--dag-id", "nope", "-o", "-"])
     assert code == 2
     assert "--dag-id: no DAG 'nope'" in capsys.readouterr().err
-

@@ -39,7 +39,10 @@ def test_arguments_dependencies_and_gates():
         gate >> deploy
     plan = plan_dag(dag)
     assert [s.task_id for s in plan.steps] == ["filter", "metrics", "gate", "deploy"]
-    assert [(p.name, p.type, p.default) for p in plan.params] == [("table", "str", "t.csv"), ("threshold", "float", 0.5)]
+    assert [(p.name, p.type, p.default) for p in plan.params] == [
+        ("table", "str", "t.csv"),
+        ("threshold", "float", 0.5),
+    ]
     steps = {s.task_id: s for s in plan.steps}
     assert steps["filter"].arguments == {"table": ParamRef("table"), "condition": Const("label == 'a'")}
     assert steps["filter"].retries == 2 and steps["filter"].retry_delay_s == 300
