@@ -36,3 +36,15 @@ def test_cli_registers_export_kfp_without_importing_kfp():
     assert done.returncode == 0, done.stderr
     assert "--dag-id" in done.stdout and "--component" in done.stdout
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_export_without_kfp_says_how_to_install_it():
+    code = (
+        "import sys\n"
+        "sys.modules['kfp'] = None  # as in an environment without kfp\n"
+        "from claimed_airflow.cli import main\n"
+        "sys.exit(main(['export-kfp', '--component', 'filter.rows']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "kfp is not installed in this environment; install claimed-airflow[kfp]" in done.stderr

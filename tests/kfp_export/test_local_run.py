@@ -22,11 +22,14 @@ from claimed_airflow.cli import main as cli  # noqa: E402
 from claimed_airflow.core.storage import safe_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+GATE_DAGS = ROOT / "tests" / "dags" / "claimed_test_dags.py"
+# The gate tests export with --no-install-kfp (kfp is here: no pip check per step, faster); the
+# flagship test runs the default export, which pip-installs kfp when a step starts, as on a cluster.
 
 
-def _export(tmp_path: Path, dag_file: Path, dag_id: str) -> Path:
+def _export(tmp_path: Path, dag_file: Path, dag_id: str, *options: str) -> Path:
     path = tmp_path / f"{dag_id}.yaml"
-    assert cli(["export-kfp", str(dag_file), "--dag-id", dag_id, "-o", str(path)]) == 0
+    assert cli(["export-kfp", str(dag_file), "--dag-id", dag_id, "-o", str(path), *options]) == 0
     return path
 
 
@@ -63,7 +66,7 @@ def predictions(tmp_path) -> Path:
 
 
 def test_gate_dag_on_kfp_local_matches_airflow(tmp_path, predictions, run_dag, output_root):
-    pipeline = _export(tmp_path, ROOT / "tests" / "dags" / "claimed_test_dags.py", "claimed_test_gate")
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate", "--no-install-kfp")
     conf = {"table": str(predictions), "condition": "accuracy > 0.5"}
     state, tasks, run_id = run_dag("claimed_test_gate", conf)
     assert state == "success" and set(tasks.values()) == {"success"}
@@ -83,7 +86,7 @@ def test_gate_dag_on_kfp_local_matches_airflow(tmp_path, predictions, run_dag, o
 
 
 def test_unblessed_gate_skips_the_steps_after_it_on_kfp_local(tmp_path, predictions):
-    pipeline = _export(tmp_path, ROOT / "tests" / "dags" / "claimed_test_dags.py", "claimed_test_gate")
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate", "--no-install-kfp")
     kfp_dir = _run_kfp(tmp_path, pipeline, "claimed_test_gate", table=str(predictions), condition="accuracy > 0.9")
     assert set(_files(kfp_dir)) == {"filter", "metrics", "blessing"}
     assert _manifests(kfp_dir)["blessing"]["values"] == {"blessed": False}
