@@ -131,3 +131,11 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
     model = Path(kfp_manifests["deploy"]["values"]["model_uri"])
     assert model.is_relative_to(tmp_path / "kfp-out")
     assert (model / "model.keras").exists() and (model / "labels.json").exists()
+
+
+def test_a_failing_step_fails_the_kfp_run_with_the_components_message(tmp_path, capfd):
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_dicom_input", "--no-install-kfp")
+    missing = tmp_path / "nowhere"
+    with pytest.raises(RuntimeError, match="dicom-input"):
+        _run_kfp(tmp_path, pipeline, "claimed_test_dicom_input", source=str(missing))
+    assert f"input.dicom: source: input path does not exist: {missing}" in capfd.readouterr().out
