@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "claimed_airflow.catalog",
     "claimed_airflow.create",
     "claimed_airflow.demo",
+    "claimed_airflow.kfp.cli",
     "claimed_airflow.reproduce",
 )
 

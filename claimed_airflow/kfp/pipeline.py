@@ -1,0 +1,241 @@
+"""A plan of claimed steps (from a DAG) -> a KFP v2 pipeline, compiled to IR YAML (kfp imported lazily).
+
+Mapping (Airflow -> KFP):
+
+- each claimed task -> a task of the task's claimed KFP component (named after the task), with the
+  same parameter values; ``{{ params.x }}`` -> the pipeline parameter ``x`` (DAG Params become
+  typed pipeline parameters with the same defaults); text with params -> a KFP string concatenation;
+- ``upstream.output["images"]`` -> ``upstream_task.outputs["images"]`` (the URI); ``a >> b`` ->
+  ``b.after(a)``;
+- the blessing gate -> ``with dsl.If(gate.outputs["blessed"] == True)`` around every task after it
+  (in Airflow they are skipped when not blessed);
+- resources of the component -> cpu/memory requests and limits, ``nvidia.com/gpu`` accelerator;
+  ``retries``/``retry_delay``/``retry_exponential_backoff``/``max_retry_delay`` -> ``set_retry``;
+  caching off (an Airflow task always runs);
+- outputs go to ``<output_root>/<dag_id>/<KFP run id>/<task_id>/<output>`` (``output_root`` is a
+  pipeline parameter; the run id is ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from claimed_airflow.kfp.components import load_component
+from claimed_airflow.kfp.plan import OUTPUT_ROOT, Concat, Const, ExportError, OutputRef, ParamRef, Plan, Step, plan_dag
+from claimed_airflow.kfp.step import BLESSED
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
+
+
+def pipeline_name(dag_id: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", dag_id.lower()).strip("-") or "pipeline"
+
+
+def build_pipeline(plan: Plan, *, output_root: str = "", install_kfp_package: bool = True) -> Any:
+    """The KFP pipeline (a ``GraphComponent``) of ``plan``; ``output_root`` is the parameter's default."""
+    from kfp import dsl
+
+    components = {
+        s.task_id: load_component(s.spec, name=s.task_id, install_kfp_package=install_kfp_package) for s in plan.steps
+    }
+    inputs = [
+        inspect.Parameter(
+            p.name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=_TYPES[p.type],
+            default=inspect.Parameter.empty if p.required else p.default,
+        )
+        for p in plan.params
+    ]
+    inputs.append(_input(OUTPUT_ROOT, str, default=output_root))
+    docs = {p.name: p.description or p.name for p in plan.params}
+    docs[OUTPUT_ROOT] = "Root URI of the outputs (s3://... on a cluster; empty: $CLAIMED_OUTPUT_ROOT)."
+    builder = _Builder(plan, components, dsl)
+    return builder.graph(pipeline_name(plan.dag_id), plan.description or plan.dag_id, inputs, (), docs)
+
+
+def _input(name: str, annotation: type, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+
+
+def _ref_input(task_id: str, key: str) -> str:
+    """Input name of a sub-pipeline for the output ``key`` of an outer task."""
+    return re.sub(r"\W", "_", f"{task_id}__{key}")
+
+
+class _Builder:
+    """Emits the tasks of a plan; the steps after a blessing gate go into a sub-pipeline.
+
+    The sub-pipeline receives the gate's ``blessed`` output (and every outer value its steps use) as
+    inputs and runs its steps under ``dsl.If(blessed == True)``. A condition on an input of the
+    enclosing DAG is what both the KFP backend and ``kfp.local`` evaluate (kfp.local 2.17 cannot
+    resolve a condition on a task output named other than ``Output`` in the same DAG).
+    """
+
+    def __init__(self, plan: Plan, components: dict[str, Any], dsl: Any) -> None:
+        self.plan, self.components, self.dsl = plan, components, dsl
+        self.subs: dict[tuple[str, ...], tuple[Any, dict[str, Any]]] = {}
+        levels = {s.gates[:n] for s in plan.steps for n in range(1, len(s.gates) + 1)}
+        # kfp builds a pipeline when it is defined and does not nest definitions: innermost first.
+        for level in sorted(levels, key=len, reverse=True):
+            self.subs[level] = self.sub_pipeline(level)
+
+    def graph(self, name: str, description: str, inputs: list, level: tuple[str, ...], docs: dict) -> Any:
+        dsl = self.dsl
+        names = [p.name for p in inputs]
+
+        def body(*channels):
+            values = dict(zip(names, channels, strict=True))
+            if level:
+                gate = level[-1]
+                with dsl.If(values[_ref_input(gate, BLESSED)] == True, name=f"{gate} blessed"):  # noqa: E712
+                    self.emit(level, values)
+            else:
+                self.emit(level, values)
+
+        # kfp reads a pipeline's inputs from the function's signature and their descriptions from its docstring.
+        body.__signature__ = inspect.Signature(inputs)
+        body.__name__ = body.__qualname__ = name.replace("-", "_")
+        body.__doc__ = f"{description}\n\nArgs:\n" + "".join(f"    {n}: {docs.get(n, n)}\n" for n in names)
+        return dsl.pipeline(name=name, description=description)(body)
+
+    def emit(self, level: tuple[str, ...], values: dict[str, Any]) -> None:
+        tasks: dict[str, Any] = {}
+        for step in self.plan.steps:
+            if step.gates == level:
+                self.add(step, values, tasks)
+        children: list[tuple[str, ...]] = []
+        for step in self.plan.steps:
+            if len(step.gates) > len(level) and step.gates[: len(level)] == level:
+                child = step.gates[: len(level) + 1]
+                if child not in children:
+                    children.append(child)
+        for child in children:
+            sub, external = self.subs[child]
+            task = sub(**{n: self.resolve(r, values, tasks) for n, r in external.items()})
+            inner = [s for s in self.plan.steps if s.gates[: len(child)] == child]
+            inner_ids = {s.task_id for s in inner}
+            for upstream in sorted({u for s in inner for u in s.upstream} - inner_ids):
+                if upstream in tasks:
+                    task.after(tasks[upstream])
+
+    def sub_pipeline(self, child: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+        """The sub-pipeline of the steps after gate ``child[-1]`` and the outer values it takes."""
+        inner = [s for s in self.plan.steps if s.gates[: len(child)] == child]
+        inner_ids = {s.task_id for s in inner}
+        gate = child[-1]
+        external: dict[str, Any] = {_ref_input(gate, BLESSED): OutputRef(gate, BLESSED)}
+        types: dict[str, type] = {_ref_input(gate, BLESSED): bool}
+        params = {p.name: p for p in self.plan.params}
+        for step in inner:
+            for value in [*step.arguments.values(), step.output_root]:
+                refs = value.parts if isinstance(value, Concat) else (value,)
+                for ref in refs:
+                    if isinstance(ref, ParamRef):
+                        external[ref.name], types[ref.name] = ref, _TYPES[params[ref.name].type]
+                    elif isinstance(ref, OutputRef) and ref.task_id not in inner_ids:
+                        name = _ref_input(ref.task_id, ref.key)
+                        external[name], types[name] = ref, bool if ref.key == BLESSED else str
+            if step.output_root is None:
+                external[OUTPUT_ROOT], types[OUTPUT_ROOT] = ParamRef(OUTPUT_ROOT), str
+        docs = {n: f"Output {r.key} of {r.task_id}" if isinstance(r, OutputRef) else n for n, r in external.items()}
+        sub = self.graph(
+            pipeline_name(f"{gate}-blessed"),
+            f"The tasks after the blessing gate {gate!r}; they run when it is blessed.",
+            [_input(n, types[n]) for n in external],
+            child,
+            docs,
+        )
+        return sub, external
+
+    def resolve(self, value: Any, values: dict[str, Any], tasks: dict[str, Any]) -> Any:
+        if isinstance(value, Const):
+            return value.value
+        if isinstance(value, ParamRef):
+            return values[value.name]
+        if isinstance(value, Concat):
+            return "".join(str(values[p.name]) if isinstance(p, ParamRef) else p for p in value.parts)
+        if isinstance(value, OutputRef):
+            if value.task_id in tasks:
+                return tasks[value.task_id].outputs[value.key]
+            return values[_ref_input(value.task_id, value.key)]
+        raise TypeError(f"unexpected argument {value!r}")
+
+    def add(self, step: Step, values: dict[str, Any], tasks: dict[str, Any]) -> None:
+        dsl = self.dsl
+        arguments = {name: self.resolve(value, values, tasks) for name, value in step.arguments.items()}
+        arguments.update(
+            claimed_output_root=(
+                self.resolve(step.output_root, values, tasks) if step.output_root is not None else values[OUTPUT_ROOT]
+            ),
+            claimed_dag_id=self.plan.dag_id,
+            claimed_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            claimed_task_id=step.task_id,
+        )
+        try:
+            task = self.components[step.task_id](**arguments)
+        except Exception as exc:  # kfp's type checks name the input; we add the task
+            raise ExportError(f"task {step.task_id!r}: {exc}") from None
+        configure(task, step)
+        data = {v.task_id for v in step.arguments.values() if isinstance(v, OutputRef)}
+        for upstream in sorted(step.upstream - data):
+            if upstream in tasks:
+                task.after(tasks[upstream])
+        tasks[step.task_id] = task
+
+
+def configure(task: Any, step: Step) -> None:
+    """Resources, retries and caching of a KFP task, from the component spec and the Airflow task."""
+    resources = step.spec.resources
+    task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu)
+    task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
+    if resources.gpus:
+        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(resources.gpus)
+    if step.retries:
+        retry: dict[str, Any] = {"num_retries": step.retries}
+        if step.retry_delay_s is not None:
+            retry["backoff_duration"] = f"{int(step.retry_delay_s)}s"
+        retry["backoff_factor"] = 2.0 if step.retry_exponential_backoff else 1.0
+        if step.max_retry_delay_s is not None:
+            retry["backoff_max_duration"] = f"{int(step.max_retry_delay_s)}s"
+        task.set_retry(**retry)
+    task.set_caching_options(False)
+
+
+def export_dag(
+    dag: Any,
+    path: str | Path,
+    *,
+    skip: tuple[str, ...] = (),
+    output_root: str = "",
+    install_kfp_package: bool = True,
+) -> Plan:
+    """Compile ``dag`` to KFP IR YAML at ``path``; returns the plan it was built from."""
+    from kfp import compiler
+
+    plan = plan_dag(dag, skip=skip)
+    pipeline = build_pipeline(plan, output_root=output_root, install_kfp_package=install_kfp_package)
+    compiler.Compiler().compile(pipeline, str(path))
+    return plan
+
+
+def load_dag(dag_file: str | Path, dag_id: str) -> Any:
+    """Parse ``dag_file`` as Airflow does (a DagBag of that file) and return DAG ``dag_id``."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag_file = Path(dag_file)
+    if not dag_file.exists():
+        raise ExportError(f"dag file: {dag_file} does not exist")
+    with contextlib.redirect_stdout(sys.stderr):  # Airflow logs to stdout; keep stdout for the YAML
+        bag = DagBag(dag_folder=str(dag_file))
+    if bag.import_errors:
+        first = next(iter(bag.import_errors.values())).strip().splitlines()[-1]
+        raise ExportError(f"dag file: {dag_file} does not import: {first}")
+    if dag_id not in bag.dags:
+        raise ExportError(f"--dag-id: no DAG {dag_id!r} in {dag_file}; found: {', '.join(sorted(bag.dags)) or 'none'}")
+    return bag.dags[dag_id]

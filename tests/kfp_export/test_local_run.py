@@ -1,0 +1,141 @@
+"""The exported pipeline runs on one machine with ``kfp.local`` and gives what the Airflow run gives.
+
+The YAML written by ``claimed-airflow export-kfp`` is loaded with kfp's loader and run with
+``kfp.local.SubprocessRunner`` (each step a subprocess running kfp's executor and our runner); the
+same DAG runs in real Airflow (``dag.test()``). Outputs are compared file by file through the run
+manifests (content hashes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("kfp.dsl")
+
+from kfp import components, local  # noqa: E402
+
+from claimed_airflow.cli import main as cli  # noqa: E402
+from claimed_airflow.core.storage import safe_name  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+GATE_DAGS = ROOT / "tests" / "dags" / "claimed_test_dags.py"
+# The gate tests export with --no-install-kfp (kfp is here: no pip check per step, faster); the
+# flagship test runs the default export, which pip-installs kfp when a step starts, as on a cluster.
+
+
+def _export(tmp_path: Path, dag_file: Path, dag_id: str, *options: str) -> Path:
+    path = tmp_path / f"{dag_id}.yaml"
+    assert cli(["export-kfp", str(dag_file), "--dag-id", dag_id, "-o", str(path), *options]) == 0
+    return path
+
+
+def _run_kfp(tmp_path: Path, pipeline_yaml: Path, dag_id: str, **arguments) -> Path:
+    """Run the exported YAML with kfp.local; return the run folder <output_root>/<dag_id>/<KFP run id>."""
+    output_root = tmp_path / "kfp-out"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"))
+    pipeline = components.load_component_from_file(str(pipeline_yaml))
+    pipeline(output_root=str(output_root), **arguments)  # raises if a step fails
+    (run_dir,) = (output_root / dag_id).iterdir()
+    return run_dir
+
+
+def _files(run_dir: Path) -> dict[str, set[str]]:
+    return {
+        task.name: {p.relative_to(task).as_posix() for p in task.rglob("*") if p.is_file()}
+        for task in run_dir.iterdir()
+    }
+
+
+def _manifests(run_dir: Path) -> dict[str, dict]:
+    return {m.parent.name: json.loads(m.read_text()) for m in run_dir.glob("*/manifest.json")}
+
+
+def _hashes(record: dict, kind: str) -> dict:
+    return {name: item["hash"] for name, item in record[kind].items()}
+
+
+@pytest.fixture
+def predictions(tmp_path) -> Path:
+    path = tmp_path / "predictions.csv"
+    pd.DataFrame({"label": ["a", "a", "b", "b"], "prediction": ["a", "b", "b", "b"]}).to_csv(path, index=False)
+    return path
+
+
+def test_gate_dag_on_kfp_local_matches_airflow(tmp_path, predictions, run_dag, output_root):
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate", "--no-install-kfp")
+    conf = {"table": str(predictions), "condition": "accuracy > 0.5"}
+    state, tasks, run_id = run_dag("claimed_test_gate", conf)
+    assert state == "success" and set(tasks.values()) == {"success"}
+    airflow_dir = output_root / "claimed_test_gate" / safe_name(run_id)
+    kfp_dir = _run_kfp(tmp_path, pipeline, "claimed_test_gate", **conf)
+    assert _files(kfp_dir) == _files(airflow_dir)
+    assert set(_files(kfp_dir)) == {"filter", "metrics", "blessing", "after_gate"}  # blessed: after_gate ran
+    kfp_manifests, airflow_manifests = _manifests(kfp_dir), _manifests(airflow_dir)
+    for task, record in airflow_manifests.items():  # every step here is deterministic
+        other = kfp_manifests[task]
+        assert other["parameters"] == record["parameters"], task
+        assert other["values"] == record["values"], task
+        assert _hashes(other, "outputs") == _hashes(record, "outputs"), task
+        assert _hashes(other, "inputs") == _hashes(record, "inputs"), task
+        assert other["scope"]["task_id"] == task and other["scope"]["dag_id"] == "claimed_test_gate"
+    assert kfp_manifests["after_gate"]["inputs"]["table"]["uri"] == str(kfp_dir / "filter" / "table.parquet")
+
+
+def test_unblessed_gate_skips_the_steps_after_it_on_kfp_local(tmp_path, predictions):
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate", "--no-install-kfp")
+    kfp_dir = _run_kfp(tmp_path, pipeline, "claimed_test_gate", table=str(predictions), condition="accuracy > 0.9")
+    assert set(_files(kfp_dir)) == {"filter", "metrics", "blessing"}
+    assert _manifests(kfp_dir)["blessing"]["values"] == {"blessed": False}
+
+
+@pytest.mark.e2e
+def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
+    """dicom_to_deployment: exported, run on kfp.local and in Airflow with the same small params."""
+    pipeline = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment")
+    conf = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0}
+    state, tasks, run_id = run_dag("dicom_to_deployment", conf)
+    assert state == "success" and set(tasks.values()) == {"success"}, tasks
+    airflow_dir = output_root / "dicom_to_deployment" / safe_name(run_id)
+    kfp_dir = _run_kfp(tmp_path, pipeline, "dicom_to_deployment", **conf)
+
+    # Same tasks, same files in every task folder (deploy ran: min_accuracy 0 blesses any model).
+    assert _files(kfp_dir) == _files(airflow_dir)
+    assert set(_files(kfp_dir)) == {
+        "dicom_input",
+        "dicom_to_images",
+        "train",
+        "predict",
+        "confusion_matrix",
+        "blessing",
+        "deploy",
+    }
+    kfp_manifests, airflow_manifests = _manifests(kfp_dir), _manifests(airflow_dir)
+    for task, record in airflow_manifests.items():
+        assert kfp_manifests[task]["component"] == record["component"]
+        assert kfp_manifests[task]["parameters"] == record["parameters"], task
+    assert (
+        kfp_manifests["train"]["parameters"]["epochs"] == 1 and kfp_manifests["train"]["parameters"]["image_size"] == 32
+    )
+    # Deterministic steps: the same content (hashes of inputs and outputs) and the same values.
+    for task in ("dicom_input", "dicom_to_images"):
+        assert _hashes(kfp_manifests[task], "outputs") == _hashes(airflow_manifests[task], "outputs"), task
+        assert _hashes(kfp_manifests[task], "inputs") == _hashes(airflow_manifests[task], "inputs"), task
+        assert kfp_manifests[task]["values"] == airflow_manifests[task]["values"], task
+    kfp_meta = pd.read_parquet(kfp_dir / "dicom_input" / "metadata.parquet")
+    assert kfp_meta.equals(pd.read_parquet(airflow_dir / "dicom_input" / "metadata.parquet"))
+    # The model went through the gate into the versioned model folder of each output root.
+    model = Path(kfp_manifests["deploy"]["values"]["model_uri"])
+    assert model.is_relative_to(tmp_path / "kfp-out")
+    assert (model / "model.keras").exists() and (model / "labels.json").exists()
+
+
+def test_a_failing_step_fails_the_kfp_run_with_the_components_message(tmp_path, capfd):
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_dicom_input", "--no-install-kfp")
+    missing = tmp_path / "nowhere"
+    with pytest.raises(RuntimeError, match="dicom-input"):
+        _run_kfp(tmp_path, pipeline, "claimed_test_dicom_input", source=str(missing))
+    assert f"input.dicom: source: input path does not exist: {missing}" in capfd.readouterr().out
