@@ -26,9 +26,7 @@ def check_columns(table, columns, *, param: str = "predictions") -> None:
     """Raise a one-line error naming a missing column and the columns that exist."""
     for column in columns:
         if column not in table.columns:
-            raise ClaimedError(
-                f"{param}: column {column!r} missing (columns: {', '.join(map(str, table.columns))})"
-            )
+            raise ClaimedError(f"{param}: column {column!r} missing (columns: {', '.join(map(str, table.columns))})")
 
 
 def group_mask(table, column: str, spec: Any, *, param: str):
@@ -118,7 +116,11 @@ def fairness_metrics(truth, predicted, privileged, *, weights=None, ranges=None)
         if not math.isfinite(value):
             result[name] = {"value": None, "fair_range": [low, high], "verdict": "n/a"}
         else:
-            result[name] = {"value": value, "fair_range": [low, high], "verdict": "fair" if low <= value <= high else "biased"}
+            result[name] = {
+                "value": value,
+                "fair_range": [low, high],
+                "verdict": "fair" if low <= value <= high else "biased",
+            }
     result["biased"] = sum(1 for name in METRICS if result[name]["verdict"] == "biased")
     result["privileged_count"] = int((np.asarray(privileged) == 1).sum())
     result["unprivileged_count"] = int((np.asarray(privileged) == 0).sum())

@@ -6,6 +6,8 @@ import contextlib
 import io
 import json
 import logging
+from pathlib import Path
+
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
@@ -70,14 +72,16 @@ def fairness_mitigation(
     mitigate_for: str | None = None,
     categorical_columns: list[str] | None = None,
     drop_columns: list[str] | None = None,
-    methods: list[str] = ["reweighing", "adversarial_debiasing"],  # noqa: B006
+    methods: list[str] | None = None,
     test_fraction: float = 0.3,
     epochs: int = 50,
     adversary_loss_weight: float = 0.1,
     seed: int = 42,
     report: OutputPath = "mitigation.json",
-    comparison: OutputPath = "comparison.csv",
+    models: OutputPath = "models.csv",
     plot: OutputPath = "mitigation.png",
+    summary: OutputPath = "before_after.md",
+    predictions: OutputPath = "predictions.csv",
 ) -> dict:
     """Train classifiers with and without AIF360 bias mitigation; report accuracy and fairness before/after.
 
@@ -95,15 +99,18 @@ def fairness_mitigation(
     :param mitigate_for: Protected column the mitigation targets; default the first of ``protected``.
     :param categorical_columns: Columns to one-hot encode; default every non-numeric column.
     :param drop_columns: Columns not used as features (e.g. ``personal_status``, which encodes sex).
-    :param methods: Mitigations to run: ``reweighing`` and/or ``adversarial_debiasing``.
+    :param methods: Mitigations to run: ``reweighing`` and/or ``adversarial_debiasing`` (default both).
     :param test_fraction: Share of rows held out for measuring (0 to 1).
     :param epochs: Training epochs of the adversarial debiasing networks.
     :param adversary_loss_weight: Weight of the adversary's loss in adversarial debiasing.
     :param seed: Random seed of the split and the models.
     :param report: JSON: per model accuracy and per protected column the five metrics; the before/after
         pairs of each mitigation.
-    :param comparison: CSV: one row per model with accuracy, each metric value and the biased counts.
+    :param models: CSV: one row per model with accuracy, each metric value and the biased counts.
     :param plot: PNG bar chart of the metrics of every model for the mitigated column.
+    :param summary: Markdown before/after table: accuracy and biased metrics (of 5) per protected column.
+    :param predictions: CSV of the test rows: the table's columns (the label as 1 = favorable, 0) plus
+        ``prediction_<model>`` (1/0) per model, ready for ``metric.fairness`` with ``favorable_label=1``.
     """
     import numpy as np
     import pandas as pd
@@ -129,6 +136,7 @@ def fairness_mitigation(
         raise ClaimedError(f"test_fraction: must be between 0 and 1, got {test_fraction}")
     if epochs < 1:
         raise ClaimedError(f"epochs: must be at least 1, got {epochs}")
+    methods = list(PAIRS) if methods is None else methods
     unknown = sorted(set(methods) - set(PAIRS))
     if unknown or not methods:
         raise ClaimedError(f"methods: expected some of {', '.join(PAIRS)}, got {', '.join(methods) or 'none'}")
@@ -174,10 +182,10 @@ def fairness_mitigation(
 
     train_ds, test_ds = dataset(train_idx), dataset(test_idx)
     truth = y[test_idx]
-    predictions: dict[str, np.ndarray] = {}
+    predicted_by: dict[str, np.ndarray] = {}
     if "reweighing" in methods:
         plain = LogisticRegression(max_iter=1000, random_state=seed).fit(train_ds.features, y[train_idx])
-        predictions["logistic_regression"] = plain.predict(test_ds.features)
+        predicted_by["logistic_regression"] = plain.predict(test_ds.features)
         weights = (
             Reweighing(unprivileged_groups=[{mitigate_for: 0.0}], privileged_groups=[{mitigate_for: 1.0}])
             .fit_transform(train_ds)
@@ -186,11 +194,11 @@ def fairness_mitigation(
         weighted = LogisticRegression(max_iter=1000, random_state=seed).fit(
             train_ds.features, y[train_idx], sample_weight=weights
         )
-        predictions["reweighing"] = weighted.predict(test_ds.features)
+        predicted_by["reweighing"] = weighted.predict(test_ds.features)
     if "adversarial_debiasing" in methods:
         for name, debias in (("neural_network", False), ("adversarial_debiasing", True)):
             log.info("training %s (%d epochs)", name, epochs)
-            predictions[name] = _neural_network(
+            predicted_by[name] = _neural_network(
                 train_ds,
                 test_ds,
                 attribute=mitigate_for,
@@ -199,9 +207,9 @@ def fairness_mitigation(
                 seed=seed,
                 adversary_loss_weight=adversary_loss_weight,
             )
-    models = {}
+    results = {}
     rows = []
-    for name, predicted in predictions.items():
+    for name, predicted in predicted_by.items():
         predicted = np.asarray(predicted, float)
         entry = {"accuracy": float(np.mean(predicted == truth)), "attributes": {}}
         row = {"model": name, "accuracy": entry["accuracy"]}
@@ -211,28 +219,50 @@ def fairness_mitigation(
             row[f"{column}_biased"] = result["biased"]
             for metric in METRICS:
                 row[f"{column}_{metric}"] = result[metric]["value"]
-        models[name] = entry
+        results[name] = entry
         rows.append(row)
     pairs = {m: {"before": PAIRS[m][0], "after": PAIRS[m][1]} for m in PAIRS if m in methods}
-    summary = {
+    record = {
         "mitigate_for": mitigate_for,
         "train_rows": len(train_idx),
         "test_rows": len(test_idx),
         "seed": seed,
-        "models": models,
+        "models": results,
         "mitigations": pairs,
     }
     with open(report, "w") as handle:
-        json.dump(summary, handle, indent=2)
-    write_table(pd.DataFrame(rows), comparison)
+        json.dump(record, handle, indent=2)
+    write_table(pd.DataFrame(rows), models)
+    Path(summary).write_text(before_after(results, pairs, list(masks)))
+    test_rows = frame.iloc[test_idx].copy()
+    for name, predicted in predicted_by.items():
+        test_rows[f"prediction_{name}"] = np.where(np.asarray(predicted) == 1.0, 1, 0)
+    test_rows[label_column] = y[test_idx].astype(int)
+    write_table(test_rows, predictions)
     plot_metrics(
-        {name: models[name]["attributes"][mitigate_for] for name in models}, plot, title=f"{mitigate_for}: models"
+        {name: results[name]["attributes"][mitigate_for] for name in results}, plot, title=f"{mitigate_for}: models"
     )
     values = {}
     for method, pair in pairs.items():
-        before, after = models[pair["before"]], models[pair["after"]]
+        before, after = results[pair["before"]], results[pair["after"]]
         values[f"{method}_accuracy_before"] = before["accuracy"]
         values[f"{method}_accuracy_after"] = after["accuracy"]
         values[f"{method}_biased_before"] = before["attributes"][mitigate_for]["biased"]
         values[f"{method}_biased_after"] = after["attributes"][mitigate_for]["biased"]
     return values
+
+
+def before_after(models: dict, pairs: dict, attributes: list[str]) -> str:
+    """Markdown table: one row per mitigation, accuracy and biased metrics (of 5) before -> after."""
+    head = ["mitigation", "model before -> after", "accuracy"] + [f"{a}: biased of 5" for a in attributes]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for method, pair in pairs.items():
+        before, after = models[pair["before"]], models[pair["after"]]
+        cells = [
+            method.replace("_", " "),
+            f"{pair['before'].replace('_', ' ')} -> {pair['after'].replace('_', ' ')}",
+            f"{before['accuracy']:.1%} -> {after['accuracy']:.1%}",
+        ]
+        cells += [f"{before['attributes'][a]['biased']} -> {after['attributes'][a]['biased']}" for a in attributes]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
