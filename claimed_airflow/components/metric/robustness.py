@@ -98,11 +98,11 @@ def robustness(
         raise ClaimedError("data: no sample with a label the model knows")
     x, y = loaded.x[labelled].astype(np.float32), loaded.y[labelled]
     classifier = _classifier(loaded)
-    clean = classifier.predict(x).argmax(axis=1)
-    clean_accuracy = float(np.mean(clean == y))
     results, adversarial = [], {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")  # ART passes arrays
+        clean = classifier.predict(x).argmax(axis=1)
+        clean_accuracy = float(np.mean(clean == y))
         for attack in attacks:
             for eps in sorted(epsilons):
                 if attack == "fgsm":
