@@ -76,7 +76,7 @@ def _number_or_text(value):
     return value
 
 
-def fairness_metrics(truth, predicted, privileged, *, weights=None, ranges=None) -> dict:
+def fairness_metrics(truth, predicted, privileged, *, ranges=None) -> dict:
     """The five AIF360 metrics of binary ``truth``/``predicted`` (1 = favorable) for a 0/1 ``privileged``.
 
     Returns ``{metric: {"value", "fair_range", "verdict"}}`` plus ``biased`` (how many are out of range)
@@ -93,12 +93,9 @@ def fairness_metrics(truth, predicted, privileged, *, weights=None, ranges=None)
     frame = pd.DataFrame(
         {"label": np.asarray(truth, float), "group": np.asarray(privileged, float)},
     )
-    weights = None if weights is None else np.asarray(weights, float)
     true_ds = BinaryLabelDataset(
         df=frame, label_names=["label"], protected_attribute_names=["group"], favorable_label=1.0, unfavorable_label=0.0
     )
-    if weights is not None:
-        true_ds.instance_weights = weights
     pred_ds = true_ds.copy(deepcopy=True)
     pred_ds.labels = np.asarray(predicted, float).reshape(-1, 1)
     metric = ClassificationMetric(
