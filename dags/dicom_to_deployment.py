@@ -7,8 +7,13 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
    and listed in the task's manifest),
 2. **dicom_to_images** decodes the pixel data into normalised PNGs per label,
 3. **train** fits a MobileNetV2 (Keras 3, no pretrained weights, seeded),
-4. **predict** scores the images and **confusion_matrix** measures accuracy,
-5. **blessing** checks `accuracy >= min_accuracy`; when false, **deploy** is skipped,
+4. **predict** scores the images; in parallel **confusion_matrix** measures accuracy, **fairness**
+   measures five AIF360 bias metrics by PatientSex and PatientAge (rows without an age are left out
+   of the age metrics), **lime** explains a few predictions (superpixel overlays) and **robustness**
+   measures accuracy under ART's FGSM and PGD attacks,
+5. **blessing** checks accuracy, fairness and robustness together
+   (`accuracy >= min_accuracy and fairness_biased <= max_biased and robustness_min_accuracy >=
+   min_robust_accuracy`); when false, **deploy** is skipped,
 6. **deploy** publishes the model to a versioned model folder and updates the Asset
    `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each deployment.
 
@@ -29,9 +34,12 @@ from claimed_airflow.operators import (
     ConfusionMatrixMetricOperator,
     DicomInputOperator,
     DicomToImagesTransformOperator,
+    FairnessMetricOperator,
+    LimeMetricOperator,
     LocalDeployOperator,
     MobileNetV2TrainOperator,
     PredictImagesOperator,
+    RobustnessMetricOperator,
 )
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data" / "chestxray"
@@ -57,6 +65,17 @@ with DAG(
         "min_accuracy": Param(
             0.5, type="number", minimum=0, maximum=1, description="Blessing threshold: deploy if accuracy >= this."
         ),
+        "favorable_label": Param("COVID-19", type="string", description="Fairness: the favorable prediction."),
+        "age_threshold": Param(40, type="number", description="Fairness: privileged age group is age >= this."),
+        "max_biased": Param(
+            10, type="integer", minimum=0, maximum=10, description="Blessing: at most this many biased metrics (of 10)."
+        ),
+        "epsilon": Param(
+            0.05, type="number", minimum=0, description="Robustness: FGSM/PGD L-inf size, images in [-1, 1]."
+        ),
+        "min_robust_accuracy": Param(
+            0.0, type="number", minimum=0, maximum=1, description="Blessing: minimum accuracy under attack."
+        ),
     },
 ) as dag:
     dicom = DicomInputOperator(
@@ -81,10 +100,40 @@ with DAG(
     )
     predict = PredictImagesOperator(task_id="predict", model=train.output["model"], images=images.output["images"])
     metrics = ConfusionMatrixMetricOperator(task_id="confusion_matrix", predictions=predict.output["predictions"])
+    fairness = FairnessMetricOperator(
+        task_id="fairness",
+        predictions=predict.output["predictions"],
+        protected={"PatientSex": ["M"], "PatientAge": "PatientAge >= {{ params.age_threshold }}"},
+        favorable_label="{{ params.favorable_label }}",
+    )
+    lime = LimeMetricOperator(
+        task_id="lime",
+        model=train.output["model"],
+        data=images.output["images"],
+        num_explained=2,
+        num_samples=40,
+        seed="{{ params.seed }}",
+    )
+    robustness = RobustnessMetricOperator(
+        task_id="robustness",
+        model=train.output["model"],
+        data=images.output["images"],
+        epsilons=["{{ params.epsilon }}"],
+        max_samples=8,
+        pgd_steps=5,
+        num_examples=2,
+        seed="{{ params.seed }}",
+    )
+    predict >> [lime, robustness]  # explain and attack the model that was evaluated
     blessing = ConditionBlessingOperator(
         task_id="blessing",
         metrics=metrics.output["metrics"],
-        condition="accuracy >= {{ params.min_accuracy }}",
+        fairness=fairness.output["metrics"],
+        robustness=robustness.output["metrics"],
+        condition=(
+            "accuracy >= {{ params.min_accuracy }} and fairness_biased <= {{ params.max_biased }}"
+            " and robustness_min_accuracy >= {{ params.min_robust_accuracy }}"
+        ),
     )
     deploy = LocalDeployOperator(
         task_id="deploy",

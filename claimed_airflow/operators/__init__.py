@@ -7,11 +7,21 @@ from claimed_airflow.operators.input import (
     ClimateCopernicusInputOperator,
     CovidChestXrayInputOperator,
     DicomInputOperator,
+    GermanCreditInputOperator,
     ImagesToDicomOperator,
 )
-from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
+from claimed_airflow.operators.metric import (
+    ConfusionMatrixMetricOperator,
+    FairnessMetricOperator,
+    LimeMetricOperator,
+    RobustnessMetricOperator,
+)
 from claimed_airflow.operators.predict import PredictImagesOperator
-from claimed_airflow.operators.train import MobileNetV2TrainOperator, TfjobTrainOperator
+from claimed_airflow.operators.train import (
+    FairnessMitigationTrainOperator,
+    MobileNetV2TrainOperator,
+    TfjobTrainOperator,
+)
 from claimed_airflow.operators.transform import ApplyTransformOperator, DicomToImagesTransformOperator
 from claimed_airflow.operators.tune import HyperparametersTuneOperator
 from claimed_airflow.operators.visualize import MapFromCoordinatesOperator
@@ -25,12 +35,17 @@ __all__ = [
     "CovidChestXrayInputOperator",
     "DicomInputOperator",
     "DicomToImagesTransformOperator",
+    "FairnessMetricOperator",
+    "FairnessMitigationTrainOperator",
     "FilterOperator",
+    "GermanCreditInputOperator",
     "HyperparametersTuneOperator",
     "ImagesToDicomOperator",
+    "LimeMetricOperator",
     "LocalDeployOperator",
     "MapFromCoordinatesOperator",
     "MobileNetV2TrainOperator",
     "PredictImagesOperator",
+    "RobustnessMetricOperator",
     "TfjobTrainOperator",
 ]

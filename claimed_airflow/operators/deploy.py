@@ -14,20 +14,29 @@ from claimed_airflow.operators.links import DeploymentLink
 
 
 class ConditionBlessingOperator(ClaimedOperator, SkipMixin):
-    """Evaluate ``condition`` over the values of a metrics JSON file; false skips downstream tasks.
+    """Evaluate ``condition`` over the values of metrics JSON files; false skips downstream tasks.
 
-    In Airflow the tasks after the gate are skipped (not failed) when the model is not blessed.
+    In Airflow the tasks after the gate are skipped (not failed) when the model is not blessed. The
+    values of ``metrics`` keep their names; those of the optional ``fairness`` and ``robustness``
+    files are prefixed, e.g. ``fairness_biased``, ``fairness_attributes_PatientSex_biased``,
+    ``robustness_min_accuracy``, so one condition can weigh accuracy, fairness and robustness
+    together.
 
     Runs the ``deploy.condition_blessing`` component. Outputs (XCom keys): none.
 
     :param metrics: JSON file of metric values (nested objects are flattened to ``outer_inner``).
     :type metrics: str
-    :param condition: Boolean expression, e.g. ``accuracy >= 0.8 and count >= 100``.
+    :param condition: Boolean expression, e.g. ``accuracy >= 0.8 and fairness_biased == 0``.
     :type condition: str
+    :param fairness: Optional JSON of ``metric.fairness``; its values get the prefix ``fairness_``.
+    :type fairness: str | None
+    :param robustness: Optional JSON of ``metric.robustness``; its values get the prefix
+        ``robustness_``.
+    :type robustness: str | None
     """
 
     component = "deploy.condition_blessing"
-    component_fields = ("metrics", "condition")
+    component_fields = ("metrics", "condition", "fairness", "robustness")
     gate = True
     ui_color = "#e0f7fa"
     operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
@@ -38,11 +47,15 @@ class ConditionBlessingOperator(ClaimedOperator, SkipMixin):
         *,
         metrics: str,
         condition: str = "accuracy >= 0.5",
+        fairness: str | None = None,
+        robustness: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.metrics = metrics
         self.condition = condition
+        self.fairness = fairness
+        self.robustness = robustness
 
 
 class LocalDeployOperator(ClaimedOperator):

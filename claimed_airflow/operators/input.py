@@ -178,6 +178,35 @@ class DicomInputOperator(ClaimedOperator):
         self.label_column = label_column
 
 
+class GermanCreditInputOperator(ClaimedOperator):
+    """Read ``german.data`` (UCI Statlog German Credit) into a table with AIF360's conventions.
+
+    Columns are named as in ``german.doc``; ``sex`` is derived from ``personal_status`` (A91, A93,
+    A94 male; A92, A95 female) as AIF360's GermanDataset does; ``credit`` is 1 for good and 0 for
+    bad credit (the favorable label is 1). ``age`` stays numeric so that any age threshold can be
+    used.
+
+    Runs the ``input.german_credit`` component. Outputs (XCom keys): table.
+
+    :param source: The ``german.data`` file (1000 rows, 21 space-separated fields).
+    :type source: str
+    """
+
+    component = "input.german_credit"
+    component_fields = ("source",)
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+
+
 class ImagesToDicomOperator(ClaimedOperator):
     """Convert PNG/JPEG images listed in a labels table into DICOM Secondary Capture files.
 

@@ -10,6 +10,97 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
+class FairnessMitigationTrainOperator(ClaimedOperator):
+    """Train classifiers with and without AIF360 bias mitigation; report accuracy and fairness before/after.
+
+    The table is split (seeded, stratified by label) into train and test rows. Reweighing: logistic
+    regression without (before) and with (after) AIF360 Reweighing instance weights. Adversarial
+    debiasing: AIF360's AdversarialDebiasing network without (before) and with (after) its
+    adversary. Every model is measured on the test rows: accuracy and, for every protected column,
+    the five metrics of ``metric.fairness`` with verdicts. Same data and seed give the same numbers.
+
+    Runs the ``train.fairness_mitigation`` component. Outputs (XCom keys): report, models, plot, summary, predictions.
+
+    :param table: Training table with the label, the protected columns and the features.
+    :type table: str
+    :param protected: Privileged group per protected column: a list of values (``{"sex":
+        ["male"]}``) or an expression (``{"age": "age > 25"}``). Protected columns enter the models
+        as 0/1.
+    :type protected: dict
+    :param label_column: Column with the true label.
+    :type label_column: str
+    :param favorable_label: Label value of the favorable outcome (e.g. ``1`` for good credit).
+    :type favorable_label: str
+    :param mitigate_for: Protected column the mitigation targets; default the first of
+        ``protected``.
+    :type mitigate_for: str | None
+    :param categorical_columns: Columns to one-hot encode; default every non-numeric column.
+    :type categorical_columns: list[str] | None
+    :param drop_columns: Columns not used as features (e.g. ``personal_status``, which encodes sex).
+    :type drop_columns: list[str] | None
+    :param methods: Mitigations to run: ``reweighing`` and/or ``adversarial_debiasing`` (default
+        both).
+    :type methods: list[str] | None
+    :param test_fraction: Share of rows held out for measuring (0 to 1).
+    :type test_fraction: float
+    :param epochs: Training epochs of the adversarial debiasing networks.
+    :type epochs: int
+    :param adversary_loss_weight: Weight of the adversary's loss in adversarial debiasing.
+    :type adversary_loss_weight: float
+    :param seed: Random seed of the split and the models.
+    :type seed: int
+    """
+
+    component = "train.fairness_mitigation"
+    component_fields = (
+        "table",
+        "protected",
+        "label_column",
+        "favorable_label",
+        "mitigate_for",
+        "categorical_columns",
+        "drop_columns",
+        "methods",
+        "test_fraction",
+        "epochs",
+        "adversary_loss_weight",
+        "seed",
+    )
+    ui_color = "#fff3e0"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        protected: dict,
+        label_column: str = "label",
+        favorable_label: str = "1",
+        mitigate_for: str | None = None,
+        categorical_columns: list[str] | None = None,
+        drop_columns: list[str] | None = None,
+        methods: list[str] | None = None,
+        test_fraction: float = 0.3,
+        epochs: int = 50,
+        adversary_loss_weight: float = 0.1,
+        seed: int = 42,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.protected = protected
+        self.label_column = label_column
+        self.favorable_label = favorable_label
+        self.mitigate_for = mitigate_for
+        self.categorical_columns = categorical_columns
+        self.drop_columns = drop_columns
+        self.methods = methods
+        self.test_fraction = test_fraction
+        self.epochs = epochs
+        self.adversary_loss_weight = adversary_loss_weight
+        self.seed = seed
+
+
 class MobileNetV2TrainOperator(ClaimedOperator):
     """Train MobileNetV2 (Keras 3, ``weights=None``) to classify the labels of an image folder.
 
