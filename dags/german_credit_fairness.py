@@ -45,7 +45,9 @@ with DAG(
     params={
         "data": Param(str(SAMPLE), type="string", description="german.data (UCI Statlog German Credit)."),
         "age_threshold": Param(25, type="integer", description="Privileged age group: age > this."),
-        "mitigate_for": Param("age", enum=["age", "sex"], description="Protected attribute to mitigate bias for."),
+        "mitigate_for": Param(
+            "age", type="string", enum=["age", "sex"], description="Protected attribute to mitigate bias for."
+        ),
         "epochs": Param(50, type="integer", minimum=1, maximum=500, description="Adversarial debiasing epochs."),
         "seed": Param(42, type="integer", description="Random seed of the split and the models."),
     },
