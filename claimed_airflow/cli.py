@@ -14,7 +14,7 @@ from claimed_airflow.core import registry
 from claimed_airflow.core.errors import ClaimedError
 
 # Modules that add sub-commands: each has ``register(subparsers)`` and sets ``func`` on its parser.
-COMMAND_MODULES = ("claimed_airflow.demo",)
+COMMAND_MODULES = ("claimed_airflow.demo", "claimed_airflow.serving")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
