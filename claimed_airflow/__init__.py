@@ -17,6 +17,8 @@ _OPERATOR_MODULES = (
     "claimed_airflow.operators.transform",
 )
 
+_HOOK_MODULES = ("claimed_airflow.hooks.watson_ml",)
+
 
 def get_provider_info() -> dict:
     """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
@@ -35,8 +37,38 @@ def get_provider_info() -> dict:
         "operators": [
             {"integration-name": "CLAIMED", "python-modules": list(_OPERATOR_MODULES)},
         ],
-        "hooks": [],
-        "connection-types": [],
+        "hooks": [{"integration-name": "CLAIMED", "python-modules": list(_HOOK_MODULES)}],
+        "connection-types": [
+            {
+                "hook-class-name": "claimed_airflow.hooks.watson_ml.WatsonMachineLearningHook",
+                "hook-name": "IBM Watson Machine Learning",
+                "connection-type": "watson_ml",
+                "conn-fields": {
+                    "space_id": {"label": "Deployment space id", "schema": {"type": ["string", "null"]}},
+                    "instance_id": {
+                        "label": "Instance id (Cloud Pak for Data)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "version": {
+                        "label": "Version (Cloud Pak for Data, e.g. 5.1)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "verify": {
+                        "label": "Verify TLS (true/false or CA bundle path)",
+                        "schema": {"type": ["string", "null"], "default": "true"},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {
+                        "host": "URL",
+                        "login": "Username (Cloud Pak for Data only)",
+                        "password": "API key",
+                    },
+                    "placeholders": {"host": "https://us-south.ml.cloud.ibm.com"},
+                },
+            }
+        ],
         "config": {
             "claimed": {
                 "description": "Settings of the claimed-airflow provider.",

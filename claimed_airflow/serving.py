@@ -254,27 +254,10 @@ class ServedModel:
 
     # --- images -------------------------------------------------------------------------------
     def pixels(self, array):
-        """Network input from pixel values 0..255 ``(N, S, S[, 1|3])``, as ``train.mobilenet_v2`` prepares them."""
-        import numpy as np
-
-        if array.ndim == 4 and array.shape[-1] == 3:  # RGB to luma, as PIL's convert("L")
-            array = array @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        if array.ndim == 4:
-            array = array[..., 0]
-        gray = array / 127.5 - 1.0
-        return np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+        return pixels_to_input(array)
 
     def image_file(self, payload: bytes):
-        """One network input ``(S, S, 3)`` from an image file (PNG, JPEG, ...)."""
-        import numpy as np
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(io.BytesIO(payload)) as image:
-                gray = np.asarray(image.convert("L").resize((self.image_size, self.image_size)), dtype=np.float32)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise RequestError(400, f"image: not a readable image file ({exc.__class__.__name__})") from None
-        return self.pixels(gray[None])[0]
+        return image_file_to_input(payload, self.image_size)
 
     def dicom_file(self, payload: bytes):
         """One network input from a DICOM file, windowed as ``transform.dicom_to_images`` does."""
@@ -295,6 +278,31 @@ class ServedModel:
     def _check_batch(self, n: int) -> None:
         if n > self.max_batch:
             raise RequestError(413, f"batch: {n} items is more than the server's limit of {self.max_batch}")
+
+
+def pixels_to_input(array):
+    """Network input from pixel values 0..255 ``(N, S, S[, 1|3])``, prepared as ``train.mobilenet_v2`` does."""
+    import numpy as np
+
+    if array.ndim == 4 and array.shape[-1] == 3:  # RGB to luma, as PIL's convert("L")
+        array = array @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if array.ndim == 4:
+        array = array[..., 0]
+    gray = array / 127.5 - 1.0
+    return np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+
+
+def image_file_to_input(payload: bytes, size: int):
+    """One network input ``(S, S, 3)`` from an image file (PNG, JPEG, ...); RequestError (400) if unreadable."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            gray = np.asarray(image.convert("L").resize((size, size)), dtype=np.float32)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise RequestError(400, f"image: not a readable image file ({exc.__class__.__name__})") from None
+    return pixels_to_input(gray[None])[0]
 
 
 def _requested_outputs(outputs: Any) -> tuple[str, ...]:

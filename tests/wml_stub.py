@@ -140,13 +140,28 @@ class WatsonMLStub:
         if path == "/ml/wml_services/v2/version":
             return 200, {"version": "5.1.0"}
         if path == f"/v2/spaces/{SPACE_ID}":
-            return 200, {"metadata": {"id": SPACE_ID, "created_at": now}, "entity": {"name": "claimed", "status": {"state": "active"}}}
+            return 200, {
+                "metadata": {"id": SPACE_ID, "created_at": now},
+                "entity": {"name": "claimed", "status": {"state": "active"}},
+            }
         if path == "/v2/software_specifications":
-            spec = {"metadata": {"asset_id": SPEC_ID, "name": "runtime-24.1-py3.11"}, "entity": {"software_specification": {"name": "runtime-24.1-py3.11"}}}
+            spec = {
+                "metadata": {"asset_id": SPEC_ID, "name": "runtime-24.1-py3.11"},
+                "entity": {"software_specification": {"name": "runtime-24.1-py3.11"}},
+            }
             return 200, {"total_results": 1, "resources": [spec]}
         if path == "/ml/v4/models" and method == "POST":
             model_id = str(uuid.UUID(int=len(self.models) + 1))
-            self.models[model_id] = {"metadata": {"id": model_id, "space_id": SPACE_ID, "created_at": now, "modified_at": now, "name": body.get("name")}, "entity": body}
+            self.models[model_id] = {
+                "metadata": {
+                    "id": model_id,
+                    "space_id": SPACE_ID,
+                    "created_at": now,
+                    "modified_at": now,
+                    "name": body.get("name"),
+                },
+                "entity": body,
+            }
             return 201, self.models[model_id]
         match = re.fullmatch(r"/ml/v4/models/([^/]+)(/content)?", path)
         if match and match.group(1) in self.models:
@@ -155,20 +170,29 @@ class WatsonMLStub:
             return 200, self.models[match.group(1)]
         if path == "/ml/v4/deployments" and method == "POST":
             deployment_id = str(uuid.UUID(int=0xD << 64 | len(self.deployments) + 1))
-            self.deployments[deployment_id] = {"metadata": {"id": deployment_id, "space_id": SPACE_ID, "created_at": now, "name": body.get("name")}, "entity": dict(body, status={"state": "initializing"})}
+            self.deployments[deployment_id] = {
+                "metadata": {"id": deployment_id, "space_id": SPACE_ID, "created_at": now, "name": body.get("name")},
+                "entity": dict(body, status={"state": "initializing"}),
+            }
             return 202, self.deployments[deployment_id]
         match = re.fullmatch(r"/ml/v4/deployments/([^/]+)(/predictions)?", path)
         if match and match.group(1) in self.deployments:
             deployment = self.deployments[match.group(1)]
             if match.group(2):
                 rows = body["input_data"][0]["values"]
-                return 200, {"predictions": [{"id": "probabilities", "fields": ["probabilities"], "values": [[0.25, 0.75] for _ in rows]}]}
+                return 200, {
+                    "predictions": [
+                        {"id": "probabilities", "fields": ["probabilities"], "values": [[0.25, 0.75] for _ in rows]}
+                    ]
+                }
             state = {"state": self.deployment_state}
             if self.deployment_state == "ready":
                 url = f"{self.url}/ml/v4/deployments/{match.group(1)}/predictions"
                 state["online_url"] = {"url": url}
             else:
-                state["failure"] = {"errors": [{"code": "deployment_failed", "message": "the runtime could not load the model"}]}
+                state["failure"] = {
+                    "errors": [{"code": "deployment_failed", "message": "the runtime could not load the model"}]
+                }
             deployment["entity"]["status"] = state
             return 200, deployment
         return 404, {"errors": [{"code": "not_found", "message": f"{method} {path} not found"}]}

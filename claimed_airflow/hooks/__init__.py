@@ -1,0 +1,1 @@
+"""Airflow hooks (connections) of claimed-airflow."""
