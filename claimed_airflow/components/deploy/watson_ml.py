@@ -62,7 +62,7 @@ def watson_ml(
             archive = _saved_model_archive(model, Path(tmp))
             spec_id = client.software_specifications.get_id_by_name(software_spec)
             if not spec_id or spec_id == "Not Found":
-                raise ClaimedError(f"software_spec: {software_spec!r} is not a software specification of this Watson ML")
+                raise ClaimedError(f"software_spec: {software_spec!r} is not known to this Watson ML")
             names = client.repository.ModelMetaNames
             meta = {names.NAME: model_name or deployment_name, names.TYPE: model_type, names.SOFTWARE_SPEC_ID: spec_id}
             stored = client.repository.store_model(model=str(archive), meta_props=meta)
@@ -86,7 +86,8 @@ def watson_ml(
     except Exception as exc:  # WMLClientError, ApiRequestFailure, httpx errors: one line, key scrubbed
         raise ClaimedError(_scrub(f"watson_ml: {exc.__class__.__name__}: {_first_line(exc)}", secret)) from None
     if len(probabilities) != len(info["classes"]):
-        raise ClaimedError(f"watson_ml: the sample score has {len(probabilities)} values for {len(info['classes'])} classes")
+        count = len(info["classes"])
+        raise ClaimedError(f"watson_ml: the sample score has {len(probabilities)} values for {count} classes")
     best = int(probabilities.argmax())
     return {
         "deployment_id": deployment_id,
