@@ -13,6 +13,8 @@ Endpoints (KServe V2 / Open Inference Protocol, and KServe V1):
   or ``BYTES`` ``[N]`` base64-encoded image files (PNG, JPEG, ...).
 - ``GET /v1/models/<name>``, ``POST /v1/models/<name>:predict`` with ``{"instances": [...]}`` (nested
   lists of the network's input or ``{"b64": "<image file>"}``).
+- The V2 binary tensor data extension (``Inference-Header-Content-Length`` header, JSON header then
+  the raw little-endian tensor bytes, ``parameters.binary_data_size``) for large FP32 batches.
 - Both ``infer`` and ``:predict`` also take one raw image in the body (``Content-Type: image/png``,
   ``image/jpeg``) or a DICOM file (``application/dicom``).
 
@@ -143,14 +145,15 @@ class ServedModel:
             "parameters": {"classes": self.classes, "image_size": self.image_size},
         }
 
-    def infer_v2(self, request: dict) -> dict:
+    def infer_v2(self, request: dict, binary: bytes | None = None) -> dict:
+        """Answer a V2 inference request; ``binary``: the tensor bytes of the binary data extension."""
         if not isinstance(request, dict):
             raise RequestError(400, "request: expected a JSON object with 'inputs'")
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
             raise RequestError(400, "inputs: expected a list with one tensor object named 'input'")
         wanted = _requested_outputs(request.get("outputs"))
-        batch = self.tensor_v2(inputs[0])
+        batch = self.tensor_v2(inputs[0], binary)
         return self.response_v2(self.predict(batch), wanted, request.get("id"))
 
     def response_v2(self, probabilities, wanted=OUTPUTS, request_id=None) -> dict:
@@ -175,8 +178,12 @@ class ServedModel:
         answer["outputs"] = [tensors[name] for name in wanted]
         return answer
 
-    def tensor_v2(self, tensor: dict):
-        """A float32 network batch from one V2 input tensor; RequestError (400) for what does not fit."""
+    def tensor_v2(self, tensor: dict, binary: bytes | None = None):
+        """A float32 network batch from one V2 input tensor; RequestError (400) for what does not fit.
+
+        With the binary data extension, ``parameters.binary_data_size`` bytes of ``binary`` hold the
+        tensor (little-endian values; BYTES items each prefixed by a 4-byte little-endian length).
+        """
         import numpy as np
 
         name, datatype, shape, data = (tensor.get(k) for k in ("name", "datatype", "shape", "data"))
@@ -187,7 +194,10 @@ class ServedModel:
         if any(d < 0 for d in shape) or not shape:
             raise RequestError(400, f"input.shape: dimensions must be non-negative, got {shape}")
         self._check_batch(shape[0])
-        if data is None:
+        parameters = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
+        if "binary_data_size" in parameters:
+            data = _binary_tensor(datatype, parameters["binary_data_size"], binary)
+        elif data is None:
             raise RequestError(400, "input.data: missing")
         if datatype == "BYTES":
             if len(shape) != 1:
@@ -195,7 +205,12 @@ class ServedModel:
             items = data if isinstance(data, list) else [data]
             if len(items) != shape[0]:
                 raise RequestError(400, f"input.data: {len(items)} item(s) for shape {shape}")
-            return np.stack([self.image_file(_b64(item, f"input.data[{i}]")) for i, item in enumerate(items)])
+            return np.stack(
+                [
+                    self.image_file(item if isinstance(item, bytes) else _b64(item, f"input.data[{i}]"))
+                    for i, item in enumerate(items)
+                ]
+            )
         s = self.image_size
         if datatype in FLOAT_TYPES:
             allowed = ([shape[0], s, s, 3], [shape[0], s, s, 1])
@@ -305,6 +320,49 @@ def image_file_to_input(payload: bytes, size: int):
     return pixels_to_input(gray[None])[0]
 
 
+BINARY_TYPES = {
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+    "UINT8": "u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+}
+
+
+def _binary_tensor(datatype: Any, size: Any, binary: bytes | None):
+    """Values (array) or items (list of bytes) of a tensor sent with the binary data extension."""
+    import numpy as np
+
+    where = "input.parameters.binary_data_size"
+    if binary is None:
+        raise RequestError(400, f"{where}: given, but the request has no Inference-Header-Content-Length header")
+    if not isinstance(size, int) or isinstance(size, bool) or size != len(binary):
+        raise RequestError(400, f"{where}: {size!r} does not match the {len(binary)} bytes after the JSON header")
+    if datatype == "BYTES":
+        items, offset = [], 0
+        while offset < len(binary):
+            if offset + 4 > len(binary):
+                raise RequestError(400, "input: truncated BYTES item length")
+            length = int.from_bytes(binary[offset : offset + 4], "little")
+            items.append(binary[offset + 4 : offset + 4 + length])
+            offset += 4 + length
+        return items
+    if datatype not in BINARY_TYPES:
+        raise RequestError(
+            400, f"input.datatype: expected one of {', '.join([*BINARY_TYPES, 'BYTES'])}, got {datatype!r}"
+        )
+    dtype = np.dtype(BINARY_TYPES[datatype])
+    if len(binary) % dtype.itemsize:
+        raise RequestError(400, f"{where}: {len(binary)} bytes is not a whole number of {datatype} values")
+    return np.frombuffer(binary, dtype=dtype)
+
+
 def _requested_outputs(outputs: Any) -> tuple[str, ...]:
     if outputs is None:
         return OUTPUTS
@@ -331,6 +389,13 @@ def _array(data: Any, shape: list[int] | None, dtype: str, where: str = "input.d
     return array.reshape(shape)
 
 
+def _json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"request: not valid JSON ({exc})") from None
+
+
 def _b64(item: Any, where: str) -> bytes:
     if isinstance(item, dict) and set(item) == {"b64"}:
         item = item["b64"]
@@ -345,6 +410,7 @@ def _b64(item: Any, where: str) -> bytes:
 class Handler(BaseHTTPRequestHandler):
     server_version = f"claimed-airflow/{__version__}"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     model: ServedModel  # set on the subclass made by make_server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (BaseHTTPRequestHandler's name)
@@ -397,6 +463,14 @@ class Handler(BaseHTTPRequestHandler):
         payload = self._body()
         content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
         m = self.model
+        header_length = self.headers.get("Inference-Header-Content-Length")
+        if header_length is not None:  # the binary tensor data extension of the V2 protocol
+            if route != "v2-infer":
+                raise RequestError(400, "Inference-Header-Content-Length: binary data is only accepted by V2 infer")
+            if not header_length.isdigit() or int(header_length) > len(payload):
+                raise RequestError(400, f"Inference-Header-Content-Length: {header_length!r} does not fit the body")
+            request = _json(payload[: int(header_length)])
+            return 200, m.infer_v2(request, payload[int(header_length) :])
         if content_type.startswith(IMAGE_TYPES) or content_type in DICOM_TYPES:
             reader = m.dicom_file if content_type in DICOM_TYPES else m.image_file
             probabilities = m.predict(reader(payload)[None])
@@ -405,10 +479,7 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(
                 415, f"Content-Type: expected application/json, image/* or application/dicom, got {content_type}"
             )
-        try:
-            request = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(400, f"request: not valid JSON ({exc})") from None
+        request = _json(payload)
         return 200, m.infer_v2(request) if route == "v2-infer" else m.predict_v1(request)
 
     def _model_route(self, path: str) -> str | None:

@@ -11,6 +11,8 @@ from claimed_airflow.components.deploy.kserve import inference_service
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 
+pytest.importorskip("airflow.providers.cncf.kubernetes")
+
 ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/models/inferenceservices"
 
 

@@ -33,10 +33,11 @@ def server(models):
         yield url, model
 
 
-def call(url: str, method: str = "GET", body=None, content_type: str = "application/json"):
+def call(url: str, method: str = "GET", body=None, content_type: str = "application/json", headers=None):
     """(status, parsed JSON body, Content-Type) of one HTTP request."""
     data = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else body
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": content_type})
+    headers = {"Content-Type": content_type, **(headers or {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return answer.status, json.loads(answer.read()), answer.headers["Content-Type"]
@@ -102,6 +103,38 @@ def test_v2_infer_pixels_and_image_files(server):
     assert status == 200 and answer["outputs"][1]["data"] == ["dark", "bright"]
     status, answer, _ = call(f"{url}/v2/models/tiny/infer", "POST", png_bytes(240), "image/png")
     assert status == 200 and answer["outputs"][1]["data"] == ["bright"]
+
+
+def binary_request(tensor: dict, data: bytes, size: int | None = None) -> tuple[bytes, dict]:
+    """(body, headers) of the V2 binary tensor data extension."""
+    header = json.dumps(
+        {"inputs": [dict(tensor, parameters={"binary_data_size": len(data) if size is None else size})]}
+    )
+    return header.encode() + data, {"Inference-Header-Content-Length": str(len(header.encode()))}
+
+
+def test_v2_binary_tensor_extension(server):
+    url, model = server
+    x = batch(-0.5, 0.7)
+    body, headers = binary_request({"name": "input", "datatype": "FP32", "shape": list(x.shape)}, x.tobytes())
+    status, answer, _ = call(f"{url}/v2/models/tiny/infer", "POST", body, "application/octet-stream", headers)
+    assert status == 200, answer
+    outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+    assert outputs["label"] == ["dark", "bright"]
+    np.testing.assert_allclose(np.reshape(outputs["probabilities"], (2, 2)), model.predict(x), rtol=1e-5)
+    files = [png_bytes(255), png_bytes(0)]
+    packed = b"".join(len(f).to_bytes(4, "little") + f for f in files)
+    body, headers = binary_request({"name": "input", "datatype": "BYTES", "shape": [2]}, packed)
+    status, answer, _ = call(f"{url}/v2/models/tiny/infer", "POST", body, "application/octet-stream", headers)
+    assert status == 200 and answer["outputs"][1]["data"] == ["bright", "dark"]
+    body, headers = binary_request({"name": "input", "datatype": "FP32", "shape": [2, SIZE, SIZE, 3]}, x.tobytes(), 8)
+    status, answer, _ = call(f"{url}/v2/models/tiny/infer", "POST", body, "application/octet-stream", headers)
+    assert status == 400 and "does not match the 6144 bytes" in answer["error"]
+    body, headers = binary_request({"name": "input", "datatype": "FP32", "shape": [1, SIZE, SIZE, 3]}, x.tobytes())
+    status, answer, _ = call(f"{url}/v2/models/tiny/infer", "POST", body, "application/octet-stream", headers)
+    assert (
+        status == 400 and "6144 value(s) do not fill shape" not in answer["error"] and "do not fill" in answer["error"]
+    )
 
 
 def test_v1_predict(server):

@@ -1,7 +1,12 @@
 """Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""
 
 from claimed_airflow.operators.base import ClaimedOperator
-from claimed_airflow.operators.deploy import ConditionBlessingOperator, KServeDeployOperator, LocalDeployOperator, WatsonMLDeployOperator
+from claimed_airflow.operators.deploy import (
+    ConditionBlessingOperator,
+    KServeDeployOperator,
+    LocalDeployOperator,
+    WatsonMLDeployOperator,
+)
 from claimed_airflow.operators.filter import FilterOperator
 from claimed_airflow.operators.input import DicomInputOperator, ImagesToDicomOperator
 from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
