@@ -115,3 +115,20 @@ def test_bad_parameters_fail_before_any_call(tmp_path, params, message):
 def test_manifest_scale_to_zero_and_service_account():
     body = inference_service("a", "ns", "gs://b/m", min_replicas=0, max_replicas=3, service_account="reader")
     assert body["spec"]["predictor"]["minReplicas"] == 0 and body["spec"]["predictor"]["serviceAccountName"] == "reader"
+
+
+@pytest.mark.e2e
+def test_airflow_task_deploys_and_a_timeout_fails_it_clearly(run_dag, connection, capfd, caplog):
+    with KubernetesStub() as stub:
+        connection(stub)
+        state, tasks, _ = run_dag("claimed_test_kserve", {})
+        assert (state, tasks) == ("success", {"kserve": "success"})
+        assert stub.requests[1][2]["spec"]["predictor"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        stub.ready = False
+        state, tasks, _ = run_dag("claimed_test_kserve", {"storage_uri": "s3://bucket/models/xray/2"})
+    assert (state, tasks) == ("failed", {"kserve": "failed"})
+    assert [m for m, _, _ in stub.requests[3:5]] == ["GET", "PUT"]
+    printed = capfd.readouterr()
+    assert "deploy.kserve: ready_timeout: InferenceService models/xray was not Ready after 1 s" in (
+        printed.out + printed.err + caplog.text
+    )

@@ -1,4 +1,4 @@
-"""A test DAG: deploy to Watson ML (a loopback stub in the tests) and e-mail the outcome."""
+"""Test DAGs: deploy to Watson ML and e-mail the outcome; deploy to KServe (loopback stubs in the tests)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
-from claimed_airflow.operators import NotificationEmailOperator, WatsonMLDeployOperator
+from claimed_airflow.operators import KServeDeployOperator, NotificationEmailOperator, WatsonMLDeployOperator
 
 with DAG(
     dag_id="claimed_test_deploy",
@@ -34,4 +34,23 @@ with DAG(
         blessed=True,
         deployment_url=watson.output["deployment_url"],
         title="{{ dag.dag_id }} {{ run_id }}",
+    )
+
+with DAG(
+    dag_id="claimed_test_kserve",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    params={
+        "storage_uri": Param("s3://bucket/models/xray/1", type="string"),
+        "ready_timeout": Param(1, type="integer"),
+    },
+) as kserve_dag:
+    KServeDeployOperator(
+        task_id="kserve",
+        storage_uri="{{ params.storage_uri }}",
+        service_name="xray",
+        gpus=1,
+        conn_id="k8s_stub",
+        ready_timeout="{{ params.ready_timeout }}",
+        poll_interval=0.2,
     )
