@@ -191,8 +191,8 @@ class ServedModel:
             raise RequestError(400, f"inputs[0].name: expected 'input', got {name!r}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise RequestError(400, f"input.shape: expected a list of integers, got {shape!r}")
-        if any(d < 0 for d in shape) or not shape:
-            raise RequestError(400, f"input.shape: dimensions must be non-negative, got {shape}")
+        if not shape or any(d < 0 for d in shape) or shape[0] == 0:
+            raise RequestError(400, f"input.shape: expected a batch of at least one item, got {shape}")
         self._check_batch(shape[0])
         parameters = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
         if "binary_data_size" in parameters:

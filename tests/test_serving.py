@@ -260,6 +260,15 @@ BAD = [
         "no version '7'",
     ),
     ("GET", INFER, None, J, 405, "use POST"),
+    ("POST", INFER, _v2([0, SIZE, SIZE, 3], []), J, 400, "at least one item"),
+    (
+        "POST",
+        INFER,
+        {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, SIZE, SIZE, 3]}]},
+        J,
+        400,
+        "data: missing",
+    ),
     ("GET", "/nowhere", None, J, 404, "not found"),
 ]
 
