@@ -36,7 +36,9 @@ def deploy(tmp_path, conn_id, **params):
 
 def test_creates_the_inference_service_and_returns_its_url(tmp_path, connection):
     with KubernetesStub() as stub:
-        result = deploy(tmp_path, connection(stub), gpus=1, cpu="2", memory="4Gi", poll_interval=0.05)
+        result = deploy(
+            tmp_path, connection(stub), predictor_gpus=1, predictor_cpu="2", predictor_memory="4Gi", poll_interval=0.05
+        )
     assert result["url"] == "http://xray.models.example.com"
     assert (result["action"], result["namespace"]) == ("created", "models")
     assert [(m, p) for m, p, _ in stub.requests] == [("GET", f"{ISVC}/xray"), ("POST", ISVC), ("GET", f"{ISVC}/xray")]
@@ -104,7 +106,7 @@ def test_kubeconfig_without_a_connection_and_a_serving_runtime(tmp_path, monkeyp
         ({"service_name": "X_ray"}, "service_name: 'X_ray' is not a valid Kubernetes name"),
         ({"storage_uri": "/tmp/model"}, "storage_uri: '/tmp/model' is not a location a cluster can read"),
         ({"protocol_version": "v3"}, "protocol_version: expected 'v1' or 'v2'"),
-        ({"max_replicas": 0}, "gpus/min_replicas/max_replicas"),
+        ({"max_replicas": 0}, "predictor_gpus/min_replicas/max_replicas"),
     ],
 )
 def test_bad_parameters_fail_before_any_call(tmp_path, params, message):

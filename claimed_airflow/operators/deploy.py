@@ -67,16 +67,16 @@ class KServeDeployOperator(ClaimedOperator):
     :type runtime: str | None
     :param protocol_version: Inference protocol of a serving runtime: ``v1`` or ``v2``.
     :type protocol_version: str
-    :param image: Container image of the ``claimed`` predictor.
-    :type image: str
+    :param predictor_image: Container image of the ``claimed`` predictor.
+    :type predictor_image: str
     :param service_account: Service account with the credentials to read ``storage_uri``.
     :type service_account: str | None
-    :param cpu: CPU request and limit of the predictor.
-    :type cpu: str
-    :param memory: Memory request and limit of the predictor.
-    :type memory: str
-    :param gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
-    :type gpus: int
+    :param predictor_cpu: CPU request and limit of each predictor replica.
+    :type predictor_cpu: str
+    :param predictor_memory: Memory request and limit of each predictor replica.
+    :type predictor_memory: str
+    :param predictor_gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
+    :type predictor_gpus: int
     :param min_replicas: Minimum number of predictor replicas (0 allows scale to zero).
     :type min_replicas: int
     :param max_replicas: Maximum number of predictor replicas.
@@ -98,11 +98,11 @@ class KServeDeployOperator(ClaimedOperator):
         "model_format",
         "runtime",
         "protocol_version",
-        "image",
+        "predictor_image",
         "service_account",
-        "cpu",
-        "memory",
-        "gpus",
+        "predictor_cpu",
+        "predictor_memory",
+        "predictor_gpus",
         "min_replicas",
         "max_replicas",
         "ready_timeout",
@@ -120,11 +120,11 @@ class KServeDeployOperator(ClaimedOperator):
         model_format: str = "claimed",
         runtime: str | None = None,
         protocol_version: str = "v2",
-        image: str = "ghcr.io/claimed-framework/claimed-airflow",
+        predictor_image: str = "ghcr.io/claimed-framework/claimed-airflow",
         service_account: str | None = None,
-        cpu: str = "1",
-        memory: str = "2Gi",
-        gpus: int = 0,
+        predictor_cpu: str = "1",
+        predictor_memory: str = "2Gi",
+        predictor_gpus: int = 0,
         min_replicas: int = 1,
         max_replicas: int = 1,
         ready_timeout: int = 600,
@@ -139,11 +139,11 @@ class KServeDeployOperator(ClaimedOperator):
         self.model_format = model_format
         self.runtime = runtime
         self.protocol_version = protocol_version
-        self.image = image
+        self.predictor_image = predictor_image
         self.service_account = service_account
-        self.cpu = cpu
-        self.memory = memory
-        self.gpus = gpus
+        self.predictor_cpu = predictor_cpu
+        self.predictor_memory = predictor_memory
+        self.predictor_gpus = predictor_gpus
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
         self.ready_timeout = ready_timeout

@@ -94,11 +94,11 @@ def kserve(
     model_format: str = "claimed",
     runtime: str | None = None,
     protocol_version: str = "v2",
-    image: str = DEFAULT_IMAGE,
+    predictor_image: str = DEFAULT_IMAGE,
     service_account: str | None = None,
-    cpu: str = "1",
-    memory: str = "2Gi",
-    gpus: int = 0,
+    predictor_cpu: str = "1",
+    predictor_memory: str = "2Gi",
+    predictor_gpus: int = 0,
     min_replicas: int = 1,
     max_replicas: int = 1,
     ready_timeout: int = 600,
@@ -120,11 +120,11 @@ def kserve(
         ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or ``onnx``.
     :param runtime: KServe ServingRuntime to use with a model format (default: KServe picks one).
     :param protocol_version: Inference protocol of a serving runtime: ``v1`` or ``v2``.
-    :param image: Container image of the ``claimed`` predictor.
+    :param predictor_image: Container image of the ``claimed`` predictor.
     :param service_account: Service account with the credentials to read ``storage_uri``.
-    :param cpu: CPU request and limit of the predictor.
-    :param memory: Memory request and limit of the predictor.
-    :param gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
+    :param predictor_cpu: CPU request and limit of each predictor replica.
+    :param predictor_memory: Memory request and limit of each predictor replica.
+    :param predictor_gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
     :param min_replicas: Minimum number of predictor replicas (0 allows scale to zero).
     :param max_replicas: Maximum number of predictor replicas.
     :param ready_timeout: Seconds to wait for the ``Ready`` condition before failing.
@@ -143,10 +143,10 @@ def kserve(
         )
     if protocol_version not in ("v1", "v2"):
         raise ClaimedError(f"protocol_version: expected 'v1' or 'v2', got {protocol_version!r}")
-    if gpus < 0 or min_replicas < 0 or max_replicas < max(min_replicas, 1):
+    if predictor_gpus < 0 or min_replicas < 0 or max_replicas < max(min_replicas, 1):
         raise ClaimedError(
-            f"gpus/min_replicas/max_replicas: need gpus >= 0 and 0 <= min_replicas <= max_replicas >= 1, "
-            f"got {gpus}/{min_replicas}/{max_replicas}"
+            "predictor_gpus/min_replicas/max_replicas: need gpus >= 0 and 0 <= min_replicas <= max_replicas >= 1, "
+            f"got {predictor_gpus}/{min_replicas}/{max_replicas}"
         )
     api, default_namespace = _custom_objects_api(conn_id)
     namespace = namespace or default_namespace or "default"
@@ -157,11 +157,11 @@ def kserve(
         model_format=model_format,
         runtime=runtime,
         protocol_version=protocol_version,
-        image=image,
+        image=predictor_image,
         service_account=service_account,
-        cpu=cpu,
-        memory=memory,
-        gpus=gpus,
+        cpu=predictor_cpu,
+        memory=predictor_memory,
+        gpus=predictor_gpus,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
     )
