@@ -12,12 +12,15 @@ _OPERATOR_MODULES = (
     "claimed_airflow.operators.filter",
     "claimed_airflow.operators.input",
     "claimed_airflow.operators.metric",
+    "claimed_airflow.operators.monitoring",
     "claimed_airflow.operators.predict",
     "claimed_airflow.operators.train",
     "claimed_airflow.operators.transform",
     "claimed_airflow.operators.tune",
     "claimed_airflow.operators.visualize",
 )
+
+_HOOK_MODULES = ("claimed_airflow.hooks.copernicus", "claimed_airflow.hooks.watson_ml")
 
 
 def get_provider_info() -> dict:
@@ -41,11 +44,38 @@ def get_provider_info() -> dict:
             "claimed_airflow.operators.links.ArtifactsLink",
             "claimed_airflow.operators.links.DeploymentLink",
         ],
-        "hooks": [
-            {"integration-name": "CLAIMED", "python-modules": ["claimed_airflow.hooks.copernicus"]},
-        ],
+        "hooks": [{"integration-name": "CLAIMED", "python-modules": list(_HOOK_MODULES)}],
         "connection-types": [
             {"hook-class-name": "claimed_airflow.hooks.copernicus.CopernicusHook", "connection-type": "copernicus"},
+            {
+                "hook-class-name": "claimed_airflow.hooks.watson_ml.WatsonMachineLearningHook",
+                "hook-name": "IBM Watson Machine Learning",
+                "connection-type": "watson_ml",
+                "conn-fields": {
+                    "space_id": {"label": "Deployment space id", "schema": {"type": ["string", "null"]}},
+                    "instance_id": {
+                        "label": "Instance id (Cloud Pak for Data)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "version": {
+                        "label": "Version (Cloud Pak for Data, e.g. 5.1)",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "verify": {
+                        "label": "Verify TLS (true/false or CA bundle path)",
+                        "schema": {"type": ["string", "null"], "default": "true"},
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {
+                        "host": "URL",
+                        "login": "Username (Cloud Pak for Data only)",
+                        "password": "API key",
+                    },
+                    "placeholders": {"host": "https://us-south.ml.cloud.ibm.com"},
+                },
+            },
         ],
         "config": {
             "claimed": {

@@ -87,6 +87,47 @@ def print_summary(summary: dict) -> None:
         print("\nthe model was not blessed, so it was not deployed")
 
 
+def sample_image(summary: dict) -> tuple[Path, str] | None:
+    """(PNG file, true label) of the first labelled image the run produced, or None."""
+    images = summary["tasks"].get("dicom_to_images", {}).get("outputs", {}).get("images")
+    if not images or not (Path(images) / "index.csv").exists():
+        return None
+    import csv
+
+    with open(Path(images) / "index.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if not str(row.get("label", "")).startswith("_"):
+                return Path(images) / row["image"], row["label"]
+    return None
+
+
+def answer_request(model_uri: str, image: Path) -> tuple[str, dict]:
+    """Serve the deployed model on a free 127.0.0.1 port, POST one PNG to its V2 ``infer``; (URL, answer)."""
+    import urllib.request
+
+    from claimed_airflow.serving import ServedModel, serving
+
+    model = ServedModel(model_uri)
+    with serving(model, "127.0.0.1", 0) as base:
+        url = f"{base}/v2/models/{model.name}/infer"
+        request = urllib.request.Request(url, data=image.read_bytes(), headers={"Content-Type": "image/png"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return url, json.loads(response.read())
+
+
+def print_inference(summary: dict) -> None:
+    """The last step of the demo: the deployed model answers a real HTTP inference request."""
+    deploy, sample = summary["tasks"].get("deploy"), sample_image(summary)
+    if not deploy or not sample:
+        return
+    image, label = sample
+    url, answer = answer_request(deploy["values"]["model_uri"], image)
+    outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+    print(f"\nPOST {url}  ({image.name}, true label {label})")
+    print(f"  -> {outputs['label'][0]} (score {outputs['score'][0]:.3f})")
+    print(f"  answer: {json.dumps(answer)}")
+
+
 def register(commands) -> None:
     demo = commands.add_parser("demo", help="run the DICOM-to-deployment DAG locally (embedded SQLite)")
     demo.add_argument("--dags-folder", default="dags", help="folder with dicom_to_deployment.py (default ./dags)")
@@ -98,4 +139,6 @@ def register(commands) -> None:
 
 def main(args: argparse.Namespace) -> None:
     conf = json.loads(args.conf) if args.conf else None
-    print_summary(run_demo(args.dags_folder, args.airflow_home, args.output_root, conf))
+    summary = run_demo(args.dags_folder, args.airflow_home, args.output_root, conf)
+    print_summary(summary)
+    print_inference(summary)

@@ -108,6 +108,11 @@ def test_demo_runs_the_flagship_dag_and_prints_the_model(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    model = done.stdout.split("deployed model: ", 1)[1].strip()
+    model = done.stdout.split("deployed model: ", 1)[1].splitlines()[0].strip()
     assert model == str(tmp_path / "out" / "models" / "chestxray_mobilenet_v2" / "1")
     assert (Path(model) / "model.keras").exists()
+    # the demo ends with the served model answering a real HTTP request (Open Inference Protocol V2)
+    assert "/v2/models/chestxray_mobilenet_v2/infer  (" in done.stdout
+    answer = json.loads(done.stdout.split("  answer: ", 1)[1].splitlines()[0])
+    labels = {o["name"]: o["data"] for o in answer["outputs"]}["label"]
+    assert answer["model_name"] == "chestxray_mobilenet_v2" and labels[0] in {"COVID-19", "No Finding"}

@@ -1,7 +1,12 @@
 """Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""
 
 from claimed_airflow.operators.base import ClaimedOperator
-from claimed_airflow.operators.deploy import ConditionBlessingOperator, LocalDeployOperator
+from claimed_airflow.operators.deploy import (
+    ConditionBlessingOperator,
+    KServeDeployOperator,
+    LocalDeployOperator,
+    WatsonMLDeployOperator,
+)
 from claimed_airflow.operators.filter import FilterOperator
 from claimed_airflow.operators.input import (
     ClimateCopernicusInputOperator,
@@ -16,6 +21,7 @@ from claimed_airflow.operators.metric import (
     LimeMetricOperator,
     RobustnessMetricOperator,
 )
+from claimed_airflow.operators.monitoring import NotificationEmailOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import (
     FairnessMitigationTrainOperator,
@@ -41,11 +47,14 @@ __all__ = [
     "GermanCreditInputOperator",
     "HyperparametersTuneOperator",
     "ImagesToDicomOperator",
+    "KServeDeployOperator",
     "LimeMetricOperator",
     "LocalDeployOperator",
     "MapFromCoordinatesOperator",
     "MobileNetV2TrainOperator",
+    "NotificationEmailOperator",
     "PredictImagesOperator",
     "RobustnessMetricOperator",
     "TfjobTrainOperator",
+    "WatsonMLDeployOperator",
 ]

@@ -58,6 +58,117 @@ class ConditionBlessingOperator(ClaimedOperator, SkipMixin):
         self.robustness = robustness
 
 
+class KServeDeployOperator(ClaimedOperator):
+    """Create or update a KServe ``InferenceService`` for a published model and wait until it is Ready.
+
+    Talks to the Kubernetes API through the cncf.kubernetes provider's ``KubernetesHook`` (Airflow
+    connection ``conn_id``); without a connection (or without Airflow) the usual kubeconfig or in-
+    cluster configuration is used. An existing service of the same name is replaced (its
+    ``resourceVersion`` is kept), so re-running the task rolls out the new model.
+
+    Runs the ``deploy.kserve`` component. Outputs (XCom keys): none.
+
+    :param storage_uri: Model location the cluster can read (``s3://``, ``gs://``, ``pvc://``, ...),
+        e.g. the ``model_uri`` of ``deploy.local`` with an object-storage ``models_root``.
+    :type storage_uri: str
+    :param service_name: Name of the InferenceService (lowercase letters, digits and ``-``).
+    :type service_name: str
+    :param namespace: Kubernetes namespace; default the connection's namespace, else ``default``.
+    :type namespace: str | None
+    :param model_format: ``claimed`` (default: ``claimed-airflow serve`` as a custom predictor,
+        reads ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or
+        ``onnx``.
+    :type model_format: str
+    :param runtime: KServe ServingRuntime to use with a model format (default: KServe picks one).
+    :type runtime: str | None
+    :param protocol_version: Inference protocol of a serving runtime: ``v1`` or ``v2``.
+    :type protocol_version: str
+    :param predictor_image: Container image of the ``claimed`` predictor.
+    :type predictor_image: str
+    :param service_account: Service account with the credentials to read ``storage_uri``.
+    :type service_account: str | None
+    :param predictor_cpu: CPU request and limit of each predictor replica.
+    :type predictor_cpu: str
+    :param predictor_memory: Memory request and limit of each predictor replica.
+    :type predictor_memory: str
+    :param predictor_gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
+    :type predictor_gpus: int
+    :param min_replicas: Minimum number of predictor replicas (0 allows scale to zero).
+    :type min_replicas: int
+    :param max_replicas: Maximum number of predictor replicas.
+    :type max_replicas: int
+    :param ready_timeout: Seconds to wait for the ``Ready`` condition before failing.
+    :type ready_timeout: int
+    :param poll_interval: Seconds between two status checks.
+    :type poll_interval: float
+    :param conn_id: Airflow Kubernetes connection (cncf.kubernetes provider); none: kubeconfig/in-
+        cluster.
+    :type conn_id: str | None
+    """
+
+    component = "deploy.kserve"
+    component_fields = (
+        "storage_uri",
+        "service_name",
+        "namespace",
+        "model_format",
+        "runtime",
+        "protocol_version",
+        "predictor_image",
+        "service_account",
+        "predictor_cpu",
+        "predictor_memory",
+        "predictor_gpus",
+        "min_replicas",
+        "max_replicas",
+        "ready_timeout",
+        "poll_interval",
+        "conn_id",
+    )
+    ui_color = "#e0f7fa"
+    operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        storage_uri: str,
+        service_name: str,
+        namespace: str | None = None,
+        model_format: str = "claimed",
+        runtime: str | None = None,
+        protocol_version: str = "v2",
+        predictor_image: str = "ghcr.io/claimed-framework/claimed-airflow",
+        service_account: str | None = None,
+        predictor_cpu: str = "1",
+        predictor_memory: str = "2Gi",
+        predictor_gpus: int = 0,
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        ready_timeout: int = 600,
+        poll_interval: float = 5.0,
+        conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.storage_uri = storage_uri
+        self.service_name = service_name
+        self.namespace = namespace
+        self.model_format = model_format
+        self.runtime = runtime
+        self.protocol_version = protocol_version
+        self.predictor_image = predictor_image
+        self.service_account = service_account
+        self.predictor_cpu = predictor_cpu
+        self.predictor_memory = predictor_memory
+        self.predictor_gpus = predictor_gpus
+        self.min_replicas = min_replicas
+        self.max_replicas = max_replicas
+        self.ready_timeout = ready_timeout
+        self.poll_interval = poll_interval
+        self.conn_id = conn_id
+
+
 class LocalDeployOperator(ClaimedOperator):
     """Copy a model folder to ``<models_root>/<model_name>/<version>`` with the next version number.
 
@@ -91,3 +202,84 @@ class LocalDeployOperator(ClaimedOperator):
         self.model = model
         self.model_name = model_name
         self.models_root = models_root
+
+
+class WatsonMLDeployOperator(ClaimedOperator):
+    """Store a model in Watson Machine Learning, create an online deployment, score a sample image.
+
+    The Keras model is exported as a TensorFlow SavedModel (``tar.gz``), stored in the deployment
+    space with ``model_type`` and the software specification ``software_spec``, and deployed online;
+    the task waits until the deployment is ready, then scores one image to prove it answers.
+    Credentials come from an Airflow connection of type ``watson_ml`` (the API key is never logged
+    or returned); without ``conn_id`` (e.g. in a container without Airflow) from ``WATSONX_URL``,
+    ``WATSONX_APIKEY``, ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
+
+    Runs the ``deploy.watson_ml`` component. Outputs (XCom keys): none.
+
+    :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` + ``labels.json``).
+    :type model: str
+    :param deployment_name: Name of the online deployment.
+    :type deployment_name: str
+    :param model_name: Name of the stored model; default the deployment name.
+    :type model_name: str | None
+    :param model_type: Watson ML model type, e.g. ``tensorflow_2.14``.
+    :type model_type: str
+    :param software_spec: Software specification of the runtime, e.g. ``runtime-24.1-py3.11``.
+    :type software_spec: str
+    :param space_id: Deployment space id; default the connection's ``space_id``.
+    :type space_id: str | None
+    :param sample: Image file, or image folder with ``index.csv``, whose first image is scored;
+        default a blank image.
+    :type sample: str | None
+    :param deployment_timeout: Seconds to wait for the deployment to become ready.
+    :type deployment_timeout: int
+    :param poll_interval: Seconds between two deployment status checks.
+    :type poll_interval: float
+    :param conn_id: Airflow connection of type ``watson_ml``; empty: ``WATSONX_*`` environment
+        variables.
+    :type conn_id: str | None
+    """
+
+    component = "deploy.watson_ml"
+    component_fields = (
+        "model",
+        "deployment_name",
+        "model_name",
+        "model_type",
+        "software_spec",
+        "space_id",
+        "sample",
+        "deployment_timeout",
+        "poll_interval",
+        "conn_id",
+    )
+    ui_color = "#e0f7fa"
+    operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        deployment_name: str = "claimed-model",
+        model_name: str | None = None,
+        model_type: str = "tensorflow_2.14",
+        software_spec: str = "runtime-24.1-py3.11",
+        space_id: str | None = None,
+        sample: str | None = None,
+        deployment_timeout: int = 600,
+        poll_interval: float = 5.0,
+        conn_id: str | None = "watson_ml_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.deployment_name = deployment_name
+        self.model_name = model_name
+        self.model_type = model_type
+        self.software_spec = software_spec
+        self.space_id = space_id
+        self.sample = sample
+        self.deployment_timeout = deployment_timeout
+        self.poll_interval = poll_interval
+        self.conn_id = conn_id

@@ -1,0 +1,260 @@
+"""Create or update a KServe InferenceService and wait until it is Ready."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from claimed_airflow.core import component
+from claimed_airflow.core.component import DEFAULT_IMAGE
+from claimed_airflow.core.errors import ClaimedError
+
+log = logging.getLogger("claimed_airflow")
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+MODEL_DIR = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_REMOTE = ("s3://", "gs://", "pvc://", "hdfs://", "webhdfs://", "https://", "http://", "oci://", "hf://")
+
+
+def inference_service(
+    service_name: str,
+    namespace: str,
+    storage_uri: str,
+    model_format: str = "claimed",
+    runtime: str | None = None,
+    protocol_version: str = "v2",
+    image: str = DEFAULT_IMAGE,
+    service_account: str | None = None,
+    cpu: str = "1",
+    memory: str = "2Gi",
+    gpus: int = 0,
+    min_replicas: int = 1,
+    max_replicas: int = 1,
+) -> dict:
+    """The ``InferenceService`` manifest (serving.kserve.io/v1beta1).
+
+    ``model_format="claimed"`` runs ``claimed-airflow serve`` in the component image as a custom
+    predictor: KServe's storage initializer copies ``storage_uri`` (the folder ``deploy.local``
+    published, with ``model.keras``) to ``/mnt/models``, and the container answers the same
+    Open Inference Protocol as the local server. Any other format (``tensorflow`` for a SavedModel,
+    ``onnx``, ...) uses a KServe serving runtime through ``predictor.model``.
+    """
+    resources = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
+    if gpus:
+        resources["limits"]["nvidia.com/gpu"] = str(gpus)
+    predictor: dict = {"minReplicas": min_replicas, "maxReplicas": max_replicas}
+    if service_account:
+        predictor["serviceAccountName"] = service_account
+    if model_format == "claimed":
+        predictor["containers"] = [
+            {
+                "name": "kserve-container",
+                "image": image,
+                "args": [
+                    "claimed-airflow",
+                    "serve",
+                    MODEL_DIR,
+                    "--host",
+                    "0.0.0.0",
+                    "--port",
+                    "8080",
+                    "--name",
+                    service_name,
+                ],
+                "env": [{"name": "STORAGE_URI", "value": storage_uri}],
+                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                "resources": resources,
+            }
+        ]
+    else:
+        model = {"modelFormat": {"name": model_format}, "storageUri": storage_uri, "resources": resources}
+        model["protocolVersion"] = protocol_version
+        if runtime:
+            model["runtime"] = runtime
+        predictor["model"] = model
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": service_name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "claimed-airflow"},
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+@component("deploy", operator="KServeDeployOperator")
+def kserve(
+    storage_uri: str,
+    service_name: str,
+    namespace: str | None = None,
+    model_format: str = "claimed",
+    runtime: str | None = None,
+    protocol_version: str = "v2",
+    predictor_image: str = DEFAULT_IMAGE,
+    service_account: str | None = None,
+    predictor_cpu: str = "1",
+    predictor_memory: str = "2Gi",
+    predictor_gpus: int = 0,
+    min_replicas: int = 1,
+    max_replicas: int = 1,
+    ready_timeout: int = 600,
+    poll_interval: float = 5.0,
+    conn_id: str | None = None,
+) -> dict:
+    """Create or update a KServe ``InferenceService`` for a published model and wait until it is Ready.
+
+    Talks to the Kubernetes API through the cncf.kubernetes provider's ``KubernetesHook`` (Airflow
+    connection ``conn_id``); without a connection (or without Airflow) the usual kubeconfig or
+    in-cluster configuration is used. An existing service of the same name is replaced (its
+    ``resourceVersion`` is kept), so re-running the task rolls out the new model.
+
+    :param storage_uri: Model location the cluster can read (``s3://``, ``gs://``, ``pvc://``, ...), e.g. the
+        ``model_uri`` of ``deploy.local`` with an object-storage ``models_root``.
+    :param service_name: Name of the InferenceService (lowercase letters, digits and ``-``).
+    :param namespace: Kubernetes namespace; default the connection's namespace, else ``default``.
+    :param model_format: ``claimed`` (default: ``claimed-airflow serve`` as a custom predictor, reads
+        ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or ``onnx``.
+    :param runtime: KServe ServingRuntime to use with a model format (default: KServe picks one).
+    :param protocol_version: Inference protocol of a serving runtime: ``v1`` or ``v2``.
+    :param predictor_image: Container image of the ``claimed`` predictor.
+    :param service_account: Service account with the credentials to read ``storage_uri``.
+    :param predictor_cpu: CPU request and limit of each predictor replica.
+    :param predictor_memory: Memory request and limit of each predictor replica.
+    :param predictor_gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
+    :param min_replicas: Minimum number of predictor replicas (0 allows scale to zero).
+    :param max_replicas: Maximum number of predictor replicas.
+    :param ready_timeout: Seconds to wait for the ``Ready`` condition before failing.
+    :param poll_interval: Seconds between two status checks.
+    :param conn_id: Airflow Kubernetes connection (cncf.kubernetes provider); none: kubeconfig/in-cluster.
+    """
+    if not _DNS_LABEL.match(service_name):
+        raise ClaimedError(
+            f"service_name: {service_name!r} is not a valid Kubernetes name "
+            "(lowercase letters, digits and '-', starting with a letter, at most 63 characters)"
+        )
+    if not storage_uri.startswith(_REMOTE):
+        raise ClaimedError(
+            f"storage_uri: {storage_uri!r} is not a location a cluster can read; "
+            f"use one of {', '.join(_REMOTE)} (e.g. deploy.local with an s3:// models_root)"
+        )
+    if protocol_version not in ("v1", "v2"):
+        raise ClaimedError(f"protocol_version: expected 'v1' or 'v2', got {protocol_version!r}")
+    if predictor_gpus < 0 or min_replicas < 0 or max_replicas < max(min_replicas, 1):
+        raise ClaimedError(
+            "predictor_gpus/min_replicas/max_replicas: need gpus >= 0 and 0 <= min_replicas <= max_replicas >= 1, "
+            f"got {predictor_gpus}/{min_replicas}/{max_replicas}"
+        )
+    api, default_namespace = _custom_objects_api(conn_id)
+    namespace = namespace or default_namespace or "default"
+    body = inference_service(
+        service_name,
+        namespace,
+        storage_uri,
+        model_format=model_format,
+        runtime=runtime,
+        protocol_version=protocol_version,
+        image=predictor_image,
+        service_account=service_account,
+        cpu=predictor_cpu,
+        memory=predictor_memory,
+        gpus=predictor_gpus,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+    )
+    where = f"InferenceService {namespace}/{service_name}"
+    existing = _call(
+        api.get_namespaced_custom_object, where, GROUP, VERSION, namespace, PLURAL, service_name, missing=True
+    )
+    if existing is None:
+        log.info("creating %s (storageUri %s)", where, storage_uri)
+        _call(api.create_namespaced_custom_object, where, GROUP, VERSION, namespace, PLURAL, body)
+        action = "created"
+    else:
+        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        log.info("updating %s (storageUri %s)", where, storage_uri)
+        _call(api.replace_namespaced_custom_object, where, GROUP, VERSION, namespace, PLURAL, service_name, body)
+        action = "updated"
+    status = _wait_ready(api, where, namespace, service_name, ready_timeout, poll_interval)
+    url = status.get("url") or ""
+    log.info("%s is Ready at %s", where, url)
+    return {"url": url, "service_name": service_name, "namespace": namespace, "action": action}
+
+
+def _custom_objects_api(conn_id: str | None):
+    """(CustomObjectsApi, default namespace) from an Airflow connection, else kubeconfig/in-cluster."""
+    if conn_id:
+        try:
+            from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+        except ImportError:
+            raise ClaimedError(
+                "conn_id: a Kubernetes connection needs Airflow's cncf.kubernetes provider "
+                "(pip install 'claimed-airflow[airflow,kubernetes]'); or leave conn_id empty to use kubeconfig"
+            ) from None
+        hook = KubernetesHook(conn_id=conn_id)
+        try:
+            return hook.custom_object_client, hook.get_namespace()
+        except Exception as exc:  # the hook raises AirflowNotFoundException, ConfigException, ValueError
+            raise ClaimedError(f"conn_id: cannot use Kubernetes connection {conn_id!r}: {exc}") from None
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        raise ClaimedError("conn_id: the kubernetes client is not installed (pip install kubernetes)") from None
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise ClaimedError(f"conn_id: none given and no kubeconfig or in-cluster configuration: {exc}") from None
+    return client.CustomObjectsApi(), None
+
+
+def _call(method, where: str, *args, missing: bool = False):
+    """Call the Kubernetes API; None for a 404 when ``missing``; one-line ClaimedErrors otherwise."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return method(*args)
+    except ApiException as exc:
+        if missing and exc.status == 404:
+            return None
+        message = _api_message(exc)
+        if exc.status in (401, 403):
+            raise ClaimedError(
+                f"conn_id: the Kubernetes API refused access to {where} ({exc.status}: {message})"
+            ) from None
+        if exc.status == 404:
+            raise ClaimedError(f"{where}: not found ({message}); is KServe installed in the cluster?") from None
+        raise ClaimedError(f"{where}: Kubernetes API error {exc.status}: {message}") from None
+    except HTTPError as exc:
+        raise ClaimedError(f"conn_id: cannot reach the Kubernetes API: {exc}") from None
+
+
+def _api_message(exc) -> str:
+    import json
+
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+def _wait_ready(api, where: str, namespace: str, name: str, timeout: float, interval: float) -> dict:
+    deadline = time.monotonic() + timeout
+    last = "no status yet"
+    while True:
+        current = _call(api.get_namespaced_custom_object, where, GROUP, VERSION, namespace, PLURAL, name)
+        status = current.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        if ready and ready.get("status") == "True":
+            return status
+        if ready:
+            last = f"Ready={ready.get('status')}: {ready.get('reason') or ''} {ready.get('message') or ''}".strip()
+        if time.monotonic() >= deadline:
+            raise ClaimedError(f"ready_timeout: {where} was not Ready after {timeout:g} s (last status: {last})")
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))

@@ -1,0 +1,214 @@
+"""Deploy a model to IBM Watson Machine Learning (watsonx.ai runtime) as an online deployment."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tarfile
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from claimed_airflow.core import InputPath, component
+from claimed_airflow.core.errors import ClaimedError
+
+log = logging.getLogger("claimed_airflow")
+
+FAILED_STATES = ("failed", "deleted")
+
+
+@component("deploy", operator="WatsonMLDeployOperator")
+def watson_ml(
+    model: InputPath,
+    deployment_name: str = "claimed-model",
+    model_name: str | None = None,
+    model_type: str = "tensorflow_2.14",
+    software_spec: str = "runtime-24.1-py3.11",
+    space_id: str | None = None,
+    sample: InputPath | None = None,
+    deployment_timeout: int = 600,
+    poll_interval: float = 5.0,
+    conn_id: str | None = "watson_ml_default",
+) -> dict:
+    """Store a model in Watson Machine Learning, create an online deployment, score a sample image.
+
+    The Keras model is exported as a TensorFlow SavedModel (``tar.gz``), stored in the deployment space
+    with ``model_type`` and the software specification ``software_spec``, and deployed online; the
+    task waits until the deployment is ready, then scores one image to prove it answers. Credentials
+    come from an Airflow connection of type ``watson_ml`` (the API key is never logged or returned);
+    without ``conn_id`` (e.g. in a container without Airflow) from ``WATSONX_URL``, ``WATSONX_APIKEY``,
+    ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
+
+    :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` + ``labels.json``).
+    :param deployment_name: Name of the online deployment.
+    :param model_name: Name of the stored model; default the deployment name.
+    :param model_type: Watson ML model type, e.g. ``tensorflow_2.14``.
+    :param software_spec: Software specification of the runtime, e.g. ``runtime-24.1-py3.11``.
+    :param space_id: Deployment space id; default the connection's ``space_id``.
+    :param sample: Image file, or image folder with ``index.csv``, whose first image is scored; default a blank
+        image.
+    :param deployment_timeout: Seconds to wait for the deployment to become ready.
+    :param poll_interval: Seconds between two deployment status checks.
+    :param conn_id: Airflow connection of type ``watson_ml``; empty: ``WATSONX_*`` environment variables.
+    """
+    import numpy as np
+
+    info = _labels(model)
+    client, secret = _client(conn_id, space_id)
+    try:
+        with tempfile.TemporaryDirectory(prefix="claimed-wml-") as tmp:
+            archive = _saved_model_archive(model, Path(tmp))
+            spec_id = client.software_specifications.get_id_by_name(software_spec)
+            if not spec_id or spec_id == "Not Found":
+                raise ClaimedError(f"software_spec: {software_spec!r} is not known to this Watson ML")
+            names = client.repository.ModelMetaNames
+            meta = {names.NAME: model_name or deployment_name, names.TYPE: model_type, names.SOFTWARE_SPEC_ID: spec_id}
+            stored = client.repository.store_model(model=str(archive), meta_props=meta)
+        model_id = client.repository.get_model_id(stored)
+        log.info("stored model %s (%s, %s)", model_id, model_type, software_spec)
+        config = client.deployments.ConfigurationMetaNames
+        with warnings.catch_warnings():  # "Background mode is turned on": we poll below
+            warnings.simplefilter("ignore", UserWarning)
+            created = client.deployments.create(
+                model_id, meta_props={config.NAME: deployment_name, config.ONLINE: {}}, background_mode=True
+            )
+        deployment_id = client.deployments.get_id(created)
+        details = _wait_ready(client, deployment_id, deployment_timeout, poll_interval)
+        url = client.deployments.get_scoring_href(details)
+        log.info("deployment %s is ready: %s", deployment_id, url)
+        x = _sample_input(sample, info["image_size"])
+        answer = client.deployments.score(deployment_id, {"input_data": [{"values": x.tolist()}]})
+        probabilities = np.asarray(answer["predictions"][0]["values"][0], dtype=float).ravel()
+    except ClaimedError:
+        raise
+    except Exception as exc:  # WMLClientError, ApiRequestFailure, httpx errors: one line, key scrubbed
+        raise ClaimedError(_scrub(f"watson_ml: {exc.__class__.__name__}: {_first_line(exc)}", secret)) from None
+    if len(probabilities) != len(info["classes"]):
+        count = len(info["classes"])
+        raise ClaimedError(f"watson_ml: the sample score has {len(probabilities)} values for {count} classes")
+    best = int(probabilities.argmax())
+    return {
+        "deployment_id": deployment_id,
+        "deployment_url": url,
+        "model_id": model_id,
+        "sample_label": info["classes"][best],
+        "sample_score": float(probabilities[best]),
+    }
+
+
+def _labels(model: str) -> dict:
+    path = Path(model)
+    if not (path / "model.keras").exists() or not (path / "labels.json").exists():
+        raise ClaimedError(f"model: {model} needs model.keras and labels.json (the output of train.mobilenet_v2)")
+    return json.loads((path / "labels.json").read_text())
+
+
+def _client(conn_id: str | None, space_id: str | None):
+    """(APIClient, API key) from the Airflow connection, or from ``WATSONX_*`` environment variables."""
+    if conn_id:
+        try:
+            from claimed_airflow.hooks.watson_ml import WatsonMachineLearningHook
+        except ImportError:
+            raise ClaimedError(
+                "conn_id: a Watson ML connection needs Airflow; or leave conn_id empty and set WATSONX_URL, "
+                "WATSONX_APIKEY and WATSONX_SPACE_ID"
+            ) from None
+        hook = WatsonMachineLearningHook(conn_id, space_id=space_id)
+        try:
+            credentials = hook.credentials()
+        except ClaimedError:
+            raise
+        except Exception as exc:
+            raise ClaimedError(f"conn_id: cannot use connection {conn_id!r}: {exc}") from None
+        space = hook.space_id
+    else:
+        from ibm_watsonx_ai import Credentials
+
+        url, key = os.environ.get("WATSONX_URL"), os.environ.get("WATSONX_APIKEY")
+        if not url or not key:
+            raise ClaimedError("conn_id: none given and WATSONX_URL / WATSONX_APIKEY are not set")
+        credentials = Credentials(url=url, api_key=key, username=os.environ.get("WATSONX_USERNAME") or None)
+        space = space_id or os.environ.get("WATSONX_SPACE_ID")
+    if not space:
+        raise ClaimedError("space_id: no deployment space given (parameter or the connection's space_id)")
+    from ibm_watsonx_ai import APIClient
+
+    secret = credentials.api_key or ""
+    try:
+        return APIClient(credentials, space_id=space), secret
+    except Exception as exc:
+        text = _first_line(exc)
+        refused = exc.__class__.__name__ == "InvalidCredentialsError" or "nauthorized" in text
+        if refused or any(code in text for code in ("401", "403")):
+            raise ClaimedError(_scrub(f"conn_id: Watson ML refused the credentials ({text})", secret)) from None
+        raise ClaimedError(_scrub(f"conn_id: cannot connect to Watson ML: {text}", secret)) from None
+
+
+def _saved_model_archive(model: str, folder: Path) -> Path:
+    """The Keras model exported as a TensorFlow SavedModel, packed as ``model.tar.gz``."""
+    import keras
+
+    network = keras.saving.load_model(Path(model) / "model.keras")
+    saved = folder / "saved_model"
+    network.export(str(saved), format="tf_saved_model", verbose=False)
+    archive = folder / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for item in sorted(saved.iterdir()):
+            tar.add(item, arcname=item.name)
+    return archive
+
+
+def _wait_ready(client, deployment_id: str, timeout: float, interval: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        details = client.deployments.get_details(deployment_id)
+        status = details.get("entity", {}).get("status", {})
+        state = status.get("state", "")
+        if state == "ready":
+            return details
+        if state in FAILED_STATES:
+            errors = status.get("failure", {}).get("errors") or [{}]
+            reason = "; ".join(e.get("message") or e.get("code") or "no reason given" for e in errors)
+            raise ClaimedError(f"deployment_name: Watson ML deployment {deployment_id} {state}: {reason}")
+        if time.monotonic() >= deadline:
+            raise ClaimedError(
+                f"deployment_timeout: deployment {deployment_id} not ready after {timeout:g} s (state {state!r})"
+            )
+        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+
+
+def _sample_input(sample: str | None, size: int):
+    """``(1, S, S, 3)`` network input of the sample image (first labelled image of a folder), else blank."""
+    import numpy as np
+
+    from claimed_airflow.serving import RequestError, image_file_to_input
+
+    if not sample:
+        return np.zeros((1, size, size, 3), dtype=np.float32)
+    path = Path(sample)
+    if path.is_dir():
+        index = path / "index.csv"
+        if not index.exists():
+            raise ClaimedError(f"sample: {sample} is a folder without index.csv")
+        import csv
+
+        with open(index, newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if not str(r.get("label", "")).startswith("_")]
+        if not rows:
+            raise ClaimedError(f"sample: no labelled image in {sample}")
+        path = path / rows[0]["image"]
+    try:
+        return image_file_to_input(path.read_bytes(), size)[None]
+    except RequestError as exc:
+        raise ClaimedError(f"sample: {exc.message}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else exc.__class__.__name__
+
+
+def _scrub(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,108 @@
+"""Tell people how a run went: an e-mail with the metrics and the blessing outcome."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+
+from claimed_airflow.core import InputPath, component
+from claimed_airflow.core.errors import ClaimedError
+
+log = logging.getLogger("claimed_airflow")
+
+
+def outcome_of(values: dict, blessed: bool | None, condition: str | None) -> bool | None:
+    """The blessing outcome: ``blessed`` when given, else ``condition`` evaluated over the metrics."""
+    if blessed is not None or not condition:
+        return blessed
+    from claimed_airflow.core.expressions import evaluate
+
+    result = evaluate(condition, values, param="condition")
+    if not isinstance(result, bool):
+        raise ClaimedError(f"condition: {condition!r} gave {result!r}, expected true or false")
+    return result
+
+
+def render(
+    values: dict, outcome: bool | None, condition: str | None, model_uri: str | None, url: str | None, title: str
+):
+    """(subject, HTML body) of the notification."""
+    verdict = {True: "blessed", False: "NOT blessed", None: "no blessing decision"}[outcome]
+    headline = f"accuracy {values['accuracy']:.3f}" if isinstance(values.get("accuracy"), float) else ""
+    subject = f"[claimed] {title}: model {verdict}" + (f" ({headline})" if headline else "")
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td></tr>"
+        for k, v in values.items()
+    )
+    parts = [f"<h2>{html.escape(title)}: model {verdict}</h2>"]
+    if condition:
+        parts.append(f"<p>Blessing condition: <code>{html.escape(condition)}</code></p>")
+    if model_uri:
+        parts.append(f"<p>Model: <code>{html.escape(model_uri)}</code></p>")
+    if url:
+        parts.append(f'<p>Deployment: <a href="{html.escape(url)}">{html.escape(url)}</a></p>')
+    parts.append(f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>")
+    return subject, "\n".join(parts)
+
+
+@component("monitoring", operator="NotificationEmailOperator")
+def notification_email(
+    metrics: InputPath,
+    to: list[str],
+    conn_id: str = "smtp_default",
+    blessed: bool | None = None,
+    condition: str | None = None,
+    model_uri: str | None = None,
+    deployment_url: str | None = None,
+    title: str = "claimed-airflow run",
+    from_email: str | None = None,
+) -> dict:
+    """E-mail the run's metrics and blessing outcome through an Airflow SMTP connection.
+
+    The outcome is ``blessed`` when given (e.g. the blessing task's XCom), else ``condition`` evaluated
+    over the metrics, so the notification can run beside the blessing gate and report both outcomes.
+    Sent with the smtp provider's ``SmtpHook`` (host, port, login/password and TLS from the connection).
+
+    :param metrics: JSON file of metric values (nested objects are flattened to ``outer_inner``).
+    :param to: Recipient addresses.
+    :param conn_id: Airflow connection of type ``smtp``.
+    :param blessed: The blessing outcome, if known.
+    :param condition: Blessing condition to evaluate over the metrics when ``blessed`` is not given.
+    :param model_uri: Deployed or candidate model to mention.
+    :param deployment_url: URL of the deployed model to mention.
+    :param title: What the run is, e.g. ``{{ dag.dag_id }} {{ run_id }}``.
+    :param from_email: Sender; default the connection's ``from_email`` extra.
+    """
+    from claimed_airflow.components.deploy.condition_blessing import flatten
+
+    bad = [address for address in to if "@" not in address]
+    if not to or bad:
+        raise ClaimedError(f"to: expected e-mail addresses, got {bad or to!r}")
+    try:
+        with open(metrics) as handle:
+            values = flatten(json.load(handle))
+    except json.JSONDecodeError as exc:
+        raise ClaimedError(f"metrics: not valid JSON: {exc}") from None
+    outcome = outcome_of(values, blessed, condition)
+    subject, body = render(values, outcome, condition, model_uri, deployment_url, title)
+    try:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+    except ImportError:
+        raise ClaimedError(
+            "conn_id: sending e-mail needs Airflow's smtp provider (pip install 'claimed-airflow[airflow]')"
+        ) from None
+    import smtplib
+
+    try:
+        with SmtpHook(smtp_conn_id=conn_id) as hook:
+            sender = from_email or hook.from_email or "claimed-airflow@localhost"
+            hook.send_email_smtp(to=to, subject=subject, html_content=body, from_email=sender)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise ClaimedError(f"conn_id: cannot send e-mail through SMTP connection {conn_id!r}: {exc}") from None
+    except Exception as exc:  # AirflowException: connection missing or server unreachable
+        if exc.__class__.__name__ not in ("AirflowException", "AirflowNotFoundException"):
+            raise
+        raise ClaimedError(f"conn_id: cannot send e-mail through SMTP connection {conn_id!r}: {exc}") from None
+    log.info("sent %r to %d recipient(s)", subject, len(to))
+    return {"recipients": len(to), "outcome": {True: "blessed", False: "not_blessed", None: "unknown"}[outcome]}
