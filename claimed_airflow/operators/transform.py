@@ -46,11 +46,16 @@ class ApplyTransformOperator(ClaimedOperator):
 
 
 class DicomToImagesTransformOperator(ClaimedOperator):
-    """Decode DICOM files into square 8-bit PNGs in one sub-folder per label, plus an ``index.csv``.
+    """Decode DICOM files into 8-bit grayscale PNGs in one sub-folder per label, plus an ``index.csv``.
 
-    Applies the Modality LUT (rescale slope/intercept) and VOI LUT/window, inverts MONOCHROME1 and
-    scales each image to 0-255. Multi-frame files contribute their first frame. Files that cannot be
-    decoded are reported and left out.
+    Applies the Modality LUT (rescale slope/intercept or LUT), the VOI LUT or window (center/width),
+    inverts MONOCHROME1 and scales to 0-255; colour images become their luminance. Decoders: pydicom
+    with pylibjpeg (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE); deflated and
+    big/little endian, explicit/implicit VR files natively. Files are decoded in parallel worker
+    processes with a bounded queue, so memory stays flat as the number of files grows. Files that
+    cannot be decoded (truncated, no pixel data, unsupported compression, frames larger than
+    ``max_pixels``) are reported and left out; the task fails only if none remain or more than
+    ``max_rejected`` fail.
 
     Runs the ``transform.dicom_to_images`` component. Outputs (XCom keys): images.
 
@@ -59,14 +64,51 @@ class DicomToImagesTransformOperator(ClaimedOperator):
     :type metadata: str
     :param files: Folder with the DICOM files named in the ``file`` column.
     :type files: str
-    :param size: Width and height of the written images in pixels.
+    :param size: Width and height of the written images in pixels; 0 keeps each image's own size.
     :type size: int
+    :param aspect: How a non-square image becomes square: stretch, pad (black borders) or crop
+        (centre).
+    :type aspect: str
+    :param windowing: ``dicom`` uses the file's VOI LUT/window when present (else min..max);
+        ``minmax`` always scales the frame's min..max range.
+    :type windowing: str
+    :param frame: Frame of multi-frame files to write (0-based, negative counts from the end).
+    :type frame: int
+    :param all_frames: Write every frame of multi-frame files (``<name>_f0003.png``) instead of one.
+    :type all_frames: bool
     :param label_column: Column with the class label; rows without one go to ``_unlabelled``.
     :type label_column: str
+    :param shards: Also write NumPy shards ``_shards/shard-NNNNN.npz`` (arrays images, image,
+        label).
+    :type shards: bool
+    :param shard_size: Images per NumPy shard.
+    :type shard_size: int
+    :param workers: Worker processes decoding in parallel; 0 = the number of CPUs available, 1 = no
+        pool.
+    :type workers: int
+    :param max_pixels: Largest frame (Rows x Columns x samples) decoded; larger files are set aside.
+    :type max_pixels: int
+    :param max_rejected: Fail the task when more files than this are set aside (default: never,
+        unless all).
+    :type max_rejected: int | None
     """
 
     component = "transform.dicom_to_images"
-    component_fields = ("metadata", "files", "size", "label_column")
+    component_fields = (
+        "metadata",
+        "files",
+        "size",
+        "aspect",
+        "windowing",
+        "frame",
+        "all_frames",
+        "label_column",
+        "shards",
+        "shard_size",
+        "workers",
+        "max_pixels",
+        "max_rejected",
+    )
     template_fields = (*component_fields, "engine", "output_root")
 
     def __init__(
@@ -75,11 +117,29 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         metadata: str,
         files: str,
         size: int = 64,
+        aspect: str = "stretch",
+        windowing: str = "dicom",
+        frame: int = 0,
+        all_frames: bool = False,
         label_column: str = "label",
+        shards: bool = False,
+        shard_size: int = 1024,
+        workers: int = 0,
+        max_pixels: int = 100000000,
+        max_rejected: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.metadata = metadata
         self.files = files
         self.size = size
+        self.aspect = aspect
+        self.windowing = windowing
+        self.frame = frame
+        self.all_frames = all_frames
         self.label_column = label_column
+        self.shards = shards
+        self.shard_size = shard_size
+        self.workers = workers
+        self.max_pixels = max_pixels
+        self.max_rejected = max_rejected
