@@ -82,7 +82,7 @@ def all_dicom(tmp_path, shared_data) -> Path:
 
 
 def test_every_shared_file_matches_pydicom_luts(tmp_path, all_dicom):
-    read = run("input.dicom", {"source": str(all_dicom)}, root=str(tmp_path))
+    read = run("input.dicom", {"source": str(all_dicom), "duplicates": "keep"}, root=str(tmp_path))
     result = run(
         "transform.dicom_to_images",
         {"metadata": read["metadata"], "files": read["files"], "size": 0, "workers": 1},
