@@ -15,7 +15,7 @@ INDEX = "index.csv"
 SHARDS = "_shards"  # labels starting with "_" are not classes (see train.mobilenet_v2)
 DEFAULT_MAX_PIXELS = 100_000_000
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
-_PRELOAD = ["numpy", "pydicom", "PIL.Image", "PIL.PngImagePlugin", "claimed_airflow.components.transform.dicom_to_images"]
+_PRELOAD = ["numpy", "pydicom", "PIL.Image", "PIL.PngImagePlugin", __name__]
 
 
 def frame_count(ds) -> int:
@@ -181,7 +181,8 @@ def _convert(job: dict) -> list:
     if rows < 1 or columns < 1:
         raise _Reject(f"absurd dimensions {rows}x{columns}")
     if rows * columns * samples > job["max_pixels"]:
-        raise _Reject(f"frame of {rows}x{columns}x{samples} exceeds max_pixels={job['max_pixels']} (decompression guard)")
+        limit = job["max_pixels"]
+        raise _Reject(f"frame of {rows}x{columns}x{samples} exceeds max_pixels={limit} (decompression guard)")
     frames = frame_count(ds)
     if job["all_frames"]:
         selected = list(range(frames))
