@@ -7,13 +7,14 @@ from claimed_airflow.operators.input import DicomInputOperator, ImagesToDicomOpe
 from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import MobileNetV2TrainOperator
-from claimed_airflow.operators.transform import ApplyTransformOperator, DicomToImagesTransformOperator
+from claimed_airflow.operators.transform import ApplyTransformOperator, DeidentifyTransformOperator, DicomToImagesTransformOperator
 
 __all__ = [
     "ApplyTransformOperator",
     "ClaimedOperator",
     "ConditionBlessingOperator",
     "ConfusionMatrixMetricOperator",
+    "DeidentifyTransformOperator",
     "DicomInputOperator",
     "DicomToImagesTransformOperator",
     "FilterOperator",

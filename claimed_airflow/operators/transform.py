@@ -45,6 +45,77 @@ class ApplyTransformOperator(ClaimedOperator):
         self.expression = expression
 
 
+class DeidentifyTransformOperator(ClaimedOperator):
+    """De-identify DICOM files after the PS3.15 Annex E Basic Application Level Confidentiality Profile.
+
+    Removes or empties the profile's identifying attributes (names, IDs, dates, institutions,
+    physicians, comments, ...), curves, overlays and all private tags, and replaces every non-
+    standard UID (Study/Series/SOP Instance, Frame of Reference, references in sequences, file meta)
+    by ``2.25.<HMAC-SHA256(salt, UID)>``: the same input UID gets the same new UID, within a run and
+    across runs with the same salt. The salt comes from an Airflow connection (password or extra
+    ``salt``) or an environment variable and is never logged or recorded. Files are written flat as
+    ``<new SOPInstanceUID>.dcm`` (original names may carry PHI); PatientIdentityRemoved and the De-
+    identification Method (code 113100, plus 113108 when characteristics are kept) are set. Files
+    flagged BurnedInAnnotation = YES (pixel text is not removed) are reported or set aside.
+
+    Runs the ``transform.deidentify`` component. Outputs (XCom keys): output, table, report.
+
+    :param files: Folder of DICOM files (e.g. the ``files`` output of ``input.dicom``), searched
+        recursively.
+    :type files: str
+    :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names
+        and UIDs.
+    :type metadata: str | None
+    :param salt_connection: Airflow connection whose password (or extra ``salt``) keys the UID
+        replacement.
+    :type salt_connection: str | None
+    :param salt_env: Name of an environment variable holding the salt (when no connection is given).
+    :type salt_env: str | None
+    :param keep_patient_sex: Keep PatientSex (Retain Patient Characteristics Option) for fairness
+        checks.
+    :type keep_patient_sex: bool
+    :param keep_patient_age: Keep the age in years (PatientAge ``NNNY``, from 90 on ``090Y``) for
+        fairness checks.
+    :type keep_patient_age: bool
+    :param burned_in: Files with BurnedInAnnotation = YES: ``report`` them (kept) or ``reject`` them
+        (left out).
+    :type burned_in: str
+    """
+
+    component = "transform.deidentify"
+    component_fields = (
+        "files",
+        "metadata",
+        "salt_connection",
+        "salt_env",
+        "keep_patient_sex",
+        "keep_patient_age",
+        "burned_in",
+    )
+    template_fields = (*component_fields, "engine", "output_root")
+
+    def __init__(
+        self,
+        *,
+        files: str,
+        metadata: str | None = None,
+        salt_connection: str | None = None,
+        salt_env: str | None = None,
+        keep_patient_sex: bool = False,
+        keep_patient_age: bool = False,
+        burned_in: str = "report",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.files = files
+        self.metadata = metadata
+        self.salt_connection = salt_connection
+        self.salt_env = salt_env
+        self.keep_patient_sex = keep_patient_sex
+        self.keep_patient_age = keep_patient_age
+        self.burned_in = burned_in
+
+
 class DicomToImagesTransformOperator(ClaimedOperator):
     """Decode DICOM files into 8-bit grayscale PNGs in one sub-folder per label, plus an ``index.csv``.
 
