@@ -7,7 +7,11 @@ from claimed_airflow.operators.input import DicomInputOperator, ImagesToDicomOpe
 from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import MobileNetV2TrainOperator
-from claimed_airflow.operators.transform import ApplyTransformOperator, DeidentifyTransformOperator, DicomToImagesTransformOperator
+from claimed_airflow.operators.transform import (
+    ApplyTransformOperator,
+    DeidentifyTransformOperator,
+    DicomToImagesTransformOperator,
+)
 
 __all__ = [
     "ApplyTransformOperator",

@@ -99,7 +99,11 @@ def init_source(sources: dict[str, str]) -> str:
     lines.append("from claimed_airflow.operators.base import ClaimedOperator")
     for category in sorted(sources):
         operators = sorted(op for c, op in names if c == category)
-        lines.append(f"from claimed_airflow.operators.{category} import {', '.join(operators)}")
+        line = f"from claimed_airflow.operators.{category} import {', '.join(operators)}"
+        if len(line) > 120:  # the layout ruff format gives a long import
+            names_block = "".join(f"    {operator},\n" for operator in operators)
+            line = f"from claimed_airflow.operators.{category} import (\n{names_block})"
+        lines.append(line)
     lines += ["", "__all__ = ["]
     lines += [f'    "{name}",' for name in sorted(["ClaimedOperator", *(op for _, op in names)])]
     lines.append("]")
