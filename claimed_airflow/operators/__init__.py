@@ -5,6 +5,7 @@ from claimed_airflow.operators.deploy import ConditionBlessingOperator, LocalDep
 from claimed_airflow.operators.filter import FilterOperator
 from claimed_airflow.operators.input import DicomInputOperator, ImagesToDicomOperator
 from claimed_airflow.operators.metric import ConfusionMatrixMetricOperator
+from claimed_airflow.operators.output import DicomOutputOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import MobileNetV2TrainOperator
 from claimed_airflow.operators.transform import (
@@ -20,6 +21,7 @@ __all__ = [
     "ConfusionMatrixMetricOperator",
     "DeidentifyTransformOperator",
     "DicomInputOperator",
+    "DicomOutputOperator",
     "DicomToImagesTransformOperator",
     "FilterOperator",
     "ImagesToDicomOperator",
