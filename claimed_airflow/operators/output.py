@@ -26,8 +26,8 @@ class DicomOutputOperator(ClaimedOperator):
     :param predictions: Prediction table (e.g. from ``predict.images``) with the source file and the
         prediction.
     :type predictions: str
-    :param files: Folder of the source DICOM files (``files`` of ``input.dicom``, ``output`` of
-        ``transform.deidentify``).
+    :param files: Folder of the source DICOM files (``files`` of input.dicom or ``output`` of
+        transform.deidentify).
     :type files: str
     :param kind: ``sr`` (Comprehensive Structured Report) or ``sc`` (Secondary Capture image).
     :type kind: str

@@ -148,7 +148,7 @@ def dicom(
     file is missing or unreadable are reported and left out. Needs the ``dicom`` extra (highdicom).
 
     :param predictions: Prediction table (e.g. from ``predict.images``) with the source file and the prediction.
-    :param files: Folder of the source DICOM files (``files`` of ``input.dicom``, ``output`` of ``transform.deidentify``).
+    :param files: Folder of the source DICOM files (``files`` of input.dicom or ``output`` of transform.deidentify).
     :param kind: ``sr`` (Comprehensive Structured Report) or ``sc`` (Secondary Capture image).
     :param model_name: Name of the model, recorded as the observer device / in the series description.
     :param file_column: Column of ``predictions`` with the source file name relative to ``files``.
