@@ -15,7 +15,9 @@ INDEX = "index.csv"
 SHARDS = "_shards"  # labels starting with "_" are not classes (see train.mobilenet_v2)
 DEFAULT_MAX_PIXELS = 100_000_000
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
-_PRELOAD = ["numpy", "pydicom", "PIL.Image", "PIL.PngImagePlugin", __name__]
+# imported once by the forkserver, so that each worker starts warm (missing decoders are skipped)
+_PRELOAD = ["numpy", "pydicom", "pydicom.pixels", "PIL.Image", "PIL.PngImagePlugin", "openjpeg", "libjpeg", "rle"]
+_PRELOAD.append(__name__)
 
 
 def frame_count(ds) -> int:
