@@ -11,9 +11,10 @@ import pandas as pd
 import pydicom
 import pytest
 from PIL import Image
+from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.uid import MPEG2MPML, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from claimed_airflow.components.transform.dicom_to_images import fit, to_uint8
 from claimed_airflow.core.errors import ClaimedError
@@ -197,21 +198,26 @@ def test_bad_files_are_set_aside_and_thresholds(tmp_path, shared_data):
     ds.Columns = 60000
     ds.save_as(folder / "bomb.dcm")
     (folder / "text.dcm").write_text("hello")
+    ds = pydicom.dcmread(ct)
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML  # no decoder for video in pydicom
+    ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" * 8])
+    ds.save_as(folder / "mpeg2.dcm")
     metadata = tmp_path / "metadata.csv"
-    names = ["good.dcm", "no_pixels.dcm", "bomb.dcm", "text.dcm", "missing.dcm"]
-    pd.DataFrame({"file": names, "label": ["a"] * 5}).to_csv(metadata, index=False)
+    names = ["good.dcm", "no_pixels.dcm", "bomb.dcm", "text.dcm", "missing.dcm", "mpeg2.dcm"]
+    pd.DataFrame({"file": names, "label": ["a"] * len(names)}).to_csv(metadata, index=False)
     args = {"metadata": str(metadata), "files": str(folder), "workers": 2, "max_pixels": 10_000_000}
     result = run("transform.dicom_to_images", args, root=str(tmp_path))
-    assert result["images_written"] == 1 and result["files_rejected"] == 4
+    assert result["images_written"] == 1 and result["files_rejected"] == 5
     reasons = {r["item"]: r["reason"] for r in json.loads(Path(result["manifest"]).read_text())["rejected"]}
     assert set(reasons) == set(names[1:])
     assert "no pixel data" in reasons["no_pixels.dcm"]
     assert "max_pixels" in reasons["bomb.dcm"]
     assert "not found" in reasons["missing.dcm"]
+    assert "not decodable" in reasons["mpeg2.dcm"]
     with pytest.raises(ClaimedError, match="^max_rejected: more than 2"):
         run("transform.dicom_to_images", {**args, "max_rejected": 2}, root=str(tmp_path))
-    pd.DataFrame({"file": names[1:], "label": ["a"] * 4}).to_csv(metadata, index=False)
-    with pytest.raises(ClaimedError, match="^files: none of the 4"):
+    pd.DataFrame({"file": names[1:], "label": ["a"] * 5}).to_csv(metadata, index=False)
+    with pytest.raises(ClaimedError, match="^files: none of the 5"):
         run("transform.dicom_to_images", args, root=str(tmp_path))
     with pytest.raises(ClaimedError, match="^size:"):
         run("transform.dicom_to_images", {**args, "size": 3}, root=str(tmp_path))
