@@ -178,13 +178,18 @@ def test_uids_are_stable_per_salt_and_options(tmp_path, phi_folder, monkeypatch)
 
 def test_deidentified_files_flow_into_dicom_to_images(tmp_path, phi_folder, monkeypatch):
     monkeypatch.setenv("DEID_SALT", SALT)
-    shutil.copy(phi_folder / "john_doe_ct.dcm", tmp_path / "extra.dcm")
-    read = run("input.dicom", {"source": str(phi_folder)}, root=str(tmp_path))
+    shutil.copy(phi_folder / "john_doe_ct.dcm", phi_folder / "same_instance_again.dcm")
+    read = run("input.dicom", {"source": str(phi_folder), "duplicates": "keep"}, root=str(tmp_path))
+    assert read["files_read"] == 3
     deid = run(
         "transform.deidentify",
         {"files": read["files"], "metadata": read["metadata"], "salt_env": "DEID_SALT"},
         root=str(tmp_path),
     )
+    assert deid["files_deidentified"] == 2  # the repeated instance is set aside, not written twice
+    reasons = [r["reason"] for r in json.loads(Path(deid["manifest"]).read_text())["rejected"]]
+    assert len(reasons) == 1 and "duplicate SOPInstanceUID" in reasons[0]
+    assert len(pd.read_parquet(deid["table"])) == 2
     images = run(
         "transform.dicom_to_images",
         {"metadata": deid["table"], "files": deid["output"], "size": 16, "workers": 1},

@@ -288,7 +288,7 @@ def deidentify(
     out = Path(output)
     out.mkdir(parents=True)
     done: dict[str, dict] = {}  # original relative name -> new row
-    entries, burned = [], []
+    entries, burned, names = [], [], set()
     progress = Progress("deidentify", len(candidates))
     for number, path in enumerate(candidates, 1):
         progress.advance()
@@ -306,6 +306,10 @@ def deidentify(
             reject(item, f"not de-identifiable ({type(exc).__name__})")
             continue
         name = f"{ds.get('SOPInstanceUID') or worker.uid(relative)}.dcm"
+        if name in names:
+            reject(item, f"duplicate SOPInstanceUID: the same instance as {name}, already written")
+            continue
+        names.add(name)
         if flagged:
             if burned_in == "reject":
                 reject(name, "BurnedInAnnotation = YES: pixel data may show identifying text")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Literal
 from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
 
+log = logging.getLogger("claimed_airflow")
 UNLABELLED = "_unlabelled"
 INDEX = "index.csv"
 SHARDS = "_shards"  # labels starting with "_" are not classes (see train.mobilenet_v2)
@@ -224,11 +226,15 @@ def run_jobs(jobs, workers: int):
     At most ``4 x workers`` jobs are in flight, so memory stays flat however many files there are.
     ``workers == 1`` runs in this process.
     """
+    import multiprocessing
+
+    if workers > 1 and multiprocessing.current_process().daemon:
+        log.warning("dicom_to_images: running in a daemonic process, which cannot start workers; using 1")
+        workers = 1
     if workers <= 1:
         for job in jobs:
             yield job, convert_file(job)
         return
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
