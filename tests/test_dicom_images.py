@@ -221,3 +221,23 @@ def test_bad_files_are_set_aside_and_thresholds(tmp_path, shared_data):
         run("transform.dicom_to_images", args, root=str(tmp_path))
     with pytest.raises(ClaimedError, match="^size:"):
         run("transform.dicom_to_images", {**args, "size": 3}, root=str(tmp_path))
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_worker_start_methods(tmp_path, shared_data, monkeypatch, method):
+    """fork from single-threaded callers; forkserver (what a multi-threaded Airflow task gets) works too."""
+    import claimed_airflow.components.transform.dicom_to_images as module
+
+    monkeypatch.setattr(module, "start_method", lambda: method)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm"):
+        shutil.copy(shared_data / "dicom" / "pydicom" / name, folder)
+    pd.DataFrame({"file": sorted(p.name for p in folder.iterdir()), "label": "x"}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    args = {"metadata": str(tmp_path / "m.csv"), "files": str(folder), "size": 16, "workers": 2, "shards": True}
+    result = run("transform.dicom_to_images", args, root=str(tmp_path))
+    assert result["images_written"] == 3 and result["workers"] == 2
+    index = pd.read_csv(Path(result["images"]) / "index.csv")
+    assert list(index["file"]) == ["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm"]  # input order kept

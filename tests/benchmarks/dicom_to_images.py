@@ -77,9 +77,21 @@ def component(folder: Path, root: Path, size: int, workers: int) -> dict:
     return run("transform.dicom_to_images", args, root=str(root))
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the pool's workers)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+CPU: dict[str, float] = {}
+
+
 def timed(function, *args) -> tuple[float, object]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     result = function(*args)
+    CPU[function.__name__] = cpu_seconds() - cpu
     return time.perf_counter() - start, result
 
 
@@ -150,7 +162,9 @@ def main() -> None:
         folder = replicate(Path(tmp) / "data", args.files)
         plain_loop(folder, Path(tmp) / "warm-up", args.size, 30)  # decoder imports, file cache
         plain_s, plain_n = timed(plain_loop, folder, Path(tmp) / "plain", args.size)
+        plain_cpu = CPU["plain_loop"]
         ours_s, result = timed(component, folder, Path(tmp) / "ours", args.size, 0)
+        ours_cpu = CPU["component"]
         plain_again_s, _ = timed(plain_loop, folder, Path(tmp) / "plain2", args.size)  # noise check
     plain_rate = plain_n / plain_s
     ours_rate = args.files / ours_s
@@ -164,6 +178,13 @@ def main() -> None:
         f"ratio: {ours_rate / plain_rate:.2f}x (vs the mean of both plain runs: "
         f"{ours_rate / (2 * plain_n / (plain_s + plain_again_s)):.2f}x)"
     )
+    workers = result["workers"]
+    print(
+        f"CPU time: plain {plain_cpu:.1f} s ({1000 * plain_cpu / plain_n:.0f} ms/file), dicom_to_images "
+        f"{ours_cpu:.1f} s incl. workers ({1000 * ours_cpu / args.files:.0f} ms/file); on {workers} idle cores "
+        f"the ratio would be about {workers * plain_cpu / ours_cpu:.2f}x"
+    )
+    print(f"load average after: {os.getloadavg()}")
     peaks = {}
     for count in (args.small, args.large):
         output = subprocess.run(

@@ -16,6 +16,7 @@ UNLABELLED = "_unlabelled"
 INDEX = "index.csv"
 SHARDS = "_shards"  # labels starting with "_" are not classes (see train.mobilenet_v2)
 DEFAULT_MAX_PIXELS = 100_000_000
+WINDOW_PER_WORKER = 8  # jobs in flight per worker: results are small, so a deep window costs little
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 # imported once by the forkserver, so that each worker starts warm (missing decoders are skipped)
 _PRELOAD = ["numpy", "pydicom", "pydicom.pixels", "PIL.Image", "PIL.PngImagePlugin", "openjpeg", "libjpeg", "rle"]
@@ -220,10 +221,26 @@ def default_workers() -> int:
         return max(os.cpu_count() or 1, 1)
 
 
+def start_method() -> str:
+    """``fork`` from a single-threaded process (fast: workers start with everything imported); else
+    ``forkserver`` (a multi-threaded parent such as an Airflow task must not fork), else ``spawn``.
+
+    forkserver and spawn import the main module in each worker, so scripts need the usual
+    ``if __name__ == "__main__":`` guard there.
+    """
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def run_jobs(jobs, workers: int):
     """Yield ``(job, result)`` of :func:`convert_file` in job order, ``workers`` processes in parallel.
 
-    At most ``4 x workers`` jobs are in flight, so memory stays flat however many files there are.
+    At most ``WINDOW_PER_WORKER x workers`` jobs are in flight, so memory stays flat however many files there are.
     ``workers == 1`` runs in this process.
     """
     import multiprocessing
@@ -237,15 +254,14 @@ def run_jobs(jobs, workers: int):
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
-    if method == "forkserver":
+    context = multiprocessing.get_context(start_method())
+    if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(_PRELOAD)
     window: deque = deque()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         for job in jobs:
             window.append((job, pool.submit(convert_file, job)))
-            if len(window) >= 4 * workers:
+            if len(window) >= WINDOW_PER_WORKER * workers:
                 done, future = window.popleft()
                 yield done, future.result()
         while window:
