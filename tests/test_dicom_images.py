@@ -241,3 +241,30 @@ def test_worker_start_methods(tmp_path, shared_data, monkeypatch, method):
     assert result["images_written"] == 3 and result["workers"] == 2
     index = pd.read_csv(Path(result["images"]) / "index.csv")
     assert list(index["file"]) == ["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm"]  # input order kept
+
+
+def test_a_crashing_decoder_sets_aside_only_its_file(tmp_path, shared_data, monkeypatch):
+    import os
+
+    import claimed_airflow.components.transform.dicom_to_images as module
+
+    real = module._convert
+
+    def crash_on_jpeg2000(job):
+        if job["path"].endswith("JPEG2000.dcm"):
+            os._exit(1)  # what a segfaulting decoder or the OOM killer does to a worker
+        return real(job)
+
+    monkeypatch.setattr(module, "start_method", lambda: "fork")  # workers inherit the patch
+    monkeypatch.setattr(module, "_convert", crash_on_jpeg2000)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["CT_small.dcm", "JPEG2000.dcm", "MR_small.dcm", "SC_rgb_rle.dcm", "JPGExtended.dcm"]
+    for name in names:
+        shutil.copy(shared_data / "dicom" / "pydicom" / name, folder)
+    pd.DataFrame({"file": names, "label": "x"}).to_csv(tmp_path / "m.csv", index=False)
+    args = {"metadata": str(tmp_path / "m.csv"), "files": str(folder), "size": 16, "workers": 2}
+    result = run("transform.dicom_to_images", args, root=str(tmp_path))
+    assert result["images_written"] == 4
+    rejected = json.loads(Path(result["manifest"]).read_text())["rejected"]
+    assert [r["item"] for r in rejected] == ["JPEG2000.dcm"] and "worker process died" in rejected[0]["reason"]

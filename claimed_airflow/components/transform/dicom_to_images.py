@@ -253,20 +253,43 @@ def run_jobs(jobs, workers: int):
             yield job, convert_file(job)
         return
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context(start_method())
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(_PRELOAD)
-    window: deque = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for job in jobs:
-            window.append((job, pool.submit(convert_file, job)))
-            if len(window) >= WINDOW_PER_WORKER * workers:
-                done, future = window.popleft()
-                yield done, future.result()
-        while window:
-            done, future = window.popleft()
-            yield done, future.result()
+    remaining = iter(jobs)
+    while True:
+        window: deque = deque()
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                for job in remaining:
+                    window.append([job, None])
+                    window[-1][1] = pool.submit(convert_file, job)
+                    if len(window) >= WINDOW_PER_WORKER * workers:
+                        result = window[0][1].result()
+                        yield window.popleft()[0], result
+                while window:
+                    result = window[0][1].result()
+                    yield window.popleft()[0], result
+            return
+        except BrokenProcessPool:
+            # a worker died (decoder crash, out of memory): retry the files in flight one by one,
+            # each in its own process, so that only the file that kills its worker is set aside
+            log.warning("dicom_to_images: a worker process died; retrying %d file(s) one by one", len(window))
+            for job, _ in window:
+                yield job, _isolated(job, context)
+
+
+def _isolated(job: dict, context) -> dict:
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            return pool.submit(convert_file, job).result()
+    except BrokenProcessPool:
+        return {"error": "the decoder crashed or ran out of memory (its worker process died)"}
 
 
 class _ShardWriter:
