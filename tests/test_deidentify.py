@@ -155,7 +155,8 @@ def test_uids_are_stable_per_salt_and_options(tmp_path, phi_folder, monkeypatch)
     monkeypatch.setenv("AIRFLOW_CONN_DEID_SALT", json.dumps({"conn_type": "generic", "password": SALT}))
 
     def uids(**args) -> set[str]:
-        result = run("transform.deidentify", {"files": str(phi_folder), **args}, root=str(tmp_path))
+        root = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"  # one root per run: ad-hoc scopes are per second
+        result = run("transform.deidentify", {"files": str(phi_folder), **args}, root=str(root))
         return {p.stem for p in _outputs(result)}, result
 
     first, _ = uids(salt_env="DEID_SALT")
