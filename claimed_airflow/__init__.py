@@ -13,6 +13,7 @@ _OPERATOR_MODULES = (
     "claimed_airflow.operators.input",
     "claimed_airflow.operators.metric",
     "claimed_airflow.operators.monitoring",
+    "claimed_airflow.operators.output",
     "claimed_airflow.operators.predict",
     "claimed_airflow.operators.train",
     "claimed_airflow.operators.transform",

@@ -57,8 +57,9 @@ def test_bad_dicom_is_reported_and_the_batch_goes_on(run_dag, dicom_folder, outp
     assert state == "success", tasks
     task_dir = _task_dir(output_root, "claimed_test_dicom_input", run_id, "dicom_input")
     manifest = json.loads((task_dir / "manifest.json").read_text())
-    assert {r["item"] for r in manifest["rejected"]} == {"truncated.dcm", "notes.txt"}
-    assert len(pd.read_parquet(task_dir / "metadata.parquet")) == 5
+    # MR_small_RLE.dcm is the same SOP instance as MR_small.dcm: a duplicate, set aside
+    assert {r["item"] for r in manifest["rejected"]} == {"truncated.dcm", "notes.txt", "MR_small_RLE.dcm"}
+    assert len(pd.read_parquet(task_dir / "metadata.parquet")) == 4
     assert "set aside truncated.dcm: not a readable DICOM file" in _task_log(capfd, caplog)
 
 
@@ -90,3 +91,22 @@ def test_flagship_dicom_to_deployment(run_dag, output_root):
         (_task_dir(output_root, "dicom_to_deployment", run_id, "confusion_matrix") / "metrics.json").read_text()
     )
     assert metrics["count"] == 10
+
+
+@pytest.mark.e2e
+def test_dicom_privacy_pipeline_with_salt_connection(run_dag, dicom_folder, output_root, capfd, caplog, monkeypatch):
+    pytest.importorskip("highdicom")
+    salt = "airflow-connection-salt-0x5eed"
+    monkeypatch.setenv("AIRFLOW_CONN_CLAIMED_TEST_SALT", json.dumps({"conn_type": "generic", "password": salt}))
+    state, tasks, run_id = run_dag("claimed_test_dicom_privacy", {"source": str(dicom_folder)})
+    assert state == "success", tasks
+    deid = _task_dir(output_root, "claimed_test_dicom_privacy", run_id, "deidentify")
+    report = json.loads((deid / "deidentification.json").read_text())
+    # MR_small_RLE.dcm is the same SOP instance as MR_small.dcm: kept by input.dicom, set aside here
+    assert report["salt_source"] == "Airflow connection claimed_test_salt" and len(report["files"]) == 4
+    images = _task_dir(output_root, "claimed_test_dicom_privacy", run_id, "dicom_to_images")
+    assert len(pd.read_csv(images / "images" / "index.csv")) == 4
+    sr = _task_dir(output_root, "claimed_test_dicom_privacy", run_id, "dicom_output")
+    assert len(list((sr / "dicom").glob("*.dcm"))) == 4
+    everything = _task_log(capfd, caplog) + "".join(p.read_text() for p in deid.glob("*.json"))
+    assert salt not in everything

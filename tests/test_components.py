@@ -61,13 +61,12 @@ def test_dicom_input_reads_good_files_and_sets_aside_bad_ones(tmp_path, dicom_fo
     labels.write_text("file,label\nCT_small.dcm,ct\nMR_small.dcm,mr\n")
     result = run("input.dicom", {"source": str(dicom_folder), "labels": str(labels)}, root=str(tmp_path / "out"))
     table = pd.read_parquet(result["metadata"])
-    assert sorted(table["file"]) == sorted(
-        ["CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "JPGExtended.dcm", "nested/dx_image.dcm"]
-    )
-    assert result["files_rejected"] == 2
-    rejected = {r["item"] for r in _manifest(result)["rejected"]}
-    assert {"truncated.dcm", "notes.txt"} <= rejected
-    assert "MR_small_RLE.dcm" in rejected  # readable, but no label for it: reported too
+    assert sorted(table["file"]) == sorted(["CT_small.dcm", "MR_small.dcm", "JPGExtended.dcm", "nested/dx_image.dcm"])
+    assert result["files_rejected"] == 3 and result["duplicates"] == 1
+    rejected = {r["item"]: r["reason"] for r in _manifest(result)["rejected"]}
+    assert {"truncated.dcm", "notes.txt"} <= set(rejected)
+    assert "duplicate SOPInstanceUID" in rejected["MR_small_RLE.dcm"]  # same instance as MR_small.dcm
+    assert "no label" in rejected["JPGExtended.dcm"]  # readable, but no label for it: reported too
     ct = table.set_index("file").loc["CT_small.dcm"]
     assert ct["Modality"] == "CT" and ct["label"] == "ct" and ct["Rows"] == 128
     assert ct["TransferSyntaxUID"] and ct["SOPInstanceUID"]
@@ -77,7 +76,7 @@ def test_dicom_input_reads_good_files_and_sets_aside_bad_ones(tmp_path, dicom_fo
 
 def test_dicom_input_glob_and_errors(tmp_path, dicom_folder):
     result = run("input.dicom", {"source": str(dicom_folder / "MR_*.dcm")}, root=str(tmp_path))
-    assert sorted(pd.read_parquet(result["metadata"])["file"]) == ["MR_small.dcm", "MR_small_RLE.dcm"]
+    assert sorted(pd.read_parquet(result["metadata"])["file"]) == ["MR_small.dcm"]  # RLE: same SOPInstanceUID
     with pytest.raises(ClaimedError, match="^source: input path does not exist"):
         run("input.dicom", {"source": str(tmp_path / "absent")}, root=str(tmp_path))
     with pytest.raises(ClaimedError, match="no readable DICOM file"):
@@ -90,7 +89,7 @@ def test_patient_age_in_years(text, years):
 
 
 def test_dicom_to_images_decodes_compressed_files(tmp_path, dicom_folder):
-    read = run("input.dicom", {"source": str(dicom_folder)}, root=str(tmp_path))
+    read = run("input.dicom", {"source": str(dicom_folder), "duplicates": "keep"}, root=str(tmp_path))
     result = run(
         "transform.dicom_to_images",
         {"metadata": read["metadata"], "files": read["files"], "size": 32},

@@ -99,3 +99,9 @@ def test_every_ready_dag_is_documented_for_the_ui():
         assert {t.owner for t in dag.tasks} != {"airflow"}, dag.dag_id
         for name, param in dag.params.items():
             assert param.description and param.schema.get("type"), f"{dag.dag_id}: param {name}"
+
+
+def test_provider_info_lists_every_operator_module():
+    listed = {m for group in claimed_airflow.get_provider_info()["operators"] for m in group["python-modules"]}
+    expected = {f"claimed_airflow.operators.{spec.category}" for spec in components().values()}
+    assert expected | {"claimed_airflow.operators.base"} == listed

@@ -22,13 +22,18 @@ from claimed_airflow.operators.metric import (
     RobustnessMetricOperator,
 )
 from claimed_airflow.operators.monitoring import NotificationEmailOperator
+from claimed_airflow.operators.output import DicomOutputOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import (
     FairnessMitigationTrainOperator,
     MobileNetV2TrainOperator,
     TfjobTrainOperator,
 )
-from claimed_airflow.operators.transform import ApplyTransformOperator, DicomToImagesTransformOperator
+from claimed_airflow.operators.transform import (
+    ApplyTransformOperator,
+    DeidentifyTransformOperator,
+    DicomToImagesTransformOperator,
+)
 from claimed_airflow.operators.tune import HyperparametersTuneOperator
 from claimed_airflow.operators.visualize import MapFromCoordinatesOperator
 
@@ -39,7 +44,9 @@ __all__ = [
     "ConditionBlessingOperator",
     "ConfusionMatrixMetricOperator",
     "CovidChestXrayInputOperator",
+    "DeidentifyTransformOperator",
     "DicomInputOperator",
+    "DicomOutputOperator",
     "DicomToImagesTransformOperator",
     "FairnessMetricOperator",
     "FairnessMitigationTrainOperator",

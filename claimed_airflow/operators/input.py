@@ -139,14 +139,21 @@ class CovidChestXrayInputOperator(ClaimedOperator):
 
 
 class DicomInputOperator(ClaimedOperator):
-    """Read DICOM files into a metadata table (one row per file) plus a folder of the readable files.
+    """Read DICOM files into a metadata table (one row per SOP instance) plus a folder of the readable files.
 
-    Files that are not readable DICOM are reported by name, listed in the run manifest and left out;
-    the rest of the batch goes on.
+    Sources: a local folder (searched recursively), a glob, an ``s3://`` (or other fsspec) prefix
+    staged by the runner, a DICOMDIR (its referenced files) or a single file. Files are recognised
+    by the ``DICM`` magic after the 128-byte preamble, not by their suffix. Each row carries file,
+    StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, SOPClassUID, Modality, BodyPartExamined,
+    PatientSex, PatientAge (years), Rows, Columns, PhotometricInterpretation, TransferSyntaxUID,
+    NumberOfFrames, HasPixelData, BurnedInAnnotation and, with a labels table, ``label``. Files that
+    are not readable DICOM and repeated SOPInstanceUIDs (the first file is kept) are reported by
+    name, listed in the run manifest and left out; the rest of the batch goes on.
 
     Runs the ``input.dicom`` component. Outputs (XCom keys): metadata, files.
 
-    :param source: Folder (searched recursively), glob pattern or single file of DICOM data.
+    :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR or single DICOM
+        file.
     :type source: str
     :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
     :type labels: str | None
@@ -155,10 +162,17 @@ class DicomInputOperator(ClaimedOperator):
     :type label_key: str
     :param label_column: Column of the labels table copied into the metadata as ``label``.
     :type label_column: str
+    :param duplicates: A file whose SOPInstanceUID was already seen: ``reject`` sets it aside (the
+        first file is kept), ``keep`` keeps it with a warning (e.g. one instance in several transfer
+        syntaxes).
+    :type duplicates: str
+    :param max_rejected: Fail the task when more files than this are set aside (default: never,
+        unless all).
+    :type max_rejected: int | None
     """
 
     component = "input.dicom"
-    component_fields = ("source", "labels", "label_key", "label_column")
+    component_fields = ("source", "labels", "label_key", "label_column", "duplicates", "max_rejected")
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -169,6 +183,8 @@ class DicomInputOperator(ClaimedOperator):
         labels: str | None = None,
         label_key: str = "file",
         label_column: str = "label",
+        duplicates: str = "reject",
+        max_rejected: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -176,6 +192,8 @@ class DicomInputOperator(ClaimedOperator):
         self.labels = labels
         self.label_key = label_key
         self.label_column = label_column
+        self.duplicates = duplicates
+        self.max_rejected = max_rejected
 
 
 class GermanCreditInputOperator(ClaimedOperator):

@@ -46,12 +46,89 @@ class ApplyTransformOperator(ClaimedOperator):
         self.expression = expression
 
 
-class DicomToImagesTransformOperator(ClaimedOperator):
-    """Decode DICOM files into square 8-bit PNGs in one sub-folder per label, plus an ``index.csv``.
+class DeidentifyTransformOperator(ClaimedOperator):
+    """De-identify DICOM files after the PS3.15 Annex E Basic Application Level Confidentiality Profile.
 
-    Applies the Modality LUT (rescale slope/intercept) and VOI LUT/window, inverts MONOCHROME1 and
-    scales each image to 0-255. Multi-frame files contribute their first frame. Files that cannot be
-    decoded are reported and left out.
+    Removes or empties the profile's identifying attributes (names, IDs, dates, institutions,
+    physicians, comments, ...), curves, overlays and all private tags, and replaces every non-
+    standard UID (Study/Series/SOP Instance, Frame of Reference, references in sequences, file meta)
+    by ``2.25.<HMAC-SHA256(salt, UID)>``: the same input UID gets the same new UID, within a run and
+    across runs with the same salt. The salt comes from an Airflow connection (password or extra
+    ``salt``) or an environment variable and is never logged or recorded. Files are written flat as
+    ``<new SOPInstanceUID>.dcm`` (original names may carry PHI); PatientIdentityRemoved and the De-
+    identification Method (code 113100, plus 113108 when characteristics are kept) are set. Files
+    flagged BurnedInAnnotation = YES (pixel text is not removed) are reported or set aside.
+
+    Runs the ``transform.deidentify`` component. Outputs (XCom keys): output, table, report.
+
+    :param files: Folder of DICOM files (e.g. the ``files`` output of ``input.dicom``), searched
+        recursively.
+    :type files: str
+    :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names
+        and UIDs.
+    :type metadata: str | None
+    :param salt_connection: Airflow connection whose password (or extra ``salt``) keys the UID
+        replacement.
+    :type salt_connection: str | None
+    :param salt_env: Name of an environment variable holding the salt (when no connection is given).
+    :type salt_env: str | None
+    :param keep_patient_sex: Keep PatientSex (Retain Patient Characteristics Option) for fairness
+        checks.
+    :type keep_patient_sex: bool
+    :param keep_patient_age: Keep the age in years (PatientAge ``NNNY``, from 90 on ``090Y``) for
+        fairness checks.
+    :type keep_patient_age: bool
+    :param burned_in: Files with BurnedInAnnotation = YES: ``report`` them (kept) or ``reject`` them
+        (left out).
+    :type burned_in: str
+    """
+
+    component = "transform.deidentify"
+    component_fields = (
+        "files",
+        "metadata",
+        "salt_connection",
+        "salt_env",
+        "keep_patient_sex",
+        "keep_patient_age",
+        "burned_in",
+    )
+    ui_color = "#e8f5e9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        files: str,
+        metadata: str | None = None,
+        salt_connection: str | None = None,
+        salt_env: str | None = None,
+        keep_patient_sex: bool = False,
+        keep_patient_age: bool = False,
+        burned_in: str = "report",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.files = files
+        self.metadata = metadata
+        self.salt_connection = salt_connection
+        self.salt_env = salt_env
+        self.keep_patient_sex = keep_patient_sex
+        self.keep_patient_age = keep_patient_age
+        self.burned_in = burned_in
+
+
+class DicomToImagesTransformOperator(ClaimedOperator):
+    """Decode DICOM files into 8-bit grayscale PNGs in one sub-folder per label, plus an ``index.csv``.
+
+    Applies the Modality LUT (rescale slope/intercept or LUT), the VOI LUT or window (center/width),
+    inverts MONOCHROME1 and scales to 0-255; colour images become their luminance. Decoders: pydicom
+    with pylibjpeg (JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE); deflated and
+    big/little endian, explicit/implicit VR files natively. Files are decoded in parallel worker
+    processes with a bounded queue, so memory stays flat as the number of files grows. Files that
+    cannot be decoded (truncated, no pixel data, unsupported compression, frames larger than
+    ``max_pixels``) are reported and left out; the task fails only if none remain or more than
+    ``max_rejected`` fail.
 
     Runs the ``transform.dicom_to_images`` component. Outputs (XCom keys): images.
 
@@ -60,14 +137,51 @@ class DicomToImagesTransformOperator(ClaimedOperator):
     :type metadata: str
     :param files: Folder with the DICOM files named in the ``file`` column.
     :type files: str
-    :param size: Width and height of the written images in pixels.
+    :param size: Width and height of the written images in pixels; 0 keeps each image's own size.
     :type size: int
+    :param aspect: How a non-square image becomes square: stretch, pad (black borders) or crop
+        (centre).
+    :type aspect: str
+    :param windowing: ``dicom`` uses the file's VOI LUT/window when present (else min..max);
+        ``minmax`` always scales the frame's min..max range.
+    :type windowing: str
+    :param frame: Frame of multi-frame files to write (0-based, negative counts from the end).
+    :type frame: int
+    :param all_frames: Write every frame of multi-frame files (``<name>_f0003.png``) instead of one.
+    :type all_frames: bool
     :param label_column: Column with the class label; rows without one go to ``_unlabelled``.
     :type label_column: str
+    :param shards: Also write NumPy shards ``_shards/shard-NNNNN.npz`` (arrays images, image,
+        label).
+    :type shards: bool
+    :param shard_size: Images per NumPy shard.
+    :type shard_size: int
+    :param workers: Worker processes decoding in parallel; 0 = the number of CPUs available, 1 = no
+        pool.
+    :type workers: int
+    :param max_pixels: Largest frame (Rows x Columns x samples) decoded; larger files are set aside.
+    :type max_pixels: int
+    :param max_rejected: Fail the task when more files than this are set aside (default: never,
+        unless all).
+    :type max_rejected: int | None
     """
 
     component = "transform.dicom_to_images"
-    component_fields = ("metadata", "files", "size", "label_column")
+    component_fields = (
+        "metadata",
+        "files",
+        "size",
+        "aspect",
+        "windowing",
+        "frame",
+        "all_frames",
+        "label_column",
+        "shards",
+        "shard_size",
+        "workers",
+        "max_pixels",
+        "max_rejected",
+    )
     ui_color = "#e8f5e9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -77,11 +191,29 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         metadata: str,
         files: str,
         size: int = 64,
+        aspect: str = "stretch",
+        windowing: str = "dicom",
+        frame: int = 0,
+        all_frames: bool = False,
         label_column: str = "label",
+        shards: bool = False,
+        shard_size: int = 1024,
+        workers: int = 0,
+        max_pixels: int = 100000000,
+        max_rejected: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.metadata = metadata
         self.files = files
         self.size = size
+        self.aspect = aspect
+        self.windowing = windowing
+        self.frame = frame
+        self.all_frames = all_frames
         self.label_column = label_column
+        self.shards = shards
+        self.shard_size = shard_size
+        self.workers = workers
+        self.max_pixels = max_pixels
+        self.max_rejected = max_rejected

@@ -1,39 +1,90 @@
-"""Read a folder, glob or single DICOM file into a metadata table and a folder of readable files."""
+"""Read a folder, glob, s3:// prefix, DICOMDIR or single DICOM file into a metadata table and a folder of files."""
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Literal
 
-from claimed_airflow.core import InputPath, OutputPath, component, reject
+from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
 
+log = logging.getLogger("claimed_airflow")
 TAGS = (
     "SOPInstanceUID",
     "StudyInstanceUID",
     "SeriesInstanceUID",
+    "SOPClassUID",
     "Modality",
     "BodyPartExamined",
     "PatientSex",
     "Rows",
     "Columns",
     "PhotometricInterpretation",
+    "BurnedInAnnotation",
 )
 _AGE_UNITS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
+MAGIC_OFFSET = 128
+
+
+def has_dicm_magic(path: Path) -> bool:
+    """True when ``path`` starts with the 128-byte preamble followed by ``DICM`` (a DICOM Part 10 file)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(MAGIC_OFFSET + 4)
+    except OSError:
+        return False
+    return head[MAGIC_OFFSET:] == b"DICM"
+
+
+def is_dicomdir(path: Path) -> bool:
+    import pydicom
+
+    if path.name.upper() != "DICOMDIR" and not has_dicm_magic(path):
+        return False
+    try:
+        meta = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # noqa: BLE001 - not readable: it is not a DICOMDIR
+        return False
+    return str(meta.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY
+
+
+def dicomdir_files(path: Path) -> list[Path]:
+    """The files a DICOMDIR references (its image, SR, ... records), in record order."""
+    from pydicom.fileset import FileSet
+
+    try:
+        fileset = FileSet(path)
+    except Exception as exc:  # noqa: BLE001 - a broken DICOMDIR is the user's input to fix
+        raise ClaimedError(f"source: DICOMDIR {path.name} cannot be read ({type(exc).__name__}: {exc})") from None
+    return [Path(instance.path) for instance in fileset]
 
 
 def discover(source: str) -> tuple[Path, list[Path]]:
-    """The base folder and the sorted candidate files of a folder, glob or single file."""
+    """The base folder and the sorted candidate files of a folder, glob, DICOMDIR or single file.
+
+    A folder is searched recursively; hidden files are skipped. DICOMDIR files met there are not
+    candidates themselves (their referenced files are in the folder anyway).
+    """
     path = Path(source)
     if path.is_dir():
-        return path, sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+        return path, [p for p in files if not (p.name.upper() == "DICOMDIR" and is_dicomdir(p))]
     if path.is_file():
+        if is_dicomdir(path):
+            return path.parent, dicomdir_files(path)
         return path.parent, [path]
     matches = sorted(Path(p) for p in glob.glob(source, recursive=True) if os.path.isfile(p))
     base = Path(os.path.commonpath([str(p.parent) for p in matches])) if matches else Path(".")
     return base, matches
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def check_pixel_data(ds) -> None:
@@ -54,50 +105,102 @@ def age_in_years(value: str | None) -> float | None:
     return round(int(value[:-1]) * _AGE_UNITS[value[-1]], 3)
 
 
+def read_row(path: Path, relative: str) -> dict:
+    """The metadata row of one DICOM file; raises on anything that is not a readable DICOM instance."""
+    import pydicom
+
+    if not has_dicm_magic(path):
+        raise ValueError("not a DICOM file (no DICM magic after the 128-byte preamble)")
+    ds = pydicom.dcmread(path)
+    if str(ds.file_meta.get("MediaStorageSOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY:
+        raise ValueError("a DICOMDIR (directory), not an instance")
+    if not ds.get("SOPInstanceUID"):
+        raise ValueError("SOPInstanceUID missing")
+    check_pixel_data(ds)
+    row = {"file": relative, **{tag: _text(ds.get(tag)) for tag in TAGS}}
+    row["PatientAge"] = age_in_years(_text(ds.get("PatientAge")))
+    try:
+        row["NumberOfFrames"] = max(int(ds.get("NumberOfFrames") or 1), 1)
+    except (TypeError, ValueError):
+        raise ValueError(f"NumberOfFrames not a number: {ds.get('NumberOfFrames')!r}") from None
+    row["TransferSyntaxUID"] = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    row["HasPixelData"] = "PixelData" in ds
+    return row
+
+
 @component("input")
 def dicom(
     source: InputPath,
     labels: InputPath | None = None,
     label_key: str = "file",
     label_column: str = "label",
+    duplicates: Literal["reject", "keep"] = "reject",
+    max_rejected: int | None = None,
     metadata: OutputPath = "metadata.parquet",
     files: OutputPath = "files",
 ) -> dict:
-    """Read DICOM files into a metadata table (one row per file) plus a folder of the readable files.
+    """Read DICOM files into a metadata table (one row per SOP instance) plus a folder of the readable files.
 
-    Files that are not readable DICOM are reported by name, listed in the run manifest and left out;
-    the rest of the batch goes on.
+    Sources: a local folder (searched recursively), a glob, an ``s3://`` (or other fsspec) prefix
+    staged by the runner, a DICOMDIR (its referenced files) or a single file. Files are recognised by
+    the ``DICM`` magic after the 128-byte preamble, not by their suffix. Each row carries file,
+    StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, SOPClassUID, Modality, BodyPartExamined,
+    PatientSex, PatientAge (years), Rows, Columns, PhotometricInterpretation, TransferSyntaxUID,
+    NumberOfFrames, HasPixelData, BurnedInAnnotation and, with a labels table, ``label``. Files that
+    are not readable DICOM and repeated SOPInstanceUIDs (the first file is kept) are reported by
+    name, listed in the run manifest and left out; the rest of the batch goes on.
 
-    :param source: Folder (searched recursively), glob pattern or single file of DICOM data.
+    :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR or single DICOM file.
     :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
     :param label_key: Column present in both the metadata and the labels table (e.g. file, SOPInstanceUID).
     :param label_column: Column of the labels table copied into the metadata as ``label``.
+    :param duplicates: A file whose SOPInstanceUID was already seen: ``reject`` sets it aside (the first file is
+        kept), ``keep`` keeps it with a warning (e.g. one instance in several transfer syntaxes).
+    :param max_rejected: Fail the task when more files than this are set aside (default: never, unless all).
     :param metadata: Parquet table: file, tags (PatientSex, PatientAge in years, Modality, ...), label.
     :param files: Folder with the readable DICOM files, named as in the ``file`` column.
     """
     import pandas as pd
-    import pydicom
-    from pydicom.errors import InvalidDicomError
 
     from claimed_airflow.core.tables import read_table, write_table
 
     base, candidates = discover(source)
-    rows = []
+    label_table = read_table(labels, name="labels") if labels is not None else None
+    rows: list[dict] = []
+    seen: dict[str, str] = {}
+    rejected = repeated = 0
     out = Path(files)
     out.mkdir(parents=True)
+    progress = Progress("input.dicom", len(candidates))
+
+    def set_aside(item: str, reason: str) -> None:
+        nonlocal rejected
+        rejected += 1
+        reject(item, reason)
+        if max_rejected is not None and rejected > max_rejected:
+            raise ClaimedError(f"max_rejected: more than {max_rejected} file(s) set aside (see the task log)")
+
     for path in candidates:
-        relative = path.relative_to(base).as_posix()
+        progress.advance()
         try:
-            ds = pydicom.dcmread(path)
-            check_pixel_data(ds)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
-            reject(relative, f"not a readable DICOM file ({type(exc).__name__}: {exc})")
+            relative = path.relative_to(base).as_posix()
+        except ValueError:  # a DICOMDIR record pointing outside its folder
+            set_aside(str(path), "outside the source folder")
             continue
-        row = {"file": relative, **{tag: _text(ds.get(tag)) for tag in TAGS}}
-        row["PatientAge"] = age_in_years(_text(ds.get("PatientAge")))
-        row["NumberOfFrames"] = int(ds.get("NumberOfFrames") or 1)
-        row["TransferSyntaxUID"] = str(ds.file_meta.get("TransferSyntaxUID", ""))
-        row["HasPixelData"] = "PixelData" in ds
+        try:
+            row = read_row(path, relative)
+        except Exception as exc:  # noqa: BLE001 - whatever the reader meets, this file is set aside
+            set_aside(relative, f"not a readable DICOM file ({type(exc).__name__}: {exc})")
+            continue
+        uid = row["SOPInstanceUID"]
+        if uid in seen:
+            repeated += 1
+            reason = f"duplicate SOPInstanceUID {uid} (first seen in {seen[uid]})"
+            if duplicates == "reject":
+                set_aside(relative, reason)
+                continue
+            log.warning("%s: %s; kept (duplicates=keep)", relative, reason)
+        seen.setdefault(uid, relative)
         rows.append(row)
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -107,10 +210,10 @@ def dicom(
     table = pd.DataFrame(rows)
     for column in ("Rows", "Columns"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
-    if labels is not None:
-        table = _join_labels(table, read_table(labels, name="labels"), label_key, label_column)
+    if label_table is not None:
+        table = _join_labels(table, label_table, label_key, label_column)
     write_table(table, metadata)
-    return {"files_read": len(rows), "files_rejected": len(candidates) - len(rows)}
+    return {"files_read": len(rows), "files_rejected": rejected, "duplicates": repeated}
 
 
 def _text(value) -> str | None:
@@ -123,8 +226,9 @@ def _join_labels(table, labels, key: str, column: str):
             raise ClaimedError(f"label_key: column {key!r} not in the {name} table ({', '.join(frame.columns)})")
     if column not in labels.columns:
         raise ClaimedError(f"label_column: column {column!r} not in the labels table ({', '.join(labels.columns)})")
-    mapping = labels.drop_duplicates(key).set_index(key)[column]
-    table["label"] = table[key].map(mapping)
+    keys = labels[key].astype(str)
+    mapping = labels.assign(**{key: keys}).drop_duplicates(key).set_index(key)[column]
+    table["label"] = table[key].astype(str).map(mapping)
     for value in table.loc[table["label"].isna(), key]:
         reject(str(value), f"no label in the labels table for {key}={value}")
     return table

@@ -1,0 +1,199 @@
+"""transform.deidentify: PS3.15 Annex E basic profile, consistent UIDs, kept characteristics, secret salt."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from claimed_airflow.components.transform.deidentify import PROFILE
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.runner import run
+
+SALT = "pepper-7f3a9c1e-not-for-logs"
+
+
+def _walk(ds):
+    for elem in ds:
+        yield elem
+        if elem.VR == "SQ":
+            for item in elem.value:
+                yield from _walk(item)
+
+
+@pytest.fixture
+def phi_folder(tmp_path, shared_data) -> Path:
+    """Two instances of one study with identifying data everywhere, one flagged with burned-in text."""
+    folder = tmp_path / "phi" / "Doe^John"  # a folder name that is itself identifying
+    folder.mkdir(parents=True)
+    a = pydicom.dcmread(shared_data / "dicom" / "pydicom" / "CT_small.dcm")
+    b = pydicom.dcmread(shared_data / "dicom" / "pydicom" / "MR_small.dcm")
+    b.StudyInstanceUID = a.StudyInstanceUID
+    b.BurnedInAnnotation = "YES"
+    b.PatientSex = "F"
+    a.PatientBirthDate = "19700215"
+    del a.PatientAge  # the age in years then comes from birth and study date: 33
+    a.AccessionNumber = "ACC-5550123"
+    a.ReferringPhysicianName = "Welby^Marcus"
+    a.OperatorsName = "Ratched^Mildred"
+    a.PatientAddress = "742 Evergreen Terrace"
+    a.OtherPatientIDs = "MRN-0099887"
+    a.PatientTelephoneNumbers = "555-0100-123"
+    a.DeviceSerialNumber = "SN-XR-445566"
+    source = Dataset()
+    source.ReferencedSOPClassUID = b.SOPClassUID
+    source.ReferencedSOPInstanceUID = b.SOPInstanceUID
+    a.SourceImageSequence = [source]
+    request = Dataset()
+    request.RequestedProcedureID = "RP-31337"
+    request.ReasonForTheRequestedProcedure = "cough"
+    a.RequestAttributesSequence = [request]
+    a.add_new(0x60004000, "LT", "overlay note about Doe")
+    a.add_new(0x00991010, "LO", "PRIVATE-PHI-VALUE")
+    a.add_new(0x00990010, "LO", "ACME_PRIVATE")
+    a.save_as(folder / "john_doe_ct.dcm")
+    b.save_as(folder / "john_doe_mr.dcm")
+    (folder / "notes.txt").write_text("Doe, John: not a DICOM file")
+    return folder
+
+
+def _identifying(paths) -> dict[str, set[str]]:
+    """keyword -> original non-empty values of the profile's attributes (anywhere, sequences included)."""
+    found: dict[str, set[str]] = {}
+    public: set[str] = set()  # values of attributes the profile keeps (e.g. Manufacturer TOSHIBA)
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for elem in [*_walk(ds), *ds.file_meta]:
+            if elem.keyword in PROFILE and elem.VR != "SQ" and elem.value not in (None, ""):
+                found.setdefault(elem.keyword, set()).add(str(elem.value))
+            elif elem.tag.is_private and isinstance(elem.value, str) and elem.value:
+                found.setdefault("private", set()).add(elem.value)
+            elif elem.VR not in ("SQ", "OB", "OW", "UI"):
+                public.add(str(elem.value))
+    return {keyword: {v for v in values if not any(v in p for p in public)} for keyword, values in found.items()}
+
+
+def _measurement(value: str) -> bool:
+    """A decimal number such as PatientWeight 0.000000: not identifying text to search output bytes for."""
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return "." in value
+
+
+def _outputs(result) -> list[Path]:
+    return sorted(Path(result["output"]).glob("*.dcm"))
+
+
+def test_basic_profile_removes_every_identifying_value(tmp_path, phi_folder, monkeypatch, caplog):
+    monkeypatch.setenv("DEID_SALT", SALT)
+    originals = sorted(phi_folder.glob("*.dcm"))
+    phi = _identifying(originals)
+    assert {"PatientName", "PatientID", "StudyInstanceUID", "AccessionNumber", "InstitutionName"} <= set(phi)
+    read = run("input.dicom", {"source": str(phi_folder.parent)}, root=str(tmp_path))
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    result = run(
+        "transform.deidentify",
+        {"files": read["files"], "metadata": read["metadata"], "salt_env": "DEID_SALT", "keep_patient_sex": True},
+        root=str(tmp_path),
+    )
+    assert result["files_deidentified"] == 2 and result["burned_in_annotation"] == 1
+    outputs = _outputs(result)
+    assert len(outputs) == 2
+    for path in outputs:
+        ds = pydicom.dcmread(path)
+        for elem in [*_walk(ds), *ds.file_meta]:
+            assert not elem.tag.is_private, path
+            if elem.keyword in phi and elem.keyword != "PatientSex":
+                assert str(elem.value) not in phi[elem.keyword], (elem.keyword, elem.value)
+        assert ds.PatientIdentityRemoved == "YES"
+        assert [c.CodeValue for c in ds.DeidentificationMethodCodeSequence] == ["113100", "113108"]
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID == path.stem
+        assert ds.SOPClassUID in ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4")  # classes are kept
+        assert ds.pixel_array.size > 0
+    # nothing identifying in any byte of any output: files, table, report, manifest, file names, log
+    values = {v for kw, vs in phi.items() if kw != "PatientSex" for v in vs if len(v) >= 6 and not _measurement(v)}
+    values |= {"Doe^John", "john_doe"}
+    blobs = [p.read_bytes() + p.name.encode() for p in outputs]
+    blobs += [Path(result[k]).read_bytes() for k in ("table", "report", "manifest")]
+    blobs.append(caplog.text.encode())
+    for value in values:
+        assert not any(value.encode() in blob for blob in blobs), value
+    assert not any(SALT.encode() in blob for blob in blobs)
+    # UIDs map consistently: one study, the reference from the CT points at the new MR instance
+    ct, mr = (pydicom.dcmread(p) for p in outputs)
+    if ct.Modality != "CT":
+        ct, mr = mr, ct
+    assert ct.StudyInstanceUID == mr.StudyInstanceUID and ct.StudyInstanceUID.startswith("2.25.")
+    assert ct.SourceImageSequence[0].ReferencedSOPInstanceUID == mr.SOPInstanceUID
+    assert all(len(u) <= 64 for u in (ct.SOPInstanceUID, ct.SeriesInstanceUID, ct.FrameOfReferenceUID))
+    assert ct.PatientSex == "O" and mr.PatientSex == "F"  # kept when asked
+    assert "PatientAge" not in ct and "PatientBirthDate" in ct and ct.PatientBirthDate == ""
+    table = pd.read_parquet(result["table"]).set_index("file")
+    assert sorted(table.index) == sorted(p.name for p in outputs)
+    assert table.loc[f"{ct.SOPInstanceUID}.dcm", "StudyInstanceUID"] == ct.StudyInstanceUID
+    assert "PatientSex" in table.columns and "PatientAge" not in table.columns
+    report = json.loads(Path(result["report"]).read_text())
+    assert report["salt_source"] == "environment variable DEID_SALT"
+    assert report["burned_in_annotation"] == [f"{mr.SOPInstanceUID}.dcm"]
+    actions = {e["file"]: e for e in report["files"]}[f"{ct.SOPInstanceUID}.dcm"]
+    assert {"OperatorsName", "PatientAddress", "RequestAttributesSequence"} <= set(actions["removed"])
+    assert {"PatientName", "PatientID"} <= set(actions["emptied"]) and actions["private_removed"] >= 3
+
+
+def test_uids_are_stable_per_salt_and_options(tmp_path, phi_folder, monkeypatch):
+    monkeypatch.setenv("DEID_SALT", SALT)
+    monkeypatch.setenv("OTHER_SALT", "something else")
+    monkeypatch.setenv("AIRFLOW_CONN_DEID_SALT", json.dumps({"conn_type": "generic", "password": SALT}))
+
+    def uids(**args) -> set[str]:
+        root = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"  # one root per run: ad-hoc scopes are per second
+        result = run("transform.deidentify", {"files": str(phi_folder), **args}, root=str(root))
+        return {p.stem for p in _outputs(result)}, result
+
+    first, _ = uids(salt_env="DEID_SALT")
+    again, _ = uids(salt_env="DEID_SALT")
+    by_connection, result = uids(salt_connection="deid_salt", keep_patient_age=True, burned_in="reject")
+    other, _ = uids(salt_env="OTHER_SALT")
+    assert first == again and len(first) == 2
+    assert by_connection < first and len(by_connection) == 1  # the burned-in MR is set aside
+    assert not (other & first)
+    ct = pydicom.dcmread(_outputs(result)[0])
+    assert ct.PatientAge == "033Y" and ct.PatientSex == ""  # age from birth/study date; sex emptied
+    rejected = json.loads(Path(result["manifest"]).read_text())["rejected"]
+    assert any("BurnedInAnnotation" in r["reason"] for r in rejected)
+    assert SALT not in Path(result["manifest"]).read_text()
+    with pytest.raises(ClaimedError, match="^salt_env: environment variable MISSING_SALT"):
+        run("transform.deidentify", {"files": str(phi_folder), "salt_env": "MISSING_SALT"}, root=str(tmp_path))
+    with pytest.raises(ClaimedError, match="^salt_connection: connection 'nope' not found"):
+        run("transform.deidentify", {"files": str(phi_folder), "salt_connection": "nope"}, root=str(tmp_path))
+
+
+def test_deidentified_files_flow_into_dicom_to_images(tmp_path, phi_folder, monkeypatch):
+    monkeypatch.setenv("DEID_SALT", SALT)
+    shutil.copy(phi_folder / "john_doe_ct.dcm", phi_folder / "same_instance_again.dcm")
+    read = run("input.dicom", {"source": str(phi_folder), "duplicates": "keep"}, root=str(tmp_path))
+    assert read["files_read"] == 3
+    deid = run(
+        "transform.deidentify",
+        {"files": read["files"], "metadata": read["metadata"], "salt_env": "DEID_SALT"},
+        root=str(tmp_path),
+    )
+    assert deid["files_deidentified"] == 2  # the repeated instance is set aside, not written twice
+    reasons = [r["reason"] for r in json.loads(Path(deid["manifest"]).read_text())["rejected"]]
+    assert len(reasons) == 1 and "duplicate SOPInstanceUID" in reasons[0]
+    assert len(pd.read_parquet(deid["table"])) == 2
+    images = run(
+        "transform.dicom_to_images",
+        {"metadata": deid["table"], "files": deid["output"], "size": 16, "workers": 1},
+        root=str(tmp_path),
+    )
+    assert images["images_written"] == 2
