@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pydicom
 import pytest
-from test_s3 import s3_endpoint  # noqa: F401 - the moto S3 server fixture
 
 from claimed_airflow.components.input.dicom import read_row
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
+from tests.test_s3 import s3_endpoint  # noqa: F401 - the moto S3 server fixture
 
 COLUMNS = {
     "file",

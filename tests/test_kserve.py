@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from k8s_stub import KubernetesStub
 
 from claimed_airflow.components.deploy.kserve import inference_service
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
+from tests.k8s_stub import KubernetesStub
 
 pytest.importorskip("airflow.providers.cncf.kubernetes")
 

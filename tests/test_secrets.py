@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
-from test_notification_email import smtp  # noqa: F401 (fixture)
-from test_watson_ml import connection, isolated_env, model  # noqa: F401 (fixtures)
-from wml_stub import API_KEY, WatsonMLStub
+
+from tests.test_notification_email import smtp  # noqa: F401 (fixture)
+from tests.test_watson_ml import connection, isolated_env, model  # noqa: F401 (fixtures)
+from tests.wml_stub import API_KEY, WatsonMLStub
 
 pytest.importorskip("ibm_watsonx_ai")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_model import CLASSES, SIZE, make_model_folder, png_bytes
 
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.serving import ServedModel, resolve_model_folder, serving
+from tests.tiny_model import CLASSES, SIZE, make_model_folder, png_bytes
 
 
 @pytest.fixture(scope="module")

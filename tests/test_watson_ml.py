@@ -6,11 +6,11 @@ import json
 import os
 
 import pytest
-from tiny_model import make_model_folder, png_bytes
-from wml_stub import API_KEY, SPACE_ID, SPEC_ID, USERNAME, WatsonMLStub
 
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
+from tests.tiny_model import make_model_folder, png_bytes
+from tests.wml_stub import API_KEY, SPACE_ID, SPEC_ID, USERNAME, WatsonMLStub
 
 pytest.importorskip("ibm_watsonx_ai")
 
