@@ -26,7 +26,7 @@ def reproduce(manifest_uri: str, root: str | None = None) -> dict:
         record = storage.read_json(manifest_uri)
     except (OSError, json.JSONDecodeError) as exc:
         raise ClaimedError(f"manifest: cannot read {manifest_uri}: {exc}") from None
-    spec = registry.get(record["component"])
+    spec = registry.get(record.get("reference") or record["component"])
     report: dict = {"component": spec.name, "manifest": manifest_uri, "inputs": {}, "outputs": {}}
     if record.get("component_version") != __version__:
         report["version"] = {"recorded": record.get("component_version"), "current": __version__}

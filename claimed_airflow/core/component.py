@@ -59,6 +59,14 @@ class ComponentSpec:
     gate: bool = False
 
     @property
+    def reference(self) -> str:
+        """How every engine finds this component: its name for the library, ``module:function`` otherwise."""
+        module = getattr(self.function, "__module__", "")
+        if module.startswith("claimed_airflow.components."):
+            return self.name
+        return f"{module}:{self.function.__qualname__}"
+
+    @property
     def inputs(self) -> tuple[Parameter, ...]:
         return tuple(p for p in self.parameters if p.kind == "input")
 

@@ -55,6 +55,7 @@ def build(
     return {
         "manifest_version": 1,
         "component": spec.name,
+        "reference": spec.reference,
         "component_version": __version__,
         "library_version": __version__,
         "image": spec.image,

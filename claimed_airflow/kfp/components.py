@@ -77,7 +77,7 @@ def step_source(spec: ComponentSpec) -> str:
         "    arguments = dict(locals())",
         "    from claimed_airflow.kfp.step import run_step",
         "",
-        f"    return run_step({spec.name!r}, arguments)",
+        f"    return run_step({spec.reference!r}, arguments)",
         "",
     ]
     return "\n".join(lines)
