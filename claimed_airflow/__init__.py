@@ -7,6 +7,7 @@ DAG that uses our operators, so it holds only the version and the provider metad
 __version__ = "0.1.0"
 
 _OPERATOR_MODULES = (
+    "claimed_airflow.operators.analyze",
     "claimed_airflow.operators.base",
     "claimed_airflow.operators.deploy",
     "claimed_airflow.operators.filter",

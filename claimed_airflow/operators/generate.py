@@ -96,10 +96,18 @@ def module_sources() -> dict[str, str]:
 def init_source(sources: dict[str, str]) -> str:
     names = [(category, spec.operator) for spec in registry.components().values() for category in [spec.category]]
     lines = ['"""Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""', ""]
-    lines.append("from claimed_airflow.operators.base import ClaimedOperator")
-    for category in sorted(sources):
-        operators = sorted(op for c, op in names if c == category)
-        lines.append(f"from claimed_airflow.operators.{category} import {', '.join(operators)}")
+    imports = {"base": ["ClaimedOperator"]}
+    for category in sources:
+        imports[category] = sorted(op for c, op in names if c == category)
+    for module in sorted(imports):
+        line = f"from claimed_airflow.operators.{module} import {', '.join(imports[module])}"
+        if len(line) > 120:
+            line = (
+                f"from claimed_airflow.operators.{module} import (\n"
+                + "".join(f"    {name},\n" for name in imports[module])
+                + ")"
+            )
+        lines.append(line)
     lines += ["", "__all__ = ["]
     lines += [f'    "{name}",' for name in sorted(["ClaimedOperator", *(op for _, op in names)])]
     lines.append("]")

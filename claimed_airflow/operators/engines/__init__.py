@@ -47,7 +47,7 @@ def json_setting(name: str, default: Any = None) -> Any:
 
 
 def resolve(engine: str | None) -> str:
-    """The engine a task uses: its ``engine`` argument, else Variable ``claimed_engine``, ``[claimed] engine``, local."""
+    """The engine of a task: its ``engine`` argument, else Variable ``claimed_engine``, ``[claimed] engine``, local."""
     chosen = (engine or "").strip()
     if chosen.lower() in USE_CONFIGURED:
         chosen = str(setting("engine", DEFAULT_ENGINE)).strip()
