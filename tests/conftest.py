@@ -30,6 +30,9 @@ os.environ.update(
         "AIRFLOW__CLAIMED__OUTPUT_ROOT": str(_home / "artifacts"),
         "CLAIMED_OUTPUT_ROOT": str(_home / "artifacts"),
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # engine=spark: spark-submit (the venv's, on PATH below) with a local master; Spark binds 127.0.0.1
+        "AIRFLOW_CONN_SPARK_DEFAULT": '{"conn_type": "spark", "host": "local[*]"}',
+        "SPARK_LOCAL_IP": "127.0.0.1",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 )

@@ -184,7 +184,10 @@ def test_templated_engine_and_arguments_are_rendered_before_the_pod_is_built():
 
     with DAG("k8s_dag", schedule=None, start_date=datetime(2026, 1, 1), params={"epochs": Param(9)}) as dag:
         operator = MobileNetV2TrainOperator(
-            task_id="task", images="s3://b/{{ params.epochs }}/images", epochs="{{ params.epochs }}", engine="kubernetes"
+            task_id="task",
+            images="s3://b/{{ params.epochs }}/images",
+            epochs="{{ params.epochs }}",
+            engine="kubernetes",
         )
     context = context_for(SCOPE, dag)
     context["params"] = {"epochs": 12}
@@ -226,7 +229,9 @@ def test_pod_command_gives_the_same_outputs_as_in_process(tmp_path):
         in_pod = run_pod_command(pod, tmp_path / f"{task_id}.xcom.json")
         spec = registry.get(operator.component)
         in_process = run(spec, operator.component_arguments(), root=local_root, scope=scope)
-        assert in_pod == {k: v.replace(local_root, pod_root) if isinstance(v, str) else v for k, v in in_process.items()}
+        assert in_pod == {
+            k: v.replace(local_root, pod_root) if isinstance(v, str) else v for k, v in in_process.items()
+        }
         assert manifest_hashes(in_pod) == manifest_hashes(in_process)
         assert all(manifest_hashes(in_pod).values())
         return in_pod, in_process

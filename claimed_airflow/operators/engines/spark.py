@@ -46,7 +46,8 @@ def submit_operator(operator, context: Any, spec, root: str, scope):
     env = {}
     # The driver (and executors of a local master) run this Python, which has claimed-airflow installed,
     # unless the deployment says otherwise (PYSPARK_PYTHON or spark.pyspark.python).
-    conf = dict(operator.spark_conf or {})
+    # Text timestamps mean UTC, as with engine=local (claimed_airflow.core.spark.LOCAL_CONF).
+    conf = {"spark.sql.session.timeZone": "UTC", **(operator.spark_conf or {})}
     if "PYSPARK_PYTHON" not in os.environ and "spark.pyspark.python" not in conf:
         env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     options: dict[str, Any] = {
