@@ -21,6 +21,8 @@ from claimed_airflow.core import registry
 from claimed_airflow.core.runner import run
 from claimed_airflow.core.storage import Scope
 
+pytest.importorskip("airflow.providers.cncf.kubernetes", reason="needs the kubernetes extra")
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "dags" / "sample_data" / "chestxray"
 XCOM = "/airflow/xcom/return.json"
@@ -279,6 +281,7 @@ def local_kubelet(tmp_path, monkeypatch):
     return pods
 
 
+@pytest.mark.e2e
 def test_a_dag_switches_to_kubernetes_by_configuration_alone(run_dag, local_kubelet, monkeypatch, tmp_path):
     """The gate DAG (no engine argument in it) runs every task as a pod once ``[claimed] engine`` says so."""
     import pandas as pd

@@ -19,6 +19,9 @@ from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 from claimed_airflow.core.storage import Scope, content_hash, safe_name
 
+pytest.importorskip("pyspark", reason="needs the spark extra")
+pytest.importorskip("airflow.providers.apache.spark", reason="needs the spark extra")
+
 ROOT = Path(__file__).resolve().parents[1]
 SENSORS = ROOT / "dags" / "sample_data" / "sensors" / "sensors.csv"
 SPARK_COMPONENTS = [
@@ -28,6 +31,15 @@ SPARK_COMPONENTS = [
     "transform.spark_sql",
     "analyze.spark_ts_trends",
 ]
+
+
+def test_pyspark_files_are_pysparks_own():
+    """pyspark-client (required by the Spark provider) ships an older subset of pyspark's files."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    assert pyspark.__version__ == version("pyspark")
 
 
 @pytest.fixture(scope="module")
