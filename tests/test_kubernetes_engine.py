@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -66,6 +67,21 @@ def build_pod(operator, scope: Scope = SCOPE, root: str = "s3://claimed-out/root
     spec = registry.get(operator.component)
     pod_operator = kubernetes.pod_operator(operator, context_for(scope), spec, root, scope)
     return pod_operator.build_pod_request_obj(context_for(scope), dry_run=True)
+
+
+def test_dags_parse_without_the_engine_providers_or_heavy_libraries():
+    """KubernetesPodOperator and SparkSubmitOperator (~3 s of imports each) load when a task runs, not at parse."""
+    code = (
+        "import runpy, sys\n"
+        "for dag in ('dags/dicom_to_deployment.py', 'dags/spark_etl.py'):\n"
+        "    runpy.run_path(dag)\n"
+        "print(','.join(m for m in ('airflow.providers.cncf.kubernetes.operators.pod', "
+        "'airflow.providers.apache.spark.operators.spark_submit', 'kubernetes', 'pyspark', 'pandas') "
+        "if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == ""
 
 
 @pytest.mark.parametrize("spec", list(registry.components().values()), ids=lambda s: s.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from datetime import UTC, datetime
@@ -57,7 +58,7 @@ def build(
         "component": spec.name,
         "component_version": __version__,
         "library_version": __version__,
-        "image": spec.image,
+        "image": os.environ.get("CLAIMED_IMAGE") or spec.image,  # a pod says which image it runs
         "scope": scope,
         "parameters": parameters,
         "inputs": inputs,
