@@ -7,6 +7,7 @@ master ``$CLAIMED_SPARK_MASTER`` or ``local[*]``, no web UI. pyspark is imported
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -47,6 +48,8 @@ def session(app: str = "claimed-airflow") -> SparkSession:
         builder = builder.master(os.environ.get("CLAIMED_SPARK_MASTER", "local[*]"))
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
+    # py4j logs every closed connection at INFO when the process exits; Airflow's logging shows INFO
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("CLAIMED_SPARK_LOG_LEVEL", "WARN"))
     return spark
