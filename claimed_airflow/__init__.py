@@ -7,6 +7,7 @@ DAG that uses our operators, so it holds only the version and the provider metad
 __version__ = "0.1.0"
 
 _OPERATOR_MODULES = (
+    "claimed_airflow.operators.analyze",
     "claimed_airflow.operators.base",
     "claimed_airflow.operators.deploy",
     "claimed_airflow.operators.filter",
@@ -99,11 +100,42 @@ def get_provider_info() -> dict:
                         "default": "False",
                     },
                     "engine": {
-                        "description": "Default engine of claimed operators (local).",
+                        "description": "Default engine of claimed operators: local, kubernetes or spark "
+                        "(an Airflow Variable claimed_engine wins; an operator's engine argument wins over both).",
                         "version_added": "0.1.0",
                         "type": "string",
-                        "example": "local",
+                        "example": "kubernetes",
                         "default": "local",
+                    },
+                    "image": {
+                        "description": "engine=kubernetes: component image (default "
+                        "ghcr.io/claimed-framework/claimed-airflow:<version>); Variable claimed_image wins.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "registry.example.com/claimed-airflow:0.1.0",
+                        "default": None,
+                    },
+                    "gpu_image": {
+                        "description": "engine=kubernetes: image of GPU components (default <image>:<version>-gpu).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "registry.example.com/claimed-airflow:0.1.0-gpu",
+                        "default": None,
+                    },
+                    "kubernetes_namespace": {
+                        "description": "engine=kubernetes: namespace of the pods (default: the connection's).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "claimed",
+                        "default": None,
+                    },
+                    "gpu_node_selector": {
+                        "description": "engine=kubernetes: node selector (JSON) of GPU components; "
+                        "node_selector, tolerations, gpu_tolerations and image_pull_secrets work alike.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '{"nvidia.com/gpu.present": "true"}',
+                        "default": None,
                     },
                 },
             }

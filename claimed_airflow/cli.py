@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from claimed_airflow import __version__
 from claimed_airflow.core import registry
@@ -46,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--dag-id", default="adhoc", help="scope: DAG id (outputs go to <root>/<dag>/<run>/<task>)")
     run.add_argument("--run-id", help="scope: run id (default: the current time)")
     run.add_argument("--task-id", help="scope: task id (default: the component name)")
+    run.add_argument("--map-index", type=int, default=-1, help="scope: map index of a mapped task")
     run.add_argument("--output", action="append", default=[], metavar="NAME=URI", help="place an output explicitly")
+    run.add_argument("--xcom-file", help="also write the result JSON to this file (a pod's /airflow/xcom/return.json)")
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
@@ -62,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             spec = registry.get(args.component)
             print(json.dumps(spec.to_dict(), indent=2, default=str) if args.json else describe_text(spec))
         elif args.command == "run":
-            print(json.dumps(run_command(args, extra), indent=2, default=str))
+            result = run_command(args, extra)
+            if args.xcom_file:
+                write_result(args.xcom_file, result)
+            print(json.dumps(result, indent=2, default=str))
         else:
             args.func(args)
     except ClaimedError as exc:
@@ -85,8 +91,22 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> dict:
             raise ClaimedError(f"--output: expected NAME=URI, got {item!r}")
         outputs[name] = uri
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    scope = Scope(dag_id=args.dag_id, run_id=args.run_id or now(), task_id=args.task_id or spec.name)
+    scope = Scope(
+        dag_id=args.dag_id, run_id=args.run_id or now(), task_id=args.task_id or spec.name, map_index=args.map_index
+    )
     return run(spec, arguments, root=args.output_root, scope=scope, output_uris=outputs)
+
+
+def write_result(path: str, result: dict) -> None:
+    """The result as one JSON object (what the KubernetesPodOperator's XCom sidecar reads)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, default=str))
+
+
+def component_main(component: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a component module run as a script (``spark-submit <module>.py --param value ...``)."""
+    return main(["run", component, *(sys.argv[1:] if argv is None else argv)])
 
 
 def parse_arguments(spec, tokens: list[str]) -> dict[str, str]:

@@ -19,6 +19,10 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
 
 Outputs go to `<output root>/dicom_to_deployment/<run_id>/<task_id>/`; the default data is the
 bundled chest X-ray sample (10 Secondary Capture files built with `input.images_to_dicom`).
+
+The `engine` param picks where the tasks run: `local` (the worker), `kubernetes` (one pod per task
+from the component image; **train** asks for an `nvidia.com/gpu`), or `default`: the Airflow Variable
+`claimed_engine`, else `[claimed] engine`, else local. The DAG itself does not change.
 """
 
 from __future__ import annotations
@@ -52,8 +56,14 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["claimed", "dicom", "computer-vision"],
-    default_args={"owner": "claimed", "cache": "{{ params.cache }}"},
+    default_args={"owner": "claimed", "cache": "{{ params.cache }}", "engine": "{{ params.engine }}"},
     params={
+        "engine": Param(
+            "default",
+            type="string",
+            enum=["default", "local", "kubernetes"],
+            description="Where tasks run; default: Variable claimed_engine / [claimed] engine / local.",
+        ),
         "dicom_source": Param(str(SAMPLE / "dicom"), type="string", description="Folder, glob or URI of DICOM files."),
         "labels": Param(str(SAMPLE / "labels.csv"), type="string", description="Labels table (column file, label)."),
         "image_size": Param(64, type="integer", minimum=32, maximum=512, description="Image width/height in pixels."),

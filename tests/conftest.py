@@ -35,6 +35,9 @@ os.environ.update(
             {"type": "file", "log_file_path": str(_home / "openlineage.jsonl"), "append": True}
         ),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": "claimed-tests",
+        # engine=spark: spark-submit (the venv's, on PATH below) with a local master; Spark binds 127.0.0.1
+        "AIRFLOW_CONN_SPARK_DEFAULT": '{"conn_type": "spark", "host": "local[*]"}',
+        "SPARK_LOCAL_IP": "127.0.0.1",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 )

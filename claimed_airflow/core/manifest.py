@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from datetime import UTC, datetime
@@ -58,7 +59,7 @@ def build(
         "reference": spec.reference,
         "component_version": __version__,
         "library_version": __version__,
-        "image": spec.image,
+        "image": os.environ.get("CLAIMED_IMAGE") or spec.image,  # a pod says which image it runs
         "scope": scope,
         "parameters": parameters,
         "inputs": inputs,

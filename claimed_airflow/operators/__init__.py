@@ -1,5 +1,6 @@
 """Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""
 
+from claimed_airflow.operators.analyze import SparkTimeSeriesTrendsOperator
 from claimed_airflow.operators.base import ClaimedOperator
 from claimed_airflow.operators.deploy import (
     ConditionBlessingOperator,
@@ -7,7 +8,7 @@ from claimed_airflow.operators.deploy import (
     LocalDeployOperator,
     WatsonMLDeployOperator,
 )
-from claimed_airflow.operators.filter import FilterOperator
+from claimed_airflow.operators.filter import FilterOperator, SparkSampleOperator
 from claimed_airflow.operators.input import (
     ClimateCopernicusInputOperator,
     CovidChestXrayInputOperator,
@@ -33,6 +34,9 @@ from claimed_airflow.operators.transform import (
     ApplyTransformOperator,
     DeidentifyTransformOperator,
     DicomToImagesTransformOperator,
+    SparkCsvToParquetOperator,
+    SparkParquetToCsvOperator,
+    SparkSqlOperator,
 )
 from claimed_airflow.operators.tune import HyperparametersTuneOperator
 from claimed_airflow.operators.visualize import MapFromCoordinatesOperator
@@ -62,6 +66,11 @@ __all__ = [
     "NotificationEmailOperator",
     "PredictImagesOperator",
     "RobustnessMetricOperator",
+    "SparkCsvToParquetOperator",
+    "SparkParquetToCsvOperator",
+    "SparkSampleOperator",
+    "SparkSqlOperator",
+    "SparkTimeSeriesTrendsOperator",
     "TfjobTrainOperator",
     "WatsonMLDeployOperator",
 ]

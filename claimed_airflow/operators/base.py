@@ -1,4 +1,8 @@
-"""The base operator: runs any claimed component through the shared core (engine ``local``)."""
+"""The base operator: runs any claimed component through the shared core, on the engine configured.
+
+Engines (``claimed_airflow.operators.engines``): ``local`` (in the worker), ``kubernetes`` (a pod of
+the component image through KubernetesPodOperator), ``spark`` (spark-submit through SparkSubmitOperator).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from claimed_airflow.operators.engines import ENGINES
 from claimed_airflow.operators.links import ArtifactsLink
 
-ENGINES = ("local",)
+__all__ = ["ENGINES", "ClaimedOperator", "default_output_root"]
 
 
 def default_output_root() -> str:
@@ -38,14 +43,50 @@ class ClaimedOperator(BaseOperator):
     :type component: str
     :param arguments: Parameters and input URIs of the component; values may be templates or XComArgs.
     :type arguments: dict
-    :param engine: Where the component runs: ``local`` (in the worker process).
-    :type engine: str
+    :param engine: Where the component runs: ``local`` (in the worker process), ``kubernetes`` (a pod) or
+        ``spark`` (spark-submit). Unset (or ``default``): Airflow Variable ``claimed_engine``, else
+        ``[claimed] engine``, else ``local``. A template, so ``"{{ params.engine }}"`` works.
+    :type engine: str | None
     :param output_root: Root URI of outputs; default ``[claimed] output_root`` or ``$AIRFLOW_HOME/claimed-artifacts``.
     :type output_root: str | None
     :param cache: Reuse the outputs of an earlier run with the same component version, parameters and
         input contents (outputs verified by hash); default ``[claimed] cache`` (false). Set it DAG-wide
         with ``default_args={"cache": True}``.
     :type cache: bool | str | None
+    :param image: kubernetes: container image; default Variable ``claimed_image`` / ``[claimed] image`` (GPU
+        tasks: ``gpu_image``), else the component's image tagged with the library version (``-gpu`` for GPU).
+    :type image: str | None
+    :param namespace: kubernetes: namespace of the pod; default ``[claimed] kubernetes_namespace``.
+    :type namespace: str | None
+    :param cpu: kubernetes: CPU request, e.g. ``"2"``; default from the component.
+    :type cpu: str | None
+    :param memory: kubernetes: memory request and limit, e.g. ``"8Gi"``; default from the component.
+    :type memory: str | None
+    :param gpus: kubernetes: ``nvidia.com/gpu`` limit; default from the component (train.mobilenet_v2: 1).
+    :type gpus: int | None
+    :param node_selector: kubernetes: node selector, e.g. ``{"nvidia.com/gpu.present": "true"}``; default
+        setting ``node_selector`` (GPU tasks: ``gpu_node_selector``).
+    :type node_selector: dict | None
+    :param tolerations: kubernetes: tolerations as dicts (key, operator, value, effect); GPU tasks default to
+        tolerating the ``nvidia.com/gpu`` taint.
+    :type tolerations: list | None
+    :param image_pull_secrets: kubernetes: names of image pull secrets; default setting ``image_pull_secrets``.
+    :type image_pull_secrets: list | None
+    :param secrets: kubernetes: Kubernetes secrets as environment: ``{"env": "AWS_SECRET_ACCESS_KEY",
+        "secret": "s3", "key": "secret_key"}``, ``{"secret": "s3"}`` (all keys) or ``{"secret": n, "mount": path}``.
+    :type secrets: list | None
+    :param env_vars: kubernetes: extra environment variables of the pod.
+    :type env_vars: dict | None
+    :param kubernetes_conn_id: kubernetes: Airflow connection of the cluster.
+    :type kubernetes_conn_id: str
+    :param pod_options: kubernetes: further KubernetesPodOperator arguments (service_account_name, volumes,
+        volume_mounts, affinity, in_cluster, startup_timeout_seconds, ...); they win over the ones above.
+    :type pod_options: dict | None
+    :param spark_conn_id: spark: Airflow connection of the Spark master (``spark_default``: set its host to
+        ``local[*]`` for one machine).
+    :type spark_conn_id: str
+    :param spark_conf: spark: extra ``--conf`` settings of spark-submit.
+    :type spark_conf: dict | None
     """
 
     component: ClassVar[str] = ""
@@ -61,9 +102,23 @@ class ClaimedOperator(BaseOperator):
         *,
         component: str | None = None,
         arguments: dict[str, Any] | None = None,
-        engine: str = "local",
+        engine: str | None = None,
         output_root: str | None = None,
         cache: bool | str | None = None,
+        image: str | None = None,
+        namespace: str | None = None,
+        cpu: str | None = None,
+        memory: str | None = None,
+        gpus: int | None = None,
+        node_selector: dict[str, str] | None = None,
+        tolerations: list[dict[str, Any]] | None = None,
+        image_pull_secrets: list[str] | None = None,
+        secrets: list[dict[str, str]] | None = None,
+        env_vars: dict[str, str] | None = None,
+        kubernetes_conn_id: str = "kubernetes_default",
+        pod_options: dict[str, Any] | None = None,
+        spark_conn_id: str = "spark_default",
+        spark_conf: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -77,6 +132,20 @@ class ClaimedOperator(BaseOperator):
         self.output_root = output_root
         self.cache = cache
         self.claimed_result: dict[str, Any] | None = None
+        self.image = image
+        self.namespace = namespace
+        self.cpu = cpu
+        self.memory = memory
+        self.gpus = gpus
+        self.node_selector = node_selector
+        self.tolerations = tolerations
+        self.image_pull_secrets = image_pull_secrets
+        self.secrets = secrets
+        self.env_vars = env_vars
+        self.kubernetes_conn_id = kubernetes_conn_id
+        self.pod_options = pod_options
+        self.spark_conn_id = spark_conn_id
+        self.spark_conf = spark_conf
 
     def component_arguments(self) -> dict[str, Any]:
         """The rendered parameter values; unset (None) ones are left to the component's defaults."""
@@ -87,22 +156,22 @@ class ClaimedOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from claimed_airflow.core import registry, storage
         from claimed_airflow.core.errors import ClaimedError
-        from claimed_airflow.core.runner import run
         from claimed_airflow.core.storage import Scope
+        from claimed_airflow.operators import engines
 
-        if self.engine not in ENGINES:
-            raise AirflowFailException(f"engine: {self.engine!r} is not available; choose one of {', '.join(ENGINES)}")
+        engine_name = engines.resolve(self.engine)
+        try:
+            engine = engines.load(engine_name)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
         ti = context["ti"]
         scope = Scope(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index)
+        root = storage.normalize(self.output_root or default_output_root())
+        self.log.info("%s: running %s on engine %s", self.task_id, self.component, engine_name)
         try:
-            result = run(
-                self.component,
-                self.component_arguments(),
-                root=self.output_root or default_output_root(),
-                scope=scope,
-                cache=self._cache_enabled(),
-            )
+            result = engine.execute(self, context, registry.get(self.component), root, scope)
         except ClaimedError as exc:
             raise AirflowFailException(f"{self.component}: {exc}") from None
         self.claimed_result = result

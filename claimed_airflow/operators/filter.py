@@ -39,3 +39,44 @@ class FilterOperator(ClaimedOperator):
         super().__init__(**kwargs)
         self.table = table
         self.condition = condition
+
+
+class SparkSampleOperator(ClaimedOperator):
+    """Keep a random fraction of the rows of a table (CSV, Parquet or JSON lines) with Spark.
+
+    Each row is kept with probability ``fraction`` (Bernoulli sampling; Poisson with replacement),
+    so the sample size is close to, not exactly, ``fraction`` times the rows. The same seed and
+    input give the same sample on the same Spark version and partitioning.
+
+    Runs the ``filter.spark_sample`` component. Outputs (XCom keys): output.
+
+    :param table: Input table: file or folder (CSV with a header, Parquet, JSON lines).
+    :type table: str
+    :param fraction: Expected share of rows to keep, in (0, 1]; with replacement, the expected times
+        each row is drawn.
+    :type fraction: float
+    :param seed: Random seed.
+    :type seed: int
+    :param with_replacement: Sample with replacement (a row can appear more than once).
+    :type with_replacement: bool
+    """
+
+    component = "filter.spark_sample"
+    component_fields = ("table", "fraction", "seed", "with_replacement")
+    ui_color = "#f1f8e9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        fraction: float,
+        seed: int = 42,
+        with_replacement: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.fraction = fraction
+        self.seed = seed
+        self.with_replacement = with_replacement

@@ -116,14 +116,15 @@ def module_sources() -> dict[str, str]:
 def init_source(sources: dict[str, str]) -> str:
     names = [(category, spec.operator) for spec in registry.library().values() for category in [spec.category]]
     lines = ['"""Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""', ""]
-    lines.append("from claimed_airflow.operators.base import ClaimedOperator")
-    for category in sorted(sources):
-        operators = sorted(op for c, op in names if c == category)
-        line = f"from claimed_airflow.operators.{category} import {', '.join(operators)}"
-        if len(line) > 120:  # the way ruff format wraps it
+    imports = {"base": ["ClaimedOperator"]}
+    for category in sources:
+        imports[category] = sorted(op for c, op in names if c == category)
+    for module in sorted(imports):
+        line = f"from claimed_airflow.operators.{module} import {', '.join(imports[module])}"
+        if len(line) > 120:
             line = (
-                f"from claimed_airflow.operators.{category} import (\n"
-                + "".join(f"    {op},\n" for op in operators)
+                f"from claimed_airflow.operators.{module} import (\n"
+                + "".join(f"    {name},\n" for name in imports[module])
                 + ")"
             )
         lines.append(line)

@@ -1,0 +1,1 @@
+"""CLAIMED components: analyze."""

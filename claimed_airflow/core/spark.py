@@ -1,0 +1,139 @@
+"""Shared by the Spark components: the SparkSession and reading/writing tables with Spark.
+
+Under ``spark-submit`` (engine ``spark``) the session is the one spark-submit configured (master
+from the ``spark_default`` connection). In-process (engine ``local``) a local session is started:
+master ``$CLAIMED_SPARK_MASTER`` or ``local[*]``, no web UI. pyspark is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from claimed_airflow.core.errors import ClaimedError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+LOCAL_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC",
+    # small local jobs: few shuffle partitions (adaptive execution coalesces further)
+    "spark.sql.shuffle.partitions": str(max(2, 2 * (os.cpu_count() or 1))),
+}
+TABLE_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+}
+
+
+def under_spark_submit() -> bool:
+    """True in a Python driver started by spark-submit (it passes the JVM gateway to Python)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def session(app: str = "claimed-airflow") -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app)
+    if not under_spark_submit():
+        builder = builder.master(os.environ.get("CLAIMED_SPARK_MASTER", "local[*]"))
+        for key, value in LOCAL_CONF.items():
+            builder = builder.config(key, value)
+    # py4j logs every closed connection at INFO when the process exits; Airflow's logging shows INFO
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("CLAIMED_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def table_format(path: str | Path, name: str = "table") -> str:
+    """csv, parquet or json from the suffix of a file or folder (a folder without one: by its files)."""
+    path = Path(path)
+    fmt = TABLE_SUFFIXES.get(path.suffix.lower())
+    if fmt:
+        return fmt
+    if path.is_dir():
+        found = {TABLE_SUFFIXES.get(p.suffix.lower()) for p in path.rglob("*") if p.is_file()} - {None}
+        if len(found) == 1:
+            return found.pop()
+    raise ClaimedError(f"{name}: cannot tell the format of {path.name} (expected .csv, .parquet or .json/.jsonl)")
+
+
+def read(
+    spark: SparkSession,
+    path: str | Path,
+    *,
+    name: str = "table",
+    header: bool = True,
+    delimiter: str | None = None,
+    infer_schema: bool = True,
+) -> DataFrame:
+    """A CSV, Parquet or JSON (lines) file or folder as a DataFrame."""
+    fmt = table_format(path, name)
+    reader = spark.read
+    if fmt == "csv":
+        sep = delimiter or ("\t" if Path(path).suffix.lower() == ".tsv" else ",")
+        reader = reader.option("header", header).option("inferSchema", infer_schema).option("sep", sep)
+    try:
+        return reader.format(fmt).load(str(path))
+    except Exception as exc:  # AnalysisException and friends: one line naming the input
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClaimedError(f"{name}: cannot read {Path(path).name}: {message}") from None
+
+
+def write(
+    frame: DataFrame,
+    path: str | Path,
+    *,
+    fmt: str = "parquet",
+    single_file: bool = False,
+    partition_by: list[str] | None = None,
+    options: dict[str, str] | None = None,
+) -> None:
+    """Write ``frame`` to ``path``: a folder of ``part-NNNNN.<ext>`` files, or one file (``single_file``).
+
+    Part files get stable names and Spark's ``_SUCCESS``/``.crc`` side files are removed, so the same
+    data written twice hashes the same in the run manifest.
+    """
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.spark")
+    writer = (frame.coalesce(1) if single_file else frame).write.mode("overwrite").options(**(options or {}))
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.format(fmt).save(str(staging))
+    tidy(staging)
+    if single_file:
+        parts = sorted(p for p in staging.rglob("part-*") if p.is_file())
+        if len(parts) != 1:
+            raise RuntimeError(f"expected one part file in {staging}, found {len(parts)}")
+        shutil.move(parts[0], path)
+        shutil.rmtree(staging)
+    else:
+        os.replace(staging, path)
+
+
+def tidy(folder: Path) -> None:
+    """Drop ``_SUCCESS`` and ``.crc`` files; ``part-00000-<uuid>-c000.<ext>`` becomes ``part-00000.<ext>``."""
+    for file in list(folder.rglob("*")):
+        if not file.is_file():
+            continue
+        if file.name == "_SUCCESS" or file.name.endswith(".crc"):
+            file.unlink()
+        elif file.name.startswith("part-"):
+            number = file.name.split("-")[1]
+            extension = file.name.split(".", 1)[1] if "." in file.name else ""
+            file.rename(file.with_name(f"part-{number}.{extension}" if extension else f"part-{number}"))
+
+
+def count(spark: SparkSession, path: str | Path, fmt: str = "parquet") -> int:
+    """Rows of a written table (for Parquet from the footers)."""
+    return spark.read.format(fmt).load(str(path)).count()

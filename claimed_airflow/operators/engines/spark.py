@@ -1,0 +1,74 @@
+"""Engine ``spark``: submit the component's module as the application of the apache.spark SparkSubmitOperator.
+
+``spark-submit <component module>.py --param=value ... --output-root <root> --dag-id ...``: the module's
+``__main__`` runs ``claimed-airflow run <component>``, and the component takes the SparkSession that
+spark-submit configured (master from the ``spark_default`` connection, e.g. ``local[*]``). The
+result (output URIs and small values) is read back from the run manifest the component writes under
+the output root, so it also works with a driver on the cluster (``deploy_mode=cluster``) when the
+output root is shared storage.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from claimed_airflow.core import commandline, storage
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.runner import MANIFEST
+
+
+def application(spec) -> str:
+    """The file of the component's module; it must have a ``main()`` entry (the Spark components do)."""
+    module = sys.modules[spec.function.__module__]
+    if not callable(getattr(module, "main", None)):
+        raise ClaimedError(
+            f"engine: spark submits a component's module as the application; {spec.name} has no main() "
+            "entry (Spark components such as transform.spark_csv_to_parquet have one)"
+        )
+    return module.__file__
+
+
+def result_from_manifest(record: dict, manifest_uri: str) -> dict[str, Any]:
+    """The same result ``runner.run`` returns, rebuilt from a manifest."""
+    result = {name: output["uri"] for name, output in record["outputs"].items()}
+    result.update(record.get("values") or {})
+    result["manifest"] = manifest_uri
+    return result
+
+
+def submit_operator(operator, context: Any, spec, root: str, scope):
+    """The SparkSubmitOperator that runs this task's component (built, not executed)."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    args = [*commandline.parameter_args(spec, operator.component_arguments()), *commandline.scope_args(root, scope)]
+    env = {}
+    # The driver (and executors of a local master) run this Python, which has claimed-airflow installed,
+    # unless the deployment says otherwise (PYSPARK_PYTHON or spark.pyspark.python).
+    # Text timestamps mean UTC, as with engine=local (claimed_airflow.core.spark.LOCAL_CONF).
+    conf = {"spark.sql.session.timeZone": "UTC", **(operator.spark_conf or {})}
+    if "PYSPARK_PYTHON" not in os.environ and "spark.pyspark.python" not in conf:
+        env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    options: dict[str, Any] = {
+        "task_id": operator.task_id,
+        "application": application(spec),
+        "application_args": args,
+        "conn_id": operator.spark_conn_id,
+        "conf": conf,
+        "name": f"claimed-{spec.name}-{scope.task_id}",
+        "env_vars": env or None,
+        "allow_nested_operators": True,
+    }
+    return SparkSubmitOperator(**options)
+
+
+def execute(operator, context: Any, spec, root: str, scope) -> dict[str, Any]:
+    submit = submit_operator(operator, context, spec, root, scope)
+    manifest_uri = storage.join(storage.task_uri(root, scope), MANIFEST)
+    if storage.exists(manifest_uri):  # an earlier try's record must not pass for this one's
+        storage.filesystem(manifest_uri).rm(manifest_uri)
+    submit.execute(context)
+    if not storage.exists(manifest_uri):
+        raise ClaimedError(f"{spec.name}: spark-submit finished but wrote no manifest at {manifest_uri}")
+    return result_from_manifest(storage.read_json(manifest_uri), manifest_uri)

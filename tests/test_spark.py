@@ -1,0 +1,238 @@
+"""Spark components with real pyspark: in-process (engine=local) and through spark-submit (engine=spark).
+
+One local SparkSession serves the in-process tests (started once, ~10-50 s on 2 busy cores); the DAG
+test runs every task as a real ``spark-submit`` through SparkSubmitOperator on ``local[*]``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from claimed_airflow.core import registry
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.runner import run
+from claimed_airflow.core.storage import Scope, content_hash, safe_name
+
+pytest.importorskip("pyspark", reason="needs the spark extra")
+pytest.importorskip("airflow.providers.apache.spark", reason="needs the spark extra")
+
+ROOT = Path(__file__).resolve().parents[1]
+SENSORS = ROOT / "dags" / "sample_data" / "sensors" / "sensors.csv"
+SPARK_COMPONENTS = [
+    "transform.spark_csv_to_parquet",
+    "transform.spark_parquet_to_csv",
+    "filter.spark_sample",
+    "transform.spark_sql",
+    "analyze.spark_ts_trends",
+]
+
+
+def test_pyspark_files_are_pysparks_own():
+    """pyspark-client (required by the Spark provider) ships an older subset of pyspark's files."""
+    from importlib.metadata import version
+
+    import pyspark
+
+    assert pyspark.__version__ == version("pyspark")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("spark-out"))
+
+
+@pytest.fixture(scope="module")
+def expected() -> pd.DataFrame:
+    frame = pd.read_csv(SENSORS, parse_dates=["time"])
+    return frame.sort_values(["time", "sensor"]).reset_index(drop=True)
+
+
+def normalized(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["time"] = pd.to_datetime(frame["time"]).dt.tz_localize(None).astype("datetime64[ns]")
+    for column in ("site", "sensor"):
+        frame[column] = frame[column].astype(str)
+    return frame.sort_values(["time", "sensor"]).reset_index(drop=True)[["time", "site", "sensor", "value"]]
+
+
+@pytest.fixture(scope="module")
+def parquet(root) -> dict:
+    return run("transform.spark_csv_to_parquet", {"table": str(SENSORS)}, root=root)
+
+
+def test_csv_to_parquet_reads_back_equal_to_the_csv(parquet, expected, root):
+    assert parquet["rows"] == 360 and parquet["columns"] == 4
+    folder = Path(parquet["output"])
+    assert sorted(p.name for p in folder.iterdir()) == ["part-00000.snappy.parquet"]  # no _SUCCESS/.crc side files
+    pd.testing.assert_frame_equal(normalized(pd.read_parquet(folder)), normalized(expected))
+    # the in-process pyarrow backend gives the same table
+    arrow = run("transform.spark_csv_to_parquet", {"table": str(SENSORS), "backend": "pyarrow"}, root=root)
+    pd.testing.assert_frame_equal(normalized(pd.read_parquet(arrow["output"])), normalized(expected))
+    # partitioned: one folder per site, same rows
+    parts = run("transform.spark_csv_to_parquet", {"table": str(SENSORS), "partition_by": ["site"]}, root=root)
+    assert sorted(p.name for p in Path(parts["output"]).iterdir()) == ["site=plant-a", "site=plant-b"]
+    assert len(pd.read_parquet(parts["output"])) == 360
+    with pytest.raises(ClaimedError, match="^partition_by: no column"):
+        run("transform.spark_csv_to_parquet", {"table": str(SENSORS), "partition_by": ["plant"]}, root=root)
+
+
+def test_parquet_to_csv_round_trip(parquet, expected, root):
+    result = run("transform.spark_parquet_to_csv", {"table": parquet["output"]}, root=root)
+    assert Path(result["output"]).is_file() and result["rows"] == 360
+    pd.testing.assert_frame_equal(normalized(pd.read_csv(result["output"])), normalized(expected))
+    split = run("transform.spark_parquet_to_csv", {"table": parquet["output"], "single_file": False}, root=root)
+    assert Path(split["output"]).is_dir()
+    parts = [pd.read_csv(p) for p in sorted(Path(split["output"]).glob("part-*.csv"))]
+    assert sum(len(p) for p in parts) == 360
+
+
+def test_sample_is_a_seeded_subset(parquet, root):
+    first = run("filter.spark_sample", {"table": parquet["output"], "fraction": 0.5, "seed": 1}, root=root)
+    again = run("filter.spark_sample", {"table": parquet["output"], "fraction": 0.5, "seed": 1}, root=root)
+    other = run("filter.spark_sample", {"table": parquet["output"], "fraction": 0.5, "seed": 2}, root=root)
+    assert content_hash(first["output"]) == content_hash(again["output"]) != content_hash(other["output"])
+    rows = pd.read_parquet(first["output"])
+    assert first["rows_in"] == 360 and first["rows_out"] == len(rows)
+    assert 180 - 40 < len(rows) < 180 + 40  # Bernoulli(0.5) on 360 rows: 4 standard deviations is ~38
+    source = pd.read_parquet(parquet["output"])
+    assert len(rows.merge(source, how="inner")) == len(rows)  # every sampled row is an input row
+    with pytest.raises(ClaimedError, match=r"^fraction: expected a value in \(0, 1\]"):
+        run("filter.spark_sample", {"table": parquet["output"], "fraction": 1.5}, root=root)
+
+
+def test_sql_query_over_the_table(parquet, expected, root):
+    query = "SELECT sensor, count(*) AS n, avg(value) AS mean FROM readings WHERE site = 'plant-a' GROUP BY sensor"
+    result = run("transform.spark_sql", {"table": parquet["output"], "query": query, "view": "readings"}, root=root)
+    got = pd.read_parquet(result["output"]).sort_values("sensor").reset_index(drop=True)
+    want = expected[expected.site == "plant-a"].groupby("sensor")["value"].agg(["count", "mean"]).reset_index()
+    assert got["sensor"].tolist() == want["sensor"].tolist() and got["n"].tolist() == want["count"].tolist()
+    np.testing.assert_allclose(got["mean"], want["mean"])
+    assert result["rows"] == 2 and result["columns"] == 3
+    for bad, message in [
+        ("DROP TABLE input", "^query: expected one SELECT"),
+        ("SELECT nope FROM input", "^query: .*nope"),
+        (f"SELECT * FROM parquet.`{parquet['output']}`", "^query: "),  # no reading files by path
+    ]:
+        with pytest.raises(ClaimedError, match=message):
+            run("transform.spark_sql", {"table": parquet["output"], "query": bad}, root=root)
+
+
+def test_time_series_trends_match_least_squares(parquet, expected, root):
+    args = {"table": parquet["output"], "time_column": "time", "value_column": "value", "group_by": ["site", "sensor"]}
+    result = run("analyze.spark_ts_trends", args, root=root)
+    trends = pd.read_parquet(result["output"]).set_index("sensor")
+    assert result["groups"] == 3 and trends.loc["boiler", "direction"] == "up"
+    assert trends.loc["chiller", "direction"] == "down"
+    for sensor, group in expected.groupby("sensor"):
+        days = (group["time"] - group["time"].min()).dt.total_seconds() / 86400
+        slope, intercept = np.polyfit(days, group["value"], 1)
+        row = trends.loc[sensor]
+        assert row["points"] == len(group)
+        np.testing.assert_allclose([row["slope_per_day"], row["intercept"]], [slope, intercept], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(row["r2"], np.corrcoef(days, group["value"])[0, 1] ** 2, rtol=1e-6)
+        assert row["first"] == group.sort_values("time")["value"].iloc[0]
+    daily = run("analyze.spark_ts_trends", {**args, "period": "day", "group_by": ["sensor"]}, root=root)
+    assert pd.read_parquet(daily["output"])["points"].tolist() == [60, 60, 60]
+    with pytest.raises(ClaimedError, match="^time_column: no column when"):
+        run("analyze.spark_ts_trends", {**args, "time_column": "when"}, root=root)
+
+
+def test_constant_and_short_series(tmp_path, root):
+    table = tmp_path / "short.csv"
+    table.write_text("t,g,v\n2026-01-01,a,5\n2026-01-02,a,5\n2026-01-03,a,5\n2026-01-01,b,1\n")
+    result = run(
+        "analyze.spark_ts_trends",
+        {"table": str(table), "time_column": "t", "value_column": "v", "group_by": ["g"]},
+        root=root,
+    )
+    trends = pd.read_parquet(result["output"]).set_index("g")
+    assert trends.loc["a", "direction"] == "flat" and trends.loc["a", "slope_per_day"] == 0
+    assert trends.loc["a", "r2"] == 1.0
+    assert trends.loc["b", "direction"] == "unknown" and pd.isna(trends.loc["b", "slope_per_day"])
+
+
+# -- engine=spark -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", SPARK_COMPONENTS)
+def test_spark_submit_command_is_the_component_module(name):
+    import claimed_airflow.operators as operators
+    from claimed_airflow.operators.engines import spark
+
+    spec = registry.get(name)
+    values = {p.name: f"s3://in/{p.name}" if p.kind == "input" else p.default for p in spec.arguments}
+    values = {k: v if v is not None else "x" for k, v in values.items()}
+    operator = getattr(operators, spec.operator)(
+        task_id="t", engine="spark", spark_conf={"spark.executor.cores": 2}, **values
+    )
+    scope = Scope("d", "r", "t")
+    submit = spark.submit_operator(operator, {}, spec, "s3://out", scope)
+    module = sys.modules[spec.function.__module__]
+    assert submit.application == module.__file__ and callable(module.main)
+    assert submit.application.endswith(name.split(".")[1] + ".py")
+    args = submit.application_args
+    assert args[-8:] == ["--output-root", "s3://out", "--dag-id", "d", "--run-id", "r", "--task-id", "t"]
+    inputs = [p.name for p in spec.inputs]
+    assert all(f"--{i}=s3://in/{i}" in args for i in inputs)
+    assert submit.conf == {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": 2}
+    assert submit._conn_id == "spark_default"
+
+
+def test_engine_spark_refuses_a_component_without_an_application():
+    from claimed_airflow.operators import FilterOperator
+    from claimed_airflow.operators.engines import spark
+
+    with pytest.raises(ClaimedError, match="^engine: spark submits a component's module"):
+        spark.submit_operator(
+            FilterOperator(task_id="t", table="t", condition="a"),
+            {},
+            registry.get("filter.rows"),
+            "/tmp",
+            Scope("d", "r", "t"),
+        )
+
+
+def test_result_rebuilt_from_the_manifest(parquet):
+    from claimed_airflow.operators.engines.spark import result_from_manifest
+
+    record = json.loads(Path(parquet["manifest"]).read_text())
+    assert result_from_manifest(record, parquet["manifest"]) == parquet
+
+
+@pytest.mark.e2e
+def test_spark_etl_dag_runs_through_spark_submit(run_dag, output_root, expected, monkeypatch):
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    submitted = []
+    original = SparkSubmitHook._build_spark_submit_command
+
+    def record(self, application):
+        command = original(self, application)
+        submitted.append(command)
+        return command
+
+    monkeypatch.setattr(SparkSubmitHook, "_build_spark_submit_command", record)
+    state, tasks, run_id = run_dag("spark_etl", {"engine": "spark"})
+    assert state == "success", tasks
+    assert set(tasks.values()) == {"success"} and len(tasks) == 5
+    assert len(submitted) == 5 and all(c[0] == "spark-submit" for c in submitted)
+    assert all(c[c.index("--master") + 1] == "local[*]" for c in submitted)
+    applications = {Path(arg).name for command in submitted for arg in command if arg.endswith(".py")}
+    assert applications == {f"{name.split('.')[1]}.py" for name in SPARK_COMPONENTS}
+    assert any("--fraction=0.25" in command for command in submitted)
+
+    run_dir = output_root / "spark_etl" / safe_name(run_id)
+    pd.testing.assert_frame_equal(
+        normalized(pd.read_parquet(run_dir / "csv_to_parquet" / "table.parquet")), normalized(expected)
+    )
+    trends = pd.read_csv(run_dir / "trends_csv" / "table.csv").set_index("sensor")
+    assert trends.loc["boiler", "direction"] == "up" and trends.loc["chiller", "direction"] == "down"
+    assert (trends["points"] == 60).all()
+    manifest = json.loads((run_dir / "trends" / "manifest.json").read_text())
+    assert manifest["values"]["groups"] == 3
