@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace, extra: list[str]) -> dict:
-    from claimed_airflow.core.manifest import now
+    from claimed_airflow.core.manifest import new_run_id
     from claimed_airflow.core.runner import run
     from claimed_airflow.core.storage import Scope
 
@@ -92,7 +92,10 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> dict:
         outputs[name] = uri
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     scope = Scope(
-        dag_id=args.dag_id, run_id=args.run_id or now(), task_id=args.task_id or spec.name, map_index=args.map_index
+        dag_id=args.dag_id,
+        run_id=args.run_id or new_run_id(),
+        task_id=args.task_id or spec.name,
+        map_index=args.map_index,
     )
     return run(spec, arguments, root=args.output_root, scope=scope, output_uris=outputs)
 

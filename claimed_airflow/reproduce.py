@@ -11,7 +11,7 @@ from pathlib import Path
 from claimed_airflow import __version__
 from claimed_airflow.core import registry, storage
 from claimed_airflow.core.errors import ClaimedError
-from claimed_airflow.core.manifest import now
+from claimed_airflow.core.manifest import new_run_id
 from claimed_airflow.core.runner import run
 from claimed_airflow.core.storage import Scope
 
@@ -42,7 +42,7 @@ def reproduce(manifest_uri: str, root: str | None = None) -> dict:
                 "current": current,
             }
         arguments = {**record["parameters"], **{n: i["uri"] for n, i in record["inputs"].items()}}
-        scope = Scope(dag_id="reproduce", run_id=now(), task_id=spec.name)
+        scope = Scope(dag_id="reproduce", run_id=new_run_id(), task_id=spec.name)
         result = run(spec, arguments, root=root or str(Path(tmp) / "out"), scope=scope)
         rerun = storage.read_json(result["manifest"])
         for name, item in record["outputs"].items():

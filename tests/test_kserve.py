@@ -88,7 +88,9 @@ def test_kubeconfig_without_a_connection_and_a_serving_runtime(tmp_path, monkeyp
         monkeypatch.setattr(
             kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", stub.kubeconfig(tmp_path / "kc")
         )
-        result = deploy(tmp_path, None, namespace="models", model_format="tensorflow", runtime="kserve-tfserving")
+        result = deploy(
+            tmp_path, None, service_namespace="models", model_format="tensorflow", runtime="kserve-tfserving"
+        )
     assert result["url"] == "http://xray.models.example.com"
     model = stub.requests[1][2]["spec"]["predictor"]["model"]
     assert model == {

@@ -49,6 +49,8 @@ def placeholder(param):
         "float": 0.25,
         "bool": True,
         "list[str]": ["a b", "c"],
+        "list[float]": [0.5, -1.25],
+        "list[int]": [3, -4],
         "dict": {"k": [1, 2]},
     }.get(base, f"{param.name} = 'x' -1")
 

@@ -31,7 +31,7 @@ def _args(stub, tmp_path, **more):
         "kube_url": stub.url,
         "kube_token_file": str(tmp_path / "token"),
         "job_name": "german-lr",
-        "namespace": "ml",
+        "job_namespace": "ml",
         "poll_interval": 0.01,
         "timeout": 10,
         **more,
@@ -80,7 +80,7 @@ def test_pytorchjob_manifest(stub, tmp_path):
     stub.routes[("GET", f"{base}/german-lr")] = _states(("Succeeded", ""))
     result = run(
         "train.tfjob",
-        _args(stub, tmp_path, kind="PyTorchJob", workers=1, node_selector={"gpu": "h100"}, gpus_per_worker=1),
+        _args(stub, tmp_path, kind="PyTorchJob", workers=1, job_node_selector={"gpu": "h100"}, gpus_per_worker=1),
         root=str(tmp_path),
     )
     manifest = json.loads(Path(result["job"]).read_text())

@@ -176,7 +176,7 @@ def test_kubernetes_engine_creates_the_experiment_and_waits(german, tmp_path):
         "objective": "accuracy",
         "trials": 3,
         "backend": "kubernetes",
-        "namespace": "ml",
+        "katib_namespace": "ml",
         "fixed": {"data": "s3://bucket/german.data"},
         "kube_url": stub.url,
         "kube_token_file": str(token),

@@ -118,7 +118,7 @@ def test_hook_is_registered_with_its_connection_type():
     from claimed_airflow.hooks.watson_ml import WatsonMachineLearningHook
 
     info = get_provider_info()
-    (conn_type,) = info["connection-types"]
+    (conn_type,) = [c for c in info["connection-types"] if c["connection-type"] == "watson_ml"]
     assert conn_type["connection-type"] == WatsonMachineLearningHook.conn_type == "watson_ml"
     module, _, name = conn_type["hook-class-name"].rpartition(".")
     assert name == WatsonMachineLearningHook.__name__ and module in info["hooks"][0]["python-modules"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import uuid
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
@@ -39,6 +40,11 @@ def package_versions() -> dict[str, str]:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    """A run id for runs outside Airflow: the time plus a random suffix, so two runs never share a folder."""
+    return f"{now()}-{uuid.uuid4().hex[:6]}"
 
 
 def build(

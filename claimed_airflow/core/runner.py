@@ -40,7 +40,7 @@ def run(
     """
     spec = registry.get(component) if isinstance(component, str) else component
     values = spec.bind(arguments)
-    scope = scope or Scope(dag_id="adhoc", run_id=manifest.now(), task_id=spec.name)
+    scope = scope or Scope(dag_id="adhoc", run_id=manifest.new_run_id(), task_id=spec.name)
     root = storage.normalize(root or storage.default_root())
     task_dir = storage.task_uri(root, scope)
     output_uris = output_uris or {}

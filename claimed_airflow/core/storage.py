@@ -126,11 +126,11 @@ def commit(local: str | Path, uri: str) -> None:
             shutil.copytree(local, staging)
         else:
             shutil.copy2(local, staging)
-        if target.is_dir() and not target.is_symlink():
+        if target.exists() and (target.is_dir() or staging.is_dir()) and not target.is_symlink():
             old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(target, old)
+            os.rename(target, old)  # a folder (or a file becoming a folder) cannot be replaced in one step
             os.rename(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
         else:
             os.replace(staging, target)
         return

@@ -73,8 +73,9 @@ class KServeDeployOperator(ClaimedOperator):
     :type storage_uri: str
     :param service_name: Name of the InferenceService (lowercase letters, digits and ``-``).
     :type service_name: str
-    :param namespace: Kubernetes namespace; default the connection's namespace, else ``default``.
-    :type namespace: str | None
+    :param service_namespace: Kubernetes namespace of the InferenceService; default the connection's
+        namespace, else ``default``.
+    :type service_namespace: str | None
     :param model_format: ``claimed`` (default: ``claimed-airflow serve`` as a custom predictor,
         reads ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or
         ``onnx``.
@@ -110,7 +111,7 @@ class KServeDeployOperator(ClaimedOperator):
     component_fields = (
         "storage_uri",
         "service_name",
-        "namespace",
+        "service_namespace",
         "model_format",
         "runtime",
         "protocol_version",
@@ -134,7 +135,7 @@ class KServeDeployOperator(ClaimedOperator):
         *,
         storage_uri: str,
         service_name: str,
-        namespace: str | None = None,
+        service_namespace: str | None = None,
         model_format: str = "claimed",
         runtime: str | None = None,
         protocol_version: str = "v2",
@@ -153,7 +154,7 @@ class KServeDeployOperator(ClaimedOperator):
         super().__init__(**kwargs)
         self.storage_uri = storage_uri
         self.service_name = service_name
-        self.namespace = namespace
+        self.service_namespace = service_namespace
         self.model_format = model_format
         self.runtime = runtime
         self.protocol_version = protocol_version

@@ -177,15 +177,15 @@ class TfjobTrainOperator(ClaimedOperator):
     :type workers: int
     :param gpus_per_worker: GPUs of each replica (default: the trainer's own GPU count).
     :type gpus_per_worker: int | None
-    :param image: Container image (default: the trainer's image).
-    :type image: str | None
+    :param job_image: Container image (default: the trainer's image).
+    :type job_image: str | None
     :param job_name: Name of the job (default: the trainer's name with a random suffix); give a
         fixed name (e.g. from the run id) to re-attach to the same job when the task is retried.
     :type job_name: str | None
-    :param namespace: Kubernetes namespace of the job.
-    :type namespace: str
-    :param node_selector: Node labels the replicas must run on (JSON object), e.g. a GPU type.
-    :type node_selector: dict | None
+    :param job_namespace: Kubernetes namespace of the job.
+    :type job_namespace: str
+    :param job_node_selector: Node labels the replicas must run on (JSON object), e.g. a GPU type.
+    :type job_node_selector: dict | None
     :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
     :type kube_url: str | None
     :param kube_token_file: File with the bearer token (default: the pod's service account token).
@@ -206,10 +206,10 @@ class TfjobTrainOperator(ClaimedOperator):
         "kind",
         "workers",
         "gpus_per_worker",
-        "image",
+        "job_image",
         "job_name",
-        "namespace",
-        "node_selector",
+        "job_namespace",
+        "job_node_selector",
         "kube_url",
         "kube_token_file",
         "timeout",
@@ -228,10 +228,10 @@ class TfjobTrainOperator(ClaimedOperator):
         kind: str = "TFJob",
         workers: int = 2,
         gpus_per_worker: int | None = None,
-        image: str | None = None,
+        job_image: str | None = None,
         job_name: str | None = None,
-        namespace: str = "kubeflow",
-        node_selector: dict | None = None,
+        job_namespace: str = "kubeflow",
+        job_node_selector: dict | None = None,
         kube_url: str | None = None,
         kube_token_file: str | None = None,
         timeout: float = 86400.0,
@@ -246,10 +246,10 @@ class TfjobTrainOperator(ClaimedOperator):
         self.kind = kind
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
-        self.image = image
+        self.job_image = job_image
         self.job_name = job_name
-        self.namespace = namespace
-        self.node_selector = node_selector
+        self.job_namespace = job_namespace
+        self.job_node_selector = job_node_selector
         self.kube_url = kube_url
         self.kube_token_file = kube_token_file
         self.timeout = timeout

@@ -45,8 +45,8 @@ class HyperparametersTuneOperator(ClaimedOperator):
     :type backend: str
     :param parallel_trials: Trials run at the same time (kubernetes backend).
     :type parallel_trials: int
-    :param namespace: Kubernetes namespace of the Katib Experiment.
-    :type namespace: str
+    :param katib_namespace: Kubernetes namespace of the Katib Experiment.
+    :type katib_namespace: str
     :param trial_root: Root URI of the trials' outputs (default: beside this task's outputs; an
         object store URI such as s3://... for the kubernetes backend).
     :type trial_root: str | None
@@ -72,7 +72,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         "seed",
         "backend",
         "parallel_trials",
-        "namespace",
+        "katib_namespace",
         "trial_root",
         "kube_url",
         "kube_token_file",
@@ -95,7 +95,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         seed: int | None = 0,
         backend: str = "local",
         parallel_trials: int = 1,
-        namespace: str = "kubeflow",
+        katib_namespace: str = "kubeflow",
         trial_root: str | None = None,
         kube_url: str | None = None,
         kube_token_file: str | None = None,
@@ -114,7 +114,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         self.seed = seed
         self.backend = backend
         self.parallel_trials = parallel_trials
-        self.namespace = namespace
+        self.katib_namespace = katib_namespace
         self.trial_root = trial_root
         self.kube_url = kube_url
         self.kube_token_file = kube_token_file

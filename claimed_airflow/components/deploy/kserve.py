@@ -90,7 +90,7 @@ def inference_service(
 def kserve(
     storage_uri: str,
     service_name: str,
-    namespace: str | None = None,
+    service_namespace: str | None = None,
     model_format: str = "claimed",
     runtime: str | None = None,
     protocol_version: str = "v2",
@@ -115,7 +115,8 @@ def kserve(
     :param storage_uri: Model location the cluster can read (``s3://``, ``gs://``, ``pvc://``, ...), e.g. the
         ``model_uri`` of ``deploy.local`` with an object-storage ``models_root``.
     :param service_name: Name of the InferenceService (lowercase letters, digits and ``-``).
-    :param namespace: Kubernetes namespace; default the connection's namespace, else ``default``.
+    :param service_namespace: Kubernetes namespace of the InferenceService; default the connection's
+        namespace, else ``default``.
     :param model_format: ``claimed`` (default: ``claimed-airflow serve`` as a custom predictor, reads
         ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or ``onnx``.
     :param runtime: KServe ServingRuntime to use with a model format (default: KServe picks one).
@@ -149,7 +150,7 @@ def kserve(
             f"got {predictor_gpus}/{min_replicas}/{max_replicas}"
         )
     api, default_namespace = _custom_objects_api(conn_id)
-    namespace = namespace or default_namespace or "default"
+    namespace = service_namespace or default_namespace or "default"
     body = inference_service(
         service_name,
         namespace,

@@ -28,10 +28,10 @@ def tfjob(
     kind: Literal["TFJob", "PyTorchJob"] = "TFJob",
     workers: int = 2,
     gpus_per_worker: int | None = None,
-    image: str | None = None,
+    job_image: str | None = None,
     job_name: str | None = None,
-    namespace: str = "kubeflow",
-    node_selector: dict | None = None,
+    job_namespace: str = "kubeflow",
+    job_node_selector: dict | None = None,
     kube_url: str | None = None,
     kube_token_file: str | None = None,
     timeout: float = 86400.0,
@@ -54,11 +54,11 @@ def tfjob(
     :param kind: TFJob (TensorFlow/Keras trainers) or PyTorchJob (PyTorch trainers).
     :param workers: Number of replicas in total (one chief plus workers - 1).
     :param gpus_per_worker: GPUs of each replica (default: the trainer's own GPU count).
-    :param image: Container image (default: the trainer's image).
+    :param job_image: Container image (default: the trainer's image).
     :param job_name: Name of the job (default: the trainer's name with a random suffix); give a fixed
         name (e.g. from the run id) to re-attach to the same job when the task is retried.
-    :param namespace: Kubernetes namespace of the job.
-    :param node_selector: Node labels the replicas must run on (JSON object), e.g. a GPU type.
+    :param job_namespace: Kubernetes namespace of the job.
+    :param job_node_selector: Node labels the replicas must run on (JSON object), e.g. a GPU type.
     :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
     :param kube_token_file: File with the bearer token (default: the pod's service account token).
     :param timeout: Seconds to wait for the job to finish.
@@ -70,6 +70,7 @@ def tfjob(
     from claimed_airflow.core import registry
 
     spec = registry.get(trainer)
+    namespace = job_namespace
     if workers < 1:
         raise ClaimedError(f"workers: expected at least 1, got {workers}")
     if "://" not in job_root or job_root.startswith("file://"):
@@ -83,10 +84,10 @@ def tfjob(
         kind=kind,
         workers=workers,
         gpus=spec.resources.gpus if gpus_per_worker is None else gpus_per_worker,
-        image=image or spec.image,
+        image=job_image or spec.image,
         job_root=job_root,
         fixed=fixed or {},
-        node_selector=node_selector or {},
+        node_selector=job_node_selector or {},
     )
     Path(job).write_text(json.dumps(manifest, indent=2))
     plural, _, chief, _ = KINDS[kind]
@@ -96,7 +97,7 @@ def tfjob(
         log.info("created %s %s/%s with %d replica(s)", kind, namespace, name, workers)
     except KubeError as exc:
         if exc.status != 409:
-            raise ClaimedError(f"namespace: cannot create {kind} {name} in {namespace}: {exc}") from None
+            raise ClaimedError(f"job_namespace: cannot create {kind} {name} in {namespace}: {exc}") from None
         log.info("%s %s/%s exists already; waiting for it", kind, namespace, name)
     try:
         state, obj = api.wait(

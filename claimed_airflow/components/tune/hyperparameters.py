@@ -29,7 +29,7 @@ def hyperparameters(
     seed: int | None = 0,
     backend: Literal["local", "kubernetes"] = "local",
     parallel_trials: int = 1,
-    namespace: str = "kubeflow",
+    katib_namespace: str = "kubeflow",
     trial_root: str | None = None,
     kube_url: str | None = None,
     kube_token_file: str | None = None,
@@ -61,7 +61,7 @@ def hyperparameters(
     :param seed: Random seed of the sampler (local backend), for reproducible searches.
     :param backend: Where the trials run: local (Optuna, in this process) or kubernetes (a Katib Experiment).
     :param parallel_trials: Trials run at the same time (kubernetes backend).
-    :param namespace: Kubernetes namespace of the Katib Experiment.
+    :param katib_namespace: Kubernetes namespace of the Katib Experiment.
     :param trial_root: Root URI of the trials' outputs (default: beside this task's outputs; an
         object store URI such as s3://... for the kubernetes backend).
     :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
@@ -90,14 +90,14 @@ def hyperparameters(
         trials=trials,
         algorithm=algorithm,
         parallel_trials=parallel_trials,
-        namespace=namespace,
+        namespace=katib_namespace,
         trial_root=root,
     )
     Path(experiment).write_text(json.dumps(manifest, indent=2))
     if backend == "local":
         rows = _local(spec, space, objective, direction, fixed or {}, trials, algorithm, seed, root)
     else:
-        rows = _katib(manifest, namespace, objective, kube_url, kube_token_file, timeout, poll_interval)
+        rows = _katib(manifest, katib_namespace, objective, kube_url, kube_token_file, timeout, poll_interval)
     return _report(rows, space, objective, direction, results, plot)
 
 
@@ -315,7 +315,9 @@ def _katib(manifest, namespace, objective, kube_url, kube_token_file, timeout, p
         api.create(KATIB, namespace, "experiments", manifest)
     except KubeError as exc:
         if exc.status != 409:
-            raise ClaimedError(f"namespace: cannot create the Katib Experiment {name} in {namespace}: {exc}") from None
+            raise ClaimedError(
+                f"katib_namespace: cannot create the Katib Experiment {name} in {namespace}: {exc}"
+            ) from None
         log.info("Katib Experiment %s exists already; waiting for it", name)
     log.info("created Katib Experiment %s/%s; waiting up to %g s", namespace, name, timeout)
     state, obj = api.wait(
