@@ -76,12 +76,14 @@ with DAG(
             0.5, type="number", minimum=0, maximum=1, description="Blessing threshold: deploy if accuracy >= this."
         ),
         "favorable_label": Param("COVID-19", type="string", description="Fairness: the favorable prediction."),
-        "age_threshold": Param(40, type="number", description="Fairness: privileged age group is age >= this."),
         "max_biased": Param(
             10, type="integer", minimum=0, maximum=10, description="Blessing: at most this many biased metrics (of 10)."
         ),
-        "epsilon": Param(
-            0.05, type="number", minimum=0, description="Robustness: FGSM/PGD L-inf size, images in [-1, 1]."
+        "epsilons": Param(
+            [0.05],
+            type="array",
+            items={"type": "number"},
+            description="Robustness: FGSM/PGD L-inf sizes, images in [-1, 1].",
         ),
         "min_robust_accuracy": Param(
             0.0, type="number", minimum=0, maximum=1, description="Blessing: minimum accuracy under attack."
@@ -113,7 +115,7 @@ with DAG(
     fairness = FairnessMetricOperator(
         task_id="fairness",
         predictions=predict.output["predictions"],
-        protected={"PatientSex": ["M"], "PatientAge": "PatientAge >= {{ params.age_threshold }}"},
+        protected={"PatientSex": ["M"], "PatientAge": "PatientAge >= 40"},
         favorable_label="{{ params.favorable_label }}",
     )
     lime = LimeMetricOperator(
@@ -128,7 +130,7 @@ with DAG(
         task_id="robustness",
         model=train.output["model"],
         data=images.output["images"],
-        epsilons=["{{ params.epsilon }}"],
+        epsilons="{{ params.epsilons }}",
         max_samples=8,
         pgd_steps=5,
         num_examples=2,

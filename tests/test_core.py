@@ -89,6 +89,8 @@ def test_every_component_documents_every_parameter():
         ('["1", "2"]', list[int], [1, 2]),
         ("None", int | None, None),
         ('{"a": 1}', dict, {"a": 1}),
+        ("['a', 'b']", list[str], ["a", "b"]),  # a rendered template of a list Param
+        ("{'k': True}", dict, {"k": True}),
     ],
 )
 def test_coercion_from_strings(value, annotation, expected):

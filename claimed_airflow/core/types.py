@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import types
 import typing
@@ -127,7 +128,10 @@ def _json(name: str, text: str, kind: type) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ParameterError(f"{name}: expected JSON ({kind.__name__}), got {text!r}: {exc.msg}") from None
+        try:  # a Jinja-rendered Python literal, e.g. "['a', 'b']" from "{{ params.names }}"
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise ParameterError(f"{name}: expected JSON ({kind.__name__}), got {text!r}: {exc.msg}") from None
     if not isinstance(value, kind):
         raise ParameterError(f"{name}: expected a JSON {kind.__name__}, got {text!r}")
     return value

@@ -32,10 +32,12 @@ _KFP_TYPES = {"str": "String", "int": "Integer", "float": "Float", "bool": "Bool
 
 def python_type(param: Parameter) -> str:
     """The plain Python type of a parameter as KFP sees it: str, int, float, bool, list or dict."""
-    base, _ = unwrap_optional(param.annotation)
+    base, optional = unwrap_optional(param.annotation)
     origin = typing.get_origin(base)
     if param.kind != "param" or origin is typing.Literal or base is str:
         return "str"
+    if optional and param.default is None and base in (int, float):
+        return "str"  # KFP casts number inputs and fails on None; the runner converts the text back
     if base in (int, float, bool):
         return base.__name__
     if origin in (list, tuple) or base in (list, tuple):
@@ -50,7 +52,7 @@ def function_name(spec: ComponentSpec) -> str:
 
 
 def _check_names(spec: ComponentSpec) -> None:
-    taken = set(SCOPE_INPUTS) | {MANIFEST, VALUES, BLESSED}
+    taken = set(SCOPE_INPUTS) | {MANIFEST, VALUES} | ({BLESSED} if spec.gate else set())
     clash = sorted(taken & {p.name for p in spec.parameters})
     if clash:
         raise ClaimedError(f"{spec.name}: parameter name(s) {', '.join(clash)} are reserved by the KFP adapter")

@@ -93,6 +93,9 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
         "train",
         "predict",
         "confusion-matrix",
+        "fairness",
+        "lime",
+        "robustness",
         "blessing",
         "blessing-blessed",
     }
@@ -125,7 +128,8 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
     assert inputs["claimed_task_id"] == {"runtimeValue": {"constant": "train"}}
     assert tasks["train"]["cachingOptions"] == {}
     condition = tasks["blessing"]["inputs"]["parameters"]["condition"]["runtimeValue"]["constant"]
-    assert condition == "accuracy >= {{$.inputs.parameters['pipelinechannel--min_accuracy']}}"
+    assert condition.startswith("accuracy >= {{$.inputs.parameters['pipelinechannel--min_accuracy']}} and ")
+    assert "robustness_min_accuracy >= {{$.inputs.parameters['pipelinechannel--min_robust_accuracy']}}" in condition
     # The blessing gate: deploy runs in a sub-pipeline under dsl.If on blessing's `blessed` output.
     gated = tasks["blessing-blessed"]
     assert gated["inputs"]["parameters"]["blessing__blessed"] == {
