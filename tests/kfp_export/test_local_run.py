@@ -110,6 +110,9 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
         "train",
         "predict",
         "confusion_matrix",
+        "fairness",
+        "lime",
+        "robustness",
         "blessing",
         "deploy",
     }
