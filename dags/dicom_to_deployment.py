@@ -77,7 +77,11 @@ with DAG(
         ),
         "favorable_label": Param("COVID-19", type="string", description="Fairness: the favorable prediction."),
         "max_biased": Param(
-            10, type="integer", minimum=0, maximum=10, description="Blessing: at most this many biased metrics (of 10)."
+            10.0,
+            type="number",
+            minimum=0,
+            maximum=10,
+            description="Blessing: at most this many biased metrics (of 10).",
         ),
         "epsilons": Param(
             [0.05],
