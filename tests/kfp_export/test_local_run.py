@@ -58,16 +58,9 @@ def _hashes(record: dict, kind: str) -> dict:
     return {name: item["hash"] for name, item in record[kind].items()}
 
 
-@pytest.fixture
-def predictions(tmp_path) -> Path:
-    path = tmp_path / "predictions.csv"
-    pd.DataFrame({"label": ["a", "a", "b", "b"], "prediction": ["a", "b", "b", "b"]}).to_csv(path, index=False)
-    return path
-
-
-def test_gate_dag_on_kfp_local_matches_airflow(tmp_path, predictions, run_dag, output_root):
+def test_gate_dag_on_kfp_local_matches_airflow(tmp_path, small_predictions, run_dag, output_root):
     pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate", "--no-install-kfp")
-    conf = {"table": str(predictions), "condition": "accuracy > 0.5"}
+    conf = {"table": str(small_predictions), "condition": "accuracy > 0.5"}
     state, tasks, run_id = run_dag("claimed_test_gate", conf)
     assert state == "success" and set(tasks.values()) == {"success"}
     airflow_dir = output_root / "claimed_test_gate" / safe_name(run_id)
@@ -85,9 +78,11 @@ def test_gate_dag_on_kfp_local_matches_airflow(tmp_path, predictions, run_dag, o
     assert kfp_manifests["after_gate"]["inputs"]["table"]["uri"] == str(kfp_dir / "filter" / "table.parquet")
 
 
-def test_unblessed_gate_skips_the_steps_after_it_on_kfp_local(tmp_path, predictions):
+def test_unblessed_gate_skips_the_steps_after_it_on_kfp_local(tmp_path, small_predictions):
     pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate", "--no-install-kfp")
-    kfp_dir = _run_kfp(tmp_path, pipeline, "claimed_test_gate", table=str(predictions), condition="accuracy > 0.9")
+    kfp_dir = _run_kfp(
+        tmp_path, pipeline, "claimed_test_gate", table=str(small_predictions), condition="accuracy > 0.9"
+    )
     assert set(_files(kfp_dir)) == {"filter", "metrics", "blessing"}
     assert _manifests(kfp_dir)["blessing"]["values"] == {"blessed": False}
 
