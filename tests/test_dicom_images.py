@@ -16,7 +16,7 @@ from pydicom.filewriter import dcmwrite
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import MPEG2MPML, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from claimed_airflow.components.transform.dicom_to_images import fit, to_uint8
+from claimed_airflow.components.transform.dicom_to_images import fit, reduced_pixels, to_uint8
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 
@@ -183,6 +183,40 @@ def test_size_aspect_and_frames(tmp_path, shared_data, aspect):
     ds = pydicom.dcmread(folder / "emri_small.dcm")
     ours = np.asarray(Image.open(Path(middle["images"]) / last.loc["emri_small.dcm", "image"]))
     _assert_close(ours, reference_uint8(ds, 9), "emri frame 9")
+
+
+def test_fast_decode_reads_only_the_resolution_it_needs(tmp_path, shared_data):
+    dicom = shared_data / "dicom"
+    reduced = {
+        "RG1_J2KI.dcm": (1955, 1841),  # 15-bit MONOCHROME1 with a window, odd sides
+        "RG3_J2KI.dcm": (1760, 1760),  # 10-bit, windowed
+        "US1_J2KI.dcm": (480, 640),  # colour (YBR_ICT)
+    }
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, (rows, columns) in reduced.items():
+        ds = pydicom.dcmread(dicom / "pydicom-data" / name)
+        assert (ds.Rows, ds.Columns) == (rows, columns)
+        pixels = reduced_pixels(ds, 64)
+        assert pixels is not None and 64 <= min(pixels.shape[:2]) < 128, name
+        shutil.copy(dicom / "pydicom-data" / name, folder)
+    # decoded in full: signed data, no window (a reduced min..max would shift grey levels), no reduction needed
+    assert reduced_pixels(pydicom.dcmread(dicom / "pydicom" / "JPEG2000.dcm"), 64) is None
+    chest = next(dicom.rglob("1.2.276.*.dcm"))
+    assert "WindowWidth" not in pydicom.dcmread(chest) and reduced_pixels(pydicom.dcmread(chest), 64) is None
+    assert reduced_pixels(pydicom.dcmread(dicom / "pydicom-data" / "RG3_J2KI.dcm"), 1000) is None
+    assert reduced_pixels(pydicom.dcmread(dicom / "pydicom-data" / "RG3_J2KI.dcm"), 64, "minmax") is None
+
+    read = run("input.dicom", {"source": str(folder)}, root=str(tmp_path))
+    outputs = {}
+    for fast in (True, False):
+        args = {"metadata": read["metadata"], "files": read["files"], "size": 64, "workers": 1, "fast_decode": fast}
+        outputs[fast] = Path(run("transform.dicom_to_images", args, root=str(tmp_path / str(fast)))["images"])
+    for name in reduced:
+        image = f"_unlabelled/{Path(name).stem}.png"
+        fast, full = (np.asarray(Image.open(outputs[flag] / image)).astype(int) for flag in (True, False))
+        assert fast.shape == full.shape == (64, 64)
+        assert np.abs(fast - full).mean() < 5 and abs(fast.mean() - full.mean()) < 1.5, name
 
 
 def test_bad_files_are_set_aside_and_thresholds(tmp_path, shared_data):

@@ -133,14 +133,18 @@ def test_max_rejected(tmp_path, mixed):
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_reader_and_decoder_never_crash_on_damaged_files(tmp_path, shared_data):
+@pytest.mark.parametrize(
+    ("name", "size", "all_frames"),
+    [("pydicom/MR_small_RLE.dcm", 16, True), ("pydicom-data/US1_J2KI.dcm", 64, False)],  # the second: fast_decode
+)
+def test_reader_and_decoder_never_crash_on_damaged_files(tmp_path, shared_data, name, size, all_frames):
     """Fuzz: truncated and byte-flipped real files are read or set aside with a reason, never a crash."""
     hypothesis = pytest.importorskip("hypothesis")
     from hypothesis import strategies as st
 
     from claimed_airflow.components.transform.dicom_to_images import convert_file
 
-    data = (shared_data / "dicom" / "pydicom" / "MR_small_RLE.dcm").read_bytes()
+    data = (shared_data / "dicom" / name).read_bytes()
     target = tmp_path / "fuzz.dcm"
     (tmp_path / "png" / "x").mkdir(parents=True)
     job = {
@@ -148,14 +152,15 @@ def test_reader_and_decoder_never_crash_on_damaged_files(tmp_path, shared_data):
         "out": str(tmp_path / "png"),
         "folder": "x",
         "stem": "fuzz",
-        "size": 16,
+        "size": size,
         "aspect": "stretch",
         "windowing": "dicom",
         "frame": 0,
-        "all_frames": True,
+        "all_frames": all_frames,
         "max_pixels": 1_000_000,
         "shards": False,
         "compress_level": 1,
+        "fast_decode": True,
     }
     outcomes = {"read": 0, "rejected": 0}
 

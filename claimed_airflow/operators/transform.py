@@ -164,6 +164,11 @@ class DicomToImagesTransformOperator(ClaimedOperator):
     :param max_rejected: Fail the task when more files than this are set aside (default: never,
         unless all).
     :type max_rejected: int | None
+    :param fast_decode: Decode JPEG 2000 and 8-bit grayscale JPEG baseline files only at the
+        resolution ``size`` needs (wavelet levels, DCT scaling): several times faster on large
+        images; pixels differ from a full decode + resize by a few grey levels on average (sharper
+        edges differ more). False always decodes in full.
+    :type fast_decode: bool
     """
 
     component = "transform.dicom_to_images"
@@ -181,6 +186,7 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         "workers",
         "max_pixels",
         "max_rejected",
+        "fast_decode",
     )
     ui_color = "#e8f5e9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -201,6 +207,7 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         workers: int = 0,
         max_pixels: int = 100000000,
         max_rejected: int | None = None,
+        fast_decode: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -217,6 +224,7 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         self.workers = workers
         self.max_pixels = max_pixels
         self.max_rejected = max_rejected
+        self.fast_decode = fast_decode
 
 
 class SparkCsvToParquetOperator(ClaimedOperator):

@@ -5,9 +5,11 @@ Replicates every file of ``../shared/data/dicom`` into a temporary folder (``--f
 
 1. the plain loop: pydicom read + ``pixel_array`` (first frame) + min-max to 8 bit + Pillow resize +
    PNG save, one process;
-2. the component (``workers`` = CPU count by default) through the runner;
+2. the component (``workers`` = CPU count by default) through the runner, with its default
+   ``fast_decode`` (JPEG 2000/JPEG decoded only at the resolution the output size needs);
+3. the component with ``fast_decode=False`` (every file decoded in full, like the plain loop);
 
-and reports files/s of both and the ratio. Then it runs the component in fresh processes on 200 and
+and reports files/s of each and the ratios. Then it runs the component in fresh processes on 200 and
 on 2000 files and reports the peak memory of the whole process tree (sampled RSS of the process and
 its workers) and of the main process alone.
 
@@ -68,10 +70,11 @@ def plain_loop(folder: Path, out: Path, size: int, limit: int | None = None) -> 
     return done
 
 
-def component(folder: Path, root: Path, size: int, workers: int) -> dict:
+def component(folder: Path, root: Path, size: int, workers: int, fast_decode: bool = True) -> dict:
     from claimed_airflow.core.runner import run
 
     args = {"metadata": str(folder / "metadata.csv"), "files": str(folder / "files"), "size": size}
+    args["fast_decode"] = fast_decode
     if workers:
         args["workers"] = workers
     return run("transform.dicom_to_images", args, root=str(root))
@@ -165,6 +168,8 @@ def main() -> None:
         plain_cpu = CPU["plain_loop"]
         ours_s, result = timed(component, folder, Path(tmp) / "ours", args.size, 0)
         ours_cpu = CPU["component"]
+        full_s, full = timed(component, folder, Path(tmp) / "full", args.size, 0, False)
+        full_cpu = CPU["component"]
         plain_again_s, _ = timed(plain_loop, folder, Path(tmp) / "plain2", args.size)  # noise check
     plain_rate = plain_n / plain_s
     ours_rate = args.files / ours_s
@@ -177,6 +182,10 @@ def main() -> None:
     print(
         f"ratio: {ours_rate / plain_rate:.2f}x (vs the mean of both plain runs: "
         f"{ours_rate / (2 * plain_n / (plain_s + plain_again_s)):.2f}x)"
+    )
+    print(
+        f"dicom_to_images fast_decode=False: {full_s:.1f} s, {args.files / full_s:.1f} files/s, "
+        f"ratio {args.files / full_s / plain_rate:.2f}x, CPU {1000 * full_cpu / args.files:.0f} ms/file"
     )
     workers = result["workers"]
     print(
