@@ -1,8 +1,8 @@
 """``claimed-airflow serve``: serve a published model over HTTP with the Open Inference Protocol.
 
-The model folder is the one ``deploy.local`` publishes (``model.keras`` + ``labels.json`` written by
-``train.mobilenet_v2``): either a version folder ``<models>/<name>/<version>`` or the model folder
-``<models>/<name>`` (its highest version is served).
+The model folder is the one ``deploy.local`` publishes (``model.keras`` or ``model.onnx`` +
+``labels.json`` written by ``train.mobilenet_v2``): either a version folder ``<models>/<name>/<version>``
+or the model folder ``<models>/<name>`` (its highest version is served).
 
 Endpoints (KServe V2 / Open Inference Protocol, and KServe V1):
 
@@ -20,7 +20,7 @@ Endpoints (KServe V2 / Open Inference Protocol, and KServe V1):
 
 Bad requests get a 4xx status with ``{"error": "<what is wrong>"}``; the server never answers with a
 stack trace. Only the standard library serves HTTP (``ThreadingHTTPServer``), so serving needs no
-Airflow and nothing beyond the ``ml`` extra.
+Airflow and nothing beyond the ``ml`` extra (Keras for ``model.keras``, onnxruntime for ``model.onnx``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from claimed_airflow import __version__
+from claimed_airflow.components.train.image_classifier import ImageClassifier, network_file
 from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow.serving")
@@ -70,16 +71,16 @@ def resolve_model_folder(folder: str | Path) -> tuple[Path, str, str]:
     """(version folder, model name, version) of a published model folder.
 
     ``<models>/<name>/<version>`` serves that version; ``<models>/<name>`` serves its highest version;
-    any other folder with ``model.keras`` is served as version ``1`` under the folder's name.
+    any other folder with ``model.keras`` or ``model.onnx`` is served as version ``1`` under the folder's name.
     """
     path = Path(folder).expanduser().resolve()
     if not path.is_dir():
         raise ClaimedError(f"model folder: {folder} is not a folder")
-    if not (path / "model.keras").exists():
-        versions = [p for p in path.iterdir() if p.name.isdigit() and (p / "model.keras").exists()]
+    if network_file(path) is None:
+        versions = [p for p in path.iterdir() if p.name.isdigit() and network_file(p) is not None]
         if not versions:
             raise ClaimedError(
-                f"model folder: no model.keras in {path} nor in a version folder below it "
+                f"model folder: no model.keras or model.onnx in {path} nor in a version folder below it "
                 "(expected a model published by deploy.local)"
             )
         path = max(versions, key=lambda p: int(p.name))
@@ -91,26 +92,16 @@ def resolve_model_folder(folder: str | Path) -> tuple[Path, str, str]:
 
 
 class ServedModel:
-    """A Keras image classifier with its labels; turns protocol payloads into batches and back."""
+    """An image classifier (Keras or ONNX) with its labels; turns protocol payloads into batches and back."""
 
     def __init__(self, folder: str | Path, name: str | None = None, max_batch: int = DEFAULT_MAX_BATCH):
         self.folder, default_name, self.version = resolve_model_folder(folder)
         self.name = name or default_name
         if not _NAME.match(self.name):
             raise ClaimedError(f"name: {self.name!r} is not a valid model name (letters, digits, _ . -)")
-        try:
-            info = json.loads((self.folder / "labels.json").read_text())
-            self.classes = [str(c) for c in info["classes"]]
-            self.image_size = int(info["image_size"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ClaimedError(f"model folder: labels.json in {self.folder} is not valid: {exc}") from None
+        self.network = ImageClassifier(self.folder)
+        self.classes, self.image_size = self.network.classes, self.network.image_size
         self.max_batch = max_batch
-        import keras
-
-        self.network = keras.saving.load_model(self.folder / "model.keras")
-        shape = tuple(self.network.input_shape[1:])
-        if shape != (self.image_size, self.image_size, 3):
-            raise ClaimedError(f"model folder: the network takes {shape}, labels.json says {self.image_size} pixels")
         self._lock = threading.Lock()
         self.predict(self.blank(1))  # build the predict function before the first request
 
@@ -128,14 +119,14 @@ class ServedModel:
         import numpy as np
 
         with self._lock:
-            return np.asarray(self.network.predict_on_batch(batch), dtype=np.float32)
+            return np.asarray(self.network.predict(batch), dtype=np.float32)
 
     # --- protocol documents -------------------------------------------------------------------
     def metadata_v2(self) -> dict:
         return {
             "name": self.name,
             "versions": [self.version],
-            "platform": "keras",
+            "platform": self.network.platform,
             "inputs": [{"name": "input", "datatype": "FP32", "shape": self.input_shape}],
             "outputs": [
                 {"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.classes)]},

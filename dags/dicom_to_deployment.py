@@ -6,7 +6,8 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
 1. **dicom_input** reads a folder of DICOM files and a labels table (unreadable files are set aside
    and listed in the task's manifest),
 2. **dicom_to_images** decodes the pixel data into normalised PNGs per label,
-3. **train** fits a MobileNetV2 (Keras 3, no pretrained weights, seeded),
+3. **train** fits a MobileNetV2 (no pretrained weights, seeded) with Keras 3, or with PyTorch when
+   the `framework` param is `torch` (bf16 on a GPU; the model is exported as ONNX),
 4. **predict** scores the images; in parallel **confusion_matrix** measures accuracy, **fairness**
    measures five AIF360 bias metrics by PatientSex and PatientAge (rows without an age are left out
    of the age metrics), **lime** explains a few predictions (superpixel overlays) and **robustness**
@@ -69,6 +70,12 @@ with DAG(
         "image_size": Param(64, type="integer", minimum=32, maximum=512, description="Image width/height in pixels."),
         "epochs": Param(3, type="integer", minimum=1, maximum=200, description="Training epochs."),
         "seed": Param(42, type="integer", description="Random seed of the training."),
+        "framework": Param(
+            "keras",
+            type="string",
+            enum=["keras", "torch"],
+            description="Training framework: keras (model.keras) or torch (PyTorch, model.onnx; fast on GPUs).",
+        ),
         "cache": Param(
             False, type="boolean", description="Reuse outputs of earlier runs with the same inputs and parameters."
         ),
@@ -113,6 +120,7 @@ with DAG(
         epochs="{{ params.epochs }}",
         image_size="{{ params.image_size }}",
         seed="{{ params.seed }}",
+        framework="{{ params.framework }}",
     )
     predict = PredictImagesOperator(task_id="predict", model=train.output["model"], images=images.output["images"])
     metrics = ConfusionMatrixMetricOperator(task_id="confusion_matrix", predictions=predict.output["predictions"])

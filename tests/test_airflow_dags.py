@@ -85,12 +85,29 @@ def test_flagship_dicom_to_deployment(run_dag, output_root):
         "alpha": 0.35,
         "learning_rate": 0.001,
         "seed": 42,
+        "framework": "keras",
+        "mixed_precision": True,
     }
     assert train["inputs"]["images"]["hash"].startswith("sha256:")
     metrics = json.loads(
         (_task_dir(output_root, "dicom_to_deployment", run_id, "confusion_matrix") / "metrics.json").read_text()
     )
     assert metrics["count"] == 10
+
+
+@pytest.mark.e2e
+def test_flagship_trains_with_pytorch_by_param_alone(run_dag, output_root):
+    pytest.importorskip("torchvision")
+    conf = {"epochs": 2, "image_size": 32, "min_accuracy": 0.0, "framework": "torch"}
+    state, tasks, run_id = run_dag("dicom_to_deployment", conf)
+    assert state == "success" and set(tasks.values()) == {"success"}, tasks
+    deploy = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "deploy") / "manifest.json").read_text())
+    model = Path(deploy["values"]["model_uri"])
+    assert (model / "model.onnx").exists() and (model / "model.pt").exists() and not (model / "model.keras").exists()
+    train = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "train") / "manifest.json").read_text())
+    assert train["parameters"]["framework"] == "torch" and train["values"]["device"] == "cpu"
+    robustness = _task_dir(output_root, "dicom_to_deployment", run_id, "robustness")
+    assert json.loads((robustness / "robustness.json").read_text())["kind"] == "image"
 
 
 @pytest.mark.e2e

@@ -81,7 +81,7 @@ def test_v2_infer_batch_matches_the_model_called_directly(server):
     outputs = {o["name"]: o for o in answer["outputs"]}
     assert outputs["label"]["data"] == ["bright", "dark", "bright"]
     assert outputs["probabilities"]["shape"] == [3, 2]
-    direct = model.network.predict(x, verbose=0)
+    direct = model.network.network.predict(x, verbose=0)
     np.testing.assert_allclose(np.reshape(outputs["probabilities"]["data"], (3, 2)), direct, rtol=1e-5)
     nested = dict(request, outputs=[{"name": "label"}])
     nested["inputs"] = [dict(request["inputs"][0], data=x.tolist())]

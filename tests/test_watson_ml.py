@@ -9,8 +9,8 @@ import pytest
 
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
-from tests.tiny_model import make_model_folder, png_bytes
-from tests.wml_stub import API_KEY, SPACE_ID, SPEC_ID, USERNAME, WatsonMLStub
+from tests.tiny_model import make_model_folder, make_onnx_model_folder, png_bytes
+from tests.wml_stub import API_KEY, ONNX_SPEC_ID, SPACE_ID, SPEC_ID, USERNAME, WatsonMLStub
 
 pytest.importorskip("ibm_watsonx_ai")
 
@@ -82,6 +82,24 @@ def test_stores_deploys_and_scores(tmp_path, model, isolated_env):
     assert API_KEY not in manifest and API_KEY not in json.dumps(result)
 
 
+def test_an_onnx_model_is_stored_as_it_is(tmp_path, isolated_env):
+    import io
+    import tarfile
+
+    onnx_model = make_onnx_model_folder(tmp_path / "onnx-model")
+    with WatsonMLStub(tmp_path) as stub:
+        arguments = {"model": str(onnx_model), "deployment_name": "xray-torch", "poll_interval": 0.01}
+        result = run("deploy.watson_ml", {**arguments, "conn_id": connection(stub)}, root=str(tmp_path))
+    sent = {f"{r['method']} {r['path']}": r for r in stub.requests}
+    stored = sent["POST /ml/v4/models"]["body"]
+    assert stored["type"] == "onnxruntime_1.16" and stored["software_spec"] == {"id": ONNX_SPEC_ID}
+    content = sent[f"PUT /ml/v4/models/{result['model_id']}/content"]["body"]
+    with tarfile.open(fileobj=io.BytesIO(content)) as archive:
+        assert archive.getnames() == ["model.onnx"]
+        sent_model = archive.extractfile("model.onnx").read()
+    assert sent_model == (onnx_model / "model.onnx").read_bytes()
+
+
 def test_refused_credentials_are_a_clear_error(tmp_path, model, isolated_env):
     with WatsonMLStub(tmp_path, refuse=True) as stub:
         with pytest.raises(ClaimedError) as error:
@@ -103,7 +121,7 @@ def test_failed_deployment_is_a_clear_error(tmp_path, model, isolated_env):
 
 
 def test_missing_space_and_bad_model_fail_before_any_call(tmp_path, model, isolated_env):
-    with pytest.raises(ClaimedError, match="^model: .* needs model.keras and labels.json"):
+    with pytest.raises(ClaimedError, match="^model: .* needs model.keras or model.onnx, and labels.json"):
         run("deploy.watson_ml", {"model": str(tmp_path), "conn_id": "never_used"}, root=str(tmp_path))
     with WatsonMLStub(tmp_path) as stub:
         connection(stub)

@@ -13,12 +13,15 @@ import re
 import ssl
 import threading
 import time
+import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 USERNAME, API_KEY = "wml-user", "wml-api-key-7c1d5e9a0b2f"
 SPACE_ID, SPEC_ID = "3f7e6a5b-0c1d-4e2f-8a9b-5c6d7e8f9a0b", "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
+ONNX_SPEC_ID = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
+SPECS = {"runtime-24.1-py3.11": SPEC_ID, "onnxruntime_opset_19": ONNX_SPEC_ID}
 
 
 def self_signed_certificate(folder: Path) -> tuple[str, str]:
@@ -145,11 +148,13 @@ class WatsonMLStub:
                 "entity": {"name": "claimed", "status": {"state": "active"}},
             }
         if path == "/v2/software_specifications":
-            spec = {
-                "metadata": {"asset_id": SPEC_ID, "name": "runtime-24.1-py3.11"},
-                "entity": {"software_specification": {"name": "runtime-24.1-py3.11"}},
-            }
-            return 200, {"total_results": 1, "resources": [spec]}
+            wanted = urllib.parse.parse_qs(query).get("name")
+            specs = [
+                {"metadata": {"asset_id": asset, "name": name}, "entity": {"software_specification": {"name": name}}}
+                for name, asset in SPECS.items()
+                if not wanted or name in wanted
+            ]
+            return 200, {"total_results": len(specs), "resources": specs}
         if path == "/ml/v4/models" and method == "POST":
             model_id = str(uuid.UUID(int=len(self.models) + 1))
             self.models[model_id] = {

@@ -208,25 +208,29 @@ class LocalDeployOperator(ClaimedOperator):
 class WatsonMLDeployOperator(ClaimedOperator):
     """Store a model in Watson Machine Learning, create an online deployment, score a sample image.
 
-    The Keras model is exported as a TensorFlow SavedModel (``tar.gz``), stored in the deployment
-    space with ``model_type`` and the software specification ``software_spec``, and deployed online;
-    the task waits until the deployment is ready, then scores one image to prove it answers.
-    Credentials come from an Airflow connection of type ``watson_ml`` (the API key is never logged
-    or returned); without ``conn_id`` (e.g. in a container without Airflow) from ``WATSONX_URL``,
-    ``WATSONX_APIKEY``, ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
+    A Keras model is exported as a TensorFlow SavedModel, an ONNX model (``framework="torch"``) is
+    sent as it is; the ``tar.gz`` is stored in the deployment space with ``model_type`` and the
+    software specification ``software_spec``, and deployed online; the task waits until the
+    deployment is ready, then scores one image to prove it answers. Credentials come from an Airflow
+    connection of type ``watson_ml`` (the API key is never logged or returned); without ``conn_id``
+    (e.g. in a container without Airflow) from ``WATSONX_URL``, ``WATSONX_APIKEY``,
+    ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
 
     Runs the ``deploy.watson_ml`` component. Outputs (XCom keys): none.
 
-    :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` + ``labels.json``).
+    :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` or ``model.onnx`` +
+        ``labels.json``).
     :type model: str
     :param deployment_name: Name of the online deployment.
     :type deployment_name: str
     :param model_name: Name of the stored model; default the deployment name.
     :type model_name: str | None
-    :param model_type: Watson ML model type, e.g. ``tensorflow_2.14``.
-    :type model_type: str
-    :param software_spec: Software specification of the runtime, e.g. ``runtime-24.1-py3.11``.
-    :type software_spec: str
+    :param model_type: Watson ML model type; default ``tensorflow_2.14`` for a Keras model,
+        ``onnxruntime_1.16`` for an ONNX one.
+    :type model_type: str | None
+    :param software_spec: Software specification of the runtime; default ``runtime-24.1-py3.11``
+        (Keras) or ``onnxruntime_opset_19`` (ONNX).
+    :type software_spec: str | None
     :param space_id: Deployment space id; default the connection's ``space_id``.
     :type space_id: str | None
     :param sample: Image file, or image folder with ``index.csv``, whose first image is scored;
@@ -264,8 +268,8 @@ class WatsonMLDeployOperator(ClaimedOperator):
         model: str,
         deployment_name: str = "claimed-model",
         model_name: str | None = None,
-        model_type: str = "tensorflow_2.14",
-        software_spec: str = "runtime-24.1-py3.11",
+        model_type: str | None = None,
+        software_spec: str | None = None,
         space_id: str | None = None,
         sample: str | None = None,
         deployment_timeout: int = 600,

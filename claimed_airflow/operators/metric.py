@@ -110,15 +110,15 @@ class FairnessMetricOperator(ClaimedOperator):
 class LimeMetricOperator(ClaimedOperator):
     """Explain single predictions with LIME (local surrogate models on perturbed inputs).
 
-    For a Keras image model (``train.mobilenet_v2``) the image is cut into SLIC superpixels and LIME
-    weighs each superpixel's contribution to the predicted class; the overlay PNG shows the
-    superpixels in favour (green) and against (red). For a scikit-learn classifier (``.joblib``) on
-    a table LIME weighs the (discretised) feature values. Seeded: the same inputs give the same
-    explanations.
+    For an image model (``train.mobilenet_v2``, Keras or ONNX) the image is cut into SLIC
+    superpixels and LIME weighs each superpixel's contribution to the predicted class; the overlay
+    PNG shows the superpixels in favour (green) and against (red). For a scikit-learn classifier
+    (``.joblib``) on a table LIME weighs the (discretised) feature values. Seeded: the same inputs
+    give the same explanations.
 
     Runs the ``metric.lime`` component. Outputs (XCom keys): explanations.
 
-    :param model: Keras model folder (``model.keras`` + ``labels.json``) or scikit-learn model file.
+    :param model: Image model folder from ``train.mobilenet_v2`` or a scikit-learn model file.
     :type model: str
     :param data: Image folder (``transform.dicom_to_images``) for an image model, else a table.
     :type data: str
@@ -185,13 +185,14 @@ class RobustnessMetricOperator(ClaimedOperator):
 
     The attacks perturb each input by at most ``epsilon`` (L-infinity) in the model's input scale:
     images from ``transform.dicom_to_images`` are in [-1, 1], so 0.05 is 2.5 % of the range; table
-    features are attacked in their own units, clipped to the data's minimum and maximum. Models: a
-    Keras image model (``train.mobilenet_v2``) or a scikit-learn classifier with gradients in ART
-    (logistic regression, SVM). Seeded: the same inputs give the same numbers.
+    features are attacked in their own units, clipped to the data's minimum and maximum. Models: an
+    image model from ``train.mobilenet_v2`` (Keras, or PyTorch through its ``model.pt``) or a
+    scikit-learn classifier with gradients in ART (logistic regression, SVM). Seeded: the same
+    inputs give the same numbers.
 
     Runs the ``metric.robustness`` component. Outputs (XCom keys): metrics, examples.
 
-    :param model: Keras model folder (``model.keras`` + ``labels.json``) or scikit-learn model file.
+    :param model: Image model folder from ``train.mobilenet_v2`` or a scikit-learn model file.
     :type model: str
     :param data: Image folder for an image model, else a table with the label column.
     :type data: str

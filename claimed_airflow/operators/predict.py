@@ -15,7 +15,8 @@ class PredictImagesOperator(ClaimedOperator):
 
     Runs the ``predict.images`` component. Outputs (XCom keys): predictions.
 
-    :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` + ``labels.json``).
+    :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` or ``model.onnx`` +
+        ``labels.json``).
     :type model: str
     :param images: Image folder from ``transform.dicom_to_images``.
     :type images: str

@@ -102,10 +102,17 @@ class FairnessMitigationTrainOperator(ClaimedOperator):
 
 
 class MobileNetV2TrainOperator(ClaimedOperator):
-    """Train MobileNetV2 (Keras 3, ``weights=None``) to classify the labels of an image folder.
+    """Train MobileNetV2 (``weights=None``) to classify the labels of an image folder, on a GPU when one is present.
 
-    Seeded and with deterministic TensorFlow ops, so the same data and parameters give the same
-    model.
+    ``framework="keras"``: Keras 3 (``model.keras``); seeded with deterministic TensorFlow ops, so
+    the same data and parameters give the same model. ``framework="torch"``: torchvision's
+    MobileNetV2 in channels-last layout, bf16 autocast on a GPU, a DataLoader with pinned memory
+    feeding uint8 images that are normalised on the device; batch-norm statistics are recomputed
+    over the training images after the last epoch (a short training leaves them behind the weights).
+    It writes ``model.onnx``, served with onnxruntime by ``predict.images``,
+    ``deploy.local``/``serve``, KServe's ``onnx`` format and Watson ML's ``onnxruntime`` types, and
+    ``model.pt`` (weights, for ``metric.robustness``). Needs the ``torch`` extra. Both take (N,
+    size, size, 3) in [-1, 1] and output class probabilities.
 
     Runs the ``train.mobilenet_v2`` component. Outputs (XCom keys): model.
 
@@ -123,10 +130,25 @@ class MobileNetV2TrainOperator(ClaimedOperator):
     :type learning_rate: float
     :param seed: Random seed for weights initialisation and shuffling.
     :type seed: int
+    :param framework: ``keras`` (TensorFlow/Keras 3) or ``torch`` (PyTorch, the fast path on GPUs).
+    :type framework: str
+    :param mixed_precision: ``torch`` on a GPU: compute in bfloat16 (autocast), keep weights in
+        float32.
+    :type mixed_precision: bool
     """
 
     component = "train.mobilenet_v2"
-    component_fields = ("images", "epochs", "batch_size", "image_size", "alpha", "learning_rate", "seed")
+    component_fields = (
+        "images",
+        "epochs",
+        "batch_size",
+        "image_size",
+        "alpha",
+        "learning_rate",
+        "seed",
+        "framework",
+        "mixed_precision",
+    )
     ui_color = "#fff3e0"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -140,6 +162,8 @@ class MobileNetV2TrainOperator(ClaimedOperator):
         alpha: float = 0.35,
         learning_rate: float = 0.001,
         seed: int = 42,
+        framework: str = "keras",
+        mixed_precision: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -150,6 +174,8 @@ class MobileNetV2TrainOperator(ClaimedOperator):
         self.alpha = alpha
         self.learning_rate = learning_rate
         self.seed = seed
+        self.framework = framework
+        self.mixed_precision = mixed_precision
 
 
 class TfjobTrainOperator(ClaimedOperator):

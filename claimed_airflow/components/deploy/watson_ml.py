@@ -11,6 +11,7 @@ import time
 import warnings
 from pathlib import Path
 
+from claimed_airflow.components.train.image_classifier import network_file
 from claimed_airflow.core import InputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
@@ -24,8 +25,8 @@ def watson_ml(
     model: InputPath,
     deployment_name: str = "claimed-model",
     model_name: str | None = None,
-    model_type: str = "tensorflow_2.14",
-    software_spec: str = "runtime-24.1-py3.11",
+    model_type: str | None = None,
+    software_spec: str | None = None,
     space_id: str | None = None,
     sample: InputPath | None = None,
     deployment_timeout: int = 600,
@@ -34,18 +35,21 @@ def watson_ml(
 ) -> dict:
     """Store a model in Watson Machine Learning, create an online deployment, score a sample image.
 
-    The Keras model is exported as a TensorFlow SavedModel (``tar.gz``), stored in the deployment space
+    A Keras model is exported as a TensorFlow SavedModel, an ONNX model (``framework="torch"``) is sent
+    as it is; the ``tar.gz`` is stored in the deployment space
     with ``model_type`` and the software specification ``software_spec``, and deployed online; the
     task waits until the deployment is ready, then scores one image to prove it answers. Credentials
     come from an Airflow connection of type ``watson_ml`` (the API key is never logged or returned);
     without ``conn_id`` (e.g. in a container without Airflow) from ``WATSONX_URL``, ``WATSONX_APIKEY``,
     ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
 
-    :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` + ``labels.json``).
+    :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` or ``model.onnx`` + ``labels.json``).
     :param deployment_name: Name of the online deployment.
     :param model_name: Name of the stored model; default the deployment name.
-    :param model_type: Watson ML model type, e.g. ``tensorflow_2.14``.
-    :param software_spec: Software specification of the runtime, e.g. ``runtime-24.1-py3.11``.
+    :param model_type: Watson ML model type; default ``tensorflow_2.14`` for a Keras model, ``onnxruntime_1.16``
+        for an ONNX one.
+    :param software_spec: Software specification of the runtime; default ``runtime-24.1-py3.11`` (Keras) or
+        ``onnxruntime_opset_19`` (ONNX).
     :param space_id: Deployment space id; default the connection's ``space_id``.
     :param sample: Image file, or image folder with ``index.csv``, whose first image is scored; default a blank
         image.
@@ -56,10 +60,13 @@ def watson_ml(
     import numpy as np
 
     info = _labels(model)
+    onnx = network_file(model).suffix == ".onnx"
+    model_type = model_type or ("onnxruntime_1.16" if onnx else "tensorflow_2.14")
+    software_spec = software_spec or ("onnxruntime_opset_19" if onnx else "runtime-24.1-py3.11")
     client, secret = _client(conn_id, space_id)
     try:
         with tempfile.TemporaryDirectory(prefix="claimed-wml-") as tmp:
-            archive = _saved_model_archive(model, Path(tmp))
+            archive = _model_archive(model, Path(tmp))
             spec_id = client.software_specifications.get_id_by_name(software_spec)
             if not spec_id or spec_id == "Not Found":
                 raise ClaimedError(f"software_spec: {software_spec!r} is not known to this Watson ML")
@@ -100,8 +107,10 @@ def watson_ml(
 
 def _labels(model: str) -> dict:
     path = Path(model)
-    if not (path / "model.keras").exists() or not (path / "labels.json").exists():
-        raise ClaimedError(f"model: {model} needs model.keras and labels.json (the output of train.mobilenet_v2)")
+    if network_file(path) is None or not (path / "labels.json").exists():
+        raise ClaimedError(
+            f"model: {model} needs model.keras or model.onnx, and labels.json (the output of train.mobilenet_v2)"
+        )
     return json.loads((path / "labels.json").read_text())
 
 
@@ -146,14 +155,19 @@ def _client(conn_id: str | None, space_id: str | None):
         raise ClaimedError(_scrub(f"conn_id: cannot connect to Watson ML: {text}", secret)) from None
 
 
-def _saved_model_archive(model: str, folder: Path) -> Path:
-    """The Keras model exported as a TensorFlow SavedModel, packed as ``model.tar.gz``."""
+def _model_archive(model: str, folder: Path) -> Path:
+    """``model.tar.gz``: the ONNX file as it is, or the Keras model exported as a TensorFlow SavedModel."""
+    source = network_file(model)
+    archive = folder / "model.tar.gz"
+    if source.suffix == ".onnx":
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(source, arcname=source.name)
+        return archive
     import keras
 
-    network = keras.saving.load_model(Path(model) / "model.keras")
+    network = keras.saving.load_model(source)
     saved = folder / "saved_model"
     network.export(str(saved), format="tf_saved_model", verbose=False)
-    archive = folder / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for item in sorted(saved.iterdir()):
             tar.add(item, arcname=item.name)

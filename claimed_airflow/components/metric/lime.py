@@ -25,12 +25,12 @@ def lime(
 ) -> dict:
     """Explain single predictions with LIME (local surrogate models on perturbed inputs).
 
-    For a Keras image model (``train.mobilenet_v2``) the image is cut into SLIC superpixels and LIME
+    For an image model (``train.mobilenet_v2``, Keras or ONNX) the image is cut into SLIC superpixels and LIME
     weighs each superpixel's contribution to the predicted class; the overlay PNG shows the superpixels
     in favour (green) and against (red). For a scikit-learn classifier (``.joblib``) on a table LIME
     weighs the (discretised) feature values. Seeded: the same inputs give the same explanations.
 
-    :param model: Keras model folder (``model.keras`` + ``labels.json``) or scikit-learn model file.
+    :param model: Image model folder from ``train.mobilenet_v2`` or a scikit-learn model file.
     :param data: Image folder (``transform.dicom_to_images``) for an image model, else a table.
     :param samples: Image names (``index.csv`` column ``image``) or row numbers to explain; by default
         the first ``num_explained``.

@@ -2,8 +2,8 @@
 
 Two kinds are understood:
 
-- a Keras image model: the folder written by ``train.mobilenet_v2`` (``model.keras`` + ``labels.json``),
-  scored on an image folder from ``transform.dicom_to_images``;
+- an image model: the folder written by ``train.mobilenet_v2`` (``model.keras`` or ``model.onnx`` +
+  ``labels.json``), scored on an image folder from ``transform.dicom_to_images``;
 - a scikit-learn classifier: a ``.joblib`` / ``.pkl`` file (or a folder with ``model.joblib``) of a
   fitted estimator with ``predict_proba``, scored on a table. Its feature columns are the estimator's
   ``feature_names_in_`` when it was fitted on a DataFrame, else every numeric column but the label.
@@ -12,11 +12,11 @@ Two kinds are understood:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from claimed_airflow.components.train.image_classifier import network_file
 from claimed_airflow.core.errors import ClaimedError
 
 SKLEARN_FILES = ("model.joblib", "model.pkl")
@@ -35,7 +35,9 @@ class Loaded:
 
     def predict_proba(self, x):
         if self.kind == "image":
-            return self.model.predict(x, batch_size=64, verbose=0)
+            import numpy as np
+
+            return np.concatenate([self.model.predict(x[i : i + 64]) for i in range(0, len(x), 64)])
         import pandas as pd
 
         frame = pd.DataFrame(x, columns=self.feature_names) if self.extra.get("frame") else x
@@ -56,25 +58,19 @@ def load(model: str, data: str, *, label_column: str = "label") -> Loaded:
     """The model and its evaluation data (inputs, true class indices) from a model and a data path."""
     import numpy as np
 
-    if (Path(model) / "model.keras").is_file():
-        import keras
+    if network_file(model) is not None:
+        from claimed_airflow.components.train.image_classifier import ImageClassifier, load_image_folder
 
-        from claimed_airflow.components.train.mobilenet_v2 import load_image_folder
-
-        labels_file = Path(model) / "labels.json"
-        if not labels_file.exists():
-            raise ClaimedError(f"model: labels.json missing in {model}; expected the output of train.mobilenet_v2")
         if not Path(data).is_dir():
-            raise ClaimedError(f"data: a Keras image model needs an image folder, got {Path(data).name}")
-        info = json.loads(labels_file.read_text())
-        network = keras.saving.load_model(Path(model) / "model.keras")
-        x, y, classes, index = load_image_folder(data, info["image_size"], info["classes"])
+            raise ClaimedError(f"data: an image model needs an image folder, got {Path(data).name}")
+        network = ImageClassifier(model)
+        x, y, classes, index = load_image_folder(data, network.image_size, network.classes)
         return Loaded("image", network, x, y, list(classes), [str(n) for n in index["image"]])
     path = _sklearn_file(model)
     if path is None:
         raise ClaimedError(
-            f"model: {Path(model).name} is neither a Keras model folder (model.keras) nor a scikit-learn "
-            "model file (.joblib/.pkl)"
+            f"model: {Path(model).name} is neither an image model folder (model.keras or model.onnx) "
+            "nor a scikit-learn model file (.joblib/.pkl)"
         )
     import joblib
 

@@ -16,12 +16,14 @@ def _classifier(loaded):
     """An ART classifier with loss gradients for the loaded model."""
     import numpy as np
 
+    if loaded.kind == "image" and loaded.model.platform == "onnx":
+        return _torch_classifier(loaded)
     if loaded.kind == "image":
         import tensorflow as tf
         from art.estimators.classification import TensorFlowV2Classifier
 
         return TensorFlowV2Classifier(
-            model=loaded.model,
+            model=loaded.model.network,
             nb_classes=len(loaded.classes),
             input_shape=tuple(loaded.x.shape[1:]),
             loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=False),
@@ -37,6 +39,32 @@ def _classifier(loaded):
             "LogisticRegression, SVC or LinearSVC"
         )
     return classifier
+
+
+def _torch_classifier(loaded):
+    """ART's PyTorch classifier on ``model.pt``, the differentiable twin of a ``model.onnx``."""
+    weights = loaded.model.path.with_name("model.pt")
+    if not weights.is_file():
+        raise ClaimedError(
+            f"model: ART needs loss gradients; an ONNX model has none and {weights.name} is missing next to it "
+            "(train.mobilenet_v2 framework=torch writes both)"
+        )
+    try:
+        import torch
+        from art.estimators.classification import PyTorchClassifier
+
+        from claimed_airflow.components.train.mobilenet_v2 import load_torch_network
+    except ImportError:
+        raise ClaimedError("model: attacking a PyTorch model needs PyTorch (the torch extra)") from None
+    return PyTorchClassifier(
+        model=load_torch_network(weights.parent),
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=tuple(loaded.x.shape[1:]),
+        nb_classes=len(loaded.classes),
+        clip_values=(-1.0, 1.0),
+        channels_first=False,
+        device_type="cpu",
+    )
 
 
 @component("metric", operator="RobustnessMetricOperator")
@@ -57,11 +85,12 @@ def robustness(
 
     The attacks perturb each input by at most ``epsilon`` (L-infinity) in the model's input scale:
     images from ``transform.dicom_to_images`` are in [-1, 1], so 0.05 is 2.5 % of the range; table
-    features are attacked in their own units, clipped to the data's minimum and maximum. Models: a
-    Keras image model (``train.mobilenet_v2``) or a scikit-learn classifier with gradients in ART
-    (logistic regression, SVM). Seeded: the same inputs give the same numbers.
+    features are attacked in their own units, clipped to the data's minimum and maximum. Models: an
+    image model from ``train.mobilenet_v2`` (Keras, or PyTorch through its ``model.pt``) or a
+    scikit-learn classifier with gradients in ART (logistic regression, SVM). Seeded: the same inputs
+    give the same numbers.
 
-    :param model: Keras model folder (``model.keras`` + ``labels.json``) or scikit-learn model file.
+    :param model: Image model folder from ``train.mobilenet_v2`` or a scikit-learn model file.
     :param data: Image folder for an image model, else a table with the label column.
     :param attacks: Attacks to run: ``fgsm`` (one gradient step) and/or ``pgd`` (iterated, stronger);
         default both.

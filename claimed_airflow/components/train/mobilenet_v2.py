@@ -1,42 +1,20 @@
-"""Train a MobileNetV2 image classifier (Keras 3, no pretrained weights) on a folder of labelled images."""
+"""Train a MobileNetV2 image classifier (Keras 3 or PyTorch, no pretrained weights) on a labelled image folder."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Literal
 
+from claimed_airflow.components.train.image_classifier import (  # noqa: F401 - load_image_folder: public helper
+    LABELS,
+    load_gray_images,
+    load_image_folder,
+    network_input,
+)
 from claimed_airflow.core import InputPath, OutputPath, Progress, component
 from claimed_airflow.core.errors import ClaimedError
-
-INDEX = "index.csv"
-
-
-def load_image_folder(images: str, size: int, classes: list[str] | None = None):
-    """Images listed in ``<images>/index.csv`` as a float array in [-1, 1] (N, size, size, 3).
-
-    Returns (x, y, classes, index) where y holds class indices (-1 for a label not in ``classes``).
-    """
-    import numpy as np
-    from PIL import Image
-
-    from claimed_airflow.core.tables import read_table
-
-    index_path = Path(images) / INDEX
-    if not index_path.exists():
-        raise ClaimedError(f"images: {INDEX} missing in {images}; expected the output of transform.dicom_to_images")
-    index = read_table(index_path, name="images index")
-    index = index[~index["label"].astype(str).str.startswith("_")].reset_index(drop=True)
-    if index.empty:
-        raise ClaimedError(f"images: no labelled image in {images}")
-    classes = classes or sorted(index["label"].astype(str).unique())
-    lookup = {name: i for i, name in enumerate(classes)}
-    x = np.empty((len(index), size, size, 3), dtype=np.float32)
-    for i, name in enumerate(index["image"]):
-        with Image.open(Path(images) / name) as image:
-            gray = np.asarray(image.convert("L").resize((size, size)), dtype=np.float32)
-        x[i] = (gray / 127.5 - 1.0)[..., None]
-    y = np.array([lookup.get(str(label), -1) for label in index["label"]], dtype=np.int64)
-    return x, y, classes, index
 
 
 @component("train", gpus=1, cpu="4", memory="8Gi", operator="MobileNetV2TrainOperator")
@@ -48,11 +26,21 @@ def mobilenet_v2(
     alpha: float = 0.35,
     learning_rate: float = 0.001,
     seed: int = 42,
+    framework: Literal["keras", "torch"] = "keras",
+    mixed_precision: bool = True,
     model: OutputPath = "model",
 ) -> dict:
-    """Train MobileNetV2 (Keras 3, ``weights=None``) to classify the labels of an image folder.
+    """Train MobileNetV2 (``weights=None``) to classify the labels of an image folder, on a GPU when one is present.
 
-    Seeded and with deterministic TensorFlow ops, so the same data and parameters give the same model.
+    ``framework="keras"``: Keras 3 (``model.keras``); seeded with deterministic TensorFlow ops, so the
+    same data and parameters give the same model. ``framework="torch"``: torchvision's MobileNetV2
+    in channels-last layout, bf16 autocast on a GPU, a DataLoader with pinned memory feeding uint8
+    images that are normalised on the device; batch-norm statistics are recomputed over the training
+    images after the last epoch (a short training leaves them behind the weights). It writes
+    ``model.onnx``, served with onnxruntime by ``predict.images``, ``deploy.local``/``serve``,
+    KServe's ``onnx`` format and Watson ML's ``onnxruntime`` types, and ``model.pt`` (weights, for
+    ``metric.robustness``). Needs the ``torch`` extra. Both take (N, size, size, 3) in [-1, 1] and
+    output class probabilities.
 
     :param images: Output of ``transform.dicom_to_images`` (``<label>/*.png`` and ``index.csv``).
     :param epochs: Number of passes over the training images.
@@ -61,43 +49,203 @@ def mobilenet_v2(
     :param alpha: Width multiplier of MobileNetV2 (0.35, 0.5, 0.75, 1.0, ...).
     :param learning_rate: Adam learning rate.
     :param seed: Random seed for weights initialisation and shuffling.
-    :param model: Folder with ``model.keras``, ``labels.json`` and ``history.json``.
+    :param framework: ``keras`` (TensorFlow/Keras 3) or ``torch`` (PyTorch, the fast path on GPUs).
+    :param mixed_precision: ``torch`` on a GPU: compute in bfloat16 (autocast), keep weights in float32.
+    :param model: Folder with ``model.keras`` (keras) or ``model.onnx`` + ``model.pt`` (torch), ``labels.json``
+        and ``history.json``.
     """
     if image_size < 32:
         raise ClaimedError(f"image_size: MobileNetV2 needs at least 32 pixels, got {image_size}")
     if epochs < 1:
         raise ClaimedError(f"epochs: must be at least 1, got {epochs}")
+    if batch_size < 1:
+        raise ClaimedError(f"batch_size: must be at least 1, got {batch_size}")
+    pixels, y, classes, _ = load_gray_images(images, image_size)
+    if len(classes) < 2:
+        raise ClaimedError(f"images: need at least two labels to train a classifier, found {classes}")
+    out = Path(model)
+    out.mkdir(parents=True)
+    settings = dict(epochs=epochs, batch_size=batch_size, alpha=alpha, learning_rate=learning_rate, seed=seed)
+    info = {"classes": classes, "image_size": image_size, "framework": framework, "alpha": alpha}
+    (out / LABELS).write_text(json.dumps(info))
+    if framework == "torch":
+        history, device = _train_torch(pixels, y, len(classes), out, mixed_precision=mixed_precision, **settings)
+    else:
+        history, device = _train_keras(pixels, y, len(classes), out, **settings)
+    (out / "history.json").write_text(json.dumps(history))
+    return {
+        "train_accuracy": history["accuracy"][-1],
+        "train_loss": history["loss"][-1],
+        "device": device,
+        "images_per_second": history["images_per_second"][-1],
+    }
+
+
+def _train_keras(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learning_rate, seed):
     import keras
 
     keras.utils.set_random_seed(seed)
     _deterministic_ops()
-    x, y, classes, _ = load_image_folder(images, image_size)
-    if len(classes) < 2:
-        raise ClaimedError(f"images: need at least two labels to train a classifier, found {classes}")
-    network = keras.applications.MobileNetV2(
-        input_shape=(image_size, image_size, 3), alpha=alpha, weights=None, classes=len(classes)
-    )
+    size = pixels.shape[1]
+    network = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, classes=n_classes)
     network.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
     progress = Progress("train.mobilenet_v2 epochs", epochs, interval=0)
+    rates = []
 
-    class LogProgress(keras.callbacks.Callback):
+    class Epochs(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
         def on_epoch_end(self, epoch, logs=None):
+            rates.append(len(pixels) / (time.perf_counter() - self.start))
             progress.advance()
 
-    history = network.fit(
-        x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[LogProgress()]
+    fitted = network.fit(
+        network_input(pixels), y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[Epochs()]
     )
-    out = Path(model)
-    out.mkdir(parents=True)
     network.save(out / "model.keras")
-    (out / "labels.json").write_text(json.dumps({"classes": classes, "image_size": image_size}))
-    metrics = {k: [float(v) for v in values] for k, values in history.history.items()}
-    (out / "history.json").write_text(json.dumps(metrics))
-    return {"train_accuracy": metrics["accuracy"][-1], "train_loss": metrics["loss"][-1]}
+    history = {k: [float(v) for v in values] for k, values in fitted.history.items()}
+    history["images_per_second"] = rates
+    return history, _keras_device()
+
+
+def _train_torch(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learning_rate, seed, mixed_precision):
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        raise ClaimedError("framework: 'torch' needs PyTorch and torchvision (the torch extra)") from None
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+    torch.manual_seed(seed)
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    torch.backends.cudnn.benchmark = True
+    network = torchvision.models.mobilenet_v2(num_classes=n_classes, width_mult=alpha)
+    network = network.to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
+    loss_function = torch.nn.CrossEntropyLoss()
+    dataset = TensorDataset(torch.from_numpy(pixels), torch.from_numpy(y))
+    # one index per batch: the loader slices whole batches of uint8 (no per-image collate) and pins them
+    batches = BatchSampler(
+        RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)), batch_size, drop_last=False
+    )
+    loader = DataLoader(dataset, sampler=batches, batch_size=None, pin_memory=cuda)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and mixed_precision)
+    progress = Progress("train.mobilenet_v2 epochs", epochs, interval=0)
+    history = {"loss": [], "accuracy": [], "images_per_second": []}
+    network.train()
+    for _ in range(epochs):
+        start = time.perf_counter()
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        for x, target in loader:
+            x, target = x.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            with autocast:
+                logits = network(_normalise(x))
+                loss = loss_function(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach() * len(target)
+            correct += (logits.argmax(dim=1) == target).sum()
+        history["loss"].append(float(total_loss) / len(dataset))  # the only host sync of the epoch
+        history["accuracy"].append(float(correct) / len(dataset))
+        history["images_per_second"].append(len(dataset) / (time.perf_counter() - start))
+        progress.advance()
+    # the running batch-norm statistics lag behind the weights (badly so after a short training):
+    # recompute them over the training images so that the exported, eval-mode network is the one trained
+    with autocast:
+        torch.optim.swa_utils.update_bn((_normalise(x.to(device, non_blocking=True)) for x, _ in loader), network)
+    export_servable(network.float().eval(), out)
+    return history, torch.cuda.get_device_name(0) if cuda else "cpu"
+
+
+def _normalise(x):
+    """uint8 (N, S, S) on the device -> float (N, 3, S, S) channels-last in [-1, 1]."""
+    import torch
+
+    x = x.unsqueeze(1).expand(-1, 3, -1, -1).float().div_(127.5).sub_(1.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _nhwc(network, probabilities: bool = False):
+    """``network`` (NCHW in, logits out) taking the Keras model's input, float32 (N, S, S, 3) in [-1, 1]."""
+    import torch
+
+    class NHWC(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            logits = self.inner(x.permute(0, 3, 1, 2))
+            return torch.softmax(logits, dim=1) if probabilities else logits
+
+    return NHWC(network).eval()
+
+
+def export_servable(network, folder: Path) -> None:
+    """Write a trained torchvision MobileNetV2 as ``model.pt`` (its weights, see :func:`load_torch_network`)
+    and ``model.onnx`` (input ``input`` float32 (N, S, S, 3) in [-1, 1], output ``probabilities``).
+
+    ``labels.json`` must be in ``folder`` already. The ONNX export runs in a fresh interpreter: it
+    imports torch's compiler stack (Triton), which crashes a process that has loaded TensorFlow,
+    as an Airflow worker or ``dag.test()`` may have for an earlier Keras task.
+    """
+    import subprocess
+    import sys
+
+    import torch
+
+    torch.save(network.to("cpu").state_dict(), folder / "model.pt")
+    code = "import sys; from claimed_airflow.components.train.mobilenet_v2 import export_onnx; export_onnx(sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise ClaimedError(f"model: the ONNX export failed: {reason}")
+
+
+def export_onnx(folder: str | Path) -> None:
+    """``model.onnx`` from the ``model.pt`` and ``labels.json`` of ``folder``."""
+    import torch
+
+    info = json.loads((Path(folder) / LABELS).read_text())
+    size = info["image_size"]
+    torch.onnx.export(
+        load_torch_network(folder, probabilities=True),
+        (torch.zeros(2, size, size, 3),),
+        str(Path(folder) / "model.onnx"),
+        input_names=["input"],
+        output_names=["probabilities"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        dynamo=True,
+        verbose=False,
+    )
+
+
+def load_torch_network(folder: str | Path, probabilities: bool = False):
+    """The PyTorch twin of a ``model.onnx`` folder: logits (or probabilities) of float32 (N, S, S, 3) in
+    [-1, 1], in eval mode."""
+    import torch
+    import torchvision
+
+    info = json.loads((Path(folder) / LABELS).read_text())
+    network = torchvision.models.mobilenet_v2(num_classes=len(info["classes"]), width_mult=info["alpha"])
+    network.load_state_dict(torch.load(Path(folder) / "model.pt", map_location="cpu", weights_only=True))
+    return _nhwc(network, probabilities)
+
+
+def _keras_device() -> str:
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_logical_devices("GPU")
+        return gpus[0].name if gpus else "cpu"
+    except ImportError:
+        return "cpu"
 
 
 def _deterministic_ops() -> None:

@@ -1,0 +1,133 @@
+"""train.mobilenet_v2 framework=torch: training, the ONNX/torch.export twins, and every consumer of the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.runner import run
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+pytest.importorskip("onnxruntime")
+
+
+def bright_and_dark(folder: Path, count: int = 48, size: int = 40) -> Path:
+    """An image folder like transform.dicom_to_images writes: noisy bright and dark squares, two labels."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(count):
+        label = "bright" if i % 2 else "dark"
+        base = 215 if label == "bright" else 40
+        pixels = np.clip(rng.normal(base, 15, (size, size)), 0, 255).astype(np.uint8)
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / label / f"{i:03d}.png")
+        rows.append({"image": f"{label}/{i:03d}.png", "label": label, "PatientSex": "MF"[i % 2]})
+    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("torch")
+    images = bright_and_dark(root / "images")
+    args = {"images": str(images), "framework": "torch", "epochs": 10, "batch_size": 8, "image_size": 32}
+    args.update(seed=3, learning_rate=0.005)
+    return images, root, run("train.mobilenet_v2", args, root=str(root))
+
+
+def test_trains_on_the_cpu_and_writes_onnx_and_weights(trained):
+    images, _, result = trained
+    model = Path(result["model"])
+    assert {p.name for p in model.iterdir()} >= {"model.onnx", "model.pt", "labels.json", "history.json"}
+    info = json.loads((model / "labels.json").read_text())
+    assert info == {"classes": ["bright", "dark"], "image_size": 32, "framework": "torch", "alpha": 0.35}
+    history = json.loads((model / "history.json").read_text())
+    assert len(history["loss"]) == len(history["images_per_second"]) == 10
+    assert history["loss"][-1] < history["loss"][0]
+    assert result["device"] == "cpu" and result["images_per_second"] > 0
+    assert result["train_accuracy"] > 0.6  # measured while the weights move; the eval-mode check is below
+
+
+def test_predictions_through_onnx_are_right(trained):
+    images, root, result = trained
+    predicted = run("predict.images", {"model": result["model"], "images": str(images)}, root=str(root / "p"))
+    table = pd.read_csv(predicted["predictions"])
+    assert len(table) == 48 and set(table.columns) >= {"p_bright", "p_dark", "PatientSex"}
+    assert (table["prediction"] == table["label"]).mean() >= 0.9  # eval mode: batch-norm statistics recomputed
+    assert np.allclose(table["p_bright"] + table["p_dark"], 1.0, atol=1e-5)
+
+
+def test_onnx_and_saved_weights_agree_with_the_network(tmp_path):
+    import onnxruntime
+    import torchvision
+
+    from claimed_airflow.components.train.mobilenet_v2 import export_servable, load_torch_network
+
+    torch.manual_seed(0)
+    network = torchvision.models.mobilenet_v2(num_classes=3, width_mult=0.35).eval()
+    x = torch.rand(5, 32, 32, 3) * 2 - 1
+    with torch.no_grad():
+        expected = torch.softmax(network(x.permute(0, 3, 1, 2)), dim=1).numpy()
+    (tmp_path / "labels.json").write_text(json.dumps({"classes": ["a", "b", "c"], "image_size": 32, "alpha": 0.35}))
+    export_servable(network, tmp_path)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"] and session.get_inputs()[0].shape[1:] == [32, 32, 3]
+    assert np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-4
+    program = load_torch_network(tmp_path)
+    logits = program(x)
+    assert np.abs(torch.softmax(logits, dim=1).detach().numpy() - expected).max() < 1e-4
+    x.requires_grad_(True)
+    program(x).sum().backward()  # differentiable, as ART's attacks need
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_both_frameworks_see_the_same_input():
+    from claimed_airflow.components.train.image_classifier import network_input
+    from claimed_airflow.components.train.mobilenet_v2 import _normalise
+
+    pixels = np.random.default_rng(1).integers(0, 256, (4, 8, 8), dtype=np.uint8)
+    ours = _normalise(torch.from_numpy(pixels)).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(ours, network_input(pixels))
+
+
+def test_served_lime_and_robustness_use_the_torch_model(trained, tmp_path):
+    from claimed_airflow.serving import ServedModel
+
+    images, _, result = trained
+    served = ServedModel(result["model"])
+    assert served.metadata_v2()["platform"] == "onnx"
+    bright = np.full((1, 32, 32, 3), 0.6, dtype=np.float32)
+    assert served.response_v2(served.predict(bright))["outputs"][1]["data"] == ["bright"]
+    attacked = run(
+        "metric.robustness",
+        {"model": result["model"], "data": str(images), "epsilons": [0.05, 0.5], "max_samples": 16, "pgd_steps": 3},
+        root=str(tmp_path),
+    )
+    report = json.loads(Path(attacked["metrics"]).read_text())
+    assert report["clean_accuracy"] >= 0.9  # the weights' twin predicts like the ONNX model
+    assert report["min_accuracy"] < report["clean_accuracy"]  # real gradients: the attacks bite
+    lime = run(
+        "metric.lime",
+        {"model": result["model"], "data": str(images), "num_explained": 1, "num_samples": 50},
+        root=str(tmp_path / "lime"),
+    )
+    explained = json.loads((Path(lime["explanations"]) / "explanations.json").read_text())
+    assert [e["explained_class"] for e in explained["explanations"]] == ["dark"], explained
+
+
+def test_robustness_refuses_an_onnx_model_without_its_torch_twin(trained, tmp_path):
+    import shutil
+
+    images, _, result = trained
+    copy = tmp_path / "model"
+    shutil.copytree(result["model"], copy)
+    (copy / "model.pt").unlink()
+    with pytest.raises(ClaimedError, match="^model: ART needs loss gradients; an ONNX model has none and model.pt"):
+        run("metric.robustness", {"model": str(copy), "data": str(images)}, root=str(tmp_path))
