@@ -49,15 +49,14 @@ def _torch_classifier(loaded):
             f"model: ART needs loss gradients; an ONNX model has none and {weights.name} is missing next to it "
             "(train.mobilenet_v2 framework=torch writes both)"
         )
-    try:
-        import torch
-        from art.estimators.classification import PyTorchClassifier
+    from claimed_airflow.components.train.mobilenet_v2 import load_torch_network
 
-        from claimed_airflow.components.train.mobilenet_v2 import load_torch_network
-    except ImportError:
-        raise ClaimedError("model: attacking a PyTorch model needs PyTorch (the torch extra)") from None
+    network = load_torch_network(weights.parent)  # imports torch safely next to TensorFlow
+    import torch
+    from art.estimators.classification import PyTorchClassifier
+
     return PyTorchClassifier(
-        model=load_torch_network(weights.parent),
+        model=network,
         loss=torch.nn.CrossEntropyLoss(),
         input_shape=tuple(loaded.x.shape[1:]),
         nb_classes=len(loaded.classes),

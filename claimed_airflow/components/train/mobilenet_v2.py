@@ -111,12 +111,27 @@ def _train_keras(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learni
     return history, _keras_device()
 
 
-def _train_torch(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learning_rate, seed, mixed_precision):
+def import_torch():
+    """(torch, torchvision), safe in a process that has loaded TensorFlow.
+
+    torchvision imports torch's compiler stack, which imports Triton when installed (CUDA builds),
+    and Triton's LLVM crashes or hangs next to TensorFlow's (``import tensorflow; import triton``
+    segfaults here). Nothing here compiles kernels, so with TensorFlow loaded Triton is hidden.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None  # import triton -> ImportError: torch treats it as not installed
     try:
         import torch
         import torchvision
     except ImportError:
         raise ClaimedError("framework: 'torch' needs PyTorch and torchvision (the torch extra)") from None
+    return torch, torchvision
+
+
+def _train_torch(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learning_rate, seed, mixed_precision):
+    torch, torchvision = import_torch()
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
     torch.manual_seed(seed)
@@ -192,8 +207,8 @@ def export_servable(network, folder: Path) -> None:
     and ``model.onnx`` (input ``input`` float32 (N, S, S, 3) in [-1, 1], output ``probabilities``).
 
     ``labels.json`` must be in ``folder`` already. The ONNX export runs in a fresh interpreter: it
-    imports torch's compiler stack (Triton), which crashes a process that has loaded TensorFlow,
-    as an Airflow worker or ``dag.test()`` may have for an earlier Keras task.
+    needs torch's compiler stack, which Triton crashes in a process that has loaded TensorFlow (see
+    :func:`import_torch`), as ``dag.test()`` may have for an earlier Keras task.
     """
     import subprocess
     import sys
@@ -229,9 +244,7 @@ def export_onnx(folder: str | Path) -> None:
 def load_torch_network(folder: str | Path, probabilities: bool = False):
     """The PyTorch twin of a ``model.onnx`` folder: logits (or probabilities) of float32 (N, S, S, 3) in
     [-1, 1], in eval mode."""
-    import torch
-    import torchvision
-
+    torch, torchvision = import_torch()
     info = json.loads((Path(folder) / LABELS).read_text())
     network = torchvision.models.mobilenet_v2(num_classes=len(info["classes"]), width_mult=info["alpha"])
     network.load_state_dict(torch.load(Path(folder) / "model.pt", map_location="cpu", weights_only=True))
