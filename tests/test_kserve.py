@@ -9,7 +9,7 @@ import pytest
 from claimed_airflow.components.deploy.kserve import inference_service
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
-from tests.k8s_stub import KubernetesStub
+from tests.kube_stub import InferenceServiceStub
 
 pytest.importorskip("airflow.providers.cncf.kubernetes")
 
@@ -20,7 +20,7 @@ ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/models/inferenceservices"
 def connection(tmp_path, monkeypatch):
     """An Airflow Kubernetes connection (cncf.kubernetes provider) whose kubeconfig points at the stub."""
 
-    def use(stub: KubernetesStub) -> str:
+    def use(stub: InferenceServiceStub) -> str:
         extra = {"kube_config_path": stub.kubeconfig(tmp_path / "kubeconfig.json"), "namespace": "models"}
         monkeypatch.setenv("AIRFLOW_CONN_K8S_STUB", json.dumps({"conn_type": "kubernetes", "extra": extra}))
         return "k8s_stub"
@@ -35,14 +35,18 @@ def deploy(tmp_path, conn_id, **params):
 
 
 def test_creates_the_inference_service_and_returns_its_url(tmp_path, connection):
-    with KubernetesStub() as stub:
+    with InferenceServiceStub() as stub:
         result = deploy(
             tmp_path, connection(stub), predictor_gpus=1, predictor_cpu="2", predictor_memory="4Gi", poll_interval=0.05
         )
     assert result["url"] == "http://xray.models.example.com"
     assert (result["action"], result["namespace"]) == ("created", "models")
-    assert [(m, p) for m, p, _ in stub.requests] == [("GET", f"{ISVC}/xray"), ("POST", ISVC), ("GET", f"{ISVC}/xray")]
-    sent = stub.requests[1][2]
+    assert [(r["method"], r["path"]) for r in stub.requests] == [
+        ("GET", f"{ISVC}/xray"),
+        ("POST", ISVC),
+        ("GET", f"{ISVC}/xray"),
+    ]
+    sent = stub.requests[1]["body"]
     assert sent["apiVersion"] == "serving.kserve.io/v1beta1" and sent["kind"] == "InferenceService"
     container = sent["spec"]["predictor"]["containers"][0]
     assert container["env"] == [{"name": "STORAGE_URI", "value": "s3://bucket/models/xray/3"}]
@@ -51,32 +55,32 @@ def test_creates_the_inference_service_and_returns_its_url(tmp_path, connection)
 
 
 def test_updates_an_existing_service_with_its_resource_version(tmp_path, connection):
-    with KubernetesStub() as stub:
+    with InferenceServiceStub() as stub:
         conn_id = connection(stub)
         deploy(tmp_path, conn_id, poll_interval=0.05)
         stub.requests.clear()
         result = deploy(tmp_path / "2", conn_id, storage_uri="s3://bucket/models/xray/4", poll_interval=0.05)
     assert result["action"] == "updated"
-    assert [(m, p) for m, p, _ in stub.requests][:2] == [("GET", f"{ISVC}/xray"), ("PUT", f"{ISVC}/xray")]
-    replaced = stub.requests[1][2]
+    assert [(r["method"], r["path"]) for r in stub.requests][:2] == [("GET", f"{ISVC}/xray"), ("PUT", f"{ISVC}/xray")]
+    replaced = stub.requests[1]["body"]
     assert replaced["metadata"]["resourceVersion"] == "1"
     assert replaced["spec"]["predictor"]["containers"][0]["env"][0]["value"] == "s3://bucket/models/xray/4"
     assert stub.objects[("models", "xray")]["metadata"]["resourceVersion"] == "2"
 
 
 def test_times_out_with_the_last_condition(tmp_path, connection):
-    with KubernetesStub(ready=False) as stub:
+    with InferenceServiceStub(ready=False) as stub:
         with pytest.raises(ClaimedError) as error:
             deploy(tmp_path, connection(stub), ready_timeout=1, poll_interval=0.2)
     assert str(error.value) == (
         "ready_timeout: InferenceService models/xray was not Ready after 1 s "
         "(last status: Ready=False: RevisionMissing no revision)"
     )
-    assert len([r for r in stub.requests if r[0] == "GET"]) >= 3
+    assert len([r for r in stub.requests if r["method"] == "GET"]) >= 3
 
 
 def test_refused_credentials_are_a_clear_error(tmp_path, connection):
-    with KubernetesStub(refuse=True) as stub:
+    with InferenceServiceStub(refuse=True) as stub:
         with pytest.raises(ClaimedError, match=r"^conn_id: the Kubernetes API refused access .* \(401: Unauthorized\)"):
             deploy(tmp_path, connection(stub))
 
@@ -84,7 +88,7 @@ def test_refused_credentials_are_a_clear_error(tmp_path, connection):
 def test_kubeconfig_without_a_connection_and_a_serving_runtime(tmp_path, monkeypatch):
     import kubernetes.config.kube_config
 
-    with KubernetesStub() as stub:
+    with InferenceServiceStub() as stub:
         monkeypatch.setattr(
             kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", stub.kubeconfig(tmp_path / "kc")
         )
@@ -92,7 +96,7 @@ def test_kubeconfig_without_a_connection_and_a_serving_runtime(tmp_path, monkeyp
             tmp_path, None, service_namespace="models", model_format="tensorflow", runtime="kserve-tfserving"
         )
     assert result["url"] == "http://xray.models.example.com"
-    model = stub.requests[1][2]["spec"]["predictor"]["model"]
+    model = stub.requests[1]["body"]["spec"]["predictor"]["model"]
     assert model == {
         "modelFormat": {"name": "tensorflow"},
         "storageUri": "s3://bucket/models/xray/3",
@@ -123,15 +127,18 @@ def test_manifest_scale_to_zero_and_service_account():
 
 @pytest.mark.e2e
 def test_airflow_task_deploys_and_a_timeout_fails_it_clearly(run_dag, connection, capfd, caplog):
-    with KubernetesStub() as stub:
+    with InferenceServiceStub() as stub:
         connection(stub)
         state, tasks, _ = run_dag("claimed_test_kserve", {})
         assert (state, tasks) == ("success", {"kserve": "success"})
-        assert stub.requests[1][2]["spec"]["predictor"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert (
+            stub.requests[1]["body"]["spec"]["predictor"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+            == "1"
+        )
         stub.ready = False
         state, tasks, _ = run_dag("claimed_test_kserve", {"storage_uri": "s3://bucket/models/xray/2"})
     assert (state, tasks) == ("failed", {"kserve": "failed"})
-    assert [m for m, _, _ in stub.requests[3:5]] == ["GET", "PUT"]
+    assert [r["method"] for r in stub.requests[3:5]] == ["GET", "PUT"]
     printed = capfd.readouterr()
     assert "deploy.kserve: ready_timeout: InferenceService models/xray was not Ready after 1 s" in (
         printed.out + printed.err + caplog.text
