@@ -50,6 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--map-index", type=int, default=-1, help="scope: map index of a mapped task")
     run.add_argument("--output", action="append", default=[], metavar="NAME=URI", help="place an output explicitly")
     run.add_argument("--xcom-file", help="also write the result JSON to this file (a pod's /airflow/xcom/return.json)")
+    run.add_argument(
+        "--cache",
+        action="store_true",
+        help="reuse the outputs of an earlier run under the same output root with the same component version, "
+        "parameters and input contents",
+    )
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
@@ -97,7 +103,7 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> dict:
         task_id=args.task_id or spec.name,
         map_index=args.map_index,
     )
-    return run(spec, arguments, root=args.output_root, scope=scope, output_uris=outputs)
+    return run(spec, arguments, root=args.output_root, scope=scope, output_uris=outputs, cache=args.cache)
 
 
 def write_result(path: str, result: dict) -> None:

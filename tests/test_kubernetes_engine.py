@@ -283,6 +283,25 @@ def test_pod_command_gives_the_same_outputs_as_in_process(tmp_path):
     assert len(list(Path(images_pod["images"]).rglob("*.png"))) == 10
 
 
+def test_a_caching_task_reuses_outputs_inside_its_pod(tmp_path):
+    from claimed_airflow.operators import FilterOperator
+
+    table = tmp_path / "t.csv"
+    table.write_text("a,label\n1,p\n3,q\n")
+    root = str(tmp_path / "shared")
+    results = []
+    for run_id, cache in (("r1", True), ("r2", True), ("r3", False)):
+        operator = FilterOperator(task_id="filter", table=str(table), condition="a > 2", cache=cache)
+        pod = build_pod(operator, Scope(dag_id="d", run_id=run_id, task_id="filter"), root)
+        assert ("--cache" in pod.spec.containers[0].args) is cache
+        result = run_pod_command(pod, tmp_path / f"{run_id}.xcom.json")
+        results.append(json.loads(Path(result["manifest"]).read_text())["cache"])
+    first, second, third = results
+    assert first["hit"] is False and second["hit"] is True and second["key"] == first["key"]
+    assert "/r1/" in second["from"]  # the second pod reused the first pod's outputs
+    assert third["hit"] is False  # without --cache the pod computes again
+
+
 @pytest.fixture
 def local_kubelet(tmp_path, monkeypatch):
     """KubernetesPodOperator.execute replaced by a stand-in kubelet: build the pod, run its command here."""

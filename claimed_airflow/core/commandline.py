@@ -41,7 +41,15 @@ def scope_args(root: str, scope: Scope, xcom_file: str | None = None) -> list[st
 
 
 def run_args(
-    spec: ComponentSpec, values: dict[str, Any], *, root: str, scope: Scope, xcom_file: str | None = None
+    spec: ComponentSpec,
+    values: dict[str, Any],
+    *,
+    root: str,
+    scope: Scope,
+    xcom_file: str | None = None,
+    cache: bool = False,
 ) -> list[str]:
-    """The arguments after ``claimed-airflow``: ``run <component> --param value ... --output-root ...``."""
-    return ["run", spec.name, *parameter_args(spec, values), *scope_args(root, scope, xcom_file)]
+    """The arguments after ``claimed-airflow``: ``run <component> --param value ... --output-root ...``
+    (``--cache``: reuse the outputs of an earlier run with the same inputs, see the runner)."""
+    args = ["run", spec.name, *parameter_args(spec, values), *scope_args(root, scope, xcom_file)]
+    return [*args, "--cache"] if cache else args

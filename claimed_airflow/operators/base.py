@@ -51,7 +51,8 @@ class ClaimedOperator(BaseOperator):
     :type output_root: str | None
     :param cache: Reuse the outputs of an earlier run with the same component version, parameters and
         input contents (outputs verified by hash); default ``[claimed] cache`` (false). Set it DAG-wide
-        with ``default_args={"cache": True}``.
+        with ``default_args={"cache": True}``. Applies to the local and kubernetes engines (a pod looks the
+        cache up under the output root); spark tasks always run.
     :type cache: bool | str | None
     :param image: kubernetes: container image; default Variable ``claimed_image`` / ``[claimed] image`` (GPU
         tasks: ``gpu_image``), else the component's image tagged with the library version (``-gpu`` for GPU).

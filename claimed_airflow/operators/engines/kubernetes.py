@@ -2,7 +2,8 @@
 
 The pod runs the component image with the CLI entrypoint,
 ``claimed-airflow run <component> --param=value ... --output-root <root> --dag-id ... --xcom-file
-/airflow/xcom/return.json``, so a pod does exactly what ``claimed-airflow run`` does on a laptop. The
+/airflow/xcom/return.json`` (and ``--cache`` when the task caches: the pod looks up the cache index
+under the output root), so a pod does exactly what ``claimed-airflow run`` does on a laptop. The
 result JSON (output URIs and small values) comes back as XCom through the operator's sidecar.
 """
 
@@ -107,7 +108,12 @@ def pod_operator(operator, context: Any, spec, root: str, scope):
         "image": image,
         "cmds": list(COMMAND),
         "arguments": commandline.run_args(
-            spec, operator.component_arguments(), root=root, scope=scope, xcom_file=XCOM_FILE
+            spec,
+            operator.component_arguments(),
+            root=root,
+            scope=scope,
+            xcom_file=XCOM_FILE,
+            cache=operator._cache_enabled(),
         ),
         "labels": {"app.kubernetes.io/name": "claimed-airflow", "claimed-component": spec.name},
         "annotations": {"claimed-airflow/version": __version__},
