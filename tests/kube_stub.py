@@ -19,9 +19,10 @@ def status(code: int, message: str) -> tuple[int, dict]:
 
 
 class KubeStub:
-    """``routes[(method, path)]``: (status, body) answers given in turn (the last one repeats); other
-    requests go to :meth:`answer`. ``refuse``: 401 to everything. Each request is recorded as a dict
-    ``method``, ``path`` (with its query), ``body`` (parsed JSON) and ``authorization``."""
+    """``routes[(method, path)]``: (status, body) answers given in turn (the last one repeats); a path
+    without its query also matches; other requests go to :meth:`answer`. ``refuse``: 401 to everything.
+    Each request is recorded as a dict ``method``, ``path`` (with its query), ``body`` (parsed JSON) and
+    ``authorization``."""
 
     def __init__(self, refuse: bool = False):
         self.refuse = refuse
@@ -75,10 +76,18 @@ class KubeStub:
         path.write_text(json.dumps(config))
         return str(path)
 
+    def connection(self, folder, monkeypatch, conn_id: str = "k8s_stub", namespace: str | None = None) -> str:
+        """An Airflow Kubernetes connection (cncf.kubernetes provider) whose kubeconfig points at this stub."""
+        extra = {"kube_config_path": self.kubeconfig(folder / f"{conn_id}.kubeconfig.json")}
+        if namespace:
+            extra["namespace"] = namespace
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "kubernetes", "extra": extra}))
+        return conn_id
+
     def respond(self, method: str, path: str, body) -> tuple[int, dict]:
         if self.refuse:
             return 401, {"kind": "Status", "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
-        answers = self.routes.get((method, path))
+        answers = self.routes.get((method, path)) or self.routes.get((method, path.split("?")[0]))
         if answers:
             return answers.pop(0) if len(answers) > 1 else answers[0]
         return self.answer(method, path.split("?")[0], body)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from claimed_airflow.components.deploy.kserve import inference_service
@@ -21,9 +19,7 @@ def connection(tmp_path, monkeypatch):
     """An Airflow Kubernetes connection (cncf.kubernetes provider) whose kubeconfig points at the stub."""
 
     def use(stub: InferenceServiceStub) -> str:
-        extra = {"kube_config_path": stub.kubeconfig(tmp_path / "kubeconfig.json"), "namespace": "models"}
-        monkeypatch.setenv("AIRFLOW_CONN_K8S_STUB", json.dumps({"conn_type": "kubernetes", "extra": extra}))
-        return "k8s_stub"
+        return stub.connection(tmp_path, monkeypatch, namespace="models")
 
     return use
 
@@ -81,7 +77,11 @@ def test_times_out_with_the_last_condition(tmp_path, connection):
 
 def test_refused_credentials_are_a_clear_error(tmp_path, connection):
     with InferenceServiceStub(refuse=True) as stub:
-        with pytest.raises(ClaimedError, match=r"^conn_id: the Kubernetes API refused access .* \(401: Unauthorized\)"):
+        with pytest.raises(
+            ClaimedError,
+            match=r"^conn_id: the Kubernetes API refused to get inferenceservices.serving.kserve.io in models "
+            r"\(401: Unauthorized\)",
+        ):
             deploy(tmp_path, connection(stub))
 
 

@@ -16,9 +16,9 @@ TRAINER = "tests.trainers:logistic_german"
 
 
 @pytest.fixture
-def stub(tmp_path):
+def stub(tmp_path, monkeypatch):
     server = KubeStub()
-    (tmp_path / "token").write_text("sa-token-xyz")
+    server.connection(tmp_path, monkeypatch)
     yield server
     server.close()
 
@@ -28,8 +28,7 @@ def _args(stub, tmp_path, **more):
         "trainer": TRAINER,
         "job_root": str(tmp_path / "shared"),
         "fixed": {"data": "s3://b/german.data", "epochs": 5},
-        "kube_url": stub.url,
-        "kube_token_file": str(tmp_path / "token"),
+        "conn_id": "k8s_stub",
         "job_name": "german-lr",
         "job_namespace": "ml",
         "poll_interval": 0.01,
@@ -51,7 +50,7 @@ def test_tfjob_is_submitted_and_waited_for(stub, tmp_path, shared_data):
     stub.routes[("GET", f"{base}/german-lr")] = _states(("Created", ""), ("Running", ""), ("Succeeded", "done"))
     result = run("train.tfjob", _args(stub, tmp_path, workers=3, gpus_per_worker=2), root=str(tmp_path / "out"))
     assert [(r["method"], r["path"]) for r in stub.requests] == [("POST", base)] + [("GET", f"{base}/german-lr")] * 3
-    assert {r["authorization"] for r in stub.requests} == {"Bearer sa-token-xyz"}
+    assert {r["authorization"] for r in stub.requests} == {"Bearer stub-token"}  # from the connection
     manifest = stub.requests[0]["body"]
     assert manifest == json.loads(Path(result["job"]).read_text())
     assert (manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"]) == (
@@ -107,11 +106,12 @@ def test_failed_job_timeout_and_refusal_are_clear_errors(stub, tmp_path):
     assert stub.requests[-1]["method"] == "DELETE"
     stub.routes[("POST", base)] = [(403, {"kind": "Status", "message": "tfjobs.kubeflow.org is forbidden"})]
     with pytest.raises(
-        ClaimedError, match="cannot create TFJob german-lr in ml: .*HTTP 403 tfjobs.kubeflow.org is forbidden"
+        ClaimedError,
+        match=r"cannot create TFJob german-lr in ml: .*refused to create tfjobs.kubeflow.org in ml \(403: tfjobs",
     ):
         run("train.tfjob", _args(stub, tmp_path), root=str(tmp_path))
-    with pytest.raises(ClaimedError, match="kube_url: cannot reach the Kubernetes API at http://127.0.0.1:9"):
-        run("train.tfjob", {**_args(stub, tmp_path), "kube_url": "http://127.0.0.1:9"}, root=str(tmp_path))
+    with pytest.raises(ClaimedError, match="conn_id: cannot use Kubernetes connection 'nowhere'"):
+        run("train.tfjob", {**_args(stub, tmp_path), "conn_id": "nowhere"}, root=str(tmp_path))
     with pytest.raises(ClaimedError, match="workers: expected at least 1"):
         run("train.tfjob", _args(stub, tmp_path, workers=0), root=str(tmp_path))
 

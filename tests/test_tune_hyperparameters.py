@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from pathlib import Path
 
 import pandas as pd
@@ -140,10 +141,8 @@ def _trial(name, lr, epochs, l2, accuracy, state="Succeeded"):
     }
 
 
-def test_kubernetes_engine_creates_the_experiment_and_waits(german, tmp_path):
+def test_kubernetes_engine_creates_the_experiment_and_waits(german, tmp_path, monkeypatch):
     stub = KubeStub()
-    token = tmp_path / "token"
-    token.write_text("sa-token-123\n")
     base = "/apis/kubeflow.org/v1beta1/namespaces/ml"
     name = "tune-train-logistic-german"
     stub.routes[("POST", f"{base}/experiments")] = [(201, {})]
@@ -158,7 +157,7 @@ def test_kubernetes_engine_creates_the_experiment_and_waits(german, tmp_path):
             },
         ),
     ]
-    stub.routes[("GET", f"{base}/trials?labelSelector=katib.kubeflow.org/experiment%3D{name}")] = [
+    stub.routes[("GET", f"{base}/trials")] = [
         (
             200,
             {
@@ -178,8 +177,7 @@ def test_kubernetes_engine_creates_the_experiment_and_waits(german, tmp_path):
         "backend": "kubernetes",
         "katib_namespace": "ml",
         "fixed": {"data": "s3://bucket/german.data"},
-        "kube_url": stub.url,
-        "kube_token_file": str(token),
+        "conn_id": stub.connection(tmp_path, monkeypatch),
         "poll_interval": 0.01,
         "timeout": 10,
     }
@@ -188,10 +186,13 @@ def test_kubernetes_engine_creates_the_experiment_and_waits(german, tmp_path):
         assert result["best_params"] == {"learning_rate": 0.5, "epochs": 30, "l2": 0.01}
         assert result["best_value"] == 0.76 and result["trials_failed"] == 1
         post = stub.requests[0]
-        assert post["method"] == "POST" and post["authorization"] == "Bearer sa-token-123"
+        assert post["method"] == "POST" and post["authorization"] == "Bearer stub-token"
         assert post["body"] == json.loads(Path(result["experiment"]).read_text())
         assert [r["method"] for r in stub.requests] == ["POST", "GET", "GET", "GET"]
-        assert "sa-token-123" not in Path(result["manifest"]).read_text()
+        path, _, query = stub.requests[-1]["path"].partition("?")
+        assert path == f"{base}/trials"
+        assert urllib.parse.parse_qs(query) == {"labelSelector": [f"katib.kubeflow.org/experiment={name}"]}
+        assert "stub-token" not in Path(result["manifest"]).read_text()
         # a failed experiment and a timeout are clear errors
         stub.routes[("GET", f"{base}/experiments/{name}")] = [
             (
@@ -210,7 +211,8 @@ def test_kubernetes_engine_creates_the_experiment_and_waits(german, tmp_path):
             run("tune.hyperparameters", {**args, "timeout": 0.05}, root=str(tmp_path))
         stub.routes[("POST", f"{base}/experiments")] = [(403, {"message": "experiments is forbidden"})]
         with pytest.raises(
-            ClaimedError, match="cannot create the Katib Experiment .* HTTP 403 experiments is forbidden"
+            ClaimedError,
+            match=r"cannot create the Katib Experiment .* refused to create .* \(403: experiments is forbidden",
         ):
             run("tune.hyperparameters", args, root=str(tmp_path))
     finally:

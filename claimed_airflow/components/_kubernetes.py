@@ -1,73 +1,89 @@
-"""A small client of the Kubernetes API for the components that submit Kubeflow jobs (TFJob, Katib).
+"""Kubernetes custom objects (InferenceService, TFJob, Katib Experiment) for the components that manage them.
 
-It speaks plain HTTPS with the pod's service account (in cluster) or an explicit API URL and token
-file, so no Kubernetes client library is needed. The token is sent, never logged.
+One way in: the official ``kubernetes`` client, configured from an Airflow Kubernetes connection
+through the cncf.kubernetes provider's ``KubernetesHook`` when ``conn_id`` is given, else from the
+pod's service account (in cluster) or the usual kubeconfig. API errors become one-line
+``ClaimedError``s; credentials are never logged.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 from claimed_airflow.core.errors import ClaimedError
 
-log = logging.getLogger("claimed_airflow")
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+class KubeError(ClaimedError):
+    """An error answer of the API server, with its HTTP ``status``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def custom_objects_api(conn_id: str | None):
+    """(CustomObjectsApi, the connection's namespace or None) from an Airflow connection, else in-cluster/kubeconfig."""
+    if conn_id:
+        try:
+            from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+        except ImportError:
+            raise ClaimedError(
+                "conn_id: a Kubernetes connection needs Airflow's cncf.kubernetes provider "
+                "(pip install 'claimed-airflow[airflow,kubernetes]'); or leave conn_id empty to use kubeconfig"
+            ) from None
+        hook = KubernetesHook(conn_id=conn_id)
+        try:
+            return hook.custom_object_client, hook.get_namespace()
+        except Exception as exc:  # the hook raises AirflowNotFoundException, ConfigException, ValueError
+            raise ClaimedError(f"conn_id: cannot use Kubernetes connection {conn_id!r}: {exc}") from None
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        raise ClaimedError("conn_id: the kubernetes client is not installed (pip install kubernetes)") from None
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except (config.ConfigException, OSError) as exc:
+            raise ClaimedError(f"conn_id: none given and no kubeconfig or in-cluster configuration: {exc}") from None
+    return client.CustomObjectsApi(), None
 
 
 class KubeApi:
-    """``url``: API server (default: in cluster); ``token_file``: bearer token (default: the service account's)."""
+    """Namespaced custom objects of one API (``group/version``, e.g. ``kubeflow.org/v1``)."""
 
-    def __init__(self, url: str | None = None, token_file: str | None = None, ca_file: str | None = None):
-        if not url:
-            host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            if not host:
-                raise ClaimedError("kube_url: not running in a Kubernetes cluster; give the API server URL")
-            url = f"https://{host}:{port}"
-            token_file = token_file or str(SERVICE_ACCOUNT / "token")
-            ca_file = ca_file or str(SERVICE_ACCOUNT / "ca.crt")
-        self.url = url.rstrip("/")
-        self._token = Path(token_file).read_text().strip() if token_file and Path(token_file).exists() else None
-        if token_file and self._token is None:
-            raise ClaimedError(f"kube_token_file: {token_file} not found")
-        self._context = ssl.create_default_context(cafile=ca_file) if ca_file and Path(ca_file).exists() else None
+    def __init__(self, api_version: str, conn_id: str | None = None):
+        self.group, _, self.version = api_version.partition("/")
+        self.client, self.default_namespace = custom_objects_api(conn_id)
 
-    def request(self, method: str, path: str, body: dict | None = None) -> dict:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+    def create(self, namespace: str, plural: str, body: dict) -> dict:
+        return self._call("create", plural, self.client.create_namespaced_custom_object, namespace, plural, body)
+
+    def get(self, namespace: str, plural: str, name: str, missing: bool = False) -> dict | None:
+        """The object, or None when ``missing`` and it does not exist."""
         try:
-            with urllib.request.urlopen(request, timeout=30, context=self._context) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read()).get("message", "")
-            except ValueError:
-                message = ""
-            raise KubeError(exc.code, f"{method} {path}: HTTP {exc.code} {message or exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ClaimedError(f"kube_url: cannot reach the Kubernetes API at {self.url}: {exc}") from None
+            return self._call("get", plural, self.client.get_namespaced_custom_object, namespace, plural, name)
+        except KubeError as exc:
+            if missing and exc.status == 404:
+                return None
+            raise
 
-    def create(self, api: str, namespace: str, plural: str, body: dict) -> dict:
-        return self.request("POST", f"/apis/{api}/namespaces/{namespace}/{plural}", body)
+    def replace(self, namespace: str, plural: str, name: str, body: dict) -> dict:
+        method = self.client.replace_namespaced_custom_object
+        return self._call("replace", plural, method, namespace, plural, name, body)
 
-    def get(self, api: str, namespace: str, plural: str, name: str) -> dict:
-        return self.request("GET", f"/apis/{api}/namespaces/{namespace}/{plural}/{name}")
+    def delete(self, namespace: str, plural: str, name: str) -> dict:
+        return self._call("delete", plural, self.client.delete_namespaced_custom_object, namespace, plural, name)
+
+    def list(self, namespace: str, plural: str, label_selector: str = "") -> dict:
+        method = self.client.list_namespaced_custom_object
+        return self._call("list", plural, method, namespace, plural, label_selector=label_selector)
 
     def wait(
         self,
-        api: str,
         namespace: str,
         plural: str,
         name: str,
@@ -78,7 +94,7 @@ class KubeApi:
         """Poll until ``finished(obj)`` gives a final state; ``ClaimedError`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            obj = self.get(api, namespace, plural, name)
+            obj = self.get(namespace, plural, name)
             state = finished(obj)
             if state:
                 return state, obj
@@ -86,11 +102,28 @@ class KubeApi:
                 raise ClaimedError(f"timeout: {plural}/{name} did not finish within {timeout:g} s")
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
+    def _call(self, verb: str, plural: str, method, namespace: str, *args, **kwargs) -> dict:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
-class KubeError(ClaimedError):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+        try:
+            return method(self.group, self.version, namespace, *args, **kwargs)
+        except ApiException as exc:
+            where = f"{verb} {plural}.{self.group} in {namespace}"
+            if exc.status in (401, 403):
+                raise KubeError(
+                    exc.status, f"conn_id: the Kubernetes API refused to {where} ({exc.status}: {_message(exc)})"
+                ) from None
+            raise KubeError(exc.status, f"{where}: HTTP {exc.status} {_message(exc)}") from None
+        except HTTPError as exc:
+            raise ClaimedError(f"conn_id: cannot reach the Kubernetes API: {exc}") from None
+
+
+def _message(exc) -> str:
+    try:
+        return json.loads(exc.body).get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
 
 
 def condition(obj: dict, *types: str) -> str | None:

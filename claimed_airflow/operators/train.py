@@ -212,10 +212,9 @@ class TfjobTrainOperator(ClaimedOperator):
     :type job_namespace: str
     :param job_node_selector: Node labels the replicas must run on (JSON object), e.g. a GPU type.
     :type job_node_selector: dict | None
-    :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
-    :type kube_url: str | None
-    :param kube_token_file: File with the bearer token (default: the pod's service account token).
-    :type kube_token_file: str | None
+    :param conn_id: Airflow Kubernetes connection (cncf.kubernetes provider); none: in-cluster or
+        kubeconfig.
+    :type conn_id: str | None
     :param timeout: Seconds to wait for the job to finish.
     :type timeout: float
     :param poll_interval: Seconds between status checks.
@@ -236,8 +235,7 @@ class TfjobTrainOperator(ClaimedOperator):
         "job_name",
         "job_namespace",
         "job_node_selector",
-        "kube_url",
-        "kube_token_file",
+        "conn_id",
         "timeout",
         "poll_interval",
         "delete_on_timeout",
@@ -258,8 +256,7 @@ class TfjobTrainOperator(ClaimedOperator):
         job_name: str | None = None,
         job_namespace: str = "kubeflow",
         job_node_selector: dict | None = None,
-        kube_url: str | None = None,
-        kube_token_file: str | None = None,
+        conn_id: str | None = None,
         timeout: float = 86400.0,
         poll_interval: float = 15.0,
         delete_on_timeout: bool = True,
@@ -276,8 +273,7 @@ class TfjobTrainOperator(ClaimedOperator):
         self.job_name = job_name
         self.job_namespace = job_namespace
         self.job_node_selector = job_node_selector
-        self.kube_url = kube_url
-        self.kube_token_file = kube_token_file
+        self.conn_id = conn_id
         self.timeout = timeout
         self.poll_interval = poll_interval
         self.delete_on_timeout = delete_on_timeout

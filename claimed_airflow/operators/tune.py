@@ -50,10 +50,9 @@ class HyperparametersTuneOperator(ClaimedOperator):
     :param trial_root: Root URI of the trials' outputs (default: beside this task's outputs; an
         object store URI such as s3://... for the kubernetes backend).
     :type trial_root: str | None
-    :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
-    :type kube_url: str | None
-    :param kube_token_file: File with the bearer token (default: the pod's service account token).
-    :type kube_token_file: str | None
+    :param conn_id: Airflow Kubernetes connection for the Katib Experiment (cncf.kubernetes
+        provider); none: in-cluster or kubeconfig.
+    :type conn_id: str | None
     :param timeout: Seconds to wait for the Katib Experiment.
     :type timeout: float
     :param poll_interval: Seconds between status checks of the Katib Experiment.
@@ -74,8 +73,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         "parallel_trials",
         "katib_namespace",
         "trial_root",
-        "kube_url",
-        "kube_token_file",
+        "conn_id",
         "timeout",
         "poll_interval",
     )
@@ -97,8 +95,7 @@ class HyperparametersTuneOperator(ClaimedOperator):
         parallel_trials: int = 1,
         katib_namespace: str = "kubeflow",
         trial_root: str | None = None,
-        kube_url: str | None = None,
-        kube_token_file: str | None = None,
+        conn_id: str | None = None,
         timeout: float = 86400.0,
         poll_interval: float = 15.0,
         **kwargs: Any,
@@ -116,7 +113,6 @@ class HyperparametersTuneOperator(ClaimedOperator):
         self.parallel_trials = parallel_trials
         self.katib_namespace = katib_namespace
         self.trial_root = trial_root
-        self.kube_url = kube_url
-        self.kube_token_file = kube_token_file
+        self.conn_id = conn_id
         self.timeout = timeout
         self.poll_interval = poll_interval

@@ -149,8 +149,10 @@ def kserve(
             "predictor_gpus/min_replicas/max_replicas: need gpus >= 0 and 0 <= min_replicas <= max_replicas >= 1, "
             f"got {predictor_gpus}/{min_replicas}/{max_replicas}"
         )
-    api, default_namespace = _custom_objects_api(conn_id)
-    namespace = service_namespace or default_namespace or "default"
+    from claimed_airflow.components._kubernetes import KubeApi, KubeError
+
+    api = KubeApi(f"{GROUP}/{VERSION}", conn_id)
+    namespace = service_namespace or api.default_namespace or "default"
     body = inference_service(
         service_name,
         namespace,
@@ -167,89 +169,32 @@ def kserve(
         max_replicas=max_replicas,
     )
     where = f"InferenceService {namespace}/{service_name}"
-    existing = _call(
-        api.get_namespaced_custom_object, where, GROUP, VERSION, namespace, PLURAL, service_name, missing=True
-    )
-    if existing is None:
-        log.info("creating %s (storageUri %s)", where, storage_uri)
-        _call(api.create_namespaced_custom_object, where, GROUP, VERSION, namespace, PLURAL, body)
-        action = "created"
-    else:
-        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        log.info("updating %s (storageUri %s)", where, storage_uri)
-        _call(api.replace_namespaced_custom_object, where, GROUP, VERSION, namespace, PLURAL, service_name, body)
-        action = "updated"
+    try:
+        existing = api.get(namespace, PLURAL, service_name, missing=True)
+        if existing is None:
+            log.info("creating %s (storageUri %s)", where, storage_uri)
+            api.create(namespace, PLURAL, body)
+            action = "created"
+        else:
+            body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+            log.info("updating %s (storageUri %s)", where, storage_uri)
+            api.replace(namespace, PLURAL, service_name, body)
+            action = "updated"
+    except KubeError as exc:
+        if exc.status == 404:  # the inferenceservices resource itself is unknown
+            raise ClaimedError(f"{where}: {exc}; is KServe installed in the cluster?") from None
+        raise
     status = _wait_ready(api, where, namespace, service_name, ready_timeout, poll_interval)
     url = status.get("url") or ""
     log.info("%s is Ready at %s", where, url)
     return {"url": url, "service_name": service_name, "namespace": namespace, "action": action}
 
 
-def _custom_objects_api(conn_id: str | None):
-    """(CustomObjectsApi, default namespace) from an Airflow connection, else kubeconfig/in-cluster."""
-    if conn_id:
-        try:
-            from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-        except ImportError:
-            raise ClaimedError(
-                "conn_id: a Kubernetes connection needs Airflow's cncf.kubernetes provider "
-                "(pip install 'claimed-airflow[airflow,kubernetes]'); or leave conn_id empty to use kubeconfig"
-            ) from None
-        hook = KubernetesHook(conn_id=conn_id)
-        try:
-            return hook.custom_object_client, hook.get_namespace()
-        except Exception as exc:  # the hook raises AirflowNotFoundException, ConfigException, ValueError
-            raise ClaimedError(f"conn_id: cannot use Kubernetes connection {conn_id!r}: {exc}") from None
-    try:
-        from kubernetes import client, config
-    except ImportError:
-        raise ClaimedError("conn_id: the kubernetes client is not installed (pip install kubernetes)") from None
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        try:
-            config.load_kube_config()
-        except (config.ConfigException, OSError) as exc:
-            raise ClaimedError(f"conn_id: none given and no kubeconfig or in-cluster configuration: {exc}") from None
-    return client.CustomObjectsApi(), None
-
-
-def _call(method, where: str, *args, missing: bool = False):
-    """Call the Kubernetes API; None for a 404 when ``missing``; one-line ClaimedErrors otherwise."""
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    try:
-        return method(*args)
-    except ApiException as exc:
-        if missing and exc.status == 404:
-            return None
-        message = _api_message(exc)
-        if exc.status in (401, 403):
-            raise ClaimedError(
-                f"conn_id: the Kubernetes API refused access to {where} ({exc.status}: {message})"
-            ) from None
-        if exc.status == 404:
-            raise ClaimedError(f"{where}: not found ({message}); is KServe installed in the cluster?") from None
-        raise ClaimedError(f"{where}: Kubernetes API error {exc.status}: {message}") from None
-    except HTTPError as exc:
-        raise ClaimedError(f"conn_id: cannot reach the Kubernetes API: {exc}") from None
-
-
-def _api_message(exc) -> str:
-    import json
-
-    try:
-        return json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
-
-
 def _wait_ready(api, where: str, namespace: str, name: str, timeout: float, interval: float) -> dict:
     deadline = time.monotonic() + timeout
     last = "no status yet"
     while True:
-        current = _call(api.get_namespaced_custom_object, where, GROUP, VERSION, namespace, PLURAL, name)
+        current = api.get(namespace, PLURAL, name)
         status = current.get("status") or {}
         ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
         if ready and ready.get("status") == "True":

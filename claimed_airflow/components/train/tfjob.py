@@ -32,8 +32,7 @@ def tfjob(
     job_name: str | None = None,
     job_namespace: str = "kubeflow",
     job_node_selector: dict | None = None,
-    kube_url: str | None = None,
-    kube_token_file: str | None = None,
+    conn_id: str | None = None,
     timeout: float = 86400.0,
     poll_interval: float = 15.0,
     delete_on_timeout: bool = True,
@@ -59,8 +58,7 @@ def tfjob(
         name (e.g. from the run id) to re-attach to the same job when the task is retried.
     :param job_namespace: Kubernetes namespace of the job.
     :param job_node_selector: Node labels the replicas must run on (JSON object), e.g. a GPU type.
-    :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
-    :param kube_token_file: File with the bearer token (default: the pod's service account token).
+    :param conn_id: Airflow Kubernetes connection (cncf.kubernetes provider); none: in-cluster or kubeconfig.
     :param timeout: Seconds to wait for the job to finish.
     :param poll_interval: Seconds between status checks.
     :param delete_on_timeout: Delete the job (and free its GPUs) when it times out.
@@ -91,9 +89,9 @@ def tfjob(
     )
     Path(job).write_text(json.dumps(manifest, indent=2))
     plural, _, chief, _ = KINDS[kind]
-    api = KubeApi(kube_url, kube_token_file)
+    api = KubeApi(API, conn_id)
     try:
-        api.create(API, namespace, plural, manifest)
+        api.create(namespace, plural, manifest)
         log.info("created %s %s/%s with %d replica(s)", kind, namespace, name, workers)
     except KubeError as exc:
         if exc.status != 409:
@@ -101,11 +99,11 @@ def tfjob(
         log.info("%s %s/%s exists already; waiting for it", kind, namespace, name)
     try:
         state, obj = api.wait(
-            API, namespace, plural, name, lambda o: condition(o, "Succeeded", "Failed"), timeout, poll_interval
+            namespace, plural, name, lambda o: condition(o, "Succeeded", "Failed"), timeout, poll_interval
         )
     except ClaimedError as exc:
         if delete_on_timeout and str(exc).startswith("timeout:"):
-            api.request("DELETE", f"/apis/{API}/namespaces/{namespace}/{plural}/{name}")
+            api.delete(namespace, plural, name)
             raise ClaimedError(f"{exc}; the {kind} was deleted") from None
         raise
     if state == "Failed":

@@ -31,8 +31,7 @@ def hyperparameters(
     parallel_trials: int = 1,
     katib_namespace: str = "kubeflow",
     trial_root: str | None = None,
-    kube_url: str | None = None,
-    kube_token_file: str | None = None,
+    conn_id: str | None = None,
     timeout: float = 86400.0,
     poll_interval: float = 15.0,
     results: OutputPath = "trials.csv",
@@ -64,8 +63,8 @@ def hyperparameters(
     :param katib_namespace: Kubernetes namespace of the Katib Experiment.
     :param trial_root: Root URI of the trials' outputs (default: beside this task's outputs; an
         object store URI such as s3://... for the kubernetes backend).
-    :param kube_url: Kubernetes API server URL (default: the cluster this task runs in).
-    :param kube_token_file: File with the bearer token (default: the pod's service account token).
+    :param conn_id: Airflow Kubernetes connection for the Katib Experiment (cncf.kubernetes provider);
+        none: in-cluster or kubeconfig.
     :param timeout: Seconds to wait for the Katib Experiment.
     :param poll_interval: Seconds between status checks of the Katib Experiment.
     :param results: Table of the trials (CSV): number, state, objective, parameters.
@@ -97,7 +96,7 @@ def hyperparameters(
     if backend == "local":
         rows = _local(spec, space, objective, direction, fixed or {}, trials, algorithm, seed, root)
     else:
-        rows = _katib(manifest, katib_namespace, objective, kube_url, kube_token_file, timeout, poll_interval)
+        rows = _katib(manifest, katib_namespace, objective, conn_id, timeout, poll_interval)
     return _report(rows, space, objective, direction, results, plot)
 
 
@@ -306,13 +305,13 @@ def katib_experiment(
     }
 
 
-def _katib(manifest, namespace, objective, kube_url, kube_token_file, timeout, poll_interval) -> list[dict]:
+def _katib(manifest, namespace, objective, conn_id, timeout, poll_interval) -> list[dict]:
     from claimed_airflow.components._kubernetes import KubeApi, KubeError, condition
 
-    api = KubeApi(kube_url, kube_token_file)
+    api = KubeApi(KATIB, conn_id)
     name = manifest["metadata"]["name"]
     try:
-        api.create(KATIB, namespace, "experiments", manifest)
+        api.create(namespace, "experiments", manifest)
     except KubeError as exc:
         if exc.status != 409:
             raise ClaimedError(
@@ -321,14 +320,12 @@ def _katib(manifest, namespace, objective, kube_url, kube_token_file, timeout, p
         log.info("Katib Experiment %s exists already; waiting for it", name)
     log.info("created Katib Experiment %s/%s; waiting up to %g s", namespace, name, timeout)
     state, obj = api.wait(
-        KATIB, namespace, "experiments", name, lambda o: condition(o, "Succeeded", "Failed"), timeout, poll_interval
+        namespace, "experiments", name, lambda o: condition(o, "Succeeded", "Failed"), timeout, poll_interval
     )
     if state == "Failed":
         message = next((c.get("message", "") for c in obj["status"]["conditions"] if c["type"] == "Failed"), "")
         raise ClaimedError(f"backend: Katib Experiment {namespace}/{name} failed: {message}")
-    listing = api.request(
-        "GET", f"/apis/{KATIB}/namespaces/{namespace}/trials?labelSelector=katib.kubeflow.org/experiment%3D{name}"
-    )
+    listing = api.list(namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={name}")
     rows = []
     for number, trial in enumerate(sorted(listing.get("items", []), key=lambda t: t["metadata"]["name"])):
         params = {p["name"]: _number(p["value"]) for p in trial["spec"].get("parameterAssignments", [])}
