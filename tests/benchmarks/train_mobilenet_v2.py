@@ -1,12 +1,16 @@
 """Benchmark: train.mobilenet_v2 (framework=torch, and keras when installed) against a plain PyTorch loop.
 
-Same model (torchvision MobileNetV2), same synthetic images, same batch size, same device, same run.
-The plain loop is the fastest feed there is: all images normalised once and kept on the device,
-batches picked by index. The component reads the images from PNGs, then trains through its pinned
-DataLoader of uint8 batches normalised on the device; its rate is the one it reports for its last
-epoch (the training loop alone: no PNG loading, no export). Both use bf16 autocast on a GPU.
+Same model (torchvision MobileNetV2), same synthetic uint8 images, same batch size, same device, same
+run. The plain loop is the fastest feed there is: all images normalised once and kept on the device,
+batches picked by index. The component's training function gets the same uint8 array (what it
+reads from the image folder) and trains through its pinned DataLoader of uint8 batches normalised
+on the device; its rate is the one it reports for its last epoch (the training loop alone, not the
+ONNX export). Both use bf16 autocast on a GPU.
 
-    .venv/bin/python tests/benchmarks/train_mobilenet_v2.py [--images 2048] [--size 224] [--batch 128]
+    .venv/bin/python tests/benchmarks/train_mobilenet_v2.py [--images 2048] [--size 224] [--batch 128] [--keras]
+
+Needs only torch, torchvision, numpy and docstring_parser (pure Python) besides this repository, so
+it runs on a GPU machine that has PyTorch: ``PYTHONPATH=.:<folder with docstring_parser>``.
 """
 
 from __future__ import annotations
@@ -18,22 +22,12 @@ import time
 from pathlib import Path
 
 
-def synthetic_folder(folder: Path, count: int, size: int) -> Path:
-    """``count`` random grayscale PNGs in two labels plus ``index.csv``, like transform.dicom_to_images writes."""
+def synthetic(count: int, size: int):
+    """``count`` random uint8 grayscale images and their labels (two classes)."""
     import numpy as np
-    from PIL import Image
 
     rng = np.random.default_rng(0)
-    rows = ["image,label"]
-    for i in range(count):
-        label = "a" if i % 2 else "b"
-        (folder / label).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(
-            folder / label / f"{i:05d}.png", compress_level=1
-        )
-        rows.append(f"{label}/{i:05d}.png,{label}")
-    (folder / "index.csv").write_text("\n".join(rows) + "\n")
-    return folder
+    return rng.integers(0, 256, (count, size, size), dtype=np.uint8), np.arange(count, dtype=np.int64) % 2
 
 
 def plain_loop(pixels, labels, epochs: int, batch: int, alpha: float, bf16: bool) -> list[float]:
@@ -66,14 +60,21 @@ def plain_loop(pixels, labels, epochs: int, batch: int, alpha: float, bf16: bool
     return rates
 
 
-def component(images: Path, root: Path, framework: str, epochs: int, batch: int, size: int, alpha: float) -> dict:
-    from claimed_airflow.core.runner import run
+def component(pixels, labels, framework: str, epochs: int, batch: int, alpha: float) -> list[float]:
+    """Images/s per epoch of train.mobilenet_v2's training function for ``framework``."""
+    from claimed_airflow.components.train import mobilenet_v2
 
-    args = {"images": str(images), "framework": framework, "epochs": epochs, "batch_size": batch}
-    args.update(image_size=size, alpha=alpha, learning_rate=1e-3)
-    result = run("train.mobilenet_v2", args, root=str(root))
-    result["rates"] = json.loads((Path(result["model"]) / "history.json").read_text())["images_per_second"]
-    return result
+    settings = dict(epochs=epochs, batch_size=batch, alpha=alpha, learning_rate=1e-3, seed=0)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as out:
+        (Path(out) / "labels.json").write_text(
+            json.dumps({"classes": ["a", "b"], "image_size": pixels.shape[1], "alpha": alpha})
+        )
+        if framework == "torch":
+            mobilenet_v2.export_servable = lambda *args: None  # timed: the training, not the ONNX export
+            history, _ = mobilenet_v2._train_torch(pixels, labels, 2, Path(out), mixed_precision=True, **settings)
+        else:
+            history, _ = mobilenet_v2._train_keras(pixels, labels, 2, Path(out), **settings)
+    return history["images_per_second"]
 
 
 def main() -> None:
@@ -85,23 +86,19 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--keras", action="store_true", help="also time framework=keras")
     args = parser.parse_args()
-    import torch
+    from claimed_airflow.components.train.mobilenet_v2 import import_torch
 
-    from claimed_airflow.components.train.image_classifier import load_gray_images
-
+    torch, _ = import_torch()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     shape = f"{args.images} images {args.size}x{args.size}, batch {args.batch}, alpha {args.alpha}"
     print(f"device: {device}; torch {torch.__version__}; {shape}")
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        images = synthetic_folder(Path(tmp) / "images", args.images, args.size)
-        pixels, labels, _, _ = load_gray_images(str(images), args.size)
-        results = {"plain PyTorch loop": plain_loop(pixels, labels, args.epochs, args.batch, args.alpha, True)}
-        ours = component(images, Path(tmp) / "torch", "torch", args.epochs, args.batch, args.size, args.alpha)
-        results["train.mobilenet_v2 framework=torch"] = ours["rates"]
-        results["plain PyTorch loop (again)"] = plain_loop(pixels, labels, args.epochs, args.batch, args.alpha, True)
-        if args.keras:
-            keras_run = component(images, Path(tmp) / "keras", "keras", args.epochs, args.batch, args.size, args.alpha)
-            results["train.mobilenet_v2 framework=keras"] = keras_run["rates"]
+    pixels, labels = synthetic(args.images, args.size)
+    runs = (args.epochs, args.batch, args.alpha)
+    results = {"plain PyTorch loop": plain_loop(pixels, labels, *runs, True)}
+    results["train.mobilenet_v2 framework=torch"] = component(pixels, labels, "torch", *runs)
+    results["plain PyTorch loop (again)"] = plain_loop(pixels, labels, *runs, True)
+    if args.keras:
+        results["train.mobilenet_v2 framework=keras"] = component(pixels, labels, "keras", *runs)
     baseline = (results["plain PyTorch loop"][-1] + results["plain PyTorch loop (again)"][-1]) / 2
     for name, rates in results.items():
         per_epoch = ", ".join(f"{r:.0f}" for r in rates)
