@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,26 @@ def test_robustness_refuses_an_onnx_model_without_its_torch_twin(trained, tmp_pa
     (copy / "model.pt").unlink()
     with pytest.raises(ClaimedError, match="^model: ART needs loss gradients; an ONNX model has none and model.pt"):
         run("metric.robustness", {"model": str(copy), "data": str(images)}, root=str(tmp_path))
+
+
+def test_model_folder_errors_name_the_problem(tmp_path, monkeypatch):
+    from claimed_airflow.components.train.image_classifier import ImageClassifier
+    from claimed_airflow.components.train.mobilenet_v2 import import_torch
+    from tests.tiny_model import make_onnx_model_folder
+
+    with pytest.raises(ClaimedError, match="^model: no model.keras or model.onnx in "):
+        ImageClassifier(tmp_path)
+    folder = make_onnx_model_folder(tmp_path / "m", size=16)
+    assert ImageClassifier(folder).predict(np.zeros((2, 16, 16, 3), np.float32)).shape == (2, 2)
+    (folder / "labels.json").write_text(json.dumps({"classes": ["a", "b"], "image_size": 32}))
+    with pytest.raises(ClaimedError, match=r"^model: the network takes \(16, 16, 3\), labels.json says 32 pixels"):
+        ImageClassifier(folder)
+    (folder / "labels.json").write_text("{not json")
+    with pytest.raises(ClaimedError, match="^model: labels.json in .* is not valid"):
+        ImageClassifier(folder)
+    (folder / "labels.json").unlink()
+    with pytest.raises(ClaimedError, match="^model: labels.json missing in "):
+        ImageClassifier(folder)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as if the torch extra were not installed
+    with pytest.raises(ClaimedError, match="^framework: 'torch' needs PyTorch and torchvision"):
+        import_torch()
