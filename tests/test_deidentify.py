@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from claimed_airflow.components.transform.deidentify import PROFILE
+from claimed_airflow.components.transform.deidentify import basic_profile, profile_action
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 
@@ -70,7 +70,7 @@ def _identifying(paths) -> dict[str, set[str]]:
     for path in paths:
         ds = pydicom.dcmread(path)
         for elem in [*_walk(ds), *ds.file_meta]:
-            if elem.keyword in PROFILE and elem.VR != "SQ" and elem.value not in (None, ""):
+            if profile_action(int(elem.tag)) and elem.VR != "SQ" and elem.value not in (None, ""):
                 found.setdefault(elem.keyword, set()).add(str(elem.value))
             elif elem.tag.is_private and isinstance(elem.value, str) and elem.value:
                 found.setdefault("private", set()).add(elem.value)
@@ -145,8 +145,10 @@ def test_basic_profile_removes_every_identifying_value(tmp_path, phi_folder, mon
     assert report["salt_source"] == "environment variable DEID_SALT"
     assert report["burned_in_annotation"] == [f"{mr.SOPInstanceUID}.dcm"]
     actions = {e["file"]: e for e in report["files"]}[f"{ct.SOPInstanceUID}.dcm"]
-    assert {"OperatorsName", "PatientAddress", "RequestAttributesSequence"} <= set(actions["removed"])
-    assert {"PatientName", "PatientID"} <= set(actions["emptied"]) and actions["private_removed"] >= 3
+    assert {"PatientAddress", "OtherPatientIDs", "RequestAttributesSequence"} <= set(actions["removed"])
+    assert "PatientName" in actions["emptied"] and actions["private_removed"] >= 3
+    assert {"PatientID", "OperatorsName"} <= set(actions["dummy"])  # Z/D, X/Z/D: a dummy keeps any type valid
+    assert ct.DeidentificationMethod.startswith(f"PS3.15 {basic_profile()[0]} E.1 Basic Profile")
 
 
 def test_uids_are_stable_per_salt_and_options(tmp_path, phi_folder, monkeypatch):
@@ -197,3 +199,21 @@ def test_deidentified_files_flow_into_dicom_to_images(tmp_path, phi_folder, monk
         root=str(tmp_path),
     )
     assert images["images_written"] == 2
+
+
+def test_the_whole_table_e1_1_of_the_newest_edition_applies():
+    from claimed_airflow.components.transform.deidentify import Deidentifier
+
+    edition, exact, masked = basic_profile()
+    assert edition >= "2024b" and len(exact) > 600 and masked  # the full table, curves/overlays as masks
+    ds = Dataset()
+    ds.ConsultingPhysicianName = "House^Gregory"  # Z in the table (not in our first, hand-written subset)
+    ds.StationAETitle = "CT_ROOM_7"  # X
+    ds.SourceSerialNumber = "SRC-123"  # Z
+    ds.PatientID = "MRN-1"  # Z/D since 2024b: a dummy value
+    ds.add_new(0x50002000, "LO", "curve label")  # repeating group 50xx: X
+    ds.Manufacturer = "ACME"  # kept by the profile
+    actions = Deidentifier(b"salt", keep_patient_sex=False, keep_patient_age=False).apply(ds)
+    assert ds.ConsultingPhysicianName == "" and ds.SourceSerialNumber == "" and ds.PatientID == "ANONYMIZED"
+    assert "StationAETitle" not in ds and 0x50002000 not in ds and ds.Manufacturer == "ACME"
+    assert {"StationAETitle", "(5000,2000)"} <= set(actions["removed"])

@@ -49,15 +49,17 @@ class ApplyTransformOperator(ClaimedOperator):
 class DeidentifyTransformOperator(ClaimedOperator):
     """De-identify DICOM files after the PS3.15 Annex E Basic Application Level Confidentiality Profile.
 
-    Removes or empties the profile's identifying attributes (names, IDs, dates, institutions,
-    physicians, comments, ...), curves, overlays and all private tags, and replaces every non-
-    standard UID (Study/Series/SOP Instance, Frame of Reference, references in sequences, file meta)
-    by ``2.25.<HMAC-SHA256(salt, UID)>``: the same input UID gets the same new UID, within a run and
-    across runs with the same salt. The salt comes from an Airflow connection (password or extra
-    ``salt``) or an environment variable and is never logged or recorded. Files are written flat as
-    ``<new SOPInstanceUID>.dcm`` (original names may carry PHI); PatientIdentityRemoved and the De-
-    identification Method (code 113100, plus 113108 when characteristics are kept) are set. Files
-    flagged BurnedInAnnotation = YES (pixel text is not removed) are reported or set aside.
+    Applies every attribute of Table E.1-1 in the newest edition of the standard that dicom-
+    anonymizer ships (2026c here): removes, empties or replaces with dummy values the identifying
+    attributes (names, IDs, dates, institutions, physicians, comments, ...), curves, overlays and
+    all private tags, and replaces every non-standard UID (Study/Series/SOP Instance, Frame of
+    Reference, references in sequences, file meta) by ``2.25.<HMAC-SHA256(salt, UID)>``: the same
+    input UID gets the same new UID, within a run and across runs with the same salt. The salt comes
+    from an Airflow connection (password or extra ``salt``) or an environment variable and is never
+    logged or recorded. Files are written flat as ``<new SOPInstanceUID>.dcm`` (original names may
+    carry PHI); PatientIdentityRemoved and the De-identification Method (code 113100, plus 113108
+    when characteristics are kept) are set. Files flagged BurnedInAnnotation = YES (pixel text is
+    not removed) are reported or set aside.
 
     Runs the ``transform.deidentify`` component. Outputs (XCom keys): output, table, report.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -14,70 +15,59 @@ from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow")
 
-# PS3.15 Table E.1-1, Basic Profile column (where the table allows several actions, the strictest
-# one that keeps the object valid is used): X remove, Z empty value, D dummy value, U new UID.
-# Sequences marked U (e.g. SourceImageSequence) are kept and every UID in them is replaced.
-_X = """
-AccessionNumber:Z AcquisitionComments AcquisitionContextSequence AcquisitionDate AcquisitionDateTime
-AcquisitionDeviceProcessingDescription AcquisitionProtocolDescription AcquisitionTime
-ActualHumanPerformersSequence AdditionalPatientHistory AdmissionID AdmittingDate AdmittingDiagnosesCodeSequence
-AdmittingDiagnosesDescription AdmittingTime AffectedSOPInstanceUID:U Allergies Arbitrary AuthorObserverSequence
-BranchOfService CassetteID CommentsOnThePerformedProcedureStep ConcatenationUID:U
-ConfidentialityConstraintOnPatientDataDescription ContentCreatorName:Z ContentCreatorIdentificationCodeSequence
-ContentDate:Z ContentSequence ContentTime:Z ContextGroupExtensionCreatorUID:U ContrastBolusAgent:Z
-ContributionDescription CountryOfResidence CreatorVersionUID:U CurrentPatientLocation CurveDate CurveTime
-CustodialOrganizationSequence DataSetTrailingPadding DerivationDescription DetectorID DeviceSerialNumber
-DeviceUID:U DigitalSignatureUID DigitalSignaturesSequence DimensionOrganizationUID:U
-DischargeDiagnosisDescription DistributionAddress DistributionName DoseReferenceUID:U EthnicGroup
-FailedSOPInstanceUIDList:U FiducialUID:U FillerOrderNumberImagingServiceRequest:Z FrameComments
-FrameOfReferenceUID:U GantryID GeneratorID GraphicAnnotationSequence HumanPerformerName
-HumanPerformerOrganization IconImageSequence IdentifyingComments ImageComments ImagePresentationComments
-ImagingServiceRequestComments Impressions InstanceCreationDate InstanceCreationTime InstanceCreatorUID:U
-InstitutionAddress InstitutionCodeSequence InstitutionName InstitutionalDepartmentName
-InsurancePlanIdentification IntendedRecipientsOfResultsIdentificationSequence InterpretationApproverSequence
-InterpretationAuthor InterpretationDiagnosisDescription InterpretationIDIssuer InterpretationRecorder
-InterpretationText InterpretationTranscriber IrradiationEventUID:U IssuerOfAdmissionID IssuerOfPatientID
-IssuerOfServiceEpisodeID LargePaletteColorLookupTableUID:U MAC MediaStorageSOPInstanceUID:U MedicalAlerts
-MedicalRecordLocator MilitaryRank ModifiedAttributesSequence ModifiedImageDescription ModifyingDeviceID
-ModifyingDeviceManufacturer NameOfPhysiciansReadingStudy NamesOfIntendedRecipientsOfResults Occupation
-OperatorIdentificationSequence OperatorsName OriginalAttributesSequence OrderCallbackPhoneNumber OrderEnteredBy
-OrderEntererLocation OtherPatientIDs OtherPatientIDsSequence OtherPatientNames ParticipantSequence
-PatientAddress PatientAge PatientBirthDate:Z PatientBirthName PatientBirthTime PatientComments PatientID:Z
-PatientInstitutionResidence PatientInsurancePlanCodeSequence PatientMotherBirthName PatientName:Z
-PatientPrimaryLanguageCodeSequence PatientPrimaryLanguageModifierCodeSequence PatientReligiousPreference
-PatientSex:Z PatientSexNeutered PatientSize PatientState PatientTelephoneNumbers PatientTransportArrangements
-PatientWeight PerformedLocation PerformedProcedureStepDescription PerformedProcedureStepEndDate
-PerformedProcedureStepEndTime PerformedProcedureStepID PerformedProcedureStepStartDate
-PerformedProcedureStepStartTime PerformedStationAETitle PerformedStationGeographicLocationCodeSequence
-PerformedStationName PerformedStationNameCodeSequence PerformingPhysicianIdentificationSequence
-PerformingPhysicianName PersonAddress PersonIdentificationCodeSequence PersonName:D PersonTelephoneNumbers
-PhysicianApprovingInterpretation PhysiciansReadingStudyIdentificationSequence PhysiciansOfRecord
-PhysiciansOfRecordIdentificationSequence PlacerOrderNumberImagingServiceRequest:Z PlateID PreMedication
-PregnancyStatus ProtocolName ReasonForTheImagingServiceRequest ReasonForStudy ReferencedDigitalSignatureSequence
-ReferencedFrameOfReferenceUID:U ReferencedPatientAliasSequence ReferencedPatientSequence
-ReferencedPerformedProcedureStepSequence ReferencedSOPInstanceMACSequence ReferencedSOPInstanceUID:U
-ReferencedSOPInstanceUIDInFile:U ReferencedStudySequence ReferringPhysicianAddress
-ReferringPhysicianIdentificationSequence ReferringPhysicianName:Z ReferringPhysicianTelephoneNumbers
-RegionOfResidence RelatedFrameOfReferenceUID:U RequestAttributesSequence RequestedContrastAgent
-RequestedProcedureComments RequestedProcedureDescription RequestedProcedureID RequestedProcedureLocation
-RequestedSOPInstanceUID:U RequestingPhysician RequestingService ResponsibleOrganization ResponsiblePerson
-ResultsComments ResultsDistributionListSequence ResultsIDIssuer ReviewerName ScheduledHumanPerformersSequence
-ScheduledPatientInstitutionResidence ScheduledPerformingPhysicianIdentificationSequence
-ScheduledPerformingPhysicianName ScheduledProcedureStepEndDate ScheduledProcedureStepEndTime
-ScheduledProcedureStepDescription ScheduledProcedureStepLocation ScheduledProcedureStepStartDate
-ScheduledProcedureStepStartTime ScheduledStationAETitle ScheduledStationGeographicLocationCodeSequence
-ScheduledStationName ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle
-SeriesDate SeriesDescription SeriesInstanceUID:U SeriesTime ServiceEpisodeDescription ServiceEpisodeID
-SmokingStatus SOPInstanceUID:U SourceApplicationEntityTitle SpecialNeeds StationName
-StorageMediaFileSetUID:U StudyComments StudyDate:Z StudyDescription StudyID:Z StudyIDIssuer StudyInstanceUID:U
-StudyTime:Z SynchronizationFrameOfReferenceUID:U TemplateExtensionCreatorUID:U
-TemplateExtensionOrganizationUID:U TextComments TextString TimezoneOffsetFromUTC TopicAuthor TopicKeywords
-TopicSubject TopicTitle TransactionUID:U UID:U VerifyingObserverIdentificationCodeSequence:Z
-VerifyingObserverName:D VerifyingOrganization VisitComments
-"""
-PROFILE: dict[str, str] = {
-    word.split(":")[0]: (word.split(":")[1] if ":" in word else "X") for word in _X.split() if word.strip()
+# PS3.15 Table E.1-1 comes from dicom-anonymizer (Kitware), which keeps the table of each edition of
+# the standard; the newest edition it ships is used. Basic Profile actions: X remove, Z empty value,
+# D dummy value, U new UID. Where the table allows several, the one that keeps the object valid
+# whatever the attribute's type is used, as dicom-anonymizer does: X/Z -> Z, Z/D, X/D, X/Z/D -> D,
+# X/Z/U* -> U (a sequence is kept and every UID in it replaced). Curves and overlays are masked tags.
+_CATEGORIES = {
+    "X_TAGS": "X",
+    "Z_TAGS": "Z",
+    "D_TAGS": "D",
+    "U_TAGS": "U",
+    "X_Z_TAGS": "Z",
+    "Z_D_TAGS": "D",
+    "X_D_TAGS": "D",
+    "X_Z_D_TAGS": "D",
+    "X_Z_U_STAR_TAGS": "U",
 }
+
+
+@functools.cache
+def basic_profile() -> tuple[str, dict[int, str], list[tuple[int, int, int, int, str]]]:
+    """(edition, {tag: action}, [(group, element, group mask, element mask, action)]) of Table E.1-1."""
+    import importlib
+    import pkgutil
+
+    try:
+        from dicomanonymizer import dicom_anonymization_databases as databases
+    except ImportError:
+        raise ClaimedError("deidentify: needs dicom-anonymizer (pip install dicom-anonymizer)") from None
+    edition = max(module.name for module in pkgutil.iter_modules(databases.__path__))
+    table = importlib.import_module(f"{databases.__name__}.{edition}")
+    exact: dict[int, str] = {}
+    masked = []
+    for category, action in _CATEGORIES.items():
+        for tag in getattr(table, category):
+            if len(tag) == 4:
+                masked.append((*tag, action))
+            else:
+                exact[(tag[0] << 16) | tag[1]] = action
+    return edition.removeprefix("dicomfields_"), exact, masked
+
+
+def profile_action(tag: int) -> str | None:
+    """The Basic Profile action of ``tag`` (X, Z, D, U), or None when the profile keeps it."""
+    _, exact, masked = basic_profile()
+    if tag in exact:
+        return exact[tag]
+    group, element = tag >> 16, tag & 0xFFFF
+    for g, e, group_mask, element_mask, action in masked:
+        if group & group_mask == g and element & element_mask == e:
+            return action
+    return None
+
+
 BASIC_PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
 RETAIN_CHARACTERISTICS_CODE = ("113108", "DCM", "Retain Patient Characteristics Option")
 DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000"}
@@ -152,11 +142,8 @@ class Deidentifier:
     def _scrub(self, ds, actions: dict, sequence_type) -> None:
         for tag in list(ds.keys()):
             elem = ds[tag]
-            group = tag.group & 0xFF00
-            keyword = elem.keyword
-            action = PROFILE.get(keyword)
-            if group == 0x5000 or (group == 0x6000 and tag.element in (0x3000, 0x4000)):  # curves, overlays
-                action, keyword = "X", keyword or f"({tag.group:04X},{tag.element:04X})"
+            keyword = elem.keyword or f"({tag.group:04X},{tag.element:04X})"
+            action = profile_action(int(tag))
             if keyword in self.keep or (keyword == "PatientAge" and self.keep_age):
                 continue
             if action == "X":
@@ -193,7 +180,7 @@ class Deidentifier:
             item = Dataset()
             item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
             method.append(item)
-        ds.DeidentificationMethod = "PS3.15 E.1 Basic Profile" + (
+        ds.DeidentificationMethod = f"PS3.15 {basic_profile()[0]} E.1 Basic Profile" + (
             "; retained: " + ", ".join(sorted(self.keep | ({"PatientAge"} if self.keep_age else set())))
             if self.keep or self.keep_age
             else ""
@@ -253,8 +240,10 @@ def deidentify(
 ) -> dict:
     """De-identify DICOM files after the PS3.15 Annex E Basic Application Level Confidentiality Profile.
 
-    Removes or empties the profile's identifying attributes (names, IDs, dates, institutions,
-    physicians, comments, ...), curves, overlays and all private tags, and replaces every
+    Applies every attribute of Table E.1-1 in the newest edition of the standard that dicom-anonymizer
+    ships (2026c here): removes, empties or replaces with dummy values the identifying attributes
+    (names, IDs, dates, institutions, physicians, comments, ...), curves, overlays and all private
+    tags, and replaces every
     non-standard UID (Study/Series/SOP Instance, Frame of Reference, references in sequences, file
     meta) by ``2.25.<HMAC-SHA256(salt, UID)>``: the same input UID gets the same new UID, within a
     run and across runs with the same salt. The salt comes from an Airflow connection (password or
@@ -332,6 +321,7 @@ def deidentify(
     write_table(frame, table)
     summary = {
         "profile": "DICOM PS3.15 Annex E, Basic Application Level Confidentiality Profile",
+        "profile_edition": basic_profile()[0],
         "options": {"keep_patient_sex": keep_patient_sex, "keep_patient_age": keep_patient_age, "burned_in": burned_in},
         "salt_source": salt_source,
         "uid_root": UID_ROOT,
@@ -363,5 +353,13 @@ def _rewrite_metadata(table, done: dict[str, dict], worker: Deidentifier, kept: 
     for column in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
         if column in table.columns:
             table[column] = [_new(worker, v) for v in table[column]]
-    identifying = [c for c in table.columns if (c in _DROP or PROFILE.get(c, "U") != "U") and c not in kept]
+    identifying = [c for c in table.columns if (c in _DROP or _column_action(c) not in (None, "U")) and c not in kept]
     return table.drop(columns=identifying)
+
+
+def _column_action(column: str) -> str | None:
+    """The profile action of a metadata column named after a DICOM keyword (None for other columns)."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(column)
+    return profile_action(tag) if tag is not None else None
