@@ -14,7 +14,8 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
    measures accuracy under ART's FGSM and PGD attacks,
 5. **blessing** checks accuracy, fairness and robustness together
    (`accuracy >= min_accuracy and fairness_biased <= max_biased and robustness_min_accuracy >=
-   min_robust_accuracy`); when false, **deploy** is skipped,
+   min_robust_accuracy`); when false, **deploy** is skipped; beside it **notify** e-mails the
+   metrics and the outcome to `notify_to` (Airflow connection `smtp_default`; empty: nothing sent),
 6. **deploy** publishes the model to a versioned model folder and updates the Asset
    `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each deployment.
 
@@ -43,11 +44,16 @@ from claimed_airflow.operators import (
     LimeMetricOperator,
     LocalDeployOperator,
     MobileNetV2TrainOperator,
+    NotificationEmailOperator,
     PredictImagesOperator,
     RobustnessMetricOperator,
 )
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data" / "chestxray"
+BLESSING = (
+    "accuracy >= {{ params.min_accuracy }} and fairness_biased <= {{ params.max_biased }}"
+    " and robustness_min_accuracy >= {{ params.min_robust_accuracy }}"
+)
 
 with DAG(
     dag_id="dicom_to_deployment",
@@ -98,6 +104,12 @@ with DAG(
         ),
         "min_robust_accuracy": Param(
             0.0, type="number", minimum=0, maximum=1, description="Blessing: minimum accuracy under attack."
+        ),
+        "notify_to": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="E-mail the metrics and the blessing outcome to these addresses (connection smtp_default).",
         ),
     },
 ) as dag:
@@ -154,10 +166,17 @@ with DAG(
         metrics=metrics.output["metrics"],
         fairness=fairness.output["metrics"],
         robustness=robustness.output["metrics"],
-        condition=(
-            "accuracy >= {{ params.min_accuracy }} and fairness_biased <= {{ params.max_biased }}"
-            " and robustness_min_accuracy >= {{ params.min_robust_accuracy }}"
-        ),
+        condition=BLESSING,
+    )
+    # beside the gate, not after it: the outcome is reported whether the model is blessed or not
+    NotificationEmailOperator(
+        task_id="notify",
+        metrics=metrics.output["metrics"],
+        fairness=fairness.output["metrics"],
+        robustness=robustness.output["metrics"],
+        condition=BLESSING,
+        to="{{ params.notify_to }}",
+        title="dicom_to_deployment",
     )
     deploy = LocalDeployOperator(
         task_id="deploy",

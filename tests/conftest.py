@@ -109,3 +109,20 @@ def small_predictions(tmp_path) -> Path:
     path = tmp_path / "predictions.csv"
     path.write_text("label,prediction\na,a\na,b\nb,b\nb,b\n")
     return path
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    """A real SMTP server on 127.0.0.1 and Airflow connections ``smtp_test`` and ``smtp_default`` to it."""
+    controller_module = pytest.importorskip("aiosmtpd.controller")
+    from tests.smtp_server import Inbox, free_port
+
+    inbox, port = Inbox(), free_port()
+    controller = controller_module.Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    extra = {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.com", "retry_limit": 0}
+    conn = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": extra})
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST", conn)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", conn)
+    yield inbox
+    controller.stop()

@@ -75,6 +75,8 @@ def test_flagship_dicom_to_deployment(run_dag, output_root):
     state, tasks, run_id = run_dag("dicom_to_deployment", {"epochs": 2, "image_size": 32, "min_accuracy": 0.0})
     assert state == "success"
     assert set(tasks.values()) == {"success"}, tasks
+    notify = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "notify") / "manifest.json").read_text())
+    assert notify["values"] == {"recipients": 0, "outcome": "blessed"}  # notify_to empty by default: nothing sent
     deploy = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "deploy") / "manifest.json").read_text())
     model = Path(deploy["values"]["model_uri"])
     assert (model / "model.keras").exists() and (model / "labels.json").exists()
@@ -97,12 +99,15 @@ def test_flagship_dicom_to_deployment(run_dag, output_root):
 
 
 @pytest.mark.e2e
-def test_flagship_trains_with_pytorch_by_param_alone(run_dag, output_root):
+def test_flagship_trains_with_pytorch_by_param_alone_and_notifies(run_dag, output_root, smtp):
     if importlib.util.find_spec("torchvision") is None:
         pytest.skip("torchvision is not installed")
-    conf = {"epochs": 2, "image_size": 32, "min_accuracy": 0.0, "framework": "torch"}
+    conf = {"epochs": 2, "image_size": 32, "min_accuracy": 0.0, "framework": "torch", "notify_to": ["ops@example.com"]}
     state, tasks, run_id = run_dag("dicom_to_deployment", conf)
     assert state == "success" and set(tasks.values()) == {"success"}, tasks
+    (message,) = smtp.messages  # notify: through the smtp_default connection to the SMTP server on loopback
+    assert message.rcpt_tos == ["ops@example.com"]
+    assert b"Subject: [claimed] dicom_to_deployment: model blessed" in message.content
     deploy = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "deploy") / "manifest.json").read_text())
     model = Path(deploy["values"]["model_uri"])
     assert (model / "model.onnx").exists() and (model / "model.pt").exists() and not (model / "model.keras").exists()

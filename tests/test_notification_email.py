@@ -5,42 +5,12 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import socket
 
 import pytest
 
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
-
-aiosmtpd = pytest.importorskip("aiosmtpd.controller")
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope)
-        return "250 OK"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def smtp(monkeypatch):
-    """A real SMTP server on 127.0.0.1 and an Airflow connection ``smtp_test`` to it."""
-    inbox, port = Inbox(), free_port()
-    controller = aiosmtpd.Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    extra = {"disable_ssl": True, "disable_tls": True, "from_email": "airflow@example.com", "retry_limit": 0}
-    conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": port, "extra": extra}
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_TEST", json.dumps(conn))
-    yield inbox
-    controller.stop()
+from tests.smtp_server import free_port
 
 
 @pytest.fixture
@@ -97,3 +67,11 @@ def test_errors_are_one_line(tmp_path, metrics, monkeypatch):
             {"metrics": metrics, "to": "a@example.com", "conn_id": "smtp_down"},
             root=str(tmp_path),
         )
+
+
+def test_no_recipients_sends_nothing_and_fairness_counts(tmp_path, metrics):
+    fairness = tmp_path / "fairness.json"
+    fairness.write_text(json.dumps({"biased": 2, "attributes": {"PatientSex": {"biased": 2}}}))
+    arguments = {"metrics": metrics, "fairness": str(fairness), "condition": "accuracy > 0.8 and fairness_biased == 0"}
+    result = run("monitoring.notification_email", {**arguments, "to": "[]"}, root=str(tmp_path))
+    assert result["recipients"] == 0 and result["outcome"] == "not_blessed"  # no SMTP connection needed

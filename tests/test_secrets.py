@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_notification_email import smtp  # noqa: F401 (fixture)
 from tests.test_watson_ml import connection, isolated_env, model  # noqa: F401 (fixtures)
 from tests.wml_stub import API_KEY, WatsonMLStub
 

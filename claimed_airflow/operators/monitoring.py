@@ -22,10 +22,17 @@ class NotificationEmailOperator(ClaimedOperator):
 
     :param metrics: JSON file of metric values (nested objects are flattened to ``outer_inner``).
     :type metrics: str
-    :param to: Recipient addresses.
-    :type to: list[str]
+    :param to: Recipient addresses; none: nothing is sent (the outcome is still returned), so a DAG
+        can take them from a param that is empty by default.
+    :type to: list[str] | None
     :param conn_id: Airflow connection of type ``smtp``.
     :type conn_id: str
+    :param fairness: Optional JSON of ``metric.fairness``, as for the blessing gate (values
+        ``fairness_*``).
+    :type fairness: str | None
+    :param robustness: Optional JSON of ``metric.robustness``, as for the blessing gate (values
+        ``robustness_*``).
+    :type robustness: str | None
     :param blessed: The blessing outcome, if known.
     :type blessed: bool | None
     :param condition: Blessing condition to evaluate over the metrics when ``blessed`` is not given.
@@ -45,6 +52,8 @@ class NotificationEmailOperator(ClaimedOperator):
         "metrics",
         "to",
         "conn_id",
+        "fairness",
+        "robustness",
         "blessed",
         "condition",
         "model_uri",
@@ -59,8 +68,10 @@ class NotificationEmailOperator(ClaimedOperator):
         self,
         *,
         metrics: str,
-        to: list[str],
+        to: list[str] | None = None,
         conn_id: str = "smtp_default",
+        fairness: str | None = None,
+        robustness: str | None = None,
         blessed: bool | None = None,
         condition: str | None = None,
         model_uri: str | None = None,
@@ -73,6 +84,8 @@ class NotificationEmailOperator(ClaimedOperator):
         self.metrics = metrics
         self.to = to
         self.conn_id = conn_id
+        self.fairness = fairness
+        self.robustness = robustness
         self.blessed = blessed
         self.condition = condition
         self.model_uri = model_uri

@@ -109,6 +109,7 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
         "lime",
         "robustness",
         "blessing",
+        "notify",
         "deploy",
     }
     kfp_manifests, airflow_manifests = _manifests(kfp_dir), _manifests(airflow_dir)

@@ -41,14 +41,19 @@ def condition_blessing(
     """
     from claimed_airflow.core.expressions import evaluate
 
+    blessed = evaluate(condition, metric_values(metrics, fairness, robustness), param="condition")
+    if not isinstance(blessed, bool):
+        raise ClaimedError(f"condition: {condition!r} gave {blessed!r}, expected true or false")
+    return {"blessed": blessed}
+
+
+def metric_values(metrics: str, fairness: str | None = None, robustness: str | None = None) -> dict:
+    """The values a blessing condition sees: ``metrics`` as they are, ``fairness_*`` and ``robustness_*``."""
     values = _read("metrics", metrics)
     for name, path in (("fairness", fairness), ("robustness", robustness)):
         if path is not None:
             values.update(flatten(_read(name, path), f"{name}_"))
-    blessed = evaluate(condition, values, param="condition")
-    if not isinstance(blessed, bool):
-        raise ClaimedError(f"condition: {condition!r} gave {blessed!r}, expected true or false")
-    return {"blessed": blessed}
+    return values
 
 
 def _read(name: str, path: str) -> dict:

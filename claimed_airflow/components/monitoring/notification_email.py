@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import logging
 
 from claimed_airflow.core import InputPath, component
@@ -49,8 +48,10 @@ def render(
 @component("monitoring", operator="NotificationEmailOperator")
 def notification_email(
     metrics: InputPath,
-    to: list[str],
+    to: list[str] | None = None,
     conn_id: str = "smtp_default",
+    fairness: InputPath | None = None,
+    robustness: InputPath | None = None,
     blessed: bool | None = None,
     condition: str | None = None,
     model_uri: str | None = None,
@@ -65,8 +66,11 @@ def notification_email(
     Sent with the smtp provider's ``SmtpHook`` (host, port, login/password and TLS from the connection).
 
     :param metrics: JSON file of metric values (nested objects are flattened to ``outer_inner``).
-    :param to: Recipient addresses.
+    :param to: Recipient addresses; none: nothing is sent (the outcome is still returned), so a DAG can
+        take them from a param that is empty by default.
     :param conn_id: Airflow connection of type ``smtp``.
+    :param fairness: Optional JSON of ``metric.fairness``, as for the blessing gate (values ``fairness_*``).
+    :param robustness: Optional JSON of ``metric.robustness``, as for the blessing gate (values ``robustness_*``).
     :param blessed: The blessing outcome, if known.
     :param condition: Blessing condition to evaluate over the metrics when ``blessed`` is not given.
     :param model_uri: Deployed or candidate model to mention.
@@ -74,17 +78,18 @@ def notification_email(
     :param title: What the run is, e.g. ``{{ dag.dag_id }} {{ run_id }}``.
     :param from_email: Sender; default the connection's ``from_email`` extra.
     """
-    from claimed_airflow.components.deploy.condition_blessing import flatten
+    from claimed_airflow.components.deploy.condition_blessing import metric_values
 
+    to = to or []
     bad = [address for address in to if "@" not in address]
-    if not to or bad:
-        raise ClaimedError(f"to: expected e-mail addresses, got {bad or to!r}")
-    try:
-        with open(metrics) as handle:
-            values = flatten(json.load(handle))
-    except json.JSONDecodeError as exc:
-        raise ClaimedError(f"metrics: not valid JSON: {exc}") from None
+    if bad:
+        raise ClaimedError(f"to: expected e-mail addresses, got {bad!r}")
+    values = metric_values(metrics, fairness, robustness)
     outcome = outcome_of(values, blessed, condition)
+    verdict = {True: "blessed", False: "not_blessed", None: "unknown"}[outcome]
+    if not to:
+        log.info("no recipients (to is empty): nothing sent; outcome %s", verdict)
+        return {"recipients": 0, "outcome": verdict}
     subject, body = render(values, outcome, condition, model_uri, deployment_url, title)
     try:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
@@ -105,4 +110,4 @@ def notification_email(
             raise
         raise ClaimedError(f"conn_id: cannot send e-mail through SMTP connection {conn_id!r}: {exc}") from None
     log.info("sent %r to %d recipient(s)", subject, len(to))
-    return {"recipients": len(to), "outcome": {True: "blessed", False: "not_blessed", None: "unknown"}[outcome]}
+    return {"recipients": len(to), "outcome": verdict}
