@@ -70,6 +70,10 @@ def test_every_component_exports_to_a_loadable_kfp_component(spec, tmp_path):
         assert "accelerator" not in container["resources"]
 
 
+def params_of(task: dict) -> dict:
+    return task["inputs"]["parameters"]
+
+
 def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
     path = tmp_path / "pipeline.yaml"
     code = cli(
@@ -97,8 +101,10 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
         "lime",
         "robustness",
         "blessing",
+        "notify",
         "blessing-blessed",
     }
+    assert params_of(tasks["notify"])["to"] == {"componentInputParameter": "notify_to"}
     train = _executor(spec, "train")
     assert train["resources"]["accelerator"] == {
         "count": "1",
