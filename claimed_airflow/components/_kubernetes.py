@@ -23,6 +23,14 @@ class KubeError(ClaimedError):
         self.status = status
 
 
+class WaitTimeout(ClaimedError):
+    """An object did not reach a final state in time; ``last`` is the object as last seen."""
+
+    def __init__(self, message: str, last: dict):
+        super().__init__(message)
+        self.last = last
+
+
 def custom_objects_api(conn_id: str | None):
     """(CustomObjectsApi, the connection's namespace or None) from an Airflow connection, else in-cluster/kubeconfig."""
     if conn_id:
@@ -91,7 +99,7 @@ class KubeApi:
         timeout: float,
         interval: float = 5.0,
     ) -> tuple[str, dict]:
-        """Poll until ``finished(obj)`` gives a final state; ``ClaimedError`` after ``timeout`` seconds."""
+        """Poll until ``finished(obj)`` gives a final state; ``WaitTimeout`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             obj = self.get(namespace, plural, name)
@@ -99,7 +107,7 @@ class KubeApi:
             if state:
                 return state, obj
             if time.monotonic() >= deadline:
-                raise ClaimedError(f"timeout: {plural}/{name} did not finish within {timeout:g} s")
+                raise WaitTimeout(f"timeout: {plural}/{name} did not finish within {timeout:g} s", obj)
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
     def _call(self, verb: str, plural: str, method, namespace: str, *args, **kwargs) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from claimed_airflow.core import component
 from claimed_airflow.core.component import DEFAULT_IMAGE
@@ -149,7 +148,7 @@ def kserve(
             "predictor_gpus/min_replicas/max_replicas: need gpus >= 0 and 0 <= min_replicas <= max_replicas >= 1, "
             f"got {predictor_gpus}/{min_replicas}/{max_replicas}"
         )
-    from claimed_airflow.components._kubernetes import KubeApi, KubeError
+    from claimed_airflow.components._kubernetes import KubeApi, KubeError, WaitTimeout, condition
 
     api = KubeApi(f"{GROUP}/{VERSION}", conn_id)
     namespace = service_namespace or api.default_namespace or "default"
@@ -184,23 +183,24 @@ def kserve(
         if exc.status == 404:  # the inferenceservices resource itself is unknown
             raise ClaimedError(f"{where}: {exc}; is KServe installed in the cluster?") from None
         raise
-    status = _wait_ready(api, where, namespace, service_name, ready_timeout, poll_interval)
+    try:
+        _, obj = api.wait(
+            namespace, PLURAL, service_name, lambda o: condition(o, "Ready"), ready_timeout, poll_interval
+        )
+    except WaitTimeout as exc:
+        ready = _ready(exc.last)
+        last = "no status yet"
+        if ready:
+            last = f"Ready={ready.get('status')}: {ready.get('reason') or ''} {ready.get('message') or ''}".strip()
+        raise ClaimedError(
+            f"ready_timeout: {where} was not Ready after {ready_timeout:g} s (last status: {last})"
+        ) from None
+    status = obj.get("status") or {}
     url = status.get("url") or ""
     log.info("%s is Ready at %s", where, url)
     return {"url": url, "service_name": service_name, "namespace": namespace, "action": action}
 
 
-def _wait_ready(api, where: str, namespace: str, name: str, timeout: float, interval: float) -> dict:
-    deadline = time.monotonic() + timeout
-    last = "no status yet"
-    while True:
-        current = api.get(namespace, PLURAL, name)
-        status = current.get("status") or {}
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-        if ready and ready.get("status") == "True":
-            return status
-        if ready:
-            last = f"Ready={ready.get('status')}: {ready.get('reason') or ''} {ready.get('message') or ''}".strip()
-        if time.monotonic() >= deadline:
-            raise ClaimedError(f"ready_timeout: {where} was not Ready after {timeout:g} s (last status: {last})")
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+def _ready(obj: dict) -> dict | None:
+    """The Ready condition of an InferenceService, if it has one."""
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
