@@ -11,6 +11,8 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.http_stub import send_json
+
 NOT_FOUND = 404
 
 
@@ -39,13 +41,7 @@ class KubeStub:
                 body = json.loads(self.rfile.read(length)) if length else None
                 record = {"method": self.command, "path": self.path, "body": body}
                 stub.requests.append({**record, "authorization": self.headers.get("Authorization")})
-                code, reply = stub.respond(self.command, self.path, body)
-                data = json.dumps(reply).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *stub.respond(self.command, self.path, body))
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 

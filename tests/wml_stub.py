@@ -18,6 +18,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.http_stub import send_json
+
 USERNAME, API_KEY = "wml-user", "wml-api-key-7c1d5e9a0b2f"
 SPACE_ID, SPEC_ID = "3f7e6a5b-0c1d-4e2f-8a9b-5c6d7e8f9a0b", "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9"
 ONNX_SPEC_ID = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
@@ -126,13 +128,7 @@ class WatsonMLStub:
         except ValueError:
             record["body"] = raw
         self.requests.append(record)
-        status, answer = self.answer(request.command, path, query, record["body"])
-        data = json.dumps(answer).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        send_json(request, *self.answer(request.command, path, query, record["body"]))
 
     def answer(self, method: str, path: str, query: str, body):
         now = datetime.datetime.now(datetime.UTC).isoformat()
