@@ -89,7 +89,7 @@ def _html(points, path: str, value: str | None, title: str, colormap: str) -> No
     m = folium.Map(tiles="OpenStreetMap", control_scale=True)
     hexes = _colors(points["value"], colormap)[2] if value else ["#3186cc"] * len(points)
     for (_, row), color in zip(points.iterrows(), hexes, strict=True):
-        text = " ".join(str(t) for t in (row["label"], f"{value}={row['value']:g}" if value else None) if t)
+        text = _escape(" ".join(str(t) for t in (row["label"], f"{value}={row['value']:g}" if value else None) if t))
         folium.CircleMarker(
             location=(row["lat"], row["lon"]),
             radius=6,
@@ -97,7 +97,7 @@ def _html(points, path: str, value: str | None, title: str, colormap: str) -> No
             fill=True,
             fill_color=color,
             fill_opacity=0.8,
-            popup=folium.Popup(text, parse_html=True) if text else None,
+            popup=folium.Popup(folium.Html(text, script=True)) if text else None,
             tooltip=text or None,
         ).add_to(m)
     if value:
@@ -114,9 +114,11 @@ def _html(points, path: str, value: str | None, title: str, colormap: str) -> No
 
 
 def _escape(text: str) -> str:
+    """Text for HTML inside a JavaScript template literal (folium's popup and tooltip): markup, quotes,
+    backticks, ``${`` and backslashes become character references, so a label is shown, never run."""
     import html
 
-    return html.escape(text)
+    return html.escape(text).translate({ord("`"): "&#96;", ord("$"): "&#36;", ord("\\"): "&#92;"})
 
 
 def _png(points, path: str, value: str | None, title: str, colormap: str, latitude: str, longitude: str) -> None:
