@@ -9,10 +9,12 @@ pod's service account (in cluster) or the usual kubeconfig. API errors become on
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
+from claimed_airflow.core import waits
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.waits import WaitTimeout
+
+__all__ = ["KubeApi", "KubeError", "WaitTimeout", "condition", "condition_state", "dns_name", "wait_condition"]
 
 
 class KubeError(ClaimedError):
@@ -21,14 +23,6 @@ class KubeError(ClaimedError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-class WaitTimeout(ClaimedError):
-    """An object did not reach a final state in time; ``last`` is the object as last seen."""
-
-    def __init__(self, message: str, last: dict):
-        super().__init__(message)
-        self.last = last
 
 
 def custom_objects_api(conn_id: str | None):
@@ -90,26 +84,6 @@ class KubeApi:
         method = self.client.list_namespaced_custom_object
         return self._call("list", plural, method, namespace, plural, label_selector=label_selector)
 
-    def wait(
-        self,
-        namespace: str,
-        plural: str,
-        name: str,
-        finished: Callable[[dict], str | None],
-        timeout: float,
-        interval: float = 5.0,
-    ) -> tuple[str, dict]:
-        """Poll until ``finished(obj)`` gives a final state; ``WaitTimeout`` after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            obj = self.get(namespace, plural, name)
-            state = finished(obj)
-            if state:
-                return state, obj
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"timeout: {plural}/{name} did not finish within {timeout:g} s", obj)
-            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-
     def _call(self, verb: str, plural: str, method, namespace: str, *args, **kwargs) -> dict:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
@@ -140,6 +114,37 @@ def condition(obj: dict, *types: str) -> str | None:
         if item.get("type") in types and str(item.get("status")) == "True":
             return item["type"]
     return None
+
+
+def condition_state(
+    api_version: str, conn_id: str | None, namespace: str, plural: str, name: str, types: list[str]
+) -> tuple[str | None, dict]:
+    """One status check (a :class:`~claimed_airflow.core.waits.Poll` check): the first True condition of ``types``."""
+    obj = KubeApi(api_version, conn_id).get(namespace, plural, name)
+    return condition(obj, *types), obj
+
+
+def wait_condition(
+    api: KubeApi,
+    conn_id: str | None,
+    namespace: str,
+    plural: str,
+    name: str,
+    types: tuple[str, ...],
+    timeout: float,
+    interval: float = 5.0,
+) -> tuple[str, dict]:
+    """Wait until one of the conditions ``types`` of the object is True (here, or in Airflow's triggerer)."""
+    kwargs = {
+        "api_version": f"{api.group}/{api.version}",
+        "conn_id": conn_id,
+        "namespace": namespace,
+        "plural": plural,
+        "name": name,
+        "types": list(types),
+    }
+    check = f"{__name__}:condition_state"
+    return waits.wait(waits.Poll(check, kwargs, timeout, interval, what=f"{plural}/{name}"))
 
 
 def dns_name(text: str, limit: int = 50) -> str:

@@ -148,7 +148,8 @@ def kserve(
             "predictor_gpus/min_replicas/max_replicas: need gpus >= 0 and 0 <= min_replicas <= max_replicas >= 1, "
             f"got {predictor_gpus}/{min_replicas}/{max_replicas}"
         )
-    from claimed_airflow.components._kubernetes import KubeApi, KubeError, WaitTimeout, condition
+    from claimed_airflow.components._kubernetes import KubeApi, KubeError, WaitTimeout, wait_condition
+    from claimed_airflow.core import waits
 
     api = KubeApi(f"{GROUP}/{VERSION}", conn_id)
     namespace = service_namespace or api.default_namespace or "default"
@@ -168,25 +169,26 @@ def kserve(
         max_replicas=max_replicas,
     )
     where = f"InferenceService {namespace}/{service_name}"
-    try:
-        existing = api.get(namespace, PLURAL, service_name, missing=True)
-        if existing is None:
-            log.info("creating %s (storageUri %s)", where, storage_uri)
-            api.create(namespace, PLURAL, body)
-            action = "created"
-        else:
+
+    def apply() -> str:
+        try:
+            existing = api.get(namespace, PLURAL, service_name, missing=True)
+            if existing is None:
+                log.info("creating %s (storageUri %s)", where, storage_uri)
+                api.create(namespace, PLURAL, body)
+                return "created"
             body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
             log.info("updating %s (storageUri %s)", where, storage_uri)
             api.replace(namespace, PLURAL, service_name, body)
-            action = "updated"
-    except KubeError as exc:
-        if exc.status == 404:  # the inferenceservices resource itself is unknown
-            raise ClaimedError(f"{where}: {exc}; is KServe installed in the cluster?") from None
-        raise
+            return "updated"
+        except KubeError as exc:
+            if exc.status == 404:  # the inferenceservices resource itself is unknown
+                raise ClaimedError(f"{where}: {exc}; is KServe installed in the cluster?") from None
+            raise
+
+    action = waits.once("apply", apply)
     try:
-        _, obj = api.wait(
-            namespace, PLURAL, service_name, lambda o: condition(o, "Ready"), ready_timeout, poll_interval
-        )
+        _, obj = wait_condition(api, conn_id, namespace, PLURAL, service_name, ("Ready",), ready_timeout, poll_interval)
     except WaitTimeout as exc:
         ready = _ready(exc.last)
         last = "no status yet"

@@ -7,12 +7,11 @@ import logging
 import os
 import tarfile
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 from claimed_airflow.components.train.image_classifier import network_file
-from claimed_airflow.core import InputPath, component
+from claimed_airflow.core import InputPath, component, waits
 from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow")
@@ -65,24 +64,29 @@ def watson_ml(
     software_spec = software_spec or ("onnxruntime_opset_19" if onnx else "runtime-24.1-py3.11")
     client, secret = _client(conn_id, space_id)
     try:
-        with tempfile.TemporaryDirectory(prefix="claimed-wml-") as tmp:
-            archive = _model_archive(model, Path(tmp))
-            spec_id = client.software_specifications.get_id_by_name(software_spec)
-            if not spec_id or spec_id == "Not Found":
-                raise ClaimedError(f"software_spec: {software_spec!r} is not known to this Watson ML")
-            names = client.repository.ModelMetaNames
-            meta = {names.NAME: model_name or deployment_name, names.TYPE: model_type, names.SOFTWARE_SPEC_ID: spec_id}
-            stored = client.repository.store_model(model=str(archive), meta_props=meta)
-        model_id = client.repository.get_model_id(stored)
-        log.info("stored model %s (%s, %s)", model_id, model_type, software_spec)
-        config = client.deployments.ConfigurationMetaNames
-        with warnings.catch_warnings():  # "Background mode is turned on": we poll below
-            warnings.simplefilter("ignore", UserWarning)
-            created = client.deployments.create(
-                model_id, meta_props={config.NAME: deployment_name, config.ONLINE: {}}, background_mode=True
-            )
-        deployment_id = client.deployments.get_id(created)
-        details = _wait_ready(client, deployment_id, deployment_timeout, poll_interval)
+        model_id, deployment_id = waits.once(
+            "deploy",
+            lambda: _store_and_deploy(
+                client, model, model_name or deployment_name, deployment_name, model_type, software_spec
+            ),
+        )
+        poll = waits.Poll(
+            f"{__name__}:deployment_state",
+            {"conn_id": conn_id, "space_id": space_id, "deployment_id": deployment_id},
+            deployment_timeout,
+            poll_interval,
+            what=f"Watson ML deployment {deployment_id}",
+        )
+        try:
+            state, details = waits.wait(poll)
+        except waits.WaitTimeout as exc:
+            last = exc.last.get("entity", {}).get("status", {}).get("state", "")
+            raise ClaimedError(
+                f"deployment_timeout: deployment {deployment_id} not ready after {deployment_timeout:g} s "
+                f"(state {last!r})"
+            ) from None
+        if state != "ready":
+            raise ClaimedError(_failure(deployment_id, details))
         url = client.deployments.get_scoring_href(details)
         log.info("deployment %s is ready: %s", deployment_id, url)
         x = _sample_input(sample, info["image_size"])
@@ -174,23 +178,43 @@ def _model_archive(model: str, folder: Path) -> Path:
     return archive
 
 
-def _wait_ready(client, deployment_id: str, timeout: float, interval: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
+def _store_and_deploy(client, model: str, model_name: str, deployment_name: str, model_type: str, spec: str):
+    """Store the model and start its online deployment (in the background): [model id, deployment id]."""
+    with tempfile.TemporaryDirectory(prefix="claimed-wml-") as tmp:
+        archive = _model_archive(model, Path(tmp))
+        spec_id = client.software_specifications.get_id_by_name(spec)
+        if not spec_id or spec_id == "Not Found":
+            raise ClaimedError(f"software_spec: {spec!r} is not known to this Watson ML")
+        names = client.repository.ModelMetaNames
+        meta = {names.NAME: model_name, names.TYPE: model_type, names.SOFTWARE_SPEC_ID: spec_id}
+        stored = client.repository.store_model(model=str(archive), meta_props=meta)
+    model_id = client.repository.get_model_id(stored)
+    log.info("stored model %s (%s, %s)", model_id, model_type, spec)
+    config = client.deployments.ConfigurationMetaNames
+    with warnings.catch_warnings():  # "Background mode is turned on": the task waits below
+        warnings.simplefilter("ignore", UserWarning)
+        created = client.deployments.create(
+            model_id, meta_props={config.NAME: deployment_name, config.ONLINE: {}}, background_mode=True
+        )
+    return [model_id, client.deployments.get_id(created)]
+
+
+def deployment_state(conn_id: str | None, space_id: str | None, deployment_id: str) -> tuple[str | None, dict]:
+    """One status check of a deployment (a ``waits.Poll`` check): ``ready``, ``failed``/``deleted`` or None."""
+    client, secret = _client(conn_id, space_id)
+    try:
         details = client.deployments.get_details(deployment_id)
-        status = details.get("entity", {}).get("status", {})
-        state = status.get("state", "")
-        if state == "ready":
-            return details
-        if state in FAILED_STATES:
-            errors = status.get("failure", {}).get("errors") or [{}]
-            reason = "; ".join(e.get("message") or e.get("code") or "no reason given" for e in errors)
-            raise ClaimedError(f"deployment_name: Watson ML deployment {deployment_id} {state}: {reason}")
-        if time.monotonic() >= deadline:
-            raise ClaimedError(
-                f"deployment_timeout: deployment {deployment_id} not ready after {timeout:g} s (state {state!r})"
-            )
-        time.sleep(min(interval, max(deadline - time.monotonic(), 0.0)))
+    except Exception as exc:
+        raise ClaimedError(_scrub(f"watson_ml: {exc.__class__.__name__}: {_first_line(exc)}", secret)) from None
+    state = details.get("entity", {}).get("status", {}).get("state", "")
+    return (state if state == "ready" or state in FAILED_STATES else None), details
+
+
+def _failure(deployment_id: str, details: dict) -> str:
+    status = details.get("entity", {}).get("status", {})
+    errors = status.get("failure", {}).get("errors") or [{}]
+    reason = "; ".join(e.get("message") or e.get("code") or "no reason given" for e in errors)
+    return f"deployment_name: Watson ML deployment {deployment_id} {status.get('state')}: {reason}"
 
 
 def _sample_input(sample: str | None, size: int):

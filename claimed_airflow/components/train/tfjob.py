@@ -64,8 +64,8 @@ def tfjob(
     :param delete_on_timeout: Delete the job (and free its GPUs) when it times out.
     :param job: The job manifest that was submitted (JSON, valid for kubectl apply).
     """
-    from claimed_airflow.components._kubernetes import KubeApi, KubeError, condition, dns_name
-    from claimed_airflow.core import registry
+    from claimed_airflow.components._kubernetes import KubeApi, KubeError, dns_name, wait_condition
+    from claimed_airflow.core import registry, waits
 
     spec = registry.get(trainer)
     namespace = job_namespace
@@ -73,7 +73,12 @@ def tfjob(
         raise ClaimedError(f"workers: expected at least 1, got {workers}")
     if "://" not in job_root or job_root.startswith("file://"):
         log.warning("job_root %s is not shared storage; only a shared volume mounted at that path works", job_root)
-    name = dns_name(job_name) if job_name else dns_name(f"{spec.name}-{uuid.uuid4().hex[:6]}", limit=40)
+    # a random suffix is drawn once per task try (kept when a deferred task resumes)
+    name = (
+        dns_name(job_name)
+        if job_name
+        else waits.once("name", lambda: dns_name(f"{spec.name}-{uuid.uuid4().hex[:6]}", limit=40))
+    )
     manifest = job_manifest(
         spec,
         trainer,
@@ -90,16 +95,22 @@ def tfjob(
     Path(job).write_text(json.dumps(manifest, indent=2))
     plural, _, chief, _ = KINDS[kind]
     api = KubeApi(API, conn_id)
+
+    def submit() -> str:
+        try:
+            api.create(namespace, plural, manifest)
+            log.info("created %s %s/%s with %d replica(s)", kind, namespace, name, workers)
+            return "created"
+        except KubeError as exc:
+            if exc.status != 409:
+                raise ClaimedError(f"job_namespace: cannot create {kind} {name} in {namespace}: {exc}") from None
+            log.info("%s %s/%s exists already; waiting for it", kind, namespace, name)
+            return "attached"
+
+    waits.once("submit", submit)
     try:
-        api.create(namespace, plural, manifest)
-        log.info("created %s %s/%s with %d replica(s)", kind, namespace, name, workers)
-    except KubeError as exc:
-        if exc.status != 409:
-            raise ClaimedError(f"job_namespace: cannot create {kind} {name} in {namespace}: {exc}") from None
-        log.info("%s %s/%s exists already; waiting for it", kind, namespace, name)
-    try:
-        state, obj = api.wait(
-            namespace, plural, name, lambda o: condition(o, "Succeeded", "Failed"), timeout, poll_interval
+        state, obj = wait_condition(
+            api, conn_id, namespace, plural, name, ("Succeeded", "Failed"), timeout, poll_interval
         )
     except ClaimedError as exc:
         if delete_on_timeout and str(exc).startswith("timeout:"):

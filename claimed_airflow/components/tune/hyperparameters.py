@@ -306,21 +306,28 @@ def katib_experiment(
 
 
 def _katib(manifest, namespace, objective, conn_id, timeout, poll_interval) -> list[dict]:
-    from claimed_airflow.components._kubernetes import KubeApi, KubeError, condition
+    from claimed_airflow.components._kubernetes import KubeApi, KubeError, condition, wait_condition
+    from claimed_airflow.core import waits
 
     api = KubeApi(KATIB, conn_id)
     name = manifest["metadata"]["name"]
-    try:
-        api.create(namespace, "experiments", manifest)
-    except KubeError as exc:
-        if exc.status != 409:
-            raise ClaimedError(
-                f"katib_namespace: cannot create the Katib Experiment {name} in {namespace}: {exc}"
-            ) from None
-        log.info("Katib Experiment %s exists already; waiting for it", name)
-    log.info("created Katib Experiment %s/%s; waiting up to %g s", namespace, name, timeout)
-    state, obj = api.wait(
-        namespace, "experiments", name, lambda o: condition(o, "Succeeded", "Failed"), timeout, poll_interval
+
+    def submit() -> str:
+        try:
+            api.create(namespace, "experiments", manifest)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise ClaimedError(
+                    f"katib_namespace: cannot create the Katib Experiment {name} in {namespace}: {exc}"
+                ) from None
+            log.info("Katib Experiment %s exists already; waiting for it", name)
+            return "attached"
+        log.info("created Katib Experiment %s/%s; waiting up to %g s", namespace, name, timeout)
+        return "created"
+
+    waits.once("submit", submit)
+    state, obj = wait_condition(
+        api, conn_id, namespace, "experiments", name, ("Succeeded", "Failed"), timeout, poll_interval
     )
     if state == "Failed":
         message = next((c.get("message", "") for c in obj["status"]["conditions"] if c["type"] == "Failed"), "")

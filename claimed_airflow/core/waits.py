@@ -1,0 +1,147 @@
+"""Long waits of components (a cluster job, a model server becoming ready), blocking or in Airflow's triggerer.
+
+A component that starts something and then waits for it writes::
+
+    created = waits.once("create", lambda: api.create(...))        # a side effect, done once per task try
+    state, details = waits.wait(Poll("module:check", {...}, timeout=600, interval=5))
+
+``Poll.check`` names a function (``module:function``) that takes the JSON ``kwargs`` (connection ids
+and object names, never secrets) and answers ``(state, details)``: ``state`` is None while the thing
+is not finished. Blocking (the default, and always outside Airflow), :func:`wait` polls here. When
+the Airflow operator runs deferrable, :func:`wait` raises :class:`Deferral` instead; the operator hands
+the poll to ``claimed_airflow.triggers.PollTrigger`` and, when the trigger fires, calls the component
+again with the journal of the first call: :func:`once` gives back what it returned then (nothing is
+created twice) and :func:`wait` gives back what the trigger saw. So both paths return the same result.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from claimed_airflow.core.errors import ClaimedError
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One status check, repeated every ``interval`` seconds for at most ``timeout`` seconds."""
+
+    check: str
+    kwargs: dict = field(default_factory=dict)
+    timeout: float = 600.0
+    interval: float = 5.0
+    what: str = "the resource"
+
+    def check_once(self) -> tuple[str | None, dict]:
+        module, _, name = self.check.partition(":")
+        state, details = getattr(importlib.import_module(module), name)(**self.kwargs)
+        return state, details or {}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class WaitTimeout(ClaimedError):
+    """The thing waited for did not finish in time; ``last`` are the details as last seen."""
+
+    def __init__(self, message: str, last: dict):
+        super().__init__(message)
+        self.last = last
+
+
+class Deferral(BaseException):  # noqa: N818 - like Airflow's TaskDeferred: not an error, no `except Exception` catches it
+    """Raised by :func:`wait` in a deferring run: wait for ``poll`` elsewhere, then run again with ``journal``."""
+
+    def __init__(self, poll: Poll, journal: dict):
+        super().__init__(f"waiting for {poll.what} in the triggerer")
+        self.poll = poll
+        self.journal = journal
+
+
+@dataclass
+class Journal:
+    """What a deferring run did so far: results of :func:`once` steps and of finished waits, in call order."""
+
+    records: list = field(default_factory=list)
+    deferring: bool = False
+    position: int = 0
+
+    def next(self) -> tuple[bool, Any]:
+        if self.position < len(self.records):
+            record = self.records[self.position]
+            self.position += 1
+            return True, record
+        return False, None
+
+    def add(self, record: Any) -> None:
+        self.records.append(record)
+        self.position += 1
+
+
+_journal: contextvars.ContextVar[Journal | None] = contextvars.ContextVar("claimed_waits", default=None)
+
+
+@contextmanager
+def deferring(records: list | None = None) -> Iterator[Journal]:
+    """Run components so that their waits defer (:class:`Deferral`), replaying ``records`` of earlier calls."""
+    journal = Journal(records=list(records or []), deferring=True)
+    token = _journal.set(journal)
+    try:
+        yield journal
+    finally:
+        _journal.reset(token)
+
+
+def once(step: str, action: Callable[[], Any]) -> Any:
+    """``action()`` (JSON-serialisable result), done once per task try even when the task defers and resumes."""
+    journal = _journal.get()
+    if journal is None:
+        return action()
+    found, record = journal.next()
+    if found:
+        return record["result"]
+    result = action()
+    journal.add({"step": step, "result": result})
+    return result
+
+
+def wait(poll: Poll) -> tuple[str, dict]:
+    """Poll until ``poll`` has a state; :class:`WaitTimeout` after its timeout. Deferring: raise :class:`Deferral`."""
+    journal = _journal.get()
+    if journal is None or not journal.deferring:
+        return poll_until(poll)
+    found, record = journal.next()
+    if not found:
+        raise Deferral(poll, {"records": list(journal.records)})
+    return outcome(poll, record["event"])
+
+
+def poll_until(poll: Poll, sleep: Callable[[float], None] = time.sleep) -> tuple[str, dict]:
+    """The blocking loop (also what the trigger does, asynchronously)."""
+    deadline = time.monotonic() + poll.timeout
+    while True:
+        state, details = poll.check_once()
+        if state:
+            return state, details
+        if time.monotonic() >= deadline:
+            raise timeout_error(poll, details)
+        sleep(min(poll.interval, max(0.0, deadline - time.monotonic())))
+
+
+def timeout_error(poll: Poll, last: dict) -> WaitTimeout:
+    return WaitTimeout(f"timeout: {poll.what} did not finish within {poll.timeout:g} s", last)
+
+
+def outcome(poll: Poll, event: dict) -> tuple[str, dict]:
+    """The trigger's event as :func:`poll_until` would have ended: a state, a timeout or an error."""
+    status = event.get("status")
+    if status == "done":
+        return event["state"], event.get("details") or {}
+    if status == "timeout":
+        raise timeout_error(poll, event.get("details") or {})
+    raise ClaimedError(str(event.get("message") or f"waiting for {poll.what} failed: {event!r}"))
