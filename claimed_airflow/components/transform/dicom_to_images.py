@@ -23,6 +23,30 @@ _PRELOAD = ["numpy", "pydicom", "pydicom.pixels", "PIL.Image", "PIL.PngImagePlug
 _PRELOAD.append(__name__)
 
 
+class FrameTooLarge(ValueError):
+    """A frame larger than ``max_pixels``: not decoded (the decompression guard)."""
+
+
+def frame_size(ds) -> tuple[int, int, int]:
+    """(Rows, Columns, SamplesPerPixel) of a dataset's frames, read from its header; ValueError if absent or absurd."""
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError("Rows/Columns missing or not numbers") from None
+    if rows < 1 or columns < 1:
+        raise ValueError(f"absurd dimensions {rows}x{columns}")
+    return rows, columns, samples
+
+
+def check_frame_size(rows: int, columns: int, samples: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The decompression guard, checked before decoding: FrameTooLarge if rows x columns x samples > max_pixels."""
+    if rows * columns * samples > max_pixels:
+        raise FrameTooLarge(
+            f"frame of {rows}x{columns}x{samples} exceeds max_pixels={max_pixels} (decompression guard)"
+        )
+
+
 def frame_count(ds) -> int:
     try:
         return max(int(ds.get("NumberOfFrames") or 1), 1)
@@ -276,15 +300,9 @@ def _convert(job: dict) -> list:
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise _Reject("no pixel data")
     try:
-        rows, columns = int(ds.Rows), int(ds.Columns)
-        samples = int(ds.get("SamplesPerPixel") or 1)
-    except (AttributeError, TypeError, ValueError):
-        raise _Reject("Rows/Columns missing or not numbers") from None
-    if rows < 1 or columns < 1:
-        raise _Reject(f"absurd dimensions {rows}x{columns}")
-    if rows * columns * samples > job["max_pixels"]:
-        limit = job["max_pixels"]
-        raise _Reject(f"frame of {rows}x{columns}x{samples} exceeds max_pixels={limit} (decompression guard)")
+        check_frame_size(*frame_size(ds), job["max_pixels"])
+    except ValueError as exc:
+        raise _Reject(str(exc)) from None
     frames = frame_count(ds)
     if job["all_frames"]:
         selected = list(range(frames))
