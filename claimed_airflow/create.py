@@ -24,6 +24,7 @@ import ast
 import importlib
 import importlib.util
 import json
+import keyword
 import re
 import shutil
 import sys
@@ -66,11 +67,50 @@ class Param:
         return {"InputPath": "input", "OutputPath": "output"}.get(self.type.split(" |")[0], "param")
 
 
+# Names the generated module itself uses: a parameter of that name would shadow them in the function body.
+_MODULE_NAMES = {"SOURCE", "OPTIONS", "Path", "Literal", "component", "run_notebook", "run_script", "locals"}
+_MODULE_NAMES |= {"InputPath", "OutputPath", "load_function", "annotations"}
+
+
 def identifier(text: str) -> str:
-    name = re.sub(r"\W+", "_", text).strip("_").lower()
+    """A Python identifier for ``text`` (a file, function or argparse name): never a keyword or a module name."""
+    name = re.sub(r"\W+", "_", text, flags=re.ASCII).strip("_").lower()
     if not name or name[0].isdigit():
         name = f"c_{name}"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in {n.lower() for n in _MODULE_NAMES}:
+        name += "_"
     return name
+
+
+def doc_text(text: str) -> str:
+    """``text`` (from a notebook, a script or a file name) escaped for a triple-quoted docstring of generated
+    source: backslashes, every double quote and non-printable characters become escapes, so the text can
+    neither end the docstring nor form an escape sequence, and reads back unchanged as ``__doc__``."""
+    return "".join(
+        "\\\\" if c == "\\" else '\\"' if c == '"' else c if c.isprintable() or c == " " else repr(c)[1:-1]
+        for c in str(text)
+    )
+
+
+def source_literal(value: Any, what: str) -> str:
+    """``repr(value)`` for generated source, only for literal values (str, numbers, bool, None, lists, tuples,
+    dicts of them) that read back equal: never the repr of an arbitrary object, ``inf`` or ``nan``."""
+
+    def literal(v: Any) -> bool:
+        if isinstance(v, (list, tuple)):
+            return all(literal(i) for i in v)
+        if isinstance(v, dict):
+            return all(literal(k) and literal(i) for k, i in v.items())
+        return v is None or type(v) in (str, int, float, bool)
+
+    text = repr(value)
+    try:
+        same = literal(value) and ast.literal_eval(text) == value
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        same = False
+    if not same:
+        raise ClaimedError(f"source: {what} must be a literal str, number, bool, None, list or dict, got {text[:80]}")
+    return text
 
 
 def _camel(text: str) -> str:
@@ -180,6 +220,11 @@ def parse_notebook(path: Path) -> tuple[str, str, list[Param]]:
                 f"source: parameter {target!r} of {path.name} (line {node.lineno}) must be a literal value, "
                 f"got {ast.unparse(value)!r}"
             ) from None
+        if target in _MODULE_NAMES:
+            raise ClaimedError(
+                f"source: parameter {target!r} of {path.name} (line {node.lineno}) would shadow a name of the "
+                "generated module; rename it"
+            )
         artifact, description = _artifact(_comment_after(lines, node))
         if annotation:
             annotation = _ANNOTATION_ALIASES.get(annotation, annotation)
@@ -239,7 +284,7 @@ def parse_argparse(path: Path, tree: ast.Module) -> tuple[str, str, list[Param]]
             type_ = base
         choices = _literal(kw.get("choices"), f"choices of {long}")
         if choices:
-            type_ = "Literal[" + ", ".join(repr(c) for c in choices) + "]"
+            type_ = "Literal[" + ", ".join(source_literal(c, f"a choice of {long}") for c in choices) + "]"
         required = positional or bool(_literal(kw.get("required"), f"required of {long}"))
         if default is None and not required and action not in ("store_true", "store_false"):
             type_ = f"{type_} | None"
@@ -262,22 +307,22 @@ def parse_argparse(path: Path, tree: ast.Module) -> tuple[str, str, list[Param]]
 
 
 def _signature_line(p: Param) -> str:
-    default = "" if p.required else f" = {p.default!r}"
+    default = "" if p.required else f" = {source_literal(p.default, f'the default of {p.name}')}"
     return f"    {p.name}: {p.type}{default},"
 
 
 def _docstring(summary: str, description: str, params: list[Param]) -> list[str]:
-    lines = [f'    """{summary}', ""]
+    lines = [f'    """{doc_text(summary)}', ""]
     if description:
-        lines += ["    " + description, ""]
-    lines += [f"    :param {p.name}: {p.description}" for p in params]
+        lines += ["    " + doc_text(description), ""]
+    lines += [f"    :param {p.name}: {doc_text(p.description)}" for p in params]
     lines.append('    """')
     return lines
 
 
 def _header(source: Path, kind: str, name: str, category: str, imports: list[str]) -> list[str]:
     return [
-        f'"""Component ``{category}.{name}``, generated from the {kind} {source.name} by '
+        f'"""Component ``{category}.{name}``, generated from the {kind} {doc_text(source.name)} by '
         "``claimed-airflow create-component``.",
         "",
         f"Regenerate it after changing the {kind}'s parameters; the {kind} ships next to this file.",
@@ -369,14 +414,23 @@ def function_module(source: Path, function: str, name: str, category: str, opera
 
 
 def operator_module(spec, reference: str) -> str:
+    import dataclasses
+
     from claimed_airflow.operators.generate import operator_source
 
     head = (
-        f'"""Airflow operator of ``{spec.name}`` (``{reference}``), generated by ``claimed-airflow '
+        f'"""Airflow operator of ``{spec.name}`` (``{doc_text(reference)}``), generated by ``claimed-airflow '
         'create-component``."""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\n'
         "from claimed_airflow.operators.base import ClaimedOperator\n"
     )
-    return head + operator_source(spec).replace(f'component = "{spec.name}"', f'component = "{reference}"')
+    # the texts come from the notebook or script: escaped here, as operator_source writes them as they are
+    safe = dataclasses.replace(
+        spec,
+        summary=doc_text(spec.summary),
+        description=doc_text(spec.summary) + doc_text(spec.description[len(spec.summary) :]),
+        parameters=tuple(dataclasses.replace(p, description=doc_text(p.description)) for p in spec.parameters),
+    )
+    return head + operator_source(safe).replace(f'component = "{spec.name}"', f"component = {json.dumps(reference)}")
 
 
 def create_component(
@@ -453,9 +507,8 @@ def reserved_names() -> set[str]:
     try:
         import inspect
 
-        from airflow.sdk import BaseOperator
-
         from claimed_airflow.operators.base import ClaimedOperator
+        from claimed_airflow.version_compat import BaseOperator
     except ImportError:  # no Airflow: nothing to shadow
         return set()
     names = set(dir(ClaimedOperator))

@@ -216,3 +216,61 @@ def test_notebook_component_runs_in_a_dag_next_to_library_components(
         for path in written:
             path.unlink(missing_ok=True)
     assert made["reference"] == "scale_table_component:scale_table"
+
+
+def _import(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"hostile_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_notebook_text_never_becomes_code_in_the_generated_modules(tmp_path, monkeypatch):
+    """Markdown and comments with triple quotes, backslashes and odd characters stay docstring text."""
+    marker = tmp_path / "PWNED"
+    payload = f'Scale """ + __import__("pathlib").Path({str(marker)!r}).write_text("x") + """ it'
+    odd = 'back\\slash \\N{oops} \\x41 """ end"'
+    notebook = json.loads((OWN / "scale_table.ipynb").read_text())
+    notebook["cells"][0]["source"] = [f"# {payload}\n", "\n", f"More: {odd} \x00\x1b"]
+    cell = notebook["cells"][1]["source"]
+    cell[1] = f'column = "age"  # {payload}\n'
+    cell[2] = f"factor = 2.0  # {odd}\n"
+    source = tmp_path / "src" / "hostile.ipynb"
+    source.parent.mkdir()
+    source.write_text(json.dumps(notebook))
+    made = create_component(str(source), category="transform", output_dir=str(tmp_path / "out"))
+    monkeypatch.syspath_prepend(str(tmp_path / "out"))
+    component = _import(Path(made["component"]))
+    operator = _import(Path(made["operator_module"]))
+    assert not marker.exists()  # nothing ran: the text stayed in docstrings
+    assert component.hostile.spec.summary == f"Scale {payload[6:]}"
+    assert f"More: {odd} \x00\x1b" in component.hostile.spec.description
+    params = _params(made["spec"])
+    assert params["column"]["description"] == payload and params["factor"]["description"] == odd
+    assert payload in operator.HostileTransformOperator.__doc__
+
+
+def test_script_text_and_names_never_become_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "PWNED"
+    payload = 'x""" + __import__("pathlib").Path("PWNED").write_text("x") + """y \\q'
+    script = tmp_path / f"hostile_script {payload}.py"  # the file name lands in the module docstring
+    script.write_text(
+        textwrap.dedent(f"""\
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("--class", help={payload!r})
+        p.add_argument("--mode", choices=["a", "b\\\\"], default="a", help="mode")
+        p.add_argument("--SOURCE", help="shadows the module's own name")
+        """)
+    )
+    made = create_component(str(script), category="transform", name="hostile", output_dir=str(tmp_path / "out"))
+    component = _import(Path(made["component"]))
+    _import(Path(made["operator_module"]))
+    assert not marker.exists()
+    assert script.name in component.__doc__
+    params = _params(made["spec"])
+    assert params["class_"]["description"] == payload and params["mode"]["default"] == "a"
+    assert "source_" in params and component.OPTIONS["class_"] == ("--class", "")
