@@ -166,6 +166,27 @@ def test_kubernetes_options_reach_the_pod():
     assert "--images=s3://bucket/images" in container.args
 
 
+def test_pod_is_hardened_and_times_out_with_the_task():
+    """One definition (core.pod): seccomp, dropped capabilities, memory limit; execution_timeout is the deadline."""
+    from datetime import timedelta
+
+    from claimed_airflow.core.pod import container_security_context, pod_security_context
+    from claimed_airflow.operators import FilterOperator
+
+    operator = FilterOperator(
+        task_id="t", table="t.csv", condition="a > 1", engine="kubernetes", execution_timeout=timedelta(minutes=5)
+    )
+    pod = build_pod(operator)
+    assert pod.spec.active_deadline_seconds == 300
+    assert pod.spec.security_context.seccomp_profile.type == "RuntimeDefault"
+    assert pod.spec.security_context.to_dict()["fs_group"] == pod_security_context()["fsGroup"] == 1000
+    for each in pod.spec.containers:
+        context = each.security_context
+        assert context.seccomp_profile.type == "RuntimeDefault" and context.run_as_non_root is True
+        assert context.run_as_user == container_security_context()["runAsUser"] == 1000
+    assert pod.spec.containers[0].resources.limits == {"memory": "2Gi"}
+
+
 def test_bad_secret_entry_is_a_clear_error():
     from claimed_airflow.operators import FilterOperator
 

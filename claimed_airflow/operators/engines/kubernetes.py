@@ -13,66 +13,48 @@ import logging
 from typing import Any
 
 from claimed_airflow import __version__
-from claimed_airflow.core import commandline, storage
+from claimed_airflow.core import commandline, pod, storage
 
 log = logging.getLogger(__name__)
 
 XCOM_FILE = "/airflow/xcom/return.json"
 COMMAND = ["claimed-airflow"]
-GPU_RESOURCE = "nvidia.com/gpu"
-RUN_AS = 1000  # the non-root user of the component images (docker/)
-GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 
 
-def image_for(operator, spec, gpus: int) -> str:
-    """Operator ``image``, else setting ``gpu_image``/``image``, else ``<spec image>:<version>[-gpu]``."""
-    from claimed_airflow.operators.engines import setting
-
-    if operator.image:
-        return operator.image
-    configured = (setting("gpu_image") if gpus else None) or setting("image")
-    if configured:
-        return configured
-    last = spec.image.rsplit("/", 1)[-1]
-    if ":" in last or "@" in last:
-        return spec.image
-    return f"{spec.image}:{__version__}{'-gpu' if gpus else ''}"
-
-
-def resources(operator, spec) -> tuple[dict[str, str], dict[str, str], int]:
-    """(requests, limits, gpus): the component's defaults overridden by the operator's cpu/memory/gpus."""
-    cpu = str(operator.cpu if operator.cpu is not None else spec.resources.cpu)
-    memory = str(operator.memory if operator.memory is not None else spec.resources.memory)
-    gpus = int(operator.gpus if operator.gpus is not None else spec.resources.gpus)
-    requests = {"cpu": cpu, "memory": memory}
-    limits = {"memory": memory}
-    if gpus:
-        limits[GPU_RESOURCE] = str(gpus)
-    return requests, limits, gpus
-
-
-def secrets(entries: list[dict] | None) -> list:
-    """Kubernetes secrets given as dicts: ``{"env": VAR, "secret": name, "key": key}`` (one key as an
-    environment variable), ``{"secret": name}`` (every key as a variable) or ``{"secret": name,
-    "mount": path}`` (a volume)."""
+def secrets(refs) -> list:
+    """The provider's ``Secret`` objects of the pod's :class:`~claimed_airflow.core.pod.SecretRef` list."""
     from airflow.providers.cncf.kubernetes.secret import Secret
 
-    found = []
-    for entry in entries or []:
-        if not isinstance(entry, dict) or "secret" not in entry:
-            raise ValueError(f"secrets: expected {{'secret': name, ...}}, got {entry!r}")
-        unknown = set(entry) - {"secret", "env", "key", "mount"}
-        if unknown:
-            raise ValueError(f"secrets: unknown key(s) {', '.join(sorted(unknown))} in {entry!r}")
-        if "mount" in entry:
-            found.append(Secret("volume", entry["mount"], entry["secret"], entry.get("key")))
-        elif "env" in entry:
-            if "key" not in entry:
-                raise ValueError(f"secrets: {entry!r} names an env variable but no key of the secret")
-            found.append(Secret("env", entry["env"], entry["secret"], entry["key"]))
+    rendered = []
+    for ref in refs:
+        if ref.kind == "volume":
+            rendered.append(Secret("volume", ref.mount, ref.secret, ref.key))
+        elif ref.kind == "env":
+            rendered.append(Secret("env", ref.env, ref.secret, ref.key))
         else:
-            found.append(Secret("env", None, entry["secret"]))
-    return found
+            rendered.append(Secret("env", None, ref.secret))
+    return rendered
+
+
+def model(kind: str, data: dict):
+    """A kubernetes client model (``V1SecurityContext``, ...) from a dict with API (camelCase) or Python keys."""
+    from kubernetes.client import models
+
+    cls = getattr(models, kind)
+    names = {**{api: attr for attr, api in cls.attribute_map.items()}, **{attr: attr for attr in cls.attribute_map}}
+    values = {}
+    for key, value in data.items():
+        attr = names[key]
+        kind_of = cls.openapi_types[attr]
+        values[attr] = model(kind_of, value) if isinstance(value, dict) and hasattr(models, kind_of) else value
+    return cls(**values)
+
+
+def describe(operator, spec) -> pod.TaskPod:
+    """The task's pod (image, resources, environment, secrets, scheduling, security) from the settings now."""
+    from claimed_airflow.operators.engines import setting
+
+    return pod.task_pod(operator, spec, setting)
 
 
 def pod_operator(operator, context: Any, spec, root: str, scope):
@@ -80,32 +62,20 @@ def pod_operator(operator, context: Any, spec, root: str, scope):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
-    from claimed_airflow.operators.engines import json_setting, setting
+    from claimed_airflow.operators.engines import setting
 
-    requests, limits, gpus = resources(operator, spec)
-    image = image_for(operator, spec, gpus)
-    node_selector = operator.node_selector
-    if node_selector is None:
-        node_selector = json_setting("gpu_node_selector" if gpus else "node_selector", None)
-    tolerations = operator.tolerations
-    if tolerations is None:
-        tolerations = json_setting("gpu_tolerations" if gpus else "tolerations", [GPU_TOLERATION] if gpus else None)
-    pull_secrets = operator.image_pull_secrets
-    if pull_secrets is None:
-        configured = setting("image_pull_secrets")
-        pull_secrets = [s.strip() for s in configured.split(",") if s.strip()] if configured else []
+    described = describe(operator, spec)
     if storage.is_local(root):
         log.warning(
             "output_root %s is a local path: the pod writes there inside its own filesystem. Use shared "
             "storage (s3://..., or a volume mounted at the same path through pod_options).",
             root,
         )
-    env = {"CLAIMED_IMAGE": image, **(operator.env_vars or {})}
     options: dict[str, Any] = {
         "task_id": operator.task_id,
         "namespace": operator.namespace or setting("kubernetes_namespace"),
         "kubernetes_conn_id": operator.kubernetes_conn_id,
-        "image": image,
+        "image": described.image,
         "cmds": list(COMMAND),
         "arguments": commandline.run_args(
             spec,
@@ -117,39 +87,45 @@ def pod_operator(operator, context: Any, spec, root: str, scope):
         ),
         "labels": {"app.kubernetes.io/name": "claimed-airflow", "claimed-component": spec.name},
         "annotations": {"claimed-airflow/version": __version__},
-        "container_resources": k8s.V1ResourceRequirements(requests=requests, limits=limits),
-        "node_selector": node_selector or {},
-        "tolerations": [k8s.V1Toleration(**t) for t in tolerations or []],
-        "image_pull_secrets": [k8s.V1LocalObjectReference(name=s) for s in pull_secrets],
-        "secrets": secrets(operator.secrets),
-        "env_vars": [k8s.V1EnvVar(name=k, value=str(v)) for k, v in env.items()],
-        "security_context": k8s.V1PodSecurityContext(
-            run_as_non_root=True,
-            run_as_user=RUN_AS,
-            run_as_group=RUN_AS,
-            fs_group=RUN_AS,
-            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
-        ),
-        "container_security_context": k8s.V1SecurityContext(
-            allow_privilege_escalation=False,
-            run_as_non_root=True,
-            capabilities=k8s.V1Capabilities(drop=["ALL"]),
-        ),
-        "xcom_sidecar_container_security_context": k8s.V1SecurityContext(
-            allow_privilege_escalation=False, run_as_non_root=True, capabilities=k8s.V1Capabilities(drop=["ALL"])
-        ),
+        "container_resources": model("V1ResourceRequirements", described.resources),
+        "node_selector": dict(described.node_selector),
+        "tolerations": [model("V1Toleration", t) for t in described.tolerations],
+        "image_pull_secrets": [k8s.V1LocalObjectReference(name=s) for s in described.image_pull_secrets],
+        "secrets": secrets(described.secrets),
+        "env_vars": [k8s.V1EnvVar(name=k, value=v) for k, v in described.env.items()],
+        "security_context": model("V1PodSecurityContext", described.pod_security_context),
+        "container_security_context": model("V1SecurityContext", described.container_security_context),
+        "xcom_sidecar_container_security_context": model("V1SecurityContext", described.container_security_context),
+        "active_deadline_seconds": described.timeout_s,
         "do_xcom_push": True,
         "get_logs": True,
         "on_finish_action": "delete_pod",
         "allow_nested_operators": True,
+        "deferrable": bool(getattr(operator, "deferrable", False)),  # the triggerer watches the pod
     }
     options.update(operator.pod_options or {})
     return KubernetesPodOperator(**options)
 
 
 def execute(operator, context: Any, spec, root: str, scope) -> dict[str, Any]:
-    pod = pod_operator(operator, context, spec, root, scope)
-    result = pod.execute(context)
+    pod = operator._engine_task = pod_operator(operator, context, spec, root, scope)
+    return _checked(spec, pod.execute(context))
+
+
+def resume(operator, context: Any, spec, root: str, scope, method: str, event: dict, nested: dict) -> dict[str, Any]:
+    """After the triggerer: the KubernetesPodOperator's own re-entry (``trigger_reentry``) reads logs and XCom."""
+    pod = operator._engine_task = pod_operator(operator, context, spec, root, scope)
+    return _checked(spec, getattr(pod, method)(context, event, **(nested.get("kwargs") or {})))
+
+
+def kill(operator) -> None:
+    """The task is killed: the KubernetesPodOperator deletes the pod it started."""
+    pod = getattr(operator, "_engine_task", None)
+    if pod is not None:
+        pod.on_kill()
+
+
+def _checked(spec, result) -> dict[str, Any]:
     if not isinstance(result, dict) or "manifest" not in result:
         raise RuntimeError(f"{spec.name}: the pod wrote no result to {XCOM_FILE} (got {result!r})")
     return result

@@ -1,0 +1,195 @@
+"""The pod of a task, described once: what the kubernetes engine's pod and an exported KFP step both run.
+
+:func:`task_pod` computes a :class:`TaskPod` from the operator's arguments, the component spec and the
+claimed settings (Airflow Variable ``claimed_<name>``, else ``[claimed] <name>``). The kubernetes
+engine renders it as a KubernetesPodOperator, the KFP export as a step's container and kfp-kubernetes
+platform config, and ``deploy.kserve`` / ``train.tfjob`` use the same hardened security contexts and
+resource rule. Nothing here imports Airflow or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from claimed_airflow import __version__
+from claimed_airflow.core.errors import ParameterError
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+RUN_AS = 1000  # the non-root user of the component images (docker/)
+TOLERATION_KEYS = ("key", "operator", "value", "effect", "toleration_seconds")
+
+Setting = Callable[[str], Any]  # name -> configured value or None
+
+
+def pod_security_context() -> dict[str, Any]:
+    """Pod-level security context of every pod we create (Kubernetes API field names)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """Container-level security context: non-root, no privilege escalation, no capabilities, seccomp."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def resource_requirements(cpu: str, memory: str, gpus: int = 0) -> dict[str, dict[str, str]]:
+    """Requests of cpu and memory; limits of memory (a pod never takes more than it asked for) and GPUs.
+
+    No CPU limit: CPU is throttled, not killed, and a limit only slows a step that could use idle cores.
+    """
+    limits = {"memory": str(memory)}
+    if gpus:
+        limits[GPU_RESOURCE] = str(gpus)
+    return {"requests": {"cpu": str(cpu), "memory": str(memory)}, "limits": limits}
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Kubernetes secret given to the pod: one key as ``env``, every key as environment, or a volume."""
+
+    secret: str
+    env: str | None = None
+    key: str | None = None
+    mount: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``env`` (one key), ``env_all`` (every key, envFrom) or ``volume`` (files under ``mount``)."""
+        return "volume" if self.mount else "env" if self.env else "env_all"
+
+
+def parse_secrets(entries: list[dict] | None) -> tuple[SecretRef, ...]:
+    """``{"env": VAR, "secret": name, "key": key}``, ``{"secret": name}`` or ``{"secret": name, "mount": path}``."""
+    found = []
+    for entry in entries or []:
+        if not isinstance(entry, dict) or "secret" not in entry:
+            raise ParameterError(f"secrets: expected {{'secret': name, ...}}, got {entry!r}")
+        unknown = set(entry) - {"secret", "env", "key", "mount"}
+        if unknown:
+            raise ParameterError(f"secrets: unknown key(s) {', '.join(sorted(unknown))} in {entry!r}")
+        if "env" in entry and "key" not in entry:
+            raise ParameterError(f"secrets: {entry!r} names an env variable but no key of the secret")
+        if "env" in entry and "mount" in entry:
+            raise ParameterError(f"secrets: {entry!r} gives both env and mount; give one")
+        found.append(SecretRef(entry["secret"], entry.get("env"), entry.get("key"), entry.get("mount")))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class TaskPod:
+    """Everything a task's pod is made of, whichever engine creates it."""
+
+    image: str
+    cpu: str
+    memory: str
+    gpus: int
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[SecretRef, ...] = ()
+    tolerations: tuple[dict[str, Any], ...] = ()
+    node_selector: dict[str, str] = field(default_factory=dict)
+    image_pull_secrets: tuple[str, ...] = ()
+    timeout_s: int | None = None  # activeDeadlineSeconds (Airflow's execution_timeout)
+    retries: int = 0
+
+    @property
+    def resources(self) -> dict[str, dict[str, str]]:
+        return resource_requirements(self.cpu, self.memory, self.gpus)
+
+    @property
+    def pod_security_context(self) -> dict[str, Any]:
+        return pod_security_context()
+
+    @property
+    def container_security_context(self) -> dict[str, Any]:
+        return container_security_context()
+
+
+def image_for(image: str | None, spec, gpus: int, setting: Setting) -> str:
+    """``image``, else setting ``gpu_image`` (GPU tasks) / ``image``, else ``<spec image>:<version>[-gpu]``."""
+    if image:
+        return image
+    configured = (setting("gpu_image") if gpus else None) or setting("image")
+    if configured:
+        return str(configured)
+    last = spec.image.rsplit("/", 1)[-1]
+    if ":" in last or "@" in last:
+        return spec.image
+    return f"{spec.image}:{__version__}{'-gpu' if gpus else ''}"
+
+
+def json_setting(setting: Setting, name: str, default: Any = None) -> Any:
+    """A setting holding JSON (a node selector, a list of tolerations)."""
+    value = setting(name)
+    if value in (None, ""):
+        return default
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ParameterError(f"claimed setting {name}: expected JSON, got {value!r}") from None
+    return value
+
+
+def _tolerations(task_id: str, items: Any) -> tuple[dict[str, Any], ...]:
+    if not isinstance(items, (list, tuple)):
+        raise ParameterError(f"task {task_id!r}: tolerations: expected a list of dicts, got {items!r}")
+    checked = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) - set(TOLERATION_KEYS):
+            raise ParameterError(
+                f"task {task_id!r}: tolerations: {item!r} is not a toleration (keys: {', '.join(TOLERATION_KEYS)})"
+            )
+        checked.append(dict(item))
+    return tuple(checked)
+
+
+def task_pod(task: Any, spec, setting: Setting) -> TaskPod:
+    """The pod of ``task`` (a claimed operator: its image, cpu, memory, gpus, node_selector,
+    tolerations, image_pull_secrets, secrets, env_vars, execution_timeout and retries) running ``spec``."""
+    cpu = str(task.cpu if task.cpu is not None else spec.resources.cpu)
+    memory = str(task.memory if task.memory is not None else spec.resources.memory)
+    gpus = int(task.gpus if task.gpus is not None else spec.resources.gpus)
+    image = image_for(task.image, spec, gpus, setting)
+    node_selector = task.node_selector
+    if node_selector is None:
+        node_selector = json_setting(setting, "gpu_node_selector" if gpus else "node_selector", None)
+    if not isinstance(node_selector or {}, dict):
+        raise ParameterError(f"task {task.task_id!r}: node_selector: expected a JSON object, got {node_selector!r}")
+    tolerations = task.tolerations
+    if tolerations is None:
+        default = [GPU_TOLERATION] if gpus else None
+        tolerations = json_setting(setting, "gpu_tolerations" if gpus else "tolerations", default)
+    pull_secrets = task.image_pull_secrets
+    if pull_secrets is None:
+        configured = setting("image_pull_secrets")
+        pull_secrets = [s.strip() for s in str(configured).split(",") if s.strip()] if configured else []
+    timeout = getattr(task, "execution_timeout", None)
+    return TaskPod(
+        image=image,
+        cpu=cpu,
+        memory=memory,
+        gpus=gpus,
+        env={"CLAIMED_IMAGE": image, **{str(k): str(v) for k, v in (task.env_vars or {}).items()}},
+        secrets=parse_secrets(task.secrets),
+        tolerations=_tolerations(task.task_id, tolerations or []),
+        node_selector={str(k): str(v) for k, v in (node_selector or {}).items()},
+        image_pull_secrets=tuple(pull_secrets),
+        timeout_s=max(1, int(timeout.total_seconds())) if timeout is not None else None,
+        retries=int(getattr(task, "retries", 0) or 0),
+    )
