@@ -23,6 +23,7 @@ _OPERATOR_MODULES = (
 )
 
 _HOOK_MODULES = ("claimed_airflow.hooks.copernicus", "claimed_airflow.hooks.watson_ml")
+_MODEL_URIS = {"schemes": ["claimed-model"], "handler": "claimed_airflow.assets.sanitize_uri"}
 
 
 def get_provider_info() -> dict:
@@ -48,7 +49,17 @@ def get_provider_info() -> dict:
         ],
         "hooks": [{"integration-name": "CLAIMED", "python-modules": list(_HOOK_MODULES)}],
         "connection-types": [
-            {"hook-class-name": "claimed_airflow.hooks.copernicus.CopernicusHook", "connection-type": "copernicus"},
+            {
+                "hook-class-name": "claimed_airflow.hooks.copernicus.CopernicusHook",
+                "hook-name": "Copernicus Climate Data Store",
+                "connection-type": "copernicus",
+                "conn-fields": {},
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra"],
+                    "relabeling": {"host": "API URL", "password": "API key"},
+                    "placeholders": {"host": "https://cds.climate.copernicus.eu/api"},
+                },
+            },
             {
                 "hook-class-name": "claimed_airflow.hooks.watson_ml.WatsonMachineLearningHook",
                 "hook-name": "IBM Watson Machine Learning",
@@ -75,10 +86,17 @@ def get_provider_info() -> dict:
                         "login": "Username (Cloud Pak for Data only)",
                         "password": "API key",
                     },
-                    "placeholders": {"host": "https://us-south.ml.cloud.ibm.com"},
+                    "placeholders": {
+                        "host": "https://us-south.ml.cloud.ibm.com",
+                        "login": "leave empty on IBM Cloud",
+                        "password": "IBM Cloud or Cloud Pak for Data API key",
+                    },
                 },
             },
         ],
+        # model Assets (Datasets on 2.11, which reads dataset-uris): claimed-model://<name>
+        "asset-uris": [_MODEL_URIS],
+        "dataset-uris": [_MODEL_URIS],
         "config": {
             "claimed": {
                 "description": "Settings of the claimed-airflow provider.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseHook
+from claimed_airflow.version_compat import BaseHook
 
 DEFAULT_URL = "https://cds.climate.copernicus.eu/api"
 
@@ -29,11 +29,10 @@ class CopernicusHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port", "login", "extra"],
-            "relabeling": {"host": "API URL", "password": "API key"},
-            "placeholders": {"host": DEFAULT_URL},
-        }
+        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
+        from claimed_airflow.hooks import ui_field_behaviour
+
+        return ui_field_behaviour(cls.conn_type)
 
     def credentials(self) -> tuple[str, str]:
         """(url, key) of the connection; a missing key is a clear error naming the connection."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseHook
+from claimed_airflow.version_compat import BaseHook
 
 
 def _flag(value: Any) -> bool | str | None:
@@ -43,16 +43,18 @@ class WatsonMachineLearningHook(BaseHook):
         self._space_id = space_id
 
     @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
+        from claimed_airflow.hooks import connection_form_widgets
+
+        return connection_form_widgets(cls.conn_type)
+
+    @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "URL", "login": "Username (Cloud Pak for Data only)", "password": "API key"},
-            "placeholders": {
-                "host": "https://us-south.ml.cloud.ibm.com",
-                "login": "leave empty on IBM Cloud",
-                "password": "IBM Cloud or Cloud Pak for Data API key",
-            },
-        }
+        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
+        from claimed_airflow.hooks import ui_field_behaviour
+
+        return ui_field_behaviour(cls.conn_type)
 
     def credentials(self):
         """``ibm_watsonx_ai.Credentials`` of the connection (the API key is masked in Airflow logs)."""
@@ -96,8 +98,6 @@ class WatsonMachineLearningHook(BaseHook):
 
 
 def _mask(secret: str) -> None:
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - older task SDKs
-        return
+    from claimed_airflow.version_compat import mask_secret
+
     mask_secret(secret)

@@ -226,7 +226,7 @@ def export_dag(
 
 def load_dag(dag_file: str | Path, dag_id: str) -> Any:
     """Parse ``dag_file`` as Airflow does (a DagBag of that file) and return DAG ``dag_id``."""
-    from airflow.dag_processing.dagbag import DagBag
+    from claimed_airflow.version_compat import DagBag
 
     dag_file = Path(dag_file)
     if not dag_file.exists():

@@ -172,10 +172,8 @@ def _as_type(name: str, value: Any, kind: str) -> Any:
 
 def _refuse_task(task: Any) -> None:
     """Raise for a task that cannot be a KFP step, naming it and saying why."""
-    from airflow.sdk import BaseSensorOperator, BranchMixIn, SkipMixin
-    from airflow.sdk.definitions.mappedoperator import MappedOperator
-
     from claimed_airflow.operators.base import ClaimedOperator
+    from claimed_airflow.version_compat import BaseSensorOperator, BranchMixIn, MappedOperator, SkipMixin
 
     hint = f" (leave it out with --skip {task.task_id})"
     kind = type(task).__name__
@@ -240,9 +238,8 @@ def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
 
 
 def _argument(task_id: str, name: str, value: Any, param, params: dict[str, PipelineParam]) -> Any:
-    from airflow.sdk.definitions.xcom_arg import PlainXComArg, XComArg
-
     from claimed_airflow.operators.base import ClaimedOperator
+    from claimed_airflow.version_compat import PlainXComArg, XComArg
 
     where = f"task {task_id!r}: {name}"
     if isinstance(value, XComArg):
@@ -294,7 +291,7 @@ def _coerce(where: str, name: str, value: Any, param) -> Any:
 
 
 def _has_dynamic(value: Any) -> bool:
-    from airflow.sdk.definitions.xcom_arg import XComArg
+    from claimed_airflow.version_compat import XComArg
 
     if isinstance(value, XComArg):
         return True

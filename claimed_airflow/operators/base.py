@@ -10,17 +10,16 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from airflow.sdk import BaseOperator
-
 from claimed_airflow.operators.engines import ENGINES
 from claimed_airflow.operators.links import ArtifactsLink
+from claimed_airflow.version_compat import BaseOperator
 
 __all__ = ["ENGINES", "ClaimedOperator", "default_output_root"]
 
 
 def default_output_root() -> str:
     """``[claimed] output_root`` (env ``AIRFLOW__CLAIMED__OUTPUT_ROOT``), else ``$AIRFLOW_HOME/claimed-artifacts``."""
-    from airflow.sdk.configuration import conf
+    from claimed_airflow.version_compat import conf
 
     configured = conf.get("claimed", "output_root", fallback=None) or os.environ.get("CLAIMED_OUTPUT_ROOT")
     if configured:
@@ -155,12 +154,11 @@ class ClaimedOperator(BaseOperator):
         return {name: value for name, value in values.items() if value is not None}
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from claimed_airflow.core import registry, storage
         from claimed_airflow.core.errors import ClaimedError
         from claimed_airflow.core.storage import Scope
         from claimed_airflow.operators import engines
+        from claimed_airflow.version_compat import AirflowFailException
 
         engine_name = engines.resolve(self.engine)
         try:
@@ -189,9 +187,8 @@ class ClaimedOperator(BaseOperator):
             context["outlet_events"][outlet].extra.update(small)
 
     def _cache_enabled(self) -> bool:
-        from airflow.sdk.configuration import conf
-
         from claimed_airflow.core.types import coerce
+        from claimed_airflow.version_compat import conf
 
         if self.cache is None or self.cache == "":
             return conf.getboolean("claimed", "cache", fallback=False)
@@ -213,4 +210,6 @@ class ClaimedOperator(BaseOperator):
         ti.xcom_push(key="return_value", value=result)
         tasks = [t for t in context["task"].get_flat_relatives(upstream=False) if not t.is_teardown]
         if tasks:
-            self.skip(ti=ti, tasks=tasks)
+            from claimed_airflow.version_compat import skip_tasks
+
+            skip_tasks(self, context, tasks)

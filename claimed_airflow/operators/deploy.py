@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import SkipMixin
-
 from claimed_airflow.operators.base import ClaimedOperator
 from claimed_airflow.operators.links import DeploymentLink
+from claimed_airflow.version_compat import SkipMixin
 
 
 class ConditionBlessingOperator(ClaimedOperator, SkipMixin):

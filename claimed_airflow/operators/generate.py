@@ -106,9 +106,7 @@ def module_sources() -> dict[str, str]:
         if category == "deploy":
             header += "from claimed_airflow.operators.links import DeploymentLink\n"
         if any(s.gate for s in specs):
-            header = header.replace(
-                "from typing import Any\n", "from typing import Any\n\nfrom airflow.sdk import SkipMixin\n"
-            )
+            header += "from claimed_airflow.version_compat import SkipMixin\n"
         sources[category] = header + "".join(operator_source(s) for s in specs)
     return sources
 

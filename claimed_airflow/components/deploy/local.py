@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
+from claimed_airflow.assets import MODEL_NAME as _NAME
 from claimed_airflow.core import InputPath, component, storage
 from claimed_airflow.core.context import current
 from claimed_airflow.core.errors import ClaimedError
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @component("deploy")

@@ -204,7 +204,7 @@ def read_salt(salt_connection: str | None, salt_env: str | None) -> tuple[bytes,
     """The salt (bytes) and a description of where it came from (never the value itself)."""
     if salt_connection:
         try:
-            from airflow.sdk import BaseHook
+            from claimed_airflow.version_compat import BaseHook
         except ImportError:
             raise ClaimedError("salt_connection: Airflow is not installed here; use salt_env") from None
         try:

@@ -24,10 +24,9 @@ def setting(name: str, default: Any = None) -> Any:
     Only called while a task runs (never at DAG parse time: a Variable lookup there costs a database
     or API call per parse).
     """
-    from airflow.sdk import Variable
-    from airflow.sdk.configuration import conf
+    from claimed_airflow.version_compat import Variable, conf
 
-    value = Variable.get(f"claimed_{name}", default=None)
+    value = Variable.get(f"claimed_{name}", None)  # positional: the keyword is default_var on 2.11, default on 3.x
     if value in (None, ""):
         value = conf.get("claimed", name, fallback=None)
     return default if value in (None, "") else value
