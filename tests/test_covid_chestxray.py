@@ -208,3 +208,109 @@ def test_object_storage_archive(dataset, tmp_path, monkeypatch):
         server.terminate()
         server.wait(10)
         s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_rows_leading_out_of_the_dataset_are_set_aside(dataset, tmp_path, monkeypatch):
+    """metadata.csv is hostile: '..', absolute paths and links out never reach the artifact (issue 16)."""
+    import json
+    import os
+
+    monkeypatch.setenv("CLAIMED_CANARY_API_KEY", "canary-5f1e9a-secret")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not part of the dataset: canary-5f1e9a-secret")
+    (dataset / "images" / "link.png").symlink_to(secret)
+    frame = pd.read_csv(dataset / "metadata.csv")
+    good = len(frame)
+    template = frame.iloc[0].to_dict()
+    hostile = [
+        ("../../../../proc/self", "environ"),  # the reproduced attack
+        ("/".join([".."] * len(dataset.parts)) + "/proc/self", "environ"),  # deep enough to reach /
+        ("/proc/self", "environ"),
+        ("images", os.path.abspath(secret)),
+        ("images", "../../secret.png"),
+        ("images", "link.png"),
+    ]
+    rows = [{**template, "folder": folder, "filename": filename} for folder, filename in hostile]
+    pd.concat([frame, pd.DataFrame(rows)]).to_csv(dataset / "metadata.csv", index=False)
+    result = run("input.covid_chestxray", {"source": str(dataset)}, root=str(tmp_path / "out"))
+    assert result["rows_in"] == good + len(hostile) and result["rows_out"] == good
+    rejected = json.loads(Path(result["manifest"]).read_text())["rejected"]
+    assert len(rejected) == len(hostile)
+    assert sum("leads out of the dataset" in r["reason"] for r in rejected) == 5
+    assert sum("symbolic link" in r["reason"] for r in rejected) == 1
+    images = Path(result["images"])
+    assert sorted(p.name for p in images.rglob("*") if p.is_file()) == sorted(frame["filename"])
+    for path in [*images.rglob("*"), Path(result["metadata"])]:
+        assert not path.is_file() or b"canary-5f1e9a-secret" not in path.read_bytes(), path
+
+
+def _bomb(path: Path, dataset: Path, size: int = 0, members: int = 0) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in dataset.rglob("*"):
+            archive.write(file, f"covid/{file.relative_to(dataset)}")
+        if size:
+            archive.writestr("covid/images/zeros.bin", b"\0" * size)
+        for i in range(members):
+            archive.writestr(f"covid/images/extra{i}.txt", "x")
+    return path
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch) -> Path:
+    """The system temporary folder of this test: anything left behind in it shows."""
+    import tempfile
+
+    folder = tmp_path / "systmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_local_archive_is_unpacked_in_a_temporary_folder_within_limits(dataset, tmp_path, private_tmp):
+    source = tmp_path / "archives"
+    source.mkdir()
+    archive = _bomb(source / "covid.zip", dataset)
+    result = run("input.covid_chestxray", {"source": str(archive)}, root=str(tmp_path / "out"))
+    assert result["rows_out"] == 10
+    assert sorted(p.name for p in source.iterdir()) == ["covid.zip"]  # nothing unpacked beside the source
+    assert list(private_tmp.iterdir()) == []  # and the temporary folder is gone
+    # 64 MiB of zeros compress to about 64 KiB: refused while writing, removed although the run failed
+    bomb = _bomb(source / "bomb.zip", dataset, size=64 * 1024**2)
+    assert bomb.stat().st_size - archive.stat().st_size < 1024**2
+    with pytest.raises(ClaimedError, match=r"^source: archive .*bomb.zip exceeds max_archive_bytes \(16777216 bytes\)"):
+        run(
+            "input.covid_chestxray",
+            {"source": str(bomb), "max_archive_bytes": 16 * 1024**2},
+            root=str(tmp_path / "out"),
+        )
+    many = _bomb(source / "many.zip", dataset, members=200)
+    with pytest.raises(ClaimedError, match=r"^source: archive .*many.zip has more than max_archive_members \(100\)"):
+        run("input.covid_chestxray", {"source": str(many), "max_archive_members": 100}, root=str(tmp_path / "out"))
+    tar = source / "many.tar.gz"
+    with tarfile.open(tar, "w:gz") as handle:
+        handle.add(dataset, arcname="covid")
+    with pytest.raises(ClaimedError, match=r"^source: archive .*many.tar.gz has more than max_archive_members \(5\)"):
+        run("input.covid_chestxray", {"source": str(tar), "max_archive_members": 5}, root=str(tmp_path / "out"))
+    with pytest.raises(ClaimedError, match=r"^source: archive .*many.tar.gz exceeds max_archive_bytes \(1000 bytes\)"):
+        run("input.covid_chestxray", {"source": str(tar), "max_archive_bytes": 1000}, root=str(tmp_path / "out"))
+    assert sorted(p.name for p in source.iterdir()) == ["bomb.zip", "covid.zip", "many.tar.gz", "many.zip"]
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_archive_members_outside_the_root_or_links_are_refused(dataset, tmp_path, private_tmp):
+    source = tmp_path / "archives"
+    source.mkdir()
+    escape = _bomb(source / "escape.zip", dataset)
+    with zipfile.ZipFile(escape, "a") as archive:
+        archive.writestr("../../outside.txt", "written outside")
+    with pytest.raises(ClaimedError, match=r"^source: archive .*escape.zip has an unsafe member '../../outside.txt'"):
+        run("input.covid_chestxray", {"source": str(escape)}, root=str(tmp_path / "out"))
+    linked = source / "linked.tar"
+    with tarfile.open(linked, "w") as handle:
+        handle.add(dataset, arcname="covid")
+        link = tarfile.TarInfo("covid/images/environ.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/proc/self/environ"
+        handle.addfile(link)
+    with pytest.raises(ClaimedError, match=r"^source: archive .*linked.tar has a link or special file"):
+        run("input.covid_chestxray", {"source": str(linked)}, root=str(tmp_path / "out"))
+    assert not (tmp_path / "outside.txt").exists() and list(private_tmp.iterdir()) == []
