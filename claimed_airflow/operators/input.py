@@ -97,7 +97,10 @@ class CovidChestXrayInputOperator(ClaimedOperator):
     .zip/.tar(.gz) archive of it. Rows are filtered by view, modality and finding; the images are
     copied to ``images/<label>/`` and the metadata gets ``label`` and ``image`` (the path under
     ``images``), ready for ``input.images_to_dicom`` (``filename_column="image"``) or training. Rows
-    whose image is missing are reported and left out.
+    whose image is missing, or whose ``folder``/``filename`` leads out of the dataset (``..``, an
+    absolute path, a symbolic link pointing elsewhere), are reported and left out. Downloads and
+    archives are unpacked in a temporary folder that is removed afterwards, failure included; an
+    archive larger than the limits below, or with a member outside its root or a link, is refused.
 
     Runs the ``input.covid_chestxray`` component. Outputs (XCom keys): metadata, images.
 
@@ -113,10 +116,23 @@ class CovidChestXrayInputOperator(ClaimedOperator):
     :type findings: list[str] | None
     :param timeout: Seconds to wait for a remote source.
     :type timeout: float
+    :param max_archive_bytes: Most bytes a download and its unpacked archive may take (default 8
+        GiB).
+    :type max_archive_bytes: int
+    :param max_archive_members: Most files and folders an archive may have (default 100,000).
+    :type max_archive_members: int
     """
 
     component = "input.covid_chestxray"
-    component_fields = ("source", "views", "modalities", "findings", "timeout")
+    component_fields = (
+        "source",
+        "views",
+        "modalities",
+        "findings",
+        "timeout",
+        "max_archive_bytes",
+        "max_archive_members",
+    )
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -128,6 +144,8 @@ class CovidChestXrayInputOperator(ClaimedOperator):
         modalities: list[str] | None = None,
         findings: list[str] | None = None,
         timeout: float = 60.0,
+        max_archive_bytes: int = 8589934592,
+        max_archive_members: int = 100000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -136,6 +154,8 @@ class CovidChestXrayInputOperator(ClaimedOperator):
         self.modalities = modalities
         self.findings = findings
         self.timeout = timeout
+        self.max_archive_bytes = max_archive_bytes
+        self.max_archive_members = max_archive_members
 
 
 class DicomInputOperator(ClaimedOperator):
