@@ -48,6 +48,7 @@ def get_provider_info() -> dict:
             "claimed_airflow.operators.links.DeploymentLink",
         ],
         "hooks": [{"integration-name": "CLAIMED", "python-modules": list(_HOOK_MODULES)}],
+        "triggers": [{"integration-name": "CLAIMED", "python-modules": ["claimed_airflow.triggers.poll"]}],
         "connection-types": [
             {
                 "hook-class-name": "claimed_airflow.hooks.copernicus.CopernicusHook",

@@ -9,6 +9,8 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from claimed_airflow.core.storage import Scope
 
 log = logging.getLogger("claimed_airflow")
 MANIFEST = "manifest.json"
+_WORKING: set[str] = set()  # working folders of runs in progress (removed by a killed task's on_kill)
 CACHE_FOLDER = ".claimed-cache"
 
 
@@ -49,7 +52,7 @@ def run(
         raise ClaimedError(f"{spec.name}: unknown output(s) {', '.join(unknown)}")
     started = manifest.now()
     parameters = {p.name: values[p.name] for p in spec.params}
-    with tempfile.TemporaryDirectory(prefix="claimed-") as tmp:
+    with _working_folder() as tmp:
         workdir = Path(tmp)
         call, input_records = _stage_inputs(spec, values, workdir)
         key = cache_key(spec, parameters, input_records)
@@ -84,6 +87,21 @@ def run(
     result.update(returned)
     result["manifest"] = manifest_uri
     return result
+
+
+def working_folders() -> list[str]:
+    """The working folders (staged inputs, outputs not yet committed) of the runs in progress in this process."""
+    return sorted(_WORKING)
+
+
+@contextmanager
+def _working_folder() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="claimed-", ignore_cleanup_errors=True) as tmp:
+        _WORKING.add(tmp)
+        try:
+            yield tmp
+        finally:
+            _WORKING.discard(tmp)
 
 
 def _stage_inputs(spec: ComponentSpec, values: dict, workdir: Path) -> tuple[dict, dict]:

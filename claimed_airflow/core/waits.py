@@ -57,7 +57,7 @@ class WaitTimeout(ClaimedError):
 class Deferral(BaseException):  # noqa: N818 - like Airflow's TaskDeferred: not an error, no `except Exception` catches it
     """Raised by :func:`wait` in a deferring run: wait for ``poll`` elsewhere, then run again with ``journal``."""
 
-    def __init__(self, poll: Poll, journal: dict):
+    def __init__(self, poll: Poll, journal: list):
         super().__init__(f"waiting for {poll.what} in the triggerer")
         self.poll = poll
         self.journal = journal
@@ -117,7 +117,7 @@ def wait(poll: Poll) -> tuple[str, dict]:
         return poll_until(poll)
     found, record = journal.next()
     if not found:
-        raise Deferral(poll, {"records": list(journal.records)})
+        raise Deferral(poll, list(journal.records))
     return outcome(poll, record["event"])
 
 

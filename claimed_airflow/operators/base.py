@@ -7,6 +7,7 @@ the component image through KubernetesPodOperator), ``spark`` (spark-submit thro
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -15,6 +16,14 @@ from claimed_airflow.operators.links import ArtifactsLink
 from claimed_airflow.version_compat import BaseOperator
 
 __all__ = ["ENGINES", "ClaimedOperator", "default_output_root"]
+
+
+def _task_deferred() -> type[BaseException]:
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 2.11
+        from airflow.exceptions import TaskDeferred
+    return TaskDeferred
 
 
 def default_output_root() -> str:
@@ -87,6 +96,10 @@ class ClaimedOperator(BaseOperator):
     :type spark_conn_id: str
     :param spark_conf: spark: extra ``--conf`` settings of spark-submit.
     :type spark_conf: dict | None
+    :param deferrable: Wait in Airflow's triggerer instead of a worker slot: a component's long wait (KServe
+        Ready, TFJob/PyTorchJob, Katib Experiment, Watson ML deployment) on the local engine, the pod on the
+        kubernetes engine. Default ``[operators] default_deferrable`` (false).
+    :type deferrable: bool | None
     """
 
     component: ClassVar[str] = ""
@@ -119,6 +132,7 @@ class ClaimedOperator(BaseOperator):
         pod_options: dict[str, Any] | None = None,
         spark_conn_id: str = "spark_default",
         spark_conf: dict[str, Any] | None = None,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
@@ -146,12 +160,69 @@ class ClaimedOperator(BaseOperator):
         self.pod_options = pod_options
         self.spark_conn_id = spark_conn_id
         self.spark_conf = spark_conf
+        if deferrable is None:  # like the official providers: [operators] default_deferrable
+            from airflow.configuration import conf
+
+            deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
+        self.deferrable = deferrable
 
     def component_arguments(self) -> dict[str, Any]:
         """The rendered parameter values; unset (None) ones are left to the component's defaults."""
         values = dict(self.arguments)
         values.update({name: getattr(self, name) for name in self.component_fields})
         return {name: value for name, value in values.items() if value is not None}
+
+    def _run_engine(self, engine, context: Any, spec, root: str, scope) -> dict[str, Any]:
+        """``engine.execute``; deferrable: a component's wait, or the engine's own operator, defers to the triggerer."""
+        from claimed_airflow.core import waits
+
+        self._engine = engine
+        resume, self._resume = getattr(self, "_resume", None), None
+        try:
+            if resume and "nested" in resume:
+                nested = resume["nested"]
+                return engine.resume(self, context, spec, root, scope, nested["method"], resume["event"], nested)
+            if self.deferrable and engine.__name__.endswith(".local"):
+                with waits.deferring(resume["journal"] if resume else None):
+                    return engine.execute(self, context, spec, root, scope)
+            return engine.execute(self, context, spec, root, scope)
+        except waits.Deferral as deferral:
+            from datetime import timedelta
+
+            from claimed_airflow.triggers import PollTrigger
+
+            poll = deferral.poll
+            self.log.info("%s: waiting for %s in the triggerer (up to %g s)", self.task_id, poll.what, poll.timeout)
+            trigger = PollTrigger(poll.to_dict(), deadline=time.time() + poll.timeout)
+            backstop = timedelta(seconds=poll.timeout + poll.interval + 60)  # the trigger's own timeout comes first
+            self.defer(
+                trigger=trigger, method_name="execute_complete", kwargs={"journal": deferral.journal}, timeout=backstop
+            )
+        except _task_deferred() as deferred:  # the engine's own operator (KubernetesPodOperator) deferred
+            nested = {"method": deferred.method_name, "kwargs": deferred.kwargs or {}}
+            self.defer(
+                trigger=deferred.trigger,
+                method_name="execute_complete",
+                kwargs={"nested": nested},
+                timeout=deferred.timeout,
+            )
+
+    def execute_complete(
+        self, context: Any, event: dict | None = None, journal: list | None = None, nested: dict | None = None
+    ) -> dict[str, Any]:
+        """Resume after the triggerer: run again with the journal of the first run (nothing is created twice)
+        and the trigger's event, or hand the event back to the engine's own operator."""
+        if nested is not None:
+            self._resume = {"nested": nested, "event": event}
+        else:
+            self._resume = {"journal": [*(journal or []), {"event": event}]}
+        return self.execute(context)
+
+    def on_kill(self) -> None:
+        """Stop what the task started: the pod (kubernetes), spark-submit (spark), worker processes (local)."""
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.kill(self)
 
     def execute(self, context: Any) -> dict[str, Any]:
         from claimed_airflow.core import registry, storage
@@ -170,7 +241,7 @@ class ClaimedOperator(BaseOperator):
         root = storage.normalize(self.output_root or default_output_root())
         self.log.info("%s: running %s on engine %s", self.task_id, self.component, engine_name)
         try:
-            result = engine.execute(self, context, registry.get(self.component), root, scope)
+            result = self._run_engine(engine, context, registry.get(self.component), root, scope)
         except ClaimedError as exc:
             raise AirflowFailException(f"{self.component}: {exc}") from None
         self.claimed_result = result

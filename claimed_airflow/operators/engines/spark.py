@@ -63,8 +63,15 @@ def submit_operator(operator, context: Any, spec, root: str, scope):
     return SparkSubmitOperator(**options)
 
 
+def kill(operator) -> None:
+    """The task is killed: SparkSubmitOperator.on_kill kills spark-submit (and a cluster driver it started)."""
+    submit = getattr(operator, "_engine_task", None)
+    if submit is not None:
+        submit.on_kill()
+
+
 def execute(operator, context: Any, spec, root: str, scope) -> dict[str, Any]:
-    submit = submit_operator(operator, context, spec, root, scope)
+    submit = operator._engine_task = submit_operator(operator, context, spec, root, scope)
     manifest_uri = storage.join(storage.task_uri(root, scope), MANIFEST)
     if storage.exists(manifest_uri):  # an earlier try's record must not pass for this one's
         storage.filesystem(manifest_uri).rm(manifest_uri)

@@ -1,0 +1,53 @@
+"""``PollTrigger``: a component's status check (``claimed_airflow.core.waits.Poll``) repeated in the triggerer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from claimed_airflow.core.waits import Poll
+
+
+class PollTrigger(BaseTrigger):
+    """Runs ``poll``'s check every ``interval`` seconds (in a thread: checks use blocking clients) until it
+    gives a state or ``deadline`` (epoch seconds) passes.
+
+    Fires one event: ``{"status": "done", "state", "details"}``, ``{"status": "timeout", "details"}`` (the
+    last details seen) or ``{"status": "error", "message"}``. Its kwargs are the poll's (connection ids and
+    object names; never credentials: the check reads them from the Airflow connection each time).
+
+    :param poll: ``Poll`` fields: ``check`` (``module:function``), ``kwargs``, ``timeout``, ``interval``, ``what``.
+    :param deadline: When to give up, in seconds since the epoch (kept across triggerer restarts).
+    """
+
+    def __init__(self, poll: dict[str, Any], deadline: float) -> None:
+        super().__init__()
+        self.poll = poll
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {"poll": self.poll, "deadline": self.deadline}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        poll = Poll(**self.poll)
+        while True:
+            try:
+                state, details = await asyncio.to_thread(poll.check_once)
+            except Exception as exc:  # a ClaimedError names the problem; anything else: its type and text
+                self.log.error("checking %s failed: %s", poll.what, exc)
+                yield TriggerEvent({"status": "error", "message": str(exc) or type(exc).__name__})
+                return
+            if state:
+                self.log.info("%s: %s", poll.what, state)
+                yield TriggerEvent({"status": "done", "state": state, "details": details})
+                return
+            left = self.deadline - time.time()
+            if left <= 0:
+                yield TriggerEvent({"status": "timeout", "details": details})
+                return
+            self.log.info("%s: not finished; next check in %g s", poll.what, min(poll.interval, left))
+            await asyncio.sleep(min(poll.interval, left))

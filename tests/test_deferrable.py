@@ -1,0 +1,222 @@
+"""Deferrable waits: the task defers, PollTrigger polls the loopback stub, the task resumes with the blocking result."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from tests.kube_stub import InferenceServiceStub, KubeStub
+
+pytest.importorskip("airflow.providers.cncf.kubernetes")
+
+ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/models/inferenceservices"
+TFJOBS = "/apis/kubeflow.org/v1/namespaces/ml/tfjobs"
+
+
+def context(run_id: str = "r1", task_id: str = "deploy") -> dict:
+    ti = SimpleNamespace(dag_id="deferrable", run_id=run_id, task_id=task_id, map_index=-1)
+    return {"ti": ti, "outlet_events": {}}
+
+
+def deferred(operator, ctx):
+    """``execute``; the TaskDeferred it raises."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    with pytest.raises(TaskDeferred) as caught:
+        operator.execute(ctx)
+    return caught.value
+
+
+def fire(trigger) -> dict:
+    """The trigger rebuilt from its serialized form (as the triggerer does), run until its event."""
+    classpath, kwargs = trigger.serialize()
+    module, _, name = classpath.rpartition(".")
+    rebuilt = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+
+    async def first():
+        async for event in rebuilt.run():
+            return event.payload
+
+    return asyncio.run(first())
+
+
+def resume(operator, ctx, task_deferred) -> dict:
+    event = fire(task_deferred.trigger)
+    return operator.execute_complete(ctx, event=event, **(task_deferred.kwargs or {}))
+
+
+def kserve_operator(conn_id: str, **more):
+    from claimed_airflow.operators import KServeDeployOperator
+
+    return KServeDeployOperator(
+        task_id="deploy",
+        storage_uri="s3://bucket/models/xray/3",
+        service_name="xray",
+        conn_id=conn_id,
+        poll_interval=0.1,
+        **more,
+    )
+
+
+def test_kserve_defers_polls_in_the_trigger_and_resumes_with_the_blocking_result(tmp_path, monkeypatch):
+    with InferenceServiceStub() as stub:
+        blocking = kserve_operator(stub.connection(tmp_path, monkeypatch, namespace="models"), deferrable=False)
+        expected = blocking.execute(context())
+    with InferenceServiceStub(ready=False) as stub:
+        operator = kserve_operator(stub.connection(tmp_path, monkeypatch, namespace="models"), deferrable=True)
+        task_deferred = deferred(operator, context())
+        assert [(r["method"], r["path"]) for r in stub.requests] == [("GET", f"{ISVC}/xray"), ("POST", ISVC)]
+        classpath, kwargs = task_deferred.trigger.serialize()
+        assert classpath == "claimed_airflow.triggers.poll.PollTrigger"
+        assert kwargs["poll"]["kwargs"]["conn_id"] == "k8s_stub"
+        assert "stub-token" not in json.dumps(kwargs) + json.dumps(task_deferred.kwargs)  # no credentials
+        assert task_deferred.method_name == "execute_complete"
+
+        def become_ready():  # the cluster finishes after the trigger has polled a few times
+            time.sleep(0.5)
+            stub.ready = True
+            obj = stub.objects[("models", "xray")]
+            stub.store(("models", "xray"), obj, obj["metadata"]["resourceVersion"])
+
+        threading.Thread(target=become_ready).start()
+        result = resume(operator, context(), task_deferred)
+    polls = [r for r in stub.requests[2:] if r["method"] == "GET"]
+    assert len(polls) >= 3  # polled by the trigger while not Ready
+    assert not [r for r in stub.requests[2:] if r["method"] != "GET"]  # resuming created nothing again
+    assert result == expected
+    assert result["action"] == "created" and result["url"] == "http://xray.models.example.com"
+
+
+def test_kserve_timeout_in_the_trigger_is_the_same_clear_error(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with InferenceServiceStub(ready=False) as stub:
+        operator = kserve_operator(
+            stub.connection(tmp_path, monkeypatch, namespace="models"), deferrable=True, ready_timeout=1
+        )
+        task_deferred = deferred(operator, context())
+        with pytest.raises(AirflowFailException) as caught:
+            resume(operator, context(), task_deferred)
+    assert str(caught.value) == (
+        "deploy.kserve: ready_timeout: InferenceService models/xray was not Ready after 1 s "
+        "(last status: Ready=False: RevisionMissing no revision)"
+    )
+
+
+def tfjob_operator(**more):
+    from claimed_airflow.operators import TfjobTrainOperator
+
+    return TfjobTrainOperator(
+        task_id="train",
+        trainer="tests.trainers:logistic_german",
+        job_root="s3://b/jobs",
+        fixed={"epochs": 5},
+        conn_id="k8s_stub",
+        job_namespace="ml",
+        poll_interval=0.05,
+        timeout=10,
+        **more,
+    )
+
+
+def conditions(*types: tuple[str, str]) -> tuple[int, dict]:
+    return 200, {"status": {"conditions": [{"type": t, "status": "True", "message": m} for t, m in types]}}
+
+
+def test_tfjob_resumes_with_the_same_job_and_a_failed_job_is_a_clear_error(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with KubeStub() as stub:
+        stub.connection(tmp_path, monkeypatch)
+        stub.routes[("POST", TFJOBS)] = [(201, {})]
+        operator = tfjob_operator(deferrable=True)
+        task_deferred = deferred(operator, context(task_id="train"))
+        name = stub.requests[0]["body"]["metadata"]["name"]  # a random suffix, drawn once
+        stub.routes[("GET", f"{TFJOBS}/{name}")] = [conditions(("Running", "")), conditions(("Succeeded", "done"))]
+        result = resume(operator, context(task_id="train"), task_deferred)
+        assert result["job_name"] == name and result["state"] == "Succeeded"
+        assert [r["method"] for r in stub.requests] == ["POST", "GET", "GET"]  # submitted once, polled twice
+
+        stub.requests.clear()
+        failing = tfjob_operator(deferrable=True, job_name="german-lr")
+        task_deferred = deferred(failing, context(run_id="r2", task_id="train"))
+        stub.routes[("GET", f"{TFJOBS}/german-lr")] = [conditions(("Failed", "OOMKilled in worker-1"))]
+        with pytest.raises(AirflowFailException, match=r"trainer: TFJob ml/german-lr failed: OOMKilled in worker-1"):
+            resume(failing, context(run_id="r2", task_id="train"), task_deferred)
+
+
+def test_katib_experiment_wait_defers(tmp_path, monkeypatch):
+    from claimed_airflow.operators import HyperparametersTuneOperator
+
+    base = "/apis/kubeflow.org/v1beta1/namespaces/ml"
+    with KubeStub() as stub:
+        stub.connection(tmp_path, monkeypatch)
+        operator = HyperparametersTuneOperator(
+            task_id="tune",
+            trainer="tests.trainers:logistic_german",
+            search_space={"epochs": [10, 20]},
+            objective="accuracy",
+            trials=2,
+            backend="kubernetes",
+            katib_namespace="ml",
+            conn_id="k8s_stub",
+            poll_interval=0.05,
+            timeout=10,
+            deferrable=True,
+        )
+        stub.routes[("POST", f"{base}/experiments")] = [(201, {})]
+        task_deferred = deferred(operator, context(task_id="tune"))
+        name = stub.requests[0]["body"]["metadata"]["name"]
+        trial = {
+            "metadata": {"name": f"{name}-a"},
+            "spec": {"parameterAssignments": [{"name": "epochs", "value": "20"}]},
+            "status": {
+                "conditions": [{"type": "Succeeded", "status": "True"}],
+                "observation": {"metrics": [{"name": "accuracy", "latest": "0.7"}]},
+            },
+        }
+        stub.routes[("GET", f"{base}/experiments/{name}")] = [conditions(("Succeeded", ""))]
+        stub.routes[("GET", f"{base}/trials")] = [(200, {"items": [trial]})]
+        result = resume(operator, context(task_id="tune"), task_deferred)
+    assert result["best_params"] == {"epochs": 20} and result["best_value"] == 0.7
+    assert [r["method"] for r in stub.requests] == ["POST", "GET", "GET"]
+
+
+@pytest.fixture
+def isolated_env():
+    saved = dict(os.environ)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_watson_ml_deployment_wait_defers(tmp_path, isolated_env):
+    pytest.importorskip("ibm_watsonx_ai")
+    from claimed_airflow.operators import WatsonMLDeployOperator
+    from tests.test_watson_ml import connection
+    from tests.tiny_model import make_model_folder
+    from tests.wml_stub import API_KEY, WatsonMLStub
+
+    model = make_model_folder(tmp_path / "model")
+    with WatsonMLStub(tmp_path) as stub:
+        conn_id = connection(stub)
+        operator = WatsonMLDeployOperator(
+            task_id="wml", model=str(model), deployment_name="xray", conn_id=conn_id, poll_interval=0.05
+        )
+        operator.deferrable = True
+        task_deferred = deferred(operator, context(task_id="wml"))
+        assert API_KEY not in json.dumps(task_deferred.trigger.serialize()) + json.dumps(task_deferred.kwargs)
+        result = resume(operator, context(task_id="wml"), task_deferred)
+        calls = stub.calls()
+    assert calls.count("POST /ml/v4/models") == 1 and calls.count("POST /ml/v4/deployments") == 1  # not twice
+    assert calls.count(f"GET /ml/v4/deployments/{result['deployment_id']}") >= 1  # the trigger's check
+    assert result["deployment_id"] == next(iter(stub.deployments))
+    assert result["sample_label"] in ("dark", "light")
