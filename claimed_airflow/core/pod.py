@@ -106,6 +106,8 @@ class TaskPod:
     image_pull_secrets: tuple[str, ...] = ()
     timeout_s: int | None = None  # activeDeadlineSeconds (Airflow's execution_timeout)
     retries: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def resources(self) -> dict[str, dict[str, str]]:
@@ -192,4 +194,6 @@ def task_pod(task: Any, spec, setting: Setting) -> TaskPod:
         image_pull_secrets=tuple(pull_secrets),
         timeout_s=max(1, int(timeout.total_seconds())) if timeout is not None else None,
         retries=int(getattr(task, "retries", 0) or 0),
+        labels={"app.kubernetes.io/name": "claimed-airflow", "claimed-component": spec.name},
+        annotations={"claimed-airflow/version": __version__},
     )

@@ -37,9 +37,10 @@ def register(commands) -> None:
         help="default of the pipeline's output_root parameter (e.g. s3://bucket/claimed; a cluster needs one)",
     )
     export.add_argument(
-        "--no-install-kfp",
+        "--install-kfp",
         action="store_true",
-        help="do not pip-install kfp when a step starts (the image already has kfp)",
+        help="pip-install kfp when a step starts, for images without it (needs the network; the claimed "
+        "images have kfp's runtime, so by default nothing is downloaded)",
     )
     export.set_defaults(func=main)
 
@@ -52,7 +53,7 @@ def main(args: argparse.Namespace) -> None:
             "export-kfp: kfp is not installed in this environment; install claimed-airflow[kfp] in its own "
             "virtual environment (kfp 2.17 needs kubernetes<31; see README, 'Kubeflow Pipelines')"
         ) from None
-    install = not args.no_install_kfp
+    install = args.install_kfp
     if args.component:
         if args.dag_file or args.dag_id:
             raise ClaimedError("export-kfp: give either --component NAME or DAG_FILE --dag-id ID, not both")

@@ -23,8 +23,10 @@ from typing import Any
 
 from claimed_airflow.core.component import ComponentSpec, Parameter
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.pod import TaskPod, image_for, resource_requirements
 from claimed_airflow.core.types import unwrap_optional
-from claimed_airflow.kfp.step import BLESSED, MANIFEST, SCOPE_INPUTS, VALUES, output_names
+from claimed_airflow.kfp import ui
+from claimed_airflow.kfp.step import BLESSED, CACHE_INPUT, MANIFEST, SCOPE_INPUTS, VALUES, output_names
 
 # Python annotation in the generated function -> KFP type name.
 _KFP_TYPES = {"str": "String", "int": "Integer", "float": "Float", "bool": "Boolean", "list": "List", "dict": "Dict"}
@@ -52,7 +54,7 @@ def function_name(spec: ComponentSpec) -> str:
 
 
 def _check_names(spec: ComponentSpec) -> None:
-    taken = set(SCOPE_INPUTS) | {MANIFEST, VALUES} | ({BLESSED} if spec.gate else set())
+    taken = {*SCOPE_INPUTS, CACHE_INPUT, MANIFEST, VALUES, *ui.ARTIFACT_TYPES} | ({BLESSED} if spec.gate else set())
     clash = sorted(taken & {p.name for p in spec.parameters})
     if clash:
         raise ClaimedError(f"{spec.name}: parameter name(s) {', '.join(clash)} are reserved by the KFP adapter")
@@ -61,13 +63,11 @@ def _check_names(spec: ComponentSpec) -> None:
 def step_source(spec: ComponentSpec) -> str:
     """The function embedded in the KFP component: the typed signature and a call of ``run_step``."""
     _check_names(spec)
-    arguments = []
-    for param in spec.arguments:
-        annotation = python_type(param)
-        arguments.append(
-            f"{param.name}: {annotation}" if param.required else f"{param.name}: {annotation} = {param.default!r}"
-        )
-    arguments += [f"{name}: str = ''" for name in SCOPE_INPUTS]
+    required = [f"{p.name}: {python_type(p)}" for p in spec.arguments if p.required]
+    typed = [f"{name}: Output[{ui.ARTIFACT_TYPES[name]}]" for name in ui.ui_outputs(spec)]
+    optional = [f"{p.name}: {python_type(p)} = {p.default!r}" for p in spec.arguments if not p.required]
+    arguments = [*required, *typed, *optional, *(f"{name}: str = ''" for name in SCOPE_INPUTS)]
+    arguments.append(f"{CACHE_INPUT}: bool = False")
     fields = [(name, "str") for name in output_names(spec)]
     fields[len(spec.outputs) + 1] = (VALUES, "dict")
     if spec.gate:
@@ -89,8 +89,8 @@ def _claimed_step_template():  # no annotations: kfp reads them (and `from __fut
     """Placeholder whose lightweight-component command kfp builds; its source is replaced by ours."""
 
 
-def _lightweight_command(spec: ComponentSpec, install_kfp_package: bool) -> tuple[list[str], list[str]]:
-    """Command and args of a lightweight Python component in ``spec.image`` running ``step_source``.
+def _lightweight_command(spec: ComponentSpec, image: str, install_kfp_package: bool) -> tuple[list[str], list[str]]:
+    """Command and args of a lightweight Python component in ``image`` running ``step_source``.
 
     kfp builds them for a placeholder function (pip bootstrap, ``kfp.dsl.executor_main``, the
     module header); only the embedded function source and the function name are ours.
@@ -101,7 +101,7 @@ def _lightweight_command(spec: ComponentSpec, install_kfp_package: bool) -> tupl
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        template = dsl.component(_claimed_step_template, base_image=spec.image, install_kfp_package=install_kfp_package)
+        template = dsl.component(_claimed_step_template, base_image=image, install_kfp_package=install_kfp_package)
     container = template.component_spec.implementation.container
     command, args = list(container.command), list(container.args)
     marker = f"def {_claimed_step_template.__name__}("
@@ -112,10 +112,20 @@ def _lightweight_command(spec: ComponentSpec, install_kfp_package: bool) -> tupl
     return command, args
 
 
-def component_spec(spec: ComponentSpec, *, name: str | None = None, install_kfp_package: bool = True):
-    """The ``kfp.dsl.structures.ComponentSpec`` of a claimed component (default resources included)."""
+def default_pod(spec: ComponentSpec) -> TaskPod:
+    """The pod of a component exported on its own: ``<image>:<version>[-gpu]`` and its default resources."""
+    resources = spec.resources
+    image = image_for(None, spec, resources.gpus, lambda name: None)
+    return TaskPod(image=image, cpu=resources.cpu, memory=resources.memory, gpus=resources.gpus)
+
+
+def component_spec(
+    spec: ComponentSpec, *, name: str | None = None, install_kfp_package: bool = False, pod: TaskPod | None = None
+):
+    """The ``kfp.dsl.structures.ComponentSpec`` of a claimed component in ``pod``'s image with its resources."""
     from kfp.dsl import structures
 
+    pod = pod or default_pod(spec)
     inputs = {}
     for param in spec.arguments:
         kfp_type = _KFP_TYPES[python_type(param)]
@@ -126,6 +136,13 @@ def component_spec(spec: ComponentSpec, *, name: str | None = None, install_kfp_
         )
     for scope_name, description in SCOPE_INPUTS.items():
         inputs[scope_name] = structures.InputSpec(type="String", default="", optional=True, description=description)
+    inputs[CACHE_INPUT] = structures.InputSpec(
+        type="Boolean",
+        default=False,
+        optional=True,
+        description="Reuse the outputs of an earlier run with the same component version, parameters and input "
+        "contents (the content-hash cache under the output root).",
+    )
     docs = {p.name: f"URI of: {p.description}" for p in spec.outputs}
     docs.update(
         {
@@ -138,14 +155,16 @@ def component_spec(spec: ComponentSpec, *, name: str | None = None, install_kfp_
     for output in output_names(spec):
         kfp_type = "Dict" if output == VALUES else "Boolean" if output == BLESSED else "String"
         outputs[output] = structures.OutputSpec(type=kfp_type, description=docs[output])
-    command, args = _lightweight_command(spec, install_kfp_package)
+    for output in ui.ui_outputs(spec):
+        outputs[output] = structures.OutputSpec(type=f"system.{ui.ARTIFACT_TYPES[output]}@0.0.1")
+    command, args = _lightweight_command(spec, pod.image, install_kfp_package)
+    requirements = resource_requirements(pod.cpu, pod.memory, pod.gpus)
     resources = structures.ResourceSpec(
-        cpu_request=spec.resources.cpu,
-        cpu_limit=spec.resources.cpu,
-        memory_request=spec.resources.memory,
-        memory_limit=spec.resources.memory,
-        accelerator_type="nvidia.com/gpu" if spec.resources.gpus else None,
-        accelerator_count=str(spec.resources.gpus) if spec.resources.gpus else None,
+        cpu_request=requirements["requests"]["cpu"],
+        memory_request=requirements["requests"]["memory"],
+        memory_limit=requirements["limits"]["memory"],
+        accelerator_type="nvidia.com/gpu" if pod.gpus else None,
+        accelerator_count=str(pod.gpus) if pod.gpus else None,
     )
     return structures.ComponentSpec(
         name=name or function_name(spec),
@@ -154,15 +173,17 @@ def component_spec(spec: ComponentSpec, *, name: str | None = None, install_kfp_
         outputs=outputs,
         implementation=structures.Implementation(
             container=structures.ContainerSpecImplementation(
-                image=spec.image, command=command, args=args, resources=resources
+                image=pod.image, command=command, args=args, resources=resources
             )
         ),
     )
 
 
-def component_yaml(spec: ComponentSpec, *, name: str | None = None, install_kfp_package: bool = True) -> str:
+def component_yaml(
+    spec: ComponentSpec, *, name: str | None = None, install_kfp_package: bool = False, pod: TaskPod | None = None
+) -> str:
     """The component as KFP IR YAML (what the KFP UI, ``load_component_from_*`` and Elyra read)."""
-    kfp_spec = component_spec(spec, name=name, install_kfp_package=install_kfp_package)
+    kfp_spec = component_spec(spec, name=name, install_kfp_package=install_kfp_package, pod=pod)
     handle, path = tempfile.mkstemp(suffix=".yaml", prefix="claimed-kfp-")
     os.close(handle)
     try:
@@ -173,8 +194,11 @@ def component_yaml(spec: ComponentSpec, *, name: str | None = None, install_kfp_
         os.unlink(path)
 
 
-def load_component(spec: ComponentSpec, *, name: str | None = None, install_kfp_package: bool = True) -> Any:
+def load_component(
+    spec: ComponentSpec, *, name: str | None = None, install_kfp_package: bool = False, pod: TaskPod | None = None
+) -> Any:
     """The component loaded back through kfp's own loader, ready to be called in a pipeline."""
     from kfp import components
 
-    return components.load_component_from_text(component_yaml(spec, name=name, install_kfp_package=install_kfp_package))
+    text = component_yaml(spec, name=name, install_kfp_package=install_kfp_package, pod=pod)
+    return components.load_component_from_text(text)

@@ -9,9 +9,13 @@ Mapping (Airflow -> KFP):
   ``b.after(a)``;
 - the blessing gate -> ``with dsl.If(gate.outputs["blessed"] == True)`` around every task after it
   (in Airflow they are skipped when not blessed);
-- resources of the component -> cpu/memory requests and limits, ``nvidia.com/gpu`` accelerator;
+- the task's pod (:class:`claimed_airflow.core.pod.TaskPod`, the one the kubernetes engine runs):
+  image (``:<version>``, ``-gpu``, the task's ``image``, the configured images), cpu/memory requests,
+  memory limit, ``nvidia.com/gpu``, environment, secrets, tolerations, node selector, image pull
+  secrets, security context, ``execution_timeout`` (kfp-kubernetes platform config);
   ``retries``/``retry_delay``/``retry_exponential_backoff``/``max_retry_delay`` -> ``set_retry``;
-  caching off (an Airflow task always runs);
+- ``cache`` -> the step's ``claimed_cache`` input (our content-hash cache inside the step); KFP's own
+  caching is off (an Airflow task always runs);
 - outputs go to ``<output_root>/<dag_id>/<KFP run id>/<task_id>/<output>`` (``output_root`` is a
   pipeline parameter; the run id is ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``).
 """
@@ -25,9 +29,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from claimed_airflow.kfp.components import load_component
+from claimed_airflow.core.pod import GPU_RESOURCE
+from claimed_airflow.kfp.components import default_pod, load_component
 from claimed_airflow.kfp.plan import OUTPUT_ROOT, Concat, Const, ExportError, OutputRef, ParamRef, Plan, Step, plan_dag
-from claimed_airflow.kfp.step import BLESSED
+from claimed_airflow.kfp.step import BLESSED, CACHE_INPUT
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
@@ -36,12 +41,13 @@ def pipeline_name(dag_id: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", dag_id.lower()).strip("-") or "pipeline"
 
 
-def build_pipeline(plan: Plan, *, output_root: str = "", install_kfp_package: bool = True) -> Any:
+def build_pipeline(plan: Plan, *, output_root: str = "", install_kfp_package: bool = False) -> Any:
     """The KFP pipeline (a ``GraphComponent``) of ``plan``; ``output_root`` is the parameter's default."""
     from kfp import dsl
 
     components = {
-        s.task_id: load_component(s.spec, name=s.task_id, install_kfp_package=install_kfp_package) for s in plan.steps
+        s.task_id: load_component(s.spec, name=s.task_id, install_kfp_package=install_kfp_package, pod=s.pod)
+        for s in plan.steps
     }
     inputs = [
         inspect.Parameter(
@@ -133,7 +139,7 @@ class _Builder:
         types: dict[str, type] = {_ref_input(gate, BLESSED): bool}
         params = {p.name: p for p in self.plan.params}
         for step in inner:
-            for value in [*step.arguments.values(), step.output_root]:
+            for value in [*step.arguments.values(), step.output_root, step.cache]:
                 refs = value.parts if isinstance(value, Concat) else (value,)
                 for ref in refs:
                     if isinstance(ref, ParamRef):
@@ -177,6 +183,7 @@ class _Builder:
             claimed_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             claimed_task_id=step.task_id,
         )
+        arguments[CACHE_INPUT] = self.resolve(step.cache, values, tasks)
         try:
             task = self.components[step.task_id](**arguments)
         except Exception as exc:  # kfp's type checks name the input; we add the task
@@ -190,12 +197,43 @@ class _Builder:
 
 
 def configure(task: Any, step: Step) -> None:
-    """Resources, retries and caching of a KFP task, from the component spec and the Airflow task."""
-    resources = step.spec.resources
-    task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu)
-    task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
-    if resources.gpus:
-        task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(resources.gpus)
+    """The task's pod (its image is the component's), retries and caching."""
+    from kfp import kubernetes
+
+    pod = step.pod or default_pod(step.spec)
+    resources = pod.resources  # the component carries them too, but kfp keeps only a task's own settings
+    task.set_cpu_request(resources["requests"]["cpu"]).set_memory_request(resources["requests"]["memory"])
+    task.set_memory_limit(resources["limits"]["memory"])
+    if pod.gpus:
+        task.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(pod.gpus)
+    if step.pod is not None:
+        for name, value in pod.env.items():
+            task.set_env_variable(name, value)
+        for ref in pod.secrets:
+            if ref.kind == "volume":
+                kubernetes.use_secret_as_volume(task, secret_name=ref.secret, mount_path=ref.mount)
+            else:  # env_all is refused by the plan
+                kubernetes.use_secret_as_env(task, secret_name=ref.secret, secret_key_to_env={ref.key: ref.env})
+        for toleration in pod.tolerations:
+            kubernetes.add_toleration(task, **toleration)
+        for key, value in pod.node_selector.items():
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        if pod.image_pull_secrets:
+            kubernetes.set_image_pull_secrets(task, list(pod.image_pull_secrets))
+        if pod.timeout_s:
+            kubernetes.set_timeout(task, pod.timeout_s)
+        # KFP's compiler adds allowPrivilegeEscalation=false, drop ALL and seccomp RuntimeDefault itself.
+        context = pod.container_security_context
+        kubernetes.set_security_context(
+            task,
+            run_as_user=context["runAsUser"],
+            run_as_group=context["runAsGroup"],
+            run_as_non_root=context["runAsNonRoot"],
+        )
+        for key, value in pod.labels.items():
+            kubernetes.add_pod_label(task, key, value)
+        for key, value in pod.annotations.items():
+            kubernetes.add_pod_annotation(task, key, value)
     if step.retries:
         retry: dict[str, Any] = {"num_retries": step.retries}
         if step.retry_delay_s is not None:
@@ -213,7 +251,7 @@ def export_dag(
     *,
     skip: tuple[str, ...] = (),
     output_root: str = "",
-    install_kfp_package: bool = True,
+    install_kfp_package: bool = False,
 ) -> Plan:
     """Compile ``dag`` to KFP IR YAML at ``path``; returns the plan it was built from."""
     from kfp import compiler

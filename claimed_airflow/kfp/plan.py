@@ -24,6 +24,7 @@ from typing import Any
 
 from claimed_airflow.core.component import ComponentSpec
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.pod import TaskPod
 from claimed_airflow.core.types import coerce
 from claimed_airflow.kfp.components import python_type
 from claimed_airflow.kfp.step import BLESSED, MANIFEST
@@ -92,6 +93,8 @@ class Step:
     retry_exponential_backoff: bool = False
     max_retry_delay_s: float | None = None
     data_upstream: set[str] = field(default_factory=set)
+    pod: TaskPod | None = None  # the pod the kubernetes engine would run (None: the component's defaults)
+    cache: Any = Const(False)  # Const(bool) or ParamRef of a boolean pipeline parameter
 
 
 @dataclass
@@ -222,6 +225,7 @@ def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
         output_root = _template(task.task_id, "output_root", str(task.output_root), params)
     delay = getattr(task, "retry_delay", None)
     max_delay = getattr(task, "max_retry_delay", None)
+    pod = task_pod_of(task, spec)
     return Step(
         task_id=task.task_id,
         spec=spec,
@@ -234,7 +238,69 @@ def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
         retry_exponential_backoff=bool(getattr(task, "retry_exponential_backoff", False)),
         max_retry_delay_s=max_delay.total_seconds() if max_delay is not None else None,
         data_upstream=data_upstream,
+        pod=pod,
+        cache=_cache(task, params),
     )
+
+
+# Operator arguments a KFP step cannot express; anything else of the pod is in :class:`TaskPod`.
+_POD_ONLY = {
+    "pod_options": "further KubernetesPodOperator arguments have no KFP equivalent; use the task's own "
+    "arguments (image, cpu, memory, gpus, node_selector, tolerations, image_pull_secrets, secrets, env_vars)",
+    "namespace": "a KFP step runs in the namespace of its pipeline run",
+    "spark_conf": "a KFP step runs Spark inside its pod (local[*]); spark-submit settings do not apply",
+}
+
+
+def task_pod_of(task: Any, spec: ComponentSpec) -> TaskPod:
+    """The pod of ``task`` as the kubernetes engine builds it (settings read now), or a refusal naming the option."""
+    from claimed_airflow.core.pod import task_pod
+    from claimed_airflow.operators.engines import setting
+
+    for option, reason in _POD_ONLY.items():
+        if getattr(task, option, None):
+            raise ExportError(f"task {task.task_id!r}: {option}: {reason}")
+    try:
+        pod = task_pod(task, spec, setting)
+    except ClaimedError as exc:
+        raise ExportError(f"task {task.task_id!r}: {exc}") from None
+    for ref in pod.secrets:
+        if ref.kind == "env_all":
+            raise ExportError(
+                f"task {task.task_id!r}: secrets: {{'secret': {ref.secret!r}}} (every key as environment) has no "
+                "KFP equivalent; name each key: {'env': VAR, 'secret': name, 'key': key}"
+            )
+        if ref.kind == "volume" and ref.key:
+            raise ExportError(
+                f"task {task.task_id!r}: secrets: mounting only key {ref.key!r} of {ref.secret!r} has no KFP "
+                "equivalent; mount the whole secret (leave out key)"
+            )
+    return pod
+
+
+def _cache(task: Any, params: dict[str, PipelineParam]) -> Any:
+    """The task's ``cache`` as Const(bool) or a boolean pipeline parameter (unset: ``[claimed] cache``, now)."""
+    value = task.cache
+    if value is None or value == "":
+        from claimed_airflow.version_compat import conf
+
+        return Const(conf.getboolean("claimed", "cache", fallback=False))
+    if isinstance(value, str):
+        converted = _template(task.task_id, "cache", value, params)
+        if isinstance(converted, ParamRef):
+            kind = params[converted.name].type
+            if kind != "bool":
+                raise ExportError(
+                    f"task {task.task_id!r}: cache: DAG param {converted.name!r} is {kind}; give it type boolean"
+                )
+            return converted
+        if isinstance(converted, Concat):
+            raise ExportError(f"task {task.task_id!r}: cache: text mixed with params cannot be exported")
+        value = converted.value
+    try:
+        return Const(coerce("cache", value, bool))
+    except ClaimedError as exc:
+        raise ExportError(f"task {task.task_id!r}: {exc}") from None
 
 
 def _argument(task_id: str, name: str, value: Any, param, params: dict[str, PipelineParam]) -> Any:

@@ -23,6 +23,9 @@ SCOPE_INPUTS = {
     "claimed_run_id": "Scope: run id of the output folder (the pipeline passes the KFP run id); empty: now.",
     "claimed_task_id": "Scope: task id of the output folder; empty: the component name.",
 }
+# Whether the step reuses the outputs of an earlier run with the same inputs (the runner's content-hash
+# cache under the output root; KFP's own caching stays off, as a cached KFP step would not run at all).
+CACHE_INPUT = "claimed_cache"
 MANIFEST = "manifest"
 VALUES = "values"
 BLESSED = "blessed"
@@ -41,10 +44,13 @@ def run_step(component: str, arguments: dict[str, Any]) -> tuple:
     from claimed_airflow.core.manifest import now
     from claimed_airflow.core.runner import run
     from claimed_airflow.core.storage import Scope
+    from claimed_airflow.kfp import ui
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     spec = registry.get(component)
     arguments = dict(arguments)
+    typed = {name: arguments.pop(name) for name in ui.ARTIFACT_TYPES if name in arguments}
+    cache = bool(arguments.pop(CACHE_INPUT, False))
     root = arguments.pop("claimed_output_root", None) or None
     scope = Scope(
         dag_id=arguments.pop("claimed_dag_id", None) or "kfp",
@@ -54,12 +60,13 @@ def run_step(component: str, arguments: dict[str, Any]) -> tuple:
     # Unset optional inputs arrive as None: the component's own default applies, as in Airflow.
     values = {name: value for name, value in arguments.items() if value is not None}
     try:
-        result = run(spec, values, root=root, scope=scope)
+        result = run(spec, values, root=root, scope=scope, cache=cache)
     except ClaimedError as exc:
         raise SystemExit(f"{spec.name}: {exc}") from None
     artifacts = {p.name for p in spec.outputs}
     returned = {k: v for k, v in result.items() if k not in artifacts and k != MANIFEST}
     returned = json.loads(json.dumps(returned, default=str))
+    ui.fill(spec, typed, result, returned)
     outputs: list[Any] = [result[p.name] for p in spec.outputs] + [result[MANIFEST], returned]
     if spec.gate:
         outputs.append(bool(returned.get(BLESSED, True)))

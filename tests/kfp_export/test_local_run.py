@@ -23,8 +23,8 @@ from claimed_airflow.core.storage import safe_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE_DAGS = ROOT / "tests" / "dags" / "claimed_test_dags.py"
-# The gate tests export with --no-install-kfp (kfp is here: no pip check per step, faster); the
-# flagship test runs the default export, which pip-installs kfp when a step starts, as on a cluster.
+# Exports download nothing when a step starts (kfp's runtime is in the component images, and here in
+# this environment): test_nothing_is_downloaded_when_a_step_starts checks the YAML.
 
 
 def _export(tmp_path: Path, dag_file: Path, dag_id: str, *options: str) -> Path:
@@ -59,7 +59,7 @@ def _hashes(record: dict, kind: str) -> dict:
 
 
 def test_gate_dag_on_kfp_local_matches_airflow(tmp_path, small_predictions, run_dag, output_root):
-    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate", "--no-install-kfp")
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate")
     conf = {"table": str(small_predictions), "condition": "accuracy > 0.5"}
     state, tasks, run_id = run_dag("claimed_test_gate", conf)
     assert state == "success" and set(tasks.values()) == {"success"}
@@ -79,7 +79,7 @@ def test_gate_dag_on_kfp_local_matches_airflow(tmp_path, small_predictions, run_
 
 
 def test_unblessed_gate_skips_the_steps_after_it_on_kfp_local(tmp_path, small_predictions):
-    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate", "--no-install-kfp")
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_gate")
     kfp_dir = _run_kfp(
         tmp_path, pipeline, "claimed_test_gate", table=str(small_predictions), condition="accuracy > 0.9"
     )
@@ -133,7 +133,7 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
 
 
 def test_a_failing_step_fails_the_kfp_run_with_the_components_message(tmp_path, capfd):
-    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_dicom_input", "--no-install-kfp")
+    pipeline = _export(tmp_path, GATE_DAGS, "claimed_test_dicom_input")
     missing = tmp_path / "nowhere"
     with pytest.raises(RuntimeError, match="dicom-input"):
         _run_kfp(tmp_path, pipeline, "claimed_test_dicom_input", source=str(missing))

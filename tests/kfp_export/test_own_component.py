@@ -52,7 +52,6 @@ def test_notebook_component_exports_and_runs_on_kfp_local(tmp_path, monkeypatch,
                 "own_notebook",
                 "-o",
                 str(pipeline_yaml),
-                "--no-install-kfp",
             ]
         )
         == 0

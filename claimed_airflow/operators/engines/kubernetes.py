@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from claimed_airflow import __version__
 from claimed_airflow.core import commandline, pod, storage
 
 log = logging.getLogger(__name__)
@@ -85,8 +84,8 @@ def pod_operator(operator, context: Any, spec, root: str, scope):
             xcom_file=XCOM_FILE,
             cache=operator._cache_enabled(),
         ),
-        "labels": {"app.kubernetes.io/name": "claimed-airflow", "claimed-component": spec.name},
-        "annotations": {"claimed-airflow/version": __version__},
+        "labels": dict(described.labels),
+        "annotations": dict(described.annotations),
         "container_resources": model("V1ResourceRequirements", described.resources),
         "node_selector": dict(described.node_selector),
         "tolerations": [model("V1Toleration", t) for t in described.tolerations],
