@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
+import warnings
+from datetime import date, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -102,7 +105,13 @@ def test_basic_profile_removes_every_identifying_value(tmp_path, phi_folder, mon
     caplog.clear()
     result = run(
         "transform.deidentify",
-        {"files": read["files"], "metadata": read["metadata"], "salt_env": "DEID_SALT", "keep_patient_sex": True},
+        {
+            "files": read["files"],
+            "metadata": read["metadata"],
+            "salt_env": "DEID_SALT",
+            "keep_patient_sex": True,
+            "burned_in": "keep",
+        },
         root=str(tmp_path),
     )
     assert result["files_deidentified"] == 2 and result["burned_in_annotation"] == 1
@@ -161,10 +170,10 @@ def test_uids_are_stable_per_salt_and_options(tmp_path, phi_folder, monkeypatch)
         result = run("transform.deidentify", {"files": str(phi_folder), **args}, root=str(root))
         return {p.stem for p in _outputs(result)}, result
 
-    first, _ = uids(salt_env="DEID_SALT")
-    again, _ = uids(salt_env="DEID_SALT")
-    by_connection, result = uids(salt_connection="deid_salt", keep_patient_age=True, burned_in="reject")
-    other, _ = uids(salt_env="OTHER_SALT")
+    first, _ = uids(salt_env="DEID_SALT", burned_in="keep")
+    again, _ = uids(salt_env="DEID_SALT", burned_in="keep")
+    by_connection, result = uids(salt_connection="deid_salt", keep_patient_age=True)  # burned_in="reject" by default
+    other, _ = uids(salt_env="OTHER_SALT", burned_in="keep")
     assert first == again and len(first) == 2
     assert by_connection < first and len(by_connection) == 1  # the burned-in MR is set aside
     assert not (other & first)
@@ -186,7 +195,7 @@ def test_deidentified_files_flow_into_dicom_to_images(tmp_path, phi_folder, monk
     assert read["files_read"] == 3
     deid = run(
         "transform.deidentify",
-        {"files": read["files"], "metadata": read["metadata"], "salt_env": "DEID_SALT"},
+        {"files": read["files"], "metadata": read["metadata"], "salt_env": "DEID_SALT", "burned_in": "keep"},
         root=str(tmp_path),
     )
     assert deid["files_deidentified"] == 2  # the repeated instance is set aside, not written twice
@@ -217,3 +226,152 @@ def test_the_whole_table_e1_1_of_the_newest_edition_applies():
     assert ds.ConsultingPhysicianName == "" and ds.SourceSerialNumber == "" and ds.PatientID == "ANONYMIZED"
     assert "StationAETitle" not in ds and 0x50002000 not in ds and ds.Manufacturer == "ACME"
     assert {"StationAETitle", "(5000,2000)"} <= set(actions["removed"])
+
+
+@pytest.fixture
+def private_tmp(tmp_path, monkeypatch) -> Path:
+    """The system temporary folder (where runs work) inside tmp_path: a file written by escaping shows there."""
+    import tempfile
+
+    folder = tmp_path / "systmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_output_names_never_come_from_input_values(tmp_path, shared_data, private_tmp, monkeypatch, caplog):
+    """SOPInstanceUID stored as LO/UT with a path as value; StudyInstanceUID as LO; a UID that is no UID."""
+    monkeypatch.setenv("DEID_SALT", SALT)
+    (tmp_path / "x").mkdir()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    hostile = {"relative.dcm": ("LO", "../../../../ESCAPED_REL"), "absolute.dcm": ("UT", f"{tmp_path}/x/ESCAPED_ABS")}
+    study = pydicom.dcmread(shared_data / "dicom" / "pydicom" / "CT_small.dcm").StudyInstanceUID
+    for name, (vr, value) in hostile.items():
+        ds = pydicom.dcmread(shared_data / "dicom" / "pydicom" / "CT_small.dcm")
+        ds.BurnedInAnnotation = "NO"
+        del ds.SOPInstanceUID
+        ds.add_new(0x00080018, vr, value)  # SOPInstanceUID under another VR
+        del ds.StudyInstanceUID
+        ds.add_new(0x0020000D, "LO", study)  # StudyInstanceUID as LO
+        ds.add_new(0x00209161, "LO", "not a UID: Doe^John")  # ConcatenationUID, an invalid value
+        ds.file_meta.MediaStorageSOPInstanceUID = f"1.2.3.{len(name)}"
+        with warnings.catch_warnings():  # pydicom warns about what the attacker wrote
+            warnings.simplefilter("ignore")
+            ds.save_as(folder / name, enforce_file_format=True)
+    assert pydicom.dcmread(folder / "relative.dcm")[0x00080018].VR == "LO"
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    result = run("transform.deidentify", {"files": str(folder), "salt_env": "DEID_SALT"}, root=str(tmp_path / "out"))
+    assert result["files_deidentified"] == 2
+    assert [p for p in tmp_path.rglob("*") if "ESCAPED" in p.name] == []  # nothing written outside the task
+    assert "ESCAPED" not in caplog.text and "Doe^John" not in caplog.text  # pydicom's warnings would name them
+    outputs = _outputs(result)
+    assert len(outputs) == 2 and all(re.fullmatch(r"2\.25\.\d+\.dcm", p.name) for p in outputs)
+    studies = set()
+    for path in outputs:
+        data = path.read_bytes()
+        for value in (b"ESCAPED", study.encode(), b"Doe^John", b"not a UID"):
+            assert value not in data, value
+        ds = pydicom.dcmread(path)
+        assert ds[0x00080018].VR == "UI" and ds.SOPInstanceUID == path.stem == ds.file_meta.MediaStorageSOPInstanceUID
+        assert ds[0x0020000D].VR == "UI" and ds.StudyInstanceUID.startswith("2.25.")
+        assert ds.ConcatenationUID.startswith("2.25.")
+        studies.add(ds.StudyInstanceUID)
+    assert len(studies) == 1  # one study in, one study out
+    assert "ESCAPED" not in Path(result["report"]).read_text() + Path(result["manifest"]).read_text()
+
+
+def test_every_name_date_and_time_is_identifying_and_dates_can_shift(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("DEID_SALT", SALT)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    files = (("a.dcm", "P1", "20200115"), ("b.dcm", "P1", "20200301"), ("c", "P2", ""))
+    for number, (name, patient, study_date) in enumerate(files):
+        ds = pydicom.dcmread(shared_data / "dicom" / "pydicom" / "CT_small.dcm")
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.1{number}"
+        ds.PatientID, ds.StudyDate, ds.BurnedInAnnotation = patient, study_date or "20210704", "NO"
+        ds.SecondaryReviewerName = "Reviewer^Rita"  # PN attributes the profile does not list
+        ds.EvaluatorName = "Evaluator^Eve"
+        ds.ExpiryDate = "20301231"  # DA
+        ds.StudyUpdateDateTime = "20200116083000.5+0100"  # DT
+        ds.InstanceCreationTime = "101500"  # TM
+        ds.add_new(0x00731234, "LO", "unknown public tag: Doe")  # not in the dictionary
+        item = Dataset()
+        item.VerifyingObserverName = "Observer^Otto"
+        item.ObservationDateTime = "20200117120000"
+        item.add_new(0x0040A075, "LO", "Stored^AsLO")  # VerifyingObserverName again, stored as LO: still a PN
+        ds.VerifyingObserverSequence = [item]
+        ds.save_as(folder / name, enforce_file_format=True)
+    result = run("transform.deidentify", {"files": str(folder), "salt_env": "DEID_SALT"}, root=str(tmp_path / "r1"))
+    outputs = _outputs(result)
+    assert len(outputs) == 3
+    for path in outputs:
+        data = path.read_bytes()
+        for value in (b"Rita", b"Eve", b"Otto", b"AsLO", b"20301231", b"2020011608", b"101500", b"unknown public"):
+            assert value not in data, value
+        ds = pydicom.dcmread(path)
+        assert ds.LongitudinalTemporalInformationModified == "REMOVED"
+        assert ds.SecondaryReviewerName == "" and ds.ExpiryDate == "" and ds.StudyUpdateDateTime == ""
+        assert ds.VerifyingObserverSequence[0].ObservationDateTime in ("", "19000101000000") and 0x00731234 not in ds
+    shifted = run(
+        "transform.deidentify",
+        {"files": str(folder), "salt_env": "DEID_SALT", "shift_dates": True},
+        root=str(tmp_path / "r2"),
+    )
+    shifts = {}  # original study date -> days moved
+    for path in _outputs(shifted):
+        ds = pydicom.dcmread(path)
+        assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+        assert "113107" in [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
+        assert ds.SecondaryReviewerName == "" and ds.VerifyingObserverSequence[0].VerifyingObserverName == "ANONYMIZED"
+        days = (_day(ds.ExpiryDate) - _day("20301231")).days
+        assert -3652 <= days <= -1
+        shifts[(_day(ds.StudyDate) - timedelta(days=days)).strftime("%Y%m%d")] = days
+        # DT: the date part moves, the time and offset stay; TM stays: intervals are exact
+        assert ds.StudyUpdateDateTime == (_day("20200116") + timedelta(days=days)).strftime("%Y%m%d") + "083000.5+0100"
+        item = ds.VerifyingObserverSequence[0]
+        assert item.ObservationDateTime == (_day("20200117") + timedelta(days=days)).strftime("%Y%m%d") + "120000"
+        assert ds.InstanceCreationTime == "101500"
+    assert sorted(shifts) == ["20200115", "20200301", "20210704"]
+    assert shifts["20200115"] == shifts["20200301"] != shifts["20210704"]  # one shift per patient
+
+
+def _day(text: str) -> date:
+    return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+
+
+def test_files_that_may_show_text_in_the_pixels_are_set_aside_unless_kept(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("DEID_SALT", SALT)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cases = {  # file: (attributes, set aside by default)
+        "flagged.dcm": ({"BurnedInAnnotation": "YES"}, True),
+        "face.dcm": ({"BurnedInAnnotation": "NO", "RecognizableVisualFeatures": "YES"}, True),
+        "us_unflagged.dcm": ({"Modality": "US"}, True),
+        "sc_unflagged.dcm": ({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.7"}, True),
+        "us_clean.dcm": ({"Modality": "US", "BurnedInAnnotation": "NO"}, False),
+        "ct_unflagged.dcm": ({}, False),
+    }
+    for number, (name, (attributes, _)) in enumerate(cases.items()):
+        ds = pydicom.dcmread(shared_data / "dicom" / "pydicom" / "CT_small.dcm")
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{number + 1}"
+        for keyword, value in attributes.items():
+            setattr(ds, keyword, value)
+        ds.save_as(folder / name, enforce_file_format=True)
+    result = run("transform.deidentify", {"files": str(folder), "salt_env": "DEID_SALT"}, root=str(tmp_path / "r1"))
+    assert result["files_deidentified"] == 2 and result["burned_in_annotation"] == 0
+    reasons = sorted(r["reason"].split(":")[0] for r in json.loads(Path(result["manifest"]).read_text())["rejected"])
+    assert reasons == [
+        "BurnedInAnnotation = YES",
+        "RecognizableVisualFeatures = YES",
+        "no BurnedInAnnotation flag on a Secondary Capture Image Storage image",
+        "no BurnedInAnnotation flag on a US image",
+    ]
+    kept = run(
+        "transform.deidentify",
+        {"files": str(folder), "salt_env": "DEID_SALT", "burned_in": "keep"},
+        root=str(tmp_path / "r2"),
+    )
+    assert kept["files_deidentified"] == 6 and kept["burned_in_annotation"] == 4
+    assert len(json.loads(Path(kept["report"]).read_text())["burned_in_annotation"]) == 4

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import logging
 import os
+import re
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -70,8 +73,21 @@ def profile_action(tag: int) -> str | None:
 
 BASIC_PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
 RETAIN_CHARACTERISTICS_CODE = ("113108", "DCM", "Retain Patient Characteristics Option")
+MODIFIED_DATES_CODE = ("113107", "DCM", "Retain Longitudinal Temporal Information Modified Dates Option")
 DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000"}
 UID_ROOT = "2.25."
+# Beyond Table E.1-1: every person name, date and time is identifying unless kept on purpose.
+IDENTIFYING_VRS = ("PN", "DA", "DT", "TM")
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+_NAME = re.compile(r"2\.25\.[0-9]{1,39}\.dcm")
+# Modalities whose images often carry identifying text in the pixels (patient name, dates burned in by the
+# device or the capture): without a BurnedInAnnotation flag, their files are set aside unless kept on purpose.
+# US ultrasound, SC/OT secondary capture and other, XC external camera, ES endoscopy, GM/SM microscopy (slide
+# labels), DOC scanned documents, XA/RF angiography and fluoroscopy (annotated runs).
+BURNS_IN_TEXT = ("US", "SC", "OT", "XC", "ES", "GM", "SM", "DOC", "XA", "RF")
+# The same for Secondary Capture (screenshots, scans) and VL (photographs, endoscopy, slides) SOP classes,
+# whatever the Modality says.
+MAX_DATE_SHIFT_DAYS = 3652
 
 
 def new_uid(uid: str, salt: bytes) -> str:
@@ -84,7 +100,44 @@ def _registered(uid: str) -> bool:
     """True for UIDs defined by the standard (SOP classes, transfer syntaxes, coding schemes): kept."""
     from pydicom.uid import UID
 
-    return UID(uid).name != uid
+    return bool(_UID.fullmatch(uid)) and UID(uid).name != uid
+
+
+def dictionary_vr(tag: int) -> str | None:
+    """The VR the DICOM dictionary gives ``tag`` (not the VR a file stored it with); None for unknown tags."""
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def date_shift_days(patient_id: str, salt: bytes) -> int:
+    """Days (-3652..-1) every date of a patient moves: keyed by the salt, so the same patient always moves alike."""
+    digest = hmac.new(salt, b"date-shift\0" + patient_id.strip().encode(), hashlib.sha256).digest()
+    return -1 - int.from_bytes(digest[:8], "big") % MAX_DATE_SHIFT_DAYS
+
+
+def shift_date(value: str, vr: str, days: int) -> str:
+    """A DA or DT value (ranges and multiple values included) moved by ``days``; the time part of a DT is kept.
+    A value that is not a full date (YYYYMMDD...) becomes empty, as it cannot be moved exactly."""
+    out = []
+    for single in str(value).split("\\"):
+        parts = []
+        for text in [p.strip() for p in (single.split("-") if vr == "DA" else [single])]:
+            if not text:
+                parts.append("")
+                continue
+            if len(text) < 8 or not text[:8].isdigit() or (vr == "DA" and len(text) != 8):
+                return ""
+            try:
+                moved = date(int(text[:4]), int(text[4:6]), int(text[6:8])) + timedelta(days=days)
+            except (ValueError, OverflowError):
+                return ""
+            parts.append(f"{moved.year:04d}{moved.month:02d}{moved.day:02d}{text[8:]}")
+        out.append("-".join(parts))
+    return "\\".join(out)
 
 
 def age_years(ds) -> str | None:
@@ -104,10 +157,11 @@ def age_years(ds) -> str | None:
 class Deidentifier:
     """Applies the basic profile to datasets; one instance per run keeps the UID mapping consistent."""
 
-    def __init__(self, salt: bytes, keep_patient_sex: bool, keep_patient_age: bool):
+    def __init__(self, salt: bytes, keep_patient_sex: bool, keep_patient_age: bool, shift_dates: bool = False):
         self.salt = salt
         self.keep = {"PatientSex"} if keep_patient_sex else set()
         self.keep_age = keep_patient_age
+        self.shift_dates = shift_dates
         self.uids: dict[str, str] = {}
 
     def uid(self, value: str) -> str:
@@ -118,20 +172,28 @@ class Deidentifier:
 
     def apply(self, ds) -> dict:
         """De-identify ``ds`` in place; returns the actions taken (attribute keywords, counts)."""
-        from pydicom.sequence import Sequence
-
-        actions = {"removed": set(), "emptied": set(), "dummy": set(), "uids_replaced": 0, "private_removed": 0}
+        actions = {
+            "removed": set(),
+            "emptied": set(),
+            "dummy": set(),
+            "uids_replaced": 0,
+            "private_removed": 0,
+            "dates_shifted": 0,
+        }
         age = age_years(ds) if self.keep_age else None
+        days = date_shift_days(str(ds.get("PatientID") or ""), self.salt) if self.shift_dates else 0
+        original = _text(ds.get("SOPInstanceUID") or "")
         private = [elem.tag for elem in _walk(ds) if elem.tag.is_private]
         actions["private_removed"] = len(private)
         ds.remove_private_tags()
-        self._scrub(ds, actions, Sequence)
+        self._scrub(ds, actions, days)
+        # the instance UID names the output file: always a new 2.25 UID, whatever was stored (or missing)
+        ds.SOPInstanceUID = self.uid(original) if original else new_uid(os.urandom(16).hex(), self.salt)
         if age is not None:
             ds.PatientAge = age
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
-            if "MediaStorageSOPInstanceUID" in meta:
-                meta.MediaStorageSOPInstanceUID = self.uid(meta.MediaStorageSOPInstanceUID)
+            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "PrivateInformation"):
                 if keyword in meta:
                     delattr(meta, keyword)
@@ -139,57 +201,133 @@ class Deidentifier:
         self._mark(ds)
         return {k: sorted(v) if isinstance(v, set) else v for k, v in actions.items()}
 
-    def _scrub(self, ds, actions: dict, sequence_type) -> None:
+    def _scrub(self, ds, actions: dict, days: int) -> None:
+        from pydicom import config
+        from pydicom.dataelem import DataElement
+        from pydicom.sequence import Sequence
+
         for tag in list(ds.keys()):
             elem = ds[tag]
             keyword = elem.keyword or f"({tag.group:04X},{tag.element:04X})"
-            action = profile_action(int(tag))
             if keyword in self.keep or (keyword == "PatientAge" and self.keep_age):
                 continue
+            vr = dictionary_vr(int(tag))  # the standard's VR: a value stored under another VR is still a UID, a name
+            action = profile_action(int(tag))
+            if vr is None and action is None:  # a public tag the dictionary does not know: nothing says it is safe
+                del ds[tag]
+                actions["removed"].add(keyword)
+                continue
+            if vr in ("UI", *IDENTIFYING_VRS) and elem.VR != vr:
+                # re-typed with the value it will get, never with the stored one (pydicom would log it as invalid)
+                value = "" if elem.VM == 0 else elem.value if elem.VM > 1 else _text(elem.value)
+                elem = ds[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
+            if self.shift_dates and vr in ("DA", "DT"):
+                if elem.value not in (None, "", b""):
+                    ds[tag] = DataElement(tag, vr, shift_date(_text(elem.value), vr, days))
+                    actions["dates_shifted"] += 1
+                continue
+            if self.shift_dates and vr == "TM" and action != "X":
+                continue  # times of day are kept with moved dates: intervals stay exact
+            if action is None and vr in IDENTIFYING_VRS:
+                action = "Z"
             if action == "X":
                 del ds[tag]
                 actions["removed"].add(keyword)
                 continue
             if action == "Z":
                 if elem.VR == "SQ":
-                    elem.value = sequence_type([])
+                    elem.value = Sequence([])
                 elif elem.value not in (None, "", b""):
-                    elem.value = None if elem.VR in ("US", "SS", "UL", "SL", "FL", "FD") else ""
+                    ds[tag] = DataElement(tag, elem.VR, None if elem.VR in ("US", "SS", "UL", "SL", "FL", "FD") else "")
                 actions["emptied"].add(keyword)
                 continue
             if action == "D" and elem.VR != "SQ":
-                elem.value = DUMMY.get(elem.VR, "ANONYMIZED" if elem.VR in ("LO", "SH", "LT", "ST", "UT") else "")
+                dummy = DUMMY.get(elem.VR, "ANONYMIZED" if elem.VR in ("LO", "SH", "LT", "ST", "UT") else "")
+                ds[tag] = DataElement(tag, elem.VR, dummy)
                 actions["dummy"].add(keyword)
                 continue
             if elem.VR == "SQ":
                 for item in elem.value or []:
-                    self._scrub(item, actions, sequence_type)
-            elif elem.VR == "UI" and elem.value:
-                values = elem.value if elem.VM > 1 else [elem.value]
-                replaced = [v if _registered(str(v)) else self.uid(v) for v in values]
+                    self._scrub(item, actions, days)
+            elif elem.VR == "UI" and elem.value not in (None, "", b""):
+                values = [_text(v) for v in (elem.value if elem.VM > 1 else [elem.value])]
+                # a registered UID (SOP class, transfer syntax) is kept; any other value, a UID or not, is replaced
+                replaced = [v if _registered(v) else self.uid(v) for v in values]
                 actions["uids_replaced"] += sum(a != b for a, b in zip(values, replaced, strict=True))
-                elem.value = replaced if elem.VM > 1 else replaced[0]
+                ds[tag] = DataElement(tag, "UI", replaced if len(replaced) > 1 else replaced[0])
 
     def _mark(self, ds) -> None:
         from pydicom.dataset import Dataset
 
         ds.PatientIdentityRemoved = "YES"
+        ds.LongitudinalTemporalInformationModified = "MODIFIED" if self.shift_dates else "REMOVED"
         codes = [BASIC_PROFILE_CODE] + ([RETAIN_CHARACTERISTICS_CODE] if self.keep or self.keep_age else [])
+        codes += [MODIFIED_DATES_CODE] if self.shift_dates else []
         method = []
         for value, scheme, meaning in codes:
             item = Dataset()
             item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
             method.append(item)
-        ds.DeidentificationMethod = f"PS3.15 {basic_profile()[0]} E.1 Basic Profile" + (
-            "; retained: " + ", ".join(sorted(self.keep | ({"PatientAge"} if self.keep_age else set())))
-            if self.keep or self.keep_age
-            else ""
+        ds.DeidentificationMethod = (
+            f"PS3.15 {basic_profile()[0]} E.1 Basic Profile"
+            + (
+                "; retained: " + ", ".join(sorted(self.keep | ({"PatientAge"} if self.keep_age else set())))
+                if self.keep or self.keep_age
+                else ""
+            )
+            + ("; dates shifted per patient" if self.shift_dates else "")
         )
         ds.DeidentificationMethodCodeSequence = method
         if "PatientName" not in ds:
             ds.PatientName = ""
         if "PatientID" not in ds:
             ds.PatientID = ""
+
+
+def _text(value) -> str:
+    """A stored value as text (bytes of an element stored under an unexpected VR included)."""
+    if isinstance(value, bytes):
+        return value.decode("latin-1").strip("\x00 ")
+    return str(value).strip()
+
+
+@contextlib.contextmanager
+def _quiet_pydicom():
+    """pydicom warns about invalid values with the value in the message (and logs it): hostile values must not
+    reach the task log, so it reads without validating; what is written is ours and valid."""
+    from pydicom import config
+
+    before = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        config.settings.reading_validation_mode = before
+
+
+def burned_in_text(ds) -> str:
+    """Why the pixels of ``ds`` may show identifying text ('' when nothing says so)."""
+    flag = str(ds.get("BurnedInAnnotation") or "").strip().upper()
+    if flag == "YES":
+        return "BurnedInAnnotation = YES"
+    if str(ds.get("RecognizableVisualFeatures") or "").strip().upper() == "YES":
+        return "RecognizableVisualFeatures = YES"
+    if flag:
+        return ""
+    modality = str(ds.get("Modality") or "").strip().upper()
+    if modality in BURNS_IN_TEXT:
+        return f"no BurnedInAnnotation flag on a {modality} image"
+    sop_class = _text(ds.get("SOPClassUID") or "")
+    name = _uid_name(sop_class)
+    if "Secondary Capture" in name or name.startswith("VL "):  # screenshots, scans, photographs
+        return f"no BurnedInAnnotation flag on a {name} image"
+    return ""
+
+
+def _uid_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    return UID(uid).name if _registered(uid) else ""
 
 
 def _walk(ds):
@@ -233,7 +371,8 @@ def deidentify(
     salt_env: str | None = None,
     keep_patient_sex: bool = False,
     keep_patient_age: bool = False,
-    burned_in: Literal["report", "reject"] = "report",
+    shift_dates: bool = False,
+    burned_in: Literal["reject", "keep"] = "reject",
     output: OutputPath = "files",
     table: OutputPath = "metadata.parquet",
     report: OutputPath = "deidentification.json",
@@ -242,15 +381,21 @@ def deidentify(
 
     Applies every attribute of Table E.1-1 in the newest edition of the standard that dicom-anonymizer
     ships (2026c here): removes, empties or replaces with dummy values the identifying attributes
-    (names, IDs, dates, institutions, physicians, comments, ...), curves, overlays and all private
-    tags, and replaces every
-    non-standard UID (Study/Series/SOP Instance, Frame of Reference, references in sequences, file
-    meta) by ``2.25.<HMAC-SHA256(salt, UID)>``: the same input UID gets the same new UID, within a
-    run and across runs with the same salt. The salt comes from an Airflow connection (password or
-    extra ``salt``) or an environment variable and is never logged or recorded. Files are written
-    flat as ``<new SOPInstanceUID>.dcm`` (original names may carry PHI); PatientIdentityRemoved and
-    the De-identification Method (code 113100, plus 113108 when characteristics are kept) are set.
-    Files flagged BurnedInAnnotation = YES (pixel text is not removed) are reported or set aside.
+    (names, IDs, dates, institutions, physicians, comments, ...), curves, overlays, all private tags
+    and public tags the DICOM dictionary does not know. Beyond the table, every person name (PN),
+    date (DA, DT) and time (TM) is emptied, anywhere, sequences included; with ``shift_dates`` the
+    dates move instead by a number of days fixed per patient by the salt (intervals kept, times
+    kept). Every UID attribute (by the dictionary's VR, whatever VR the file stored it with) that
+    is not a registered UID is replaced by ``2.25.<HMAC-SHA256(salt, value)>``, a value that is no
+    valid UID included: the same input gets the same new UID, within a run and across runs with the
+    same salt. The salt comes from an Airflow connection (password or extra ``salt``) or an
+    environment variable and is never logged or recorded. Files are written flat as ``<new
+    SOPInstanceUID>.dcm``: a name made by us, never from an input value; PatientIdentityRemoved and
+    the De-identification Method (code 113100, plus 113108 when characteristics are kept and 113107
+    when dates are shifted) are set. Pixel text is not removed: files flagged BurnedInAnnotation or
+    RecognizableVisualFeatures YES, and files without the flag of a Secondary Capture class or a
+    modality that often burns text into the pixels (US, SC, OT, XC, ES, GM, SM, DOC, XA, RF), are
+    set aside with the reason unless ``burned_in="keep"``.
 
     :param files: Folder of DICOM files (e.g. the ``files`` output of ``input.dicom``), searched recursively.
     :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names and UIDs.
@@ -258,7 +403,9 @@ def deidentify(
     :param salt_env: Name of an environment variable holding the salt (when no connection is given).
     :param keep_patient_sex: Keep PatientSex (Retain Patient Characteristics Option) for fairness checks.
     :param keep_patient_age: Keep the age in years (PatientAge ``NNNY``, from 90 on ``090Y``) for fairness checks.
-    :param burned_in: Files with BurnedInAnnotation = YES: ``report`` them (kept) or ``reject`` them (left out).
+    :param shift_dates: Move every date by a per-patient number of days (1 to 3652 back) instead of removing it.
+    :param burned_in: Files that may show identifying text in the pixels: ``reject`` them (set aside, the
+        default) or ``keep`` them (listed in the report; the pixels are not cleaned).
     :param output: Folder of de-identified files ``<new SOPInstanceUID>.dcm``.
     :param table: Metadata table (Parquet) of the de-identified files: file, UIDs and the kept metadata columns.
     :param report: JSON report: profile, options, salt source (not value), per-file actions, burned-in list.
@@ -271,7 +418,7 @@ def deidentify(
     from claimed_airflow.core.tables import read_table, write_table
 
     salt, salt_source = read_salt(salt_connection, salt_env)
-    worker = Deidentifier(salt, keep_patient_sex, keep_patient_age)
+    worker = Deidentifier(salt, keep_patient_sex, keep_patient_age, shift_dates)
     base = Path(files)
     candidates = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
     out = Path(output)
@@ -279,50 +426,59 @@ def deidentify(
     done: dict[str, dict] = {}  # original relative name -> new row
     entries, burned, names = [], [], set()
     progress = Progress("deidentify", len(candidates))
-    for number, path in enumerate(candidates, 1):
-        progress.advance()
-        relative = path.name if base.is_file() else path.relative_to(base).as_posix()
-        # original names may carry PHI: the log and manifest name a file by position and keyed hash
-        item = f"input file {number} of {len(candidates)} (key {new_uid(relative, salt)[5:17]})"
-        if not has_dicm_magic(path):
-            reject(item, "not a DICOM file (no DICM magic)")
-            continue
-        try:
-            ds = pydicom.dcmread(path)
-            flagged = str(ds.get("BurnedInAnnotation", "")).upper() == "YES"
-            actions = worker.apply(ds)
-        except Exception as exc:  # noqa: BLE001 - this file is set aside, the batch goes on
-            reject(item, f"not de-identifiable ({type(exc).__name__})")
-            continue
-        name = f"{ds.get('SOPInstanceUID') or worker.uid(relative)}.dcm"
-        if name in names:
-            reject(item, f"duplicate SOPInstanceUID: the same instance as {name}, already written")
-            continue
-        names.add(name)
-        if flagged:
-            if burned_in == "reject":
-                reject(name, "BurnedInAnnotation = YES: pixel data may show identifying text")
+    with _quiet_pydicom():
+        for number, path in enumerate(candidates, 1):
+            progress.advance()
+            relative = path.name if base.is_file() else path.relative_to(base).as_posix()
+            # original names may carry PHI: the log and manifest name a file by position and keyed hash
+            item = f"input file {number} of {len(candidates)} (key {new_uid(relative, salt)[5:17]})"
+            if not has_dicm_magic(path):
+                reject(item, "not a DICOM file (no DICM magic)")
                 continue
-            log.warning("%s: BurnedInAnnotation = YES; pixel data may show identifying text (not removed)", name)
-            burned.append(name)
-        ds.save_as(out / name, enforce_file_format=True)
-        entries.append({"file": name, "burned_in_annotation": flagged, **actions})
-        done[relative] = {
-            "file": name,
-            "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),
-            "StudyInstanceUID": str(ds.get("StudyInstanceUID", "")),
-            "SeriesInstanceUID": str(ds.get("SeriesInstanceUID", "")),
-        }
+            try:
+                ds = pydicom.dcmread(path)
+                text_risk = burned_in_text(ds)
+                actions = worker.apply(ds)
+            except Exception as exc:  # noqa: BLE001 - this file is set aside, the batch goes on
+                reject(item, f"not de-identifiable ({type(exc).__name__})")
+                continue
+            name = f"{ds.SOPInstanceUID}.dcm"  # a new 2.25 UID: digits and dots, never an input value
+            if not _NAME.fullmatch(name) or (out / name).resolve().parent != out.resolve():
+                raise ClaimedError(f"deidentify: internal error, unexpected output name {name!r}")
+            if name in names:
+                reject(item, f"duplicate SOPInstanceUID: the same instance as {name}, already written")
+                continue
+            names.add(name)
+            if text_risk:
+                if burned_in == "reject":
+                    reject(item, f"{text_risk}: pixel data may show identifying text (burned_in='keep' keeps it)")
+                    continue
+                log.warning("%s: %s; pixel data may show identifying text (not removed)", name, text_risk)
+                burned.append(name)
+            ds.save_as(out / name, enforce_file_format=True)
+            entries.append({"file": name, "burned_in_annotation": bool(text_risk), **actions})
+            done[relative] = {
+                "file": name,
+                "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),
+                "StudyInstanceUID": str(ds.get("StudyInstanceUID", "")),
+                "SeriesInstanceUID": str(ds.get("SeriesInstanceUID", "")),
+            }
     if not entries:
         raise ClaimedError(f"files: no DICOM file could be de-identified in {files}")
     kept = {"PatientSex"} if keep_patient_sex else set()
     kept |= {"PatientAge"} if keep_patient_age else set()
     frame = _rewrite_metadata(read_table(metadata, name="metadata") if metadata else None, done, worker, kept)
+
     write_table(frame, table)
     summary = {
         "profile": "DICOM PS3.15 Annex E, Basic Application Level Confidentiality Profile",
         "profile_edition": basic_profile()[0],
-        "options": {"keep_patient_sex": keep_patient_sex, "keep_patient_age": keep_patient_age, "burned_in": burned_in},
+        "options": {
+            "keep_patient_sex": keep_patient_sex,
+            "keep_patient_age": keep_patient_age,
+            "shift_dates": shift_dates,
+            "burned_in": burned_in,
+        },
         "salt_source": salt_source,
         "uid_root": UID_ROOT,
         "files": entries,
@@ -341,7 +497,8 @@ _DROP = {"PatientName", "PatientID", "PatientBirthDate", "StudyDate", "Accession
 
 
 def _rewrite_metadata(table, done: dict[str, dict], worker: Deidentifier, kept: set[str]):
-    """The input metadata with new file names and UIDs, identifying columns dropped; or a new table."""
+    """The input metadata with new file names and UIDs, identifying columns dropped (dates moved when
+    ``shift_dates``); or a new table."""
     import pandas as pd
 
     if table is None:
@@ -349,17 +506,42 @@ def _rewrite_metadata(table, done: dict[str, dict], worker: Deidentifier, kept: 
     if "file" not in table.columns:
         raise ClaimedError("metadata: column 'file' missing; expected the output of input.dicom")
     table = table[table["file"].astype(str).isin(done)].copy()
-    table["file"] = [done[str(f)]["file"] for f in table["file"]]
-    for column in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        if column in table.columns:
+    rows = [done[str(f)] for f in table["file"]]
+    table["file"] = [row["file"] for row in rows]
+    if worker.shift_dates and "PatientID" in table.columns:
+        days = [date_shift_days("" if pd.isna(p) else str(p), worker.salt) for p in table["PatientID"]]
+        for column in table.columns:
+            vr = _column_vr(column)
+            if vr in ("DA", "DT"):
+                values = [
+                    "" if pd.isna(v) else shift_date(str(v), vr, d) for v, d in zip(table[column], days, strict=True)
+                ]
+                table[column] = values
+                kept = kept | {column}
+    for column in table.columns:
+        if column in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+            table[column] = [row[column] for row in rows]
+        elif _column_vr(column) == "UI":
             table[column] = [_new(worker, v) for v in table[column]]
-    identifying = [c for c in table.columns if (c in _DROP or _column_action(c) not in (None, "U")) and c not in kept]
+    identifying = [
+        c
+        for c in table.columns
+        if (c in _DROP or _column_action(c) not in (None, "U") or _column_vr(c) in IDENTIFYING_VRS) and c not in kept
+    ]
     return table.drop(columns=identifying)
+
+
+def _column_vr(column: str) -> str | None:
+    """The dictionary VR of a metadata column named after a DICOM keyword (None for other columns)."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = tag_for_keyword(str(column))
+    return dictionary_vr(tag) if tag is not None else None
 
 
 def _column_action(column: str) -> str | None:
     """The profile action of a metadata column named after a DICOM keyword (None for other columns)."""
     from pydicom.datadict import tag_for_keyword
 
-    tag = tag_for_keyword(column)
+    tag = tag_for_keyword(str(column))
     return profile_action(tag) if tag is not None else None
