@@ -51,15 +51,21 @@ class DeidentifyTransformOperator(ClaimedOperator):
 
     Applies every attribute of Table E.1-1 in the newest edition of the standard that dicom-
     anonymizer ships (2026c here): removes, empties or replaces with dummy values the identifying
-    attributes (names, IDs, dates, institutions, physicians, comments, ...), curves, overlays and
-    all private tags, and replaces every non-standard UID (Study/Series/SOP Instance, Frame of
-    Reference, references in sequences, file meta) by ``2.25.<HMAC-SHA256(salt, UID)>``: the same
-    input UID gets the same new UID, within a run and across runs with the same salt. The salt comes
-    from an Airflow connection (password or extra ``salt``) or an environment variable and is never
-    logged or recorded. Files are written flat as ``<new SOPInstanceUID>.dcm`` (original names may
-    carry PHI); PatientIdentityRemoved and the De-identification Method (code 113100, plus 113108
-    when characteristics are kept) are set. Files flagged BurnedInAnnotation = YES (pixel text is
-    not removed) are reported or set aside.
+    attributes (names, IDs, dates, institutions, physicians, comments, ...), curves, overlays, all
+    private tags and public tags the DICOM dictionary does not know. Beyond the table, every person
+    name (PN), date (DA, DT) and time (TM) is emptied, anywhere, sequences included; with
+    ``shift_dates`` the dates move instead by a number of days fixed per patient by the salt
+    (intervals kept, times kept). Every UID attribute (by the dictionary's VR, whatever VR the file
+    stored it with) that is not a registered UID is replaced by ``2.25.<HMAC-SHA256(salt, value)>``,
+    a value that is no valid UID included: the same input gets the same new UID, within a run and
+    across runs with the same salt. The salt comes from an Airflow connection (password or extra
+    ``salt``) or an environment variable and is never logged or recorded. Files are written flat as
+    ``<new SOPInstanceUID>.dcm``: a name made by us, never from an input value;
+    PatientIdentityRemoved and the De-identification Method (code 113100, plus 113108 when
+    characteristics are kept and 113107 when dates are shifted) are set. Pixel text is not removed:
+    files flagged BurnedInAnnotation or RecognizableVisualFeatures YES, and files without the flag
+    of a Secondary Capture class or a modality that often burns text into the pixels (US, SC, OT,
+    XC, ES, GM, SM, DOC, XA, RF), are set aside with the reason unless ``burned_in="keep"``.
 
     Runs the ``transform.deidentify`` component. Outputs (XCom keys): output, table, report.
 
@@ -80,8 +86,11 @@ class DeidentifyTransformOperator(ClaimedOperator):
     :param keep_patient_age: Keep the age in years (PatientAge ``NNNY``, from 90 on ``090Y``) for
         fairness checks.
     :type keep_patient_age: bool
-    :param burned_in: Files with BurnedInAnnotation = YES: ``report`` them (kept) or ``reject`` them
-        (left out).
+    :param shift_dates: Move every date by a per-patient number of days (1 to 3652 back) instead of
+        removing it.
+    :type shift_dates: bool
+    :param burned_in: Files that may show identifying text in the pixels: ``reject`` them (set
+        aside, the default) or ``keep`` them (listed in the report; the pixels are not cleaned).
     :type burned_in: str
     """
 
@@ -93,6 +102,7 @@ class DeidentifyTransformOperator(ClaimedOperator):
         "salt_env",
         "keep_patient_sex",
         "keep_patient_age",
+        "shift_dates",
         "burned_in",
     )
     ui_color = "#e8f5e9"
@@ -107,7 +117,8 @@ class DeidentifyTransformOperator(ClaimedOperator):
         salt_env: str | None = None,
         keep_patient_sex: bool = False,
         keep_patient_age: bool = False,
-        burned_in: str = "report",
+        shift_dates: bool = False,
+        burned_in: str = "reject",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,6 +128,7 @@ class DeidentifyTransformOperator(ClaimedOperator):
         self.salt_env = salt_env
         self.keep_patient_sex = keep_patient_sex
         self.keep_patient_age = keep_patient_age
+        self.shift_dates = shift_dates
         self.burned_in = burned_in
 
 
