@@ -19,8 +19,10 @@ Endpoints (KServe V2 / Open Inference Protocol, and KServe V1):
   ``image/jpeg``) or a DICOM file (``application/dicom``).
 
 Bad requests get a 4xx status with ``{"error": "<what is wrong>"}``; the server never answers with a
-stack trace. Only the standard library serves HTTP (``ThreadingHTTPServer``), so serving needs no
-Airflow and nothing beyond the ``ml`` extra (Keras for ``model.keras``, onnxruntime for ``model.onnx``).
+stack trace. HTTP is served by uvicorn (httptools) and Starlette (the ``serve`` extra); decoding and
+prediction run in a bounded pool of threads. Limits: request bodies (counted while they arrive),
+batch size, image and DICOM frame size (the ``max_pixels`` guard of ``transform.dicom_to_images``,
+checked from the header before decoding), connections, idle time and the time to receive a request.
 """
 
 from __future__ import annotations
@@ -30,32 +32,46 @@ import base64
 import binascii
 import contextlib
 import io
-import json
 import logging
 import math
+import os
 import re
+import socket
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from claimed_airflow import __version__
 from claimed_airflow.components.train.image_classifier import ImageClassifier, network_file
+from claimed_airflow.components.transform.dicom_to_images import (
+    DEFAULT_MAX_PIXELS,
+    FrameTooLarge,
+    check_frame_size,
+    fit,
+    frame_size,
+    to_uint8,
+)
 from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow.serving")
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_BATCH = 256
+DEFAULT_THREADS = 4  # threads that decode and predict; requests beyond wait (cheaply) for one
+DEFAULT_MAX_CONNECTIONS = 256  # open connections + requests in progress; beyond, uvicorn answers 503
+IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent (before its first request and between requests)
+REQUEST_TIMEOUT = 60.0  # seconds to receive one whole request (headers and body) once it has begun
 FLOAT_TYPES = {"FP16": "float16", "FP32": "float32", "FP64": "float64"}
 INT_TYPES = {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
 IMAGE_TYPES = ("image/", "application/octet-stream")
 DICOM_TYPES = ("application/dicom",)
 OUTPUTS = ("probabilities", "label", "score")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_DIGITS = re.compile(r"[0-9]{1,15}")
 
 
 class RequestError(Exception):
@@ -94,14 +110,20 @@ def resolve_model_folder(folder: str | Path) -> tuple[Path, str, str]:
 class ServedModel:
     """An image classifier (Keras or ONNX) with its labels; turns protocol payloads into batches and back."""
 
-    def __init__(self, folder: str | Path, name: str | None = None, max_batch: int = DEFAULT_MAX_BATCH):
+    def __init__(
+        self,
+        folder: str | Path,
+        name: str | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
         self.folder, default_name, self.version = resolve_model_folder(folder)
         self.name = name or default_name
         if not _NAME.match(self.name):
             raise ClaimedError(f"name: {self.name!r} is not a valid model name (letters, digits, _ . -)")
         self.network = ImageClassifier(self.folder)
         self.classes, self.image_size = self.network.classes, self.network.image_size
-        self.max_batch = max_batch
+        self.max_batch, self.max_pixels = max_batch, max_pixels
         self._lock = threading.Lock()
         self.predict(self.blank(1))  # build the predict function before the first request
 
@@ -135,6 +157,25 @@ class ServedModel:
             ],
             "parameters": {"classes": self.classes, "image_size": self.image_size},
         }
+
+    def answer(self, v2: bool, payload: bytes, content_type: str, header_length: str | None) -> dict:
+        """The answer to an ``infer`` (``v2``) or ``:predict`` request body; RequestError for a bad one."""
+        if header_length is not None:  # the binary tensor data extension of the V2 protocol
+            if not v2:
+                raise RequestError(400, "Inference-Header-Content-Length: binary data is only accepted by V2 infer")
+            if not _DIGITS.fullmatch(header_length) or int(header_length) > len(payload):
+                raise RequestError(400, f"Inference-Header-Content-Length: {header_length!r} does not fit the body")
+            return self.infer_v2(_json(payload[: int(header_length)]), payload[int(header_length) :])
+        if content_type.startswith(IMAGE_TYPES) or content_type in DICOM_TYPES:
+            reader = self.dicom_file if content_type in DICOM_TYPES else self.image_file
+            probabilities = self.predict(reader(payload)[None])
+            return self.response_v2(probabilities) if v2 else self.response_v1(probabilities)
+        if content_type != "application/json":
+            raise RequestError(
+                415, f"Content-Type: expected application/json, image/* or application/dicom, got {content_type}"
+            )
+        request = _json(payload)
+        return self.infer_v2(request) if v2 else self.predict_v1(request)
 
     def infer_v2(self, request: dict, binary: bytes | None = None) -> dict:
         """Answer a V2 inference request; ``binary``: the tensor bytes of the binary data extension."""
@@ -207,7 +248,7 @@ class ServedModel:
             allowed = ([shape[0], s, s, 3], [shape[0], s, s, 1])
             if shape not in allowed:
                 raise RequestError(400, f"input.shape: expected [N, {s}, {s}, 3] (or 1 channel), got {shape}")
-            array = _array(data, shape, FLOAT_TYPES[datatype]).astype(np.float32)
+            array = _array(data, shape, FLOAT_TYPES[datatype]).astype(np.float32, copy=False)
             if not np.isfinite(array).all():
                 raise RequestError(400, "input.data: values must be finite numbers")
             return np.broadcast_to(array, (shape[0], s, s, 3)).astype(np.float32, copy=False)
@@ -263,23 +304,10 @@ class ServedModel:
         return pixels_to_input(array)
 
     def image_file(self, payload: bytes):
-        return image_file_to_input(payload, self.image_size)
+        return image_file_to_input(payload, self.image_size, self.max_pixels)
 
     def dicom_file(self, payload: bytes):
-        """One network input from a DICOM file, windowed as ``transform.dicom_to_images`` does."""
-        import numpy as np
-        import pydicom
-        from PIL import Image
-
-        from claimed_airflow.components.transform.dicom_to_images import to_uint8
-
-        try:
-            dataset = pydicom.dcmread(io.BytesIO(payload))
-            pixels = to_uint8(dataset)
-        except Exception as exc:  # pydicom raises many types for a bad file
-            raise RequestError(400, f"dicom: not a readable DICOM image ({exc.__class__.__name__}: {exc})") from None
-        image = Image.fromarray(pixels).convert("L").resize((self.image_size, self.image_size))
-        return self.pixels(np.asarray(image, dtype=np.float32)[None])[0]
+        return dicom_file_to_input(payload, self.image_size, self.max_pixels)
 
     def _check_batch(self, n: int) -> None:
         if n > self.max_batch:
@@ -298,17 +326,74 @@ def pixels_to_input(array):
     return np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
 
 
-def image_file_to_input(payload: bytes, size: int):
-    """One network input ``(S, S, 3)`` from an image file (PNG, JPEG, ...); RequestError (400) if unreadable."""
+def _gray_to_input(gray, size: int):
+    """One network input ``(S, S, 3)`` from 8-bit grey pixels, resized as ``transform.dicom_to_images`` resizes."""
+    import numpy as np
+
+    return pixels_to_input(np.asarray(fit(gray, size), dtype=np.float32)[None])[0]
+
+
+def image_file_to_input(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """One network input ``(S, S, 3)`` from an image file (PNG, JPEG, ...).
+
+    RequestError 400 if unreadable, 413 if larger than ``max_pixels`` (checked from the header, before decoding).
+    """
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(payload)) as image:
-            gray = np.asarray(image.convert("L").resize((size, size)), dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            width, height = image.size
+            check_frame_size(height, width, len(image.getbands()), max_pixels)
+            gray = np.asarray(image.convert("L"))
+    except FrameTooLarge as exc:
+        raise RequestError(413, f"image: {exc}") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its MAX_IMAGE_PIXELS
+        raise RequestError(413, f"image: more than max_pixels={max_pixels} ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise RequestError(400, f"image: not a readable image file ({exc.__class__.__name__})") from None
-    return pixels_to_input(gray[None])[0]
+    return _gray_to_input(gray, size)
+
+
+def read_dicom(payload: bytes, max_bytes: int = MAX_BODY_BYTES):
+    """A pydicom dataset from a DICOM file's bytes; a deflated data set may inflate to ``max_bytes`` at most."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    stream = io.BytesIO(payload)
+    read_preamble(stream, False)
+    meta = read_dataset(stream, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return pydicom.dcmread(io.BytesIO(payload))
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # pydicom would inflate it whole, unbounded
+    data = inflater.decompress(payload[stream.tell() :], max_bytes + 1)
+    if len(data) > max_bytes:
+        raise RequestError(413, f"dicom: the deflated data set inflates to more than {max_bytes} bytes")
+    dataset = read_dataset(DicomBytesIO(data), False, True)
+    dataset.file_meta = FileMetaDataset(meta)
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return dataset
+
+
+def dicom_file_to_input(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """One network input from a DICOM file, windowed and resized as ``transform.dicom_to_images`` does.
+
+    Its frame size is checked against ``max_pixels`` from the header, before the pixel data is decoded.
+    """
+    try:
+        dataset = read_dicom(payload)
+        check_frame_size(*frame_size(dataset), max_pixels)
+        pixels = to_uint8(dataset)
+    except RequestError:
+        raise
+    except FrameTooLarge as exc:
+        raise RequestError(413, f"dicom: {exc}") from None
+    except Exception as exc:  # pydicom and its decoders raise many types for a bad file
+        raise RequestError(400, f"dicom: not a readable DICOM image ({exc.__class__.__name__}: {exc})") from None
+    return _gray_to_input(pixels, size)
 
 
 BINARY_TYPES = {
@@ -371,7 +456,7 @@ def _array(data: Any, shape: list[int] | None, dtype: str, where: str = "input.d
 
     try:
         array = np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError):
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise RequestError(400, f"{where}: expected {'nested lists of ' if shape is None else ''}numbers") from None
     if shape is None:
         return array
@@ -381,10 +466,15 @@ def _array(data: Any, shape: list[int] | None, dtype: str, where: str = "input.d
 
 
 def _json(payload: bytes) -> Any:
+    """The parsed JSON document (msgspec: several times faster than ``json`` on large number arrays)."""
+    import msgspec
+
     try:
-        return json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return msgspec.json.decode(payload)
+    except msgspec.DecodeError as exc:
         raise RequestError(400, f"request: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RequestError(400, "request: JSON nested too deeply") from None
 
 
 def _b64(item: Any, where: str) -> bytes:
@@ -398,136 +488,217 @@ def _b64(item: Any, where: str) -> bytes:
         raise RequestError(400, f"{where}: not valid base64") from None
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = f"claimed-airflow/{__version__}"
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
-    model: ServedModel  # set on the subclass made by make_server
+# --- HTTP -------------------------------------------------------------------------------------
+def make_app(model: ServedModel, threads: int = DEFAULT_THREADS):
+    """The Starlette (ASGI) application answering for ``model``; decoding and prediction use ``threads`` threads."""
+    import anyio
+    import msgspec
+    from starlette.applications import Starlette
+    from starlette.convertors import StringConvertor, register_url_convertor
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import Response
+    from starlette.routing import Route
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (BaseHTTPRequestHandler's name)
-        log.debug("%s %s", self.address_string(), format % args)
+    class ModelName(StringConvertor):
+        regex = "[^/:]+"  # so that /v1/models/<name>:predict is not read as the model <name>:predict
 
-    def do_GET(self) -> None:
-        self._answer(self._get)
+    register_url_convertor("claimed_model", ModelName())
+    limiter = anyio.CapacityLimiter(threads)
 
-    def do_POST(self) -> None:
-        self._answer(self._post)
+    def reply(status: int, document: dict, headers: dict | None = None) -> Response:
+        return Response(msgspec.json.encode(document), status, headers, media_type="application/json")
 
-    def _answer(self, route) -> None:
-        started = time.perf_counter()
-        try:
-            status, body = route(self.path.split("?", 1)[0])
-        except RequestError as exc:
-            status, body = exc.status, {"error": exc.message}
-        except Exception:
-            log.exception("internal error answering %s %s", self.command, self.path)
-            status, body = 500, {"error": "internal server error; see the server log"}
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        log.info("%s %s -> %d (%.1f ms)", self.command, self.path, status, (time.perf_counter() - started) * 1e3)
+    def check_model(request: Request) -> None:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        if name != model.name:
+            raise RequestError(404, f"model {name!r} not found; this server serves {model.name!r}")
+        if version is not None and version != model.version:
+            raise RequestError(404, f"model {name!r} has no version {version!r}; served: {model.version}")
 
-    def _get(self, path: str) -> tuple[int, dict]:
-        m = self.model
-        if path in ("/v2/health/live", "/v2/health/ready"):
-            return 200, {path.rsplit("/", 1)[-1]: True}
-        if path == "/v2":
-            return 200, {"name": "claimed-airflow", "version": __version__, "extensions": []}
-        route = self._model_route(path)
-        if route in ("v2", "v2-version"):
-            return 200, m.metadata_v2()
-        if route in ("v2-ready", "v1"):
-            return 200, {"name": m.name, "ready": True}
-        if route in ("v2-infer", "v1-predict"):
-            raise RequestError(405, f"{path}: use POST")
-        raise RequestError(404, f"{path}: not found")
-
-    def _post(self, path: str) -> tuple[int, dict]:
-        route = self._model_route(path)
-        if route not in ("v2-infer", "v1-predict"):
-            if route is None:
-                raise RequestError(404, f"{path}: not found")
-            raise RequestError(405, f"{path}: use GET")
-        payload = self._body()
-        content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
-        m = self.model
-        header_length = self.headers.get("Inference-Header-Content-Length")
-        if header_length is not None:  # the binary tensor data extension of the V2 protocol
-            if route != "v2-infer":
-                raise RequestError(400, "Inference-Header-Content-Length: binary data is only accepted by V2 infer")
-            if not header_length.isdigit() or int(header_length) > len(payload):
-                raise RequestError(400, f"Inference-Header-Content-Length: {header_length!r} does not fit the body")
-            request = _json(payload[: int(header_length)])
-            return 200, m.infer_v2(request, payload[int(header_length) :])
-        if content_type.startswith(IMAGE_TYPES) or content_type in DICOM_TYPES:
-            reader = m.dicom_file if content_type in DICOM_TYPES else m.image_file
-            probabilities = m.predict(reader(payload)[None])
-            return 200, m.response_v2(probabilities) if route == "v2-infer" else m.response_v1(probabilities)
-        if content_type != "application/json":
-            raise RequestError(
-                415, f"Content-Type: expected application/json, image/* or application/dicom, got {content_type}"
-            )
-        request = _json(payload)
-        return 200, m.infer_v2(request) if route == "v2-infer" else m.predict_v1(request)
-
-    def _model_route(self, path: str) -> str | None:
-        """Which model endpoint ``path`` is, or None; 404 for another model's name."""
-        patterns = (
-            ("v2-infer", r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer"),
-            ("v2-ready", r"/v2/models/([^/]+)(?:/versions/([^/]+))?/ready"),
-            ("v2-version", r"/v2/models/([^/]+)/versions/([^/]+)"),
-            ("v2", r"/v2/models/([^/]+)()"),
-            ("v1-predict", r"/v1/models/([^/:]+)():predict"),
-            ("v1", r"/v1/models/([^/:]+)()"),
-        )
-        for route, pattern in patterns:
-            match = re.fullmatch(pattern, path)
-            if match:
-                name, version = match.groups()
-                if name != self.model.name:
-                    raise RequestError(404, f"model {name!r} not found; this server serves {self.model.name!r}")
-                if version and version != self.model.version:
-                    raise RequestError(404, f"model {name!r} has no version {version!r}; served: {self.model.version}")
-                return route
-        return None
-
-    def _body(self) -> bytes:
-        length = self.headers.get("Content-Length")
-        if length is None:
+    async def read_body(request: Request) -> bytes:
+        """The body, refused (413) as soon as more than MAX_BODY_BYTES have arrived, whatever the headers say."""
+        declared = request.headers.get("content-length")
+        if declared is None and "transfer-encoding" not in request.headers:
             raise RequestError(411, "Content-Length: required")
-        try:
-            size = int(length)
-        except ValueError:
-            raise RequestError(400, f"Content-Length: not a number: {length!r}") from None
-        if size > MAX_BODY_BYTES:
-            self.close_connection = True
-            raise RequestError(413, f"request body: {size} bytes is more than the limit of {MAX_BODY_BYTES}")
-        return self.rfile.read(size)
+        if declared is not None and _DIGITS.fullmatch(declared) and int(declared) > MAX_BODY_BYTES:
+            raise RequestError(413, f"request body: {declared} bytes is more than the limit of {MAX_BODY_BYTES}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise RequestError(413, f"request body: more than the limit of {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def predict(request: Request) -> Response:
+        check_model(request)
+        payload = await read_body(request)
+        content_type = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+        header_length = request.headers.get("inference-header-content-length")
+        v2 = request.url.path.startswith("/v2/")
+        document = await anyio.to_thread.run_sync(
+            model.answer, v2, payload, content_type, header_length, limiter=limiter
+        )
+        return reply(200, document)
+
+    async def metadata(request: Request) -> Response:
+        check_model(request)
+        return reply(200, model.metadata_v2())
+
+    async def ready(request: Request) -> Response:
+        check_model(request)
+        return reply(200, {"name": model.name, "ready": True})
+
+    async def health(request: Request) -> Response:
+        state = request.url.path.rsplit("/", 1)[-1]
+        return reply(200, {state: True})
+
+    async def server_info(request: Request) -> Response:
+        return reply(200, {"name": "claimed-airflow", "version": __version__, "extensions": []})
+
+    async def request_error(request: Request, exc: RequestError) -> Response:
+        # a refused body may still be arriving: close the connection rather than read it
+        return reply(exc.status, {"error": exc.message}, {"Connection": "close"} if exc.status == 413 else None)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        path = request.url.path
+        if exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            return reply(405, {"error": f"{path}: use {allowed}"}, {"Allow": allowed})
+        if exc.status_code == 404:
+            return reply(404, {"error": f"{path}: not found"})
+        return reply(exc.status_code, {"error": f"{path}: {exc.detail}"})
+
+    async def disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        return reply(400, {"error": "request: the client disconnected"})  # nobody reads it
+
+    async def internal_error(request: Request, exc: Exception) -> Response:  # uvicorn logs the traceback
+        return reply(500, {"error": "internal server error; see the server log"})
+
+    model_paths = ("/v2/models/{name:claimed_model}", "/v2/models/{name:claimed_model}/versions/{version}")
+    routes = [
+        Route("/v2/health/live", health, methods=["GET"]),
+        Route("/v2/health/ready", health, methods=["GET"]),
+        Route("/v2", server_info, methods=["GET"]),
+        *[Route(f"{base}/infer", predict, methods=["POST"]) for base in model_paths],
+        *[Route(f"{base}/ready", ready, methods=["GET"]) for base in model_paths],
+        *[Route(base, metadata, methods=["GET"]) for base in model_paths],
+        Route("/v1/models/{name:claimed_model}:predict", predict, methods=["POST"]),
+        Route("/v1/models/{name:claimed_model}", ready, methods=["GET"]),
+    ]
+    handlers = {RequestError: request_error, HTTPException: http_error, ClientDisconnect: disconnected}
+    return Starlette(routes=routes, exception_handlers={**handlers, Exception: internal_error})
 
 
-def make_server(model: ServedModel, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    """An HTTP server (not started) answering for ``model``; port 0 picks a free port."""
-    handler = type("ModelHandler", (Handler,), {"model": model})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+def _protocol(request_timeout: float):
+    """uvicorn's HTTP/1.1 protocol (httptools) with the timeouts uvicorn lacks and JSON framing errors.
+
+    uvicorn arms its keep-alive timeout only after a response: here it also runs from the moment a
+    connection opens, and each request must arrive whole (headers and body) within ``request_timeout``.
+    """
+    import asyncio
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    def raw_answer(status: str, message: str) -> bytes:
+        body = f'{{"error": "{message}"}}'.encode()
+        head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        return head.encode() + b"connection: close\r\n\r\n" + body
+
+    class Protocol(HttpToolsProtocol):
+        deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.deadline = self.loop.call_later(request_timeout, self.request_timed_out)
+
+        def on_message_complete(self) -> None:
+            self.cancel_deadline()
+            super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.cancel_deadline()
+            super().connection_lost(exc)
+
+        def cancel_deadline(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def request_timed_out(self) -> None:
+            self.deadline = None
+            if not self.transport.is_closing():
+                if self.cycle is None or not self.cycle.response_started:
+                    message = f"request: not received within {request_timeout:g} s"
+                    self.transport.write(raw_answer("408 Request Timeout", message))
+                self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            message = "request: not valid HTTP/1.1 (request line, headers, Content-Length or chunked framing)"
+            self.transport.write(raw_answer("400 Bad Request", message))
+            self.transport.close()
+
+    return Protocol
+
+
+def make_server(
+    model: ServedModel,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    threads: int = DEFAULT_THREADS,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    idle_timeout: float = IDLE_TIMEOUT,
+    request_timeout: float = REQUEST_TIMEOUT,
+    access_log: bool = False,
+):
+    """(uvicorn server, listening socket) for ``model``, not started; port 0 picks a free port."""
+    import uvicorn
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=2048)
+    config = uvicorn.Config(
+        make_app(model, threads),
+        http=_protocol(request_timeout),
+        lifespan="off",
+        log_config=None,
+        access_log=access_log,
+        server_header=False,
+        headers=[("server", f"claimed-airflow/{__version__}")],
+        limit_concurrency=max_connections,
+        timeout_keep_alive=idle_timeout,  # type: ignore[arg-type] (a float works: loop.call_later)
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config), listener
 
 
 @contextlib.contextmanager
-def serving(model: ServedModel, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``model`` in a background thread; yields the base URL and stops the server on exit."""
-    server = make_server(model, host, port)
-    thread = threading.Thread(target=server.serve_forever, name="claimed-serve", daemon=True)
+def serving(model: ServedModel, host: str = "127.0.0.1", port: int = 0, **limits: Any) -> Iterator[str]:
+    """Serve ``model`` in a background thread; yields the base URL and stops the server on exit.
+
+    ``limits``: keyword arguments of :func:`make_server` (threads, max_connections, idle_timeout, request_timeout).
+    """
+    server, listener = make_server(model, host, port, **limits)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="claimed-serve", daemon=True)
     thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            listener.close()
+            raise ClaimedError(f"serve: the server on {host}:{listener.getsockname()[1]} did not start")
+        time.sleep(0.01)
     try:
-        yield f"http://{host}:{server.server_address[1]}"
+        yield f"http://{host}:{listener.getsockname()[1]}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        server.should_exit = True
+        thread.join(timeout=30)
+        listener.close()
 
 
 def register(commands) -> None:
@@ -541,17 +712,64 @@ def register(commands) -> None:
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--name", help="model name in URLs (default: the model folder's name)")
     serve.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="largest batch accepted")
+    serve.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"largest image or DICOM frame (rows x columns x samples) decoded (default {DEFAULT_MAX_PIXELS})",
+    )
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=min(DEFAULT_THREADS, os.cpu_count() or 1),
+        help="threads that decode and predict (default: 4, at most the CPU count)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"open connections and requests in progress; beyond, 503 (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=IDLE_TIMEOUT,
+        help=f"seconds a silent connection stays open ({IDLE_TIMEOUT:g})",
+    )
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=REQUEST_TIMEOUT,
+        help=f"seconds to receive one request, headers and body ({REQUEST_TIMEOUT:g})",
+    )
     serve.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    model = ServedModel(args.model_folder, name=args.name, max_batch=args.max_batch)
+    for option in ("max_batch", "max_pixels", "threads", "max_connections"):
+        if getattr(args, option) < 1:
+            raise ClaimedError(f"--{option.replace('_', '-')}: must be at least 1, got {getattr(args, option)}")
+    for option in ("idle_timeout", "request_timeout"):
+        if not getattr(args, option) > 0:
+            raise ClaimedError(
+                f"--{option.replace('_', '-')}: must be more than 0 seconds, got {getattr(args, option)}"
+            )
+    model = ServedModel(args.model_folder, name=args.name, max_batch=args.max_batch, max_pixels=args.max_pixels)
     try:
-        server = make_server(model, args.host, args.port)
+        server, listener = make_server(
+            model,
+            args.host,
+            args.port,
+            threads=args.threads,
+            max_connections=args.max_connections,
+            idle_timeout=args.idle_timeout,
+            request_timeout=args.request_timeout,
+            access_log=True,
+        )
     except OSError as exc:
         raise ClaimedError(f"--port: cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
-    host, port = server.server_address[:2]
+    host, port = listener.getsockname()[:2]
     print(
         f"serving {model.name} version {model.version} from {model.folder}\n"
         f"  V2: http://{host}:{port}/v2/models/{model.name}/infer\n"
@@ -559,8 +777,8 @@ def main(args: argparse.Namespace) -> None:
         flush=True,
     )
     try:
-        server.serve_forever()
+        server.run(sockets=[listener])
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        listener.close()

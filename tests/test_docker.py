@@ -103,3 +103,9 @@ def test_helm_values_name_known_settings_and_the_current_version():
     assert set(values["config"]["claimed"]) <= set(options)
     assert values["images"]["airflow"]["tag"] == claimed_airflow.__version__
     assert values["config"]["claimed"]["image"].endswith(f":{claimed_airflow.__version__}")
+
+
+@pytest.mark.parametrize("name", COMPONENT_IMAGES)
+def test_component_images_can_serve_a_model(name):
+    """deploy.kserve (model_format=claimed) runs `claimed-airflow serve` in the component image."""
+    assert "serve" in build_args(name)["EXTRAS"].split(",")

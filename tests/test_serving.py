@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import io
 import json
+import socket
+import struct
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 
+from claimed_airflow.components.transform.dicom_to_images import DEFAULT_MAX_PIXELS, fit, to_uint8
 from claimed_airflow.core.errors import ClaimedError
-from claimed_airflow.serving import ServedModel, resolve_model_folder, serving
+from claimed_airflow.serving import MAX_BODY_BYTES, ServedModel, pixels_to_input, resolve_model_folder, serving
 from tests.tiny_model import CLASSES, SIZE, make_model_folder, png_bytes
 
 
@@ -295,3 +304,289 @@ def test_serve_command(models, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# --- hostile requests: framing, limits, timeouts (raw sockets where a client library would refuse) ---------
+def exchange(url: str, data: bytes, *, shutdown: bool = False, timeout: float = 60) -> bytes:
+    """All bytes the server sends back on one connection for raw request bytes, until it closes."""
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if shutdown:
+            sock.shutdown(socket.SHUT_WR)
+        return read_all(sock)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+def responses(data: bytes) -> list[tuple[int, dict, str]]:
+    """(status, JSON body, Content-Type) of each HTTP response in ``data``, in order."""
+
+    class Stream(io.BytesIO):
+        def close(self):  # HTTPResponse closes its file after a "Connection: close" answer
+            pass
+
+    class Received:
+        def makefile(self, *args, **kwargs):
+            return stream
+
+    stream = Stream(data)
+
+    found = []
+    while stream.tell() < len(data):
+        response = http.client.HTTPResponse(Received())
+        response.begin()
+        found.append((response.status, json.loads(response.read()), response.getheader("Content-Type")))
+    return found
+
+
+def request_bytes(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *(f"{k}: {v}" for k, v in (headers or {}).items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+OK_BODY = json.dumps(OK).encode()
+
+
+def test_a_negative_content_length_is_refused(server):
+    url, _ = server
+    sent = request_bytes("POST", INFER, OK_BODY, {"Content-Type": J, "Content-Length": "-1", "Connection": "close"})
+    [(status, answer, content_type)] = responses(exchange(url, sent, shutdown=True))
+    assert status == 400 and content_type == "application/json" and "not valid HTTP" in answer["error"]
+
+
+def test_a_body_above_the_limit_is_refused_whatever_the_headers_say(server):
+    url, _ = server
+    declared = request_bytes("POST", INFER, b"", {"Content-Type": J, "Content-Length": str(100 * 2**20)})
+    [(status, answer, _)] = responses(exchange(url, declared))
+    assert status == 413 and f"limit of {MAX_BODY_BYTES}" in answer["error"]
+    # no Content-Length: the body is counted as it arrives (chunked), and refused once past the limit
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=60) as sock:
+        sock.sendall(request_bytes("POST", INFER, b"", {"Content-Type": J, "Transfer-Encoding": "chunked"}))
+        chunk = b"%x\r\n" % 2**20 + b" " * 2**20 + b"\r\n"
+        sent = 0
+
+        def send():
+            nonlocal sent
+            try:
+                while sent <= MAX_BODY_BYTES:
+                    sock.sendall(chunk)
+                    sent += 2**20
+            except OSError:  # the server closed the connection after its answer
+                pass
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        received = read_all(sock)
+        sender.join(timeout=60)
+    [(status, answer, _)] = responses(received)
+    assert status == 413 and "more than the limit" in answer["error"]
+    assert sent <= MAX_BODY_BYTES + 2**20 + 2**20 * 8  # refused about at the limit, not after the whole body
+
+
+def test_no_request_smuggling_on_a_kept_alive_connection(server):
+    url, _ = server
+    smuggled = request_bytes("GET", "/v2/health/live")
+    sent = (
+        request_bytes("POST", "/nowhere", smuggled, {"Content-Length": len(smuggled)})  # 404 with a body
+        + request_bytes("GET", INFER, smuggled, {"Content-Length": len(smuggled)})  # 405 with a body
+        + request_bytes("POST", "/v2/models/other/infer", smuggled, {"Content-Length": len(smuggled)})  # unknown model
+        + request_bytes("GET", "/v2/models/tiny", b"", {"Connection": "close"})
+    )
+    answered = responses(exchange(url, sent))
+    assert [status for status, _, _ in answered] == [404, 405, 404, 200], answered
+    assert answered[-1][1]["name"] == "tiny"
+
+
+def test_inference_header_length_must_be_ascii_digits(server):
+    url, _ = server
+    for value in ("²", "-5", "1e3"):
+        status, answer, _ = call(
+            f"{url}{INFER}", "POST", OK_BODY, "application/octet-stream", {"Inference-Header-Content-Length": value}
+        )
+        assert status == 400 and "Inference-Header-Content-Length" in answer["error"], (value, answer)
+
+
+def test_deeply_nested_json_is_a_client_error(server):
+    url, _ = server
+    deep = b"[" * 100_000 + b"]" * 100_000
+    v2 = b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 16, 16, 3], "data": ' + deep + b"}]}"
+    v1 = b'{"instances": ' + deep + b"}"
+    for path, body in ((INFER, v2), ("/v1/models/tiny:predict", v1), (INFER, deep)):
+        status, answer, _ = call(url + path, "POST", body)
+        assert status == 400 and "nested too deeply" in answer["error"], answer
+
+
+@pytest.fixture(scope="module")
+def strict(server):
+    """A second server for the same model with small connection limits and short timeouts."""
+    _, model = server
+    with serving(model, threads=2, max_connections=45, idle_timeout=1.0, request_timeout=1.5) as url:
+        yield url
+
+
+def test_idle_connections_hold_no_threads_are_capped_and_closed(strict):
+    url = strict
+    address = (urlsplit(url).hostname, urlsplit(url).port)
+    assert call(f"{url}/v2/models/tiny")[0] == 200
+    threads = threading.active_count()
+    idle = [socket.create_connection(address, timeout=10) for _ in range(40)]
+    try:
+        time.sleep(0.3)
+        assert threading.active_count() - threads < 5  # not one thread per connection
+        assert call(f"{url}/v2/health/ready")[:2] == (200, {"ready": True})
+        idle += [socket.create_connection(address, timeout=10) for _ in range(5)]
+        time.sleep(0.3)
+        sent = request_bytes("GET", "/v2/health/ready", b"", {"Connection": "close"})
+        assert exchange(url, sent).startswith(b"HTTP/1.1 503 ")  # 46 connections: beyond max_connections
+        started = time.monotonic()
+        assert all(read_all(sock) == b"" for sock in idle)  # closed by the server after idle_timeout
+        assert time.monotonic() - started < 8
+    finally:
+        for sock in idle:
+            sock.close()
+    assert call(f"{url}/v2/health/live")[0] == 200
+
+
+def test_a_request_that_does_not_arrive_in_time_is_cut_off(strict):
+    url = strict
+    address = urlsplit(url)
+    partial = request_bytes("POST", INFER, b"[1, 2", {"Content-Type": J, "Content-Length": "100"})
+    started = time.monotonic()
+    [(status, answer, _)] = responses(exchange(url, partial))
+    assert status == 408 and "not received within 1.5 s" in answer["error"]
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:  # headers trickling in
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
+        try:
+            for i in range(40):
+                sock.sendall(b"X-Slow-%d: 1\r\n" % i)
+                time.sleep(0.1)
+        except OSError:
+            pass
+        assert read_all(sock).startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - started < 10
+
+
+# --- images and DICOM: the decompression guard of dicom_to_images, checked from the header ---------------
+def png_of_zeros(width: int, height: int, rows: int | None = None) -> bytes:
+    """A grey PNG of ``width`` x ``height`` zeros, compressed while generated (``rows``: only so many rows)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    deflate, row = zlib.compressobj(9), bytes(width + 1)
+    per_block = max(1, 2**22 // len(row))
+    parts, left = [], height if rows is None else rows
+    while left:
+        n = min(left, per_block)
+        parts.append(deflate.compress(row * n))
+        left -= n
+    parts.append(deflate.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+def dicom_bytes(rows: int, columns: int, *, deflated: bool = False, jpeg2000: bool = False) -> bytes:
+    """A DICOM file of zeros: deflated (compressed while generated) or a JPEG 2000 header only."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    from pydicom.uid import (
+        DeflatedExplicitVRLittleEndian,
+        JPEG2000Lossless,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = JPEG2000Lossless if jpeg2000 else DeflatedExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = rows, columns, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    head = DicomBytesIO()
+    head.write(bytes(128) + b"DICM")
+    write_file_meta_info(head, meta)
+    if jpeg2000:
+        ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])
+        ds["PixelData"].VR = "OB"
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    write_dataset(body, ds)
+    if jpeg2000:
+        return head.getvalue() + body.getvalue()
+    size = rows * columns * 2
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [deflate.compress(body.getvalue() + b"\xe0\x7f\x10\x00OW\x00\x00" + struct.pack("<I", size))]
+    block = bytes(min(size, 2**22))
+    for start in range(0, size, len(block)):
+        parts.append(deflate.compress(block[: size - start]))
+    return head.getvalue() + b"".join(parts) + deflate.flush()
+
+
+def test_images_larger_than_the_pixel_limit_are_refused_before_decoding(server):
+    url, _ = server
+    assert 12000 * 12000 > DEFAULT_MAX_PIXELS > 8000 * 8000
+    bomb = png_of_zeros(12000, 12000)  # a valid 140 KB PNG that decodes to 144 MB
+    status, answer, _ = call(f"{url}{INFER}", "POST", bomb, "image/png")
+    assert status == 413 and "12000x12000x1 exceeds max_pixels=100000000" in answer["error"], answer
+    status, answer, _ = call(f"{url}{INFER}", "POST", png_of_zeros(20000, 20000, rows=10), "image/png")
+    assert status == 413 and "max_pixels" in answer["error"], answer  # Pillow's own bomb guard: not a 500
+    request = _v2([2], [base64.b64encode(png_bytes(9)).decode(), base64.b64encode(bomb).decode()], "BYTES")
+    status, answer, _ = call(f"{url}{INFER}", "POST", request)
+    assert status == 413 and "max_pixels" in answer["error"]
+    status, answer, _ = call(
+        f"{url}/v1/models/tiny:predict", "POST", {"instances": [{"b64": request["inputs"][0]["data"][1]}]}
+    )
+    assert status == 413 and "max_pixels" in answer["error"]
+
+
+def test_dicom_larger_than_the_limits_is_refused_before_decoding(server):
+    url, _ = server
+    deflated = dicom_bytes(8000, 8000, deflated=True)  # 125 KB that inflate to 128 MB
+    assert len(deflated) < 200_000
+    status, answer, _ = call(f"{url}{INFER}", "POST", deflated, "application/dicom")
+    assert status == 413 and "inflates to more than" in answer["error"], answer
+    status, answer, _ = call(f"{url}{INFER}", "POST", dicom_bytes(20000, 20000, jpeg2000=True), "application/dicom")
+    assert status == 413 and "20000x20000x1 exceeds max_pixels=100000000" in answer["error"], answer
+    status, answer, _ = call(f"{url}{INFER}", "POST", dicom_bytes(64, 48, deflated=True), "application/dicom")
+    assert status == 200 and answer["outputs"][1]["data"] == ["dark"]  # a small deflated file is read
+
+
+def test_images_are_resized_as_dicom_to_images_resizes_them(server, shared_data):
+    """Served inputs go through the training images' resize (bilinear), not Pillow's default (bicubic)."""
+    import pydicom
+    from PIL import Image
+
+    url, model = server
+    rng = np.random.default_rng(3)
+    sparse = np.where(rng.random((45, 45)) < 0.08, 255, 118).astype(np.uint8)  # bicubic overshoots, then clips
+    buffer = io.BytesIO()
+    Image.fromarray(sparse).save(buffer, format="PNG")
+    dicom = (shared_data / "dicom" / "pydicom" / "CT_small.dcm").read_bytes()
+    for body, content_type, pixels in (
+        (buffer.getvalue(), "image/png", sparse),
+        (dicom, "application/dicom", to_uint8(pydicom.dcmread(io.BytesIO(dicom)))),
+    ):
+        status, answer, _ = call(f"{url}{INFER}", "POST", body, content_type)
+        assert status == 200, answer
+        served = np.reshape(answer["outputs"][0]["data"], (1, 2))
+        expected = model.predict(pixels_to_input(np.asarray(fit(pixels, SIZE), np.float32)[None]))
+        default = model.predict(
+            pixels_to_input(np.asarray(Image.fromarray(pixels).resize((SIZE, SIZE)), np.float32)[None])
+        )
+        np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-7)
+        if content_type == "image/png":
+            assert np.abs(default - expected).max() > 1e-3  # the two filters give different answers

@@ -10,9 +10,12 @@ The model is the flagship's network, untrained: MobileNetV2 (Keras 3, ``weights=
 - ``http v2 png``: the same with the images as base64 PNG files (``BYTES``), decoded by the server.
 
 and reports images/s and per-request latency p50/p99. Sequential requests (latency, not a load test);
-the four ways are interleaved request by request so that they share the machine's load.
+the ways are interleaved request by request so that they share the machine's load. ``--baseline REF``
+also serves the model with ``claimed_airflow/serving.py`` of git revision REF (e.g. the server before a
+change), interleaved with the others, and prints the ratios the server must meet: binary and PNG at
+batch 32 within 1.15x of ``direct`` (p50), FP32 JSON against the baseline's.
 
-usage: .venv/bin/python tests/benchmarks/serve.py [--requests 200] [--batch-requests 40]
+usage: .venv/bin/python tests/benchmarks/serve.py [--requests 200] [--batch-requests 40] [--baseline REF]
 """
 
 from __future__ import annotations
@@ -30,6 +33,18 @@ import time
 from pathlib import Path
 
 SIZE, NAME = 64, "bench"
+ROOT = Path(__file__).resolve().parents[2]
+# runs `claimed-airflow serve` of the serving.py given as argv[1] (argv[2:]: its arguments)
+_RUN_MODULE = """
+import argparse, importlib.util, sys
+spec = importlib.util.spec_from_file_location("serving_baseline", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+parser = argparse.ArgumentParser()
+module.register(parser.add_subparsers())
+args = parser.parse_args(["serve", *sys.argv[2:]])
+args.func(args)
+"""
 
 
 def make_model(folder: Path) -> Path:
@@ -42,6 +57,24 @@ def make_model(folder: Path) -> Path:
     network.save(version / "model.keras")
     (version / "labels.json").write_text(json.dumps({"classes": ["a", "b"], "image_size": SIZE}))
     return version
+
+
+def start_server(folder: Path, baseline: str | None = None, options: tuple[str, ...] = ()):
+    """(process, port) of ``claimed-airflow serve folder --port 0``; ``baseline``: serving.py of that git revision."""
+    command = [str(Path(sys.executable).parent / "claimed-airflow"), "serve"]
+    if baseline:
+        source = subprocess.run(
+            ["git", "show", f"{baseline}:claimed_airflow/serving.py"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        module = folder.parent.parent / f"serving_{baseline.replace('~', '_').replace('/', '_')}.py"
+        module.write_bytes(source)
+        command = [sys.executable, "-c", _RUN_MODULE, str(module)]
+    server = subprocess.Popen(
+        [*command, str(folder), "--port", "0", *options], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    server.stdout.readline()
+    port = int(server.stdout.readline().split("127.0.0.1:", 1)[1].split("/", 1)[0])
+    return server, port
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -76,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="requests at batch size 1")
     parser.add_argument("--batch-requests", type=int, default=40, help="requests at batch size 32")
+    parser.add_argument("--baseline", help="git revision whose serving.py is measured too (e.g. HEAD~3)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
@@ -85,28 +119,25 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_model(Path(tmp))
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "claimed-airflow"), "serve", str(folder), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        servers = {"http": start_server(folder)}
+        if args.baseline:
+            servers[f"{args.baseline}"] = start_server(folder, args.baseline)
         try:
-            server.stdout.readline()
-            port = int(server.stdout.readline().split("127.0.0.1:", 1)[1].split("/", 1)[0])
             model = ServedModel(folder)
             rng = np.random.default_rng(0)
-            connection = http.client.HTTPConnection("127.0.0.1", port)
+            connections = {name: http.client.HTTPConnection("127.0.0.1", port) for name, (_, port) in servers.items()}
 
-            def post(body: bytes, headers: dict | None = None) -> dict:
+            def post(body: bytes, headers: dict | None = None, server: str = "http") -> dict:
                 headers = headers or {"Content-Type": "application/json"}
+                connection = connections[server]
                 connection.request("POST", f"/v2/models/{NAME}/infer", body, headers)
                 response = connection.getresponse()
                 answer = json.loads(response.read())
                 assert response.status == 200, answer
                 return answer
 
-            print(f"cpu cores: {os.cpu_count()} (shared with other work; numbers are indicative)")
+            print(f"cpu cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} (shared machine: indicative)")
+            p50: dict[tuple[str, int], float] = {}
             for batch, n in ((1, args.requests), (32, args.batch_requests)):
                 x = rng.uniform(-1, 1, (batch, SIZE, SIZE, 3)).astype(np.float32)
                 pixels = ((x[..., 0] + 1) * 127.5).astype(np.uint8)
@@ -142,21 +173,32 @@ def main() -> None:
                     "Content-Type": "application/octet-stream",
                     "Inference-Header-Content-Length": str(len(header)),
                 }
-                answer = post(fp32)["outputs"][0]["data"]
-                np.testing.assert_allclose(np.reshape(answer, (batch, 2)), model.predict(x), rtol=1e-4, atol=1e-5)
-                calls = {
-                    "direct": lambda x=x: model.predict(x),
-                    "http v2 fp32": lambda body=fp32: post(body),
-                    "http v2 binary": lambda b=binary, h=binary_headers: post(b, h),
-                    "http v2 png": lambda body=png: post(body),
-                }
+                calls = {"direct": lambda x=x: model.predict(x)}
+                for server in servers:
+                    answer = post(fp32, server=server)["outputs"][0]["data"]
+                    np.testing.assert_allclose(np.reshape(answer, (batch, 2)), model.predict(x), rtol=1e-4, atol=1e-5)
+                    calls[f"{server} v2 fp32"] = lambda body=fp32, s=server: post(body, server=s)
+                    calls[f"{server} v2 binary"] = lambda b=binary, h=binary_headers, s=server: post(b, h, s)
+                    calls[f"{server} v2 png"] = lambda body=png, s=server: post(body, server=s)
                 for label, seconds in timed(calls, n).items():
                     report(label, batch, seconds)
+                    p50[label, batch] = percentile(seconds, 50)
                 sizes = f"fp32 {len(fp32) / 1e6:.2f} MB, binary {len(binary) / 1e6:.2f} MB, png {len(png) / 1e6:.3f} MB"
                 print(f"{'':15} request body: {sizes}")
+            direct = p50["direct", 32]
+            print(f"load average {os.getloadavg()[0]:.2f}; batch 32, p50 against direct (in-process predict):")
+            for way in ("binary", "png", "fp32"):
+                print(f"  http v2 {way:6}: {p50[f'http v2 {way}', 32] / direct:.2f}x direct")
+            if args.baseline:
+                for way in ("fp32", "binary", "png"):
+                    old, new = p50[f"{args.baseline} v2 {way}", 32], p50[f"http v2 {way}", 32]
+                    print(
+                        f"  {way:6} {args.baseline} {old * 1e3:.1f} ms -> {new * 1e3:.1f} ms: {old / new:.2f}x faster"
+                    )
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            for server, _ in servers.values():
+                server.terminate()
+                server.wait(timeout=30)
 
 
 if __name__ == "__main__":
