@@ -148,15 +148,13 @@ def json_setting(setting: Setting, name: str, default: Any = None) -> Any:
     return value
 
 
-def _tolerations(task_id: str, items: Any) -> tuple[dict[str, Any], ...]:
+def _tolerations(items: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(items, (list, tuple)):
-        raise ParameterError(f"task {task_id!r}: tolerations: expected a list of dicts, got {items!r}")
+        raise ParameterError(f"tolerations: expected a list of dicts, got {items!r}")
     checked = []
     for item in items:
         if not isinstance(item, dict) or set(item) - set(TOLERATION_KEYS):
-            raise ParameterError(
-                f"task {task_id!r}: tolerations: {item!r} is not a toleration (keys: {', '.join(TOLERATION_KEYS)})"
-            )
+            raise ParameterError(f"tolerations: {item!r} is not a toleration (keys: {', '.join(TOLERATION_KEYS)})")
         checked.append(dict(item))
     return tuple(checked)
 
@@ -172,7 +170,7 @@ def task_pod(task: Any, spec, setting: Setting) -> TaskPod:
     if node_selector is None:
         node_selector = json_setting(setting, "gpu_node_selector" if gpus else "node_selector", None)
     if not isinstance(node_selector or {}, dict):
-        raise ParameterError(f"task {task.task_id!r}: node_selector: expected a JSON object, got {node_selector!r}")
+        raise ParameterError(f"node_selector: expected a JSON object, got {node_selector!r}")
     tolerations = task.tolerations
     if tolerations is None:
         default = [GPU_TOLERATION] if gpus else None
@@ -189,7 +187,7 @@ def task_pod(task: Any, spec, setting: Setting) -> TaskPod:
         gpus=gpus,
         env={"CLAIMED_IMAGE": image, **{str(k): str(v) for k, v in (task.env_vars or {}).items()}},
         secrets=parse_secrets(task.secrets),
-        tolerations=_tolerations(task.task_id, tolerations or []),
+        tolerations=_tolerations(tolerations or []),
         node_selector={str(k): str(v) for k, v in (node_selector or {}).items()},
         image_pull_secrets=tuple(pull_secrets),
         timeout_s=max(1, int(timeout.total_seconds())) if timeout is not None else None,

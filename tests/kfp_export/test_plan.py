@@ -177,3 +177,42 @@ def test_gates_must_nest():
         after = FilterOperator(task_id="after", table="{{ params.table }}", condition="x > 1", retry_delay=timedelta(1))
         a >> b >> after
     assert plan_dag(dag).step("after").gates == ("gate_a", "gate_b")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"pod_options": {"service_account_name": "x"}}, "task 'filter': pod_options: "),
+        ({"namespace": "ml"}, "task 'filter': namespace: a KFP step runs in the namespace of its pipeline run"),
+        ({"spark_conf": {"spark.executor.memory": "4g"}}, "task 'filter': spark_conf: "),
+        ({"secrets": [{"secret": "wandb"}]}, "task 'filter': secrets: {'secret': 'wandb'} (every key as environment)"),
+        ({"secrets": [{"secret": "c", "mount": "/c", "key": "k"}]}, "task 'filter': secrets: mounting only key 'k'"),
+        ({"tolerations": [{"key": "a", "operater": "Exists"}]}, "task 'filter': tolerations: "),
+    ],
+)
+def test_pod_options_kfp_cannot_express_are_refused(options, message):
+    with _dag() as dag:
+        FilterOperator(task_id="filter", table="t.csv", condition="a > 1", **options)
+    with pytest.raises(ExportError) as caught:
+        plan_dag(dag)
+    assert str(caught.value).startswith(message)
+
+
+def test_pod_and_cache_are_planned_with_the_settings_of_export_time(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_CLAIMED_GPU_IMAGE", "mirror.local/claimed:gpu")
+    monkeypatch.setenv("AIRFLOW__CLAIMED__CACHE", "true")
+    with _dag(cache=Param(False, type="boolean"), n=Param(1, type="integer")) as dag:
+        FilterOperator(task_id="filter", table="t.csv", condition="a > 1", cache="{{ params.cache }}")
+        FilterOperator(task_id="configured", table="t.csv", condition="a > 1", gpus=1, env_vars={"A": 1})
+        FilterOperator(task_id="off", table="t.csv", condition="a > 1", cache=False)
+    plan = plan_dag(dag)
+    assert plan.step("filter").cache == ParamRef("cache")
+    assert plan.step("configured").cache == Const(True) and plan.step("off").cache == Const(False)
+    configured = plan.step("configured").pod
+    assert configured.image == "mirror.local/claimed:gpu" and configured.gpus == 1
+    assert configured.env == {"CLAIMED_IMAGE": "mirror.local/claimed:gpu", "A": "1"}
+    assert configured.resources["limits"] == {"memory": "2Gi", "nvidia.com/gpu": "1"}
+    with _dag(n=Param(1, type="integer")) as dag:
+        FilterOperator(task_id="filter", table="t.csv", condition="a > 1", cache="{{ params.n }}")
+    with pytest.raises(ExportError, match="task 'filter': cache: DAG param 'n' is int; give it type boolean"):
+        plan_dag(dag)
