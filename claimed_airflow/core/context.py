@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,22 @@ def active(ctx: RunContext) -> Iterator[RunContext]:
 def current() -> RunContext:
     """The context of the component run in progress (a blank one outside the runner)."""
     return _current.get() or RunContext(component="")
+
+
+_cancelled = threading.Event()
+
+
+def cancel(on: bool = True) -> None:
+    """The task is being killed (on_kill): components that start processes start no new ones (:func:`cancelled`).
+    The runner clears it (``cancel(False)``) when a run starts."""
+    if on:
+        _cancelled.set()
+    else:
+        _cancelled.clear()
+
+
+def cancelled() -> bool:
+    return _cancelled.is_set()
 
 
 def reject(item: str, reason: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from claimed_airflow.core import manifest, registry, storage
 from claimed_airflow.core.component import ComponentSpec
-from claimed_airflow.core.context import RunContext, active
+from claimed_airflow.core.context import RunContext, active, cancel
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.storage import Scope
 
@@ -52,6 +52,7 @@ def run(
         raise ClaimedError(f"{spec.name}: unknown output(s) {', '.join(unknown)}")
     started = manifest.now()
     parameters = {p.name: values[p.name] for p in spec.params}
+    cancel(False)
     with _working_folder() as tmp:
         workdir = Path(tmp)
         call, input_records = _stage_inputs(spec, values, workdir)

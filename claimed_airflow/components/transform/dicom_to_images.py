@@ -374,6 +374,8 @@ def run_jobs(jobs, workers: int):
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    from claimed_airflow.core.context import cancelled
+
     context = multiprocessing.get_context(start_method())
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload(_PRELOAD)
@@ -393,6 +395,8 @@ def run_jobs(jobs, workers: int):
                     yield window.popleft()[0], result
             return
         except BrokenProcessPool:
+            if cancelled():  # the task is being killed (its on_kill ended the workers): start no others
+                raise ClaimedError("workers: the task was killed; its worker processes were ended") from None
             # a worker died (decoder crash, out of memory): retry the files in flight one by one,
             # each in its own process, so that only the file that kills its worker is set aside
             log.warning("dicom_to_images: a worker process died; retrying %d file(s) one by one", len(window))

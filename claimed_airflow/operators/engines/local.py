@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
+import time
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -15,27 +18,47 @@ def execute(operator, context: Any, spec, root: str, scope) -> dict[str, Any]:
     return run(spec, operator.component_arguments(), root=root, scope=scope, cache=operator._cache_enabled())
 
 
+def multiprocessing_helpers() -> set[int]:
+    """Process ids of multiprocessing's resource tracker and fork server: they end with this process."""
+    import multiprocessing.forkserver
+    import multiprocessing.resource_tracker
+
+    pids = (
+        getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None),
+        getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None),
+    )
+    return {pid for pid in pids if pid}
+
+
 def kill(operator, grace: float = 5.0) -> None:
     """The task is killed: end the processes the component started (e.g. a process pool) and remove the
     runner's working folders (nothing was committed from them: outputs are committed when the component ends)."""
     import psutil
 
+    from claimed_airflow.core.context import cancel
     from claimed_airflow.core.runner import working_folders
 
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        try:
-            child.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(children, timeout=grace)
-    for child in alive:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-    if children:
-        log.info("%s: ended %d process(es) of the component", operator.task_id, len(children))
+    cancel()
+    helpers = multiprocessing_helpers()
+    deadline = time.monotonic() + grace
+    ended: set[int] = set()
+    while time.monotonic() < deadline:  # again until none is left: a pool may be starting a worker right now
+        children = [p for p in psutil.Process().children(recursive=True) if p.pid not in helpers]
+        if not children:
+            break
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.terminate()
+        _, alive = psutil.wait_procs(children, timeout=1.0)
+        for child in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        ended.update(p.pid for p in children)
+    if ended:
+        log.info("%s: ended %d process(es) of the component", operator.task_id, len(ended))
     for folder in working_folders():
         shutil.rmtree(folder, ignore_errors=True)
+        while os.path.exists(folder) and time.monotonic() < deadline:  # the component may still be writing
+            time.sleep(0.1)
+            shutil.rmtree(folder, ignore_errors=True)
         log.info("%s: removed %s", operator.task_id, folder)
