@@ -138,3 +138,25 @@ def test_a_failing_step_fails_the_kfp_run_with_the_components_message(tmp_path, 
     with pytest.raises(RuntimeError, match="dicom-input"):
         _run_kfp(tmp_path, pipeline, "claimed_test_dicom_input", source=str(missing))
     assert f"input.dicom: source: input path does not exist: {missing}" in capfd.readouterr().out
+
+
+def test_nothing_is_downloaded_when_a_step_starts(tmp_path):
+    """Steps run kfp's executor from the component image (docker/ installs the exporter's kfp, no deps)."""
+    import re
+
+    import kfp
+    import yaml
+
+    default = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment")
+    spec = next(yaml.safe_load_all(default.read_text()))
+    commands = [" ".join(e["container"]["command"][:2]) for e in spec["deploymentSpec"]["executors"].values()]
+    assert commands and not any("pip" in command for command in commands)
+    assert "pip install" not in default.read_text()
+    opted_in = tmp_path / "install.yaml"
+    flagship = str(ROOT / "dags" / "dicom_to_deployment.py")
+    assert cli(["export-kfp", flagship, "--dag-id", "dicom_to_deployment", "-o", str(opted_in), "--install-kfp"]) == 0
+    assert "pip install" in opted_in.read_text()  # the check above can fail
+    for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
+        text = (ROOT / "docker" / dockerfile).read_text()
+        assert re.search(rf"^ARG KFP=kfp=={re.escape(kfp.__version__)}$", text, re.M), dockerfile
+        assert 'pip install --no-deps "${KFP}"' in text, dockerfile
