@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 
 from claimed_airflow import __version__
+from claimed_airflow.core import storage
 from claimed_airflow.core.component import ComponentSpec
 
 TRACKED_PACKAGES = (
@@ -58,8 +59,11 @@ def build(
     started: str,
     scope: dict | None,
 ) -> dict:
-    """A JSON-ready manifest; ``inputs``/``outputs`` map names to ``{"uri", "hash"}``."""
-    return {
+    """A JSON-ready manifest; ``inputs``/``outputs`` map names to ``{"uri", "hash"}``.
+
+    Credentials inside URIs (userinfo, signed-URL query values) are redacted everywhere in it.
+    """
+    record = {
         "manifest_version": 1,
         "component": spec.name,
         "reference": spec.reference,
@@ -78,3 +82,4 @@ def build(
         "platform": platform.platform(),
         "packages": package_versions(),
     }
+    return storage.redact_values(record)

@@ -17,6 +17,10 @@ from claimed_airflow.core.errors import ClaimedError
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_QUERY_PROTOCOLS = ("http", "https")  # where '?' starts a query, not a glob
+REDACTED = "***"
+QUERY_SCHEMES = ("dicomweb", "dicomweb+http", "dicomweb+https", "dicom")  # PACS queries, not files
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,69 @@ def dataset_name(uri: str) -> tuple[str, str]:
     return f"{scheme}://{bucket}", key.rstrip("/")
 
 
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URI in it replaced by ``***``: what logs and manifests record.
+
+    Userinfo (``s3://key:secret@bucket``, ``https://token@host``), every query value (signed URLs:
+    ``X-Amz-Signature``, ``sig``, ``token``, ...) and the fragment are replaced; query names stay.
+    Works on a URI or on a whole message that contains URIs.
+    """
+    return _URI.sub(lambda match: _redact_uri(match.group())[0], text) if "://" in text else text
+
+
+def uri_secrets(text: str) -> list[str]:
+    """The credentials :func:`redact` removes from ``text`` (to register with a log masker)."""
+    return [secret for match in _URI.finditer(text) for secret in _redact_uri(match.group())[1]]
+
+
+def redact_values(value: Any) -> Any:
+    """:func:`redact` applied to every string inside nested dicts, lists and tuples."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_values(item) for item in value)
+    return value
+
+
+def _redact_uri(uri: str) -> tuple[str, list[str]]:
+    scheme, rest = uri.split("://", 1)
+    secrets = []
+    rest, _, fragment = rest.partition("#")
+    rest, has_query, query = rest.partition("?")
+    at = rest.rfind("@")
+    slash = rest.find("/")
+    # userinfo ends at the last '@' of the authority; a secret key may contain '/', so an '@' after a '/'
+    # still counts when what precedes it has a ':' (``key:se/cret@bucket``), as a path rarely does
+    if at >= 0 and (slash < 0 or at < slash or ":" in rest[:at]):
+        secrets.append(rest[:at])
+        secrets += rest[:at].split(":", 1)[1:]
+        rest = f"{REDACTED}{rest[at:]}"
+    if has_query:
+        items = []
+        for item in query.split("&"):
+            name, equals, value = item.partition("=")
+            if not equals:
+                name, value = REDACTED, name
+            secrets.append(value)
+            items.append(f"{name}={REDACTED}" if equals else REDACTED)
+        rest = f"{rest}?{'&'.join(items)}"
+    if fragment:
+        secrets.append(fragment.partition("=")[2] or fragment)
+        rest = f"{rest}#{REDACTED}"
+    if REDACTED in secrets:  # already redacted
+        secrets = [s for s in secrets if s != REDACTED]
+    return f"{scheme}://{rest}", [s for s in secrets if s and s != REDACTED]
+
+
+def _is_glob(uri: str) -> bool:
+    path = uri.split("://", 1)[-1]
+    if protocol(uri) in _QUERY_PROTOCOLS:
+        path = path.split("?", 1)[0]
+    return bool(_GLOB_CHARS.search(path))
+
+
 def filesystem(uri: str):
     import fsspec
 
@@ -91,13 +158,19 @@ def exists(uri: str) -> bool:
         path = local_path(uri)
         return bool(glob.glob(path)) if _GLOB_CHARS.search(path) else os.path.exists(path)
     fs = filesystem(uri)
-    return bool(fs.glob(uri)) if _GLOB_CHARS.search(uri.split("://", 1)[1]) else fs.exists(uri)
+    return bool(fs.glob(uri)) if _is_glob(uri) else fs.exists(uri)
 
 
 def stage_input(name: str, uri: str, workdir: Path) -> str:
-    """A local path for input ``name``: local URIs as they are, remote ones downloaded into ``workdir``."""
+    """A local path for input ``name``: local URIs as they are, remote ones downloaded into ``workdir``.
+
+    PACS queries (``dicomweb://``, ``dicom://``, see ``input.dicom``) are passed on unchanged: the
+    component searches and retrieves them itself.
+    """
+    if protocol(uri).lower() in QUERY_SCHEMES:
+        return uri
     if not exists(uri):
-        raise ClaimedError(f"{name}: input path does not exist: {uri}")
+        raise ClaimedError(f"{name}: input path does not exist: {redact(uri)}")
     if is_local(uri):
         return str(Path(local_path(uri)).expanduser())
     fs = filesystem(uri)
@@ -105,8 +178,10 @@ def stage_input(name: str, uri: str, workdir: Path) -> str:
     target.parent.mkdir(parents=True, exist_ok=True)
     if fs.isdir(uri):
         fs.get(uri.rstrip("/") + "/", str(target) + "/", recursive=True)
-    else:
+    elif _is_glob(uri):
         fs.get(uri, str(target))
+    else:
+        fs.get_file(uri, str(target))  # one file, whatever its name holds (a signed URL's '?' is no glob)
     return str(target)
 
 
