@@ -19,6 +19,10 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
 6. **deploy** publishes the model to a versioned model folder and updates the Asset
    `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each deployment.
 
+With `require_approval` (Airflow 3.1+), **approval** waits after the gate for a reviewer's decision in the
+Airflow UI (*Required Actions*: accuracy, fairness and robustness numbers, links to the confusion matrix,
+fairness plot and LIME overlays); *Reject* skips **deploy**, no answer within three days fails the task.
+
 Outputs go to `<output root>/dicom_to_deployment/<run_id>/<task_id>/`; the default data is the
 bundled chest X-ray sample (10 Secondary Capture files built with `input.images_to_dicom`).
 
@@ -29,7 +33,7 @@ from the component image; **train** asks for an `nvidia.com/gpu`), or `default`:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.providers.common.compat.sdk import DAG, Param
@@ -48,6 +52,7 @@ from claimed_airflow.operators import (
     PredictImagesOperator,
     RobustnessMetricOperator,
 )
+from claimed_airflow.operators.approval import ModelApprovalOperator
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data" / "chestxray"
 BLESSING = (
@@ -104,6 +109,11 @@ with DAG(
         ),
         "min_robust_accuracy": Param(
             0.0, type="number", minimum=0, maximum=1, description="Blessing: minimum accuracy under attack."
+        ),
+        "require_approval": Param(
+            False,
+            type="boolean",
+            description="A reviewer approves the model in Required Actions before deploy (Airflow 3.1+).",
         ),
         "notify_to": Param(
             [],
@@ -184,4 +194,18 @@ with DAG(
         model_name="chestxray_mobilenet_v2",
         outlets=[model_asset("chestxray_mobilenet_v2")],
     )
-    blessing >> deploy
+    approval = ModelApprovalOperator(
+        task_id="approval",
+        required="{{ params.require_approval }}",
+        subject="Deploy chestxray_mobilenet_v2 of run {{ run_id }}?",
+        metrics=metrics.output["metrics"],
+        fairness=fairness.output["metrics"],
+        robustness=robustness.output["metrics"],
+        links={
+            "confusion matrix": metrics.output["plot"],
+            "fairness plot": fairness.output["plot"],
+            "LIME overlays": lime.output["explanations"],
+        },
+        response_timeout=timedelta(days=3),
+    )
+    blessing >> approval >> deploy

@@ -12,7 +12,9 @@ CLAIMED's Spark components on a time series of sensor readings:
 With `engine=spark` (the default here) every task is a `spark-submit` of the component's module
 through the apache.spark provider's SparkSubmitOperator, on the master of the `spark_default`
 connection: `AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}'` runs it on
-one machine. `engine=local` runs the same components in the worker process (pyspark in-process).
+one machine. `engine=local` runs the same components in the worker process, where each one's
+`backend="auto"` picks the engine: in-process without a JVM (pyarrow, pandas, DuckDB) for small
+tables when no Spark master is configured (`CLAIMED_SPARK_MASTER`), Spark otherwise.
 The sample data is synthetic: two sensors of plant-a with a rising and a falling trend, one flat
 sensor of plant-b, two readings a day for 60 days.
 """

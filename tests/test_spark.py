@@ -1,7 +1,9 @@
 """Spark components with real pyspark: in-process (engine=local) and through spark-submit (engine=spark).
 
-One local SparkSession serves the in-process tests (started once, ~10-50 s on 2 busy cores); the DAG
-test runs every task as a real ``spark-submit`` through SparkSubmitOperator on ``local[*]``.
+Each component test runs on both backends: ``spark`` (one local SparkSession serves them, started
+once, ~10-50 s on 2 busy cores) and ``local`` (pyarrow/pandas/DuckDB, no JVM); ``auto`` picks one by
+the rule in ``core.spark.backend_for``. The DAG test runs every task as a real ``spark-submit``
+through SparkSubmitOperator on ``local[*]``.
 """
 
 from __future__ import annotations
@@ -61,41 +63,68 @@ def normalized(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["time", "sensor"]).reset_index(drop=True)[["time", "site", "sensor", "value"]]
 
 
+@pytest.fixture(scope="module", params=["local", "spark"])
+def backend(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def parquet(root) -> dict:
-    return run("transform.spark_csv_to_parquet", {"table": str(SENSORS)}, root=root)
+def parquet(root, backend) -> dict:
+    return run("transform.spark_csv_to_parquet", {"table": str(SENSORS), "backend": backend}, root=root)
 
 
-def test_csv_to_parquet_reads_back_equal_to_the_csv(parquet, expected, root):
+def test_auto_backend_rule(tmp_path, monkeypatch):
+    from claimed_airflow.core.spark import backend_for
+
+    for name in ("CLAIMED_SPARK_MASTER", "CLAIMED_SPARK_AUTO_BYTES", "PYSPARK_GATEWAY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "t"
+    (folder / "site=a").mkdir(parents=True)
+    (folder / "site=a" / "part-00000.parquet").write_bytes(b"x" * 1000)
+    assert backend_for("auto", SENSORS) == "local"  # small, no master: no JVM
+    assert backend_for("spark", SENSORS) == "spark" and backend_for("local", SENSORS) == "local"
+    monkeypatch.setenv("CLAIMED_SPARK_AUTO_BYTES", "999")
+    assert backend_for("auto", folder) == "spark"  # a folder counts all its files
+    monkeypatch.setenv("CLAIMED_SPARK_AUTO_BYTES", "1000")
+    assert backend_for("auto", folder) == "local"
+    monkeypatch.setenv("CLAIMED_SPARK_MASTER", "spark://cluster:7077")
+    assert backend_for("auto", SENSORS) == "spark"  # a configured master wins
+    monkeypatch.delenv("CLAIMED_SPARK_MASTER")
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "4040")
+    assert backend_for("auto", SENSORS) == "spark"  # under spark-submit (engine spark)
+
+
+def test_csv_to_parquet_reads_back_equal_to_the_csv(parquet, expected, root, backend):
     assert parquet["rows"] == 360 and parquet["columns"] == 4
     folder = Path(parquet["output"])
     assert sorted(p.name for p in folder.iterdir()) == ["part-00000.snappy.parquet"]  # no _SUCCESS/.crc side files
     pd.testing.assert_frame_equal(normalized(pd.read_parquet(folder)), normalized(expected))
-    # the in-process pyarrow backend gives the same table
-    arrow = run("transform.spark_csv_to_parquet", {"table": str(SENSORS), "backend": "pyarrow"}, root=root)
-    pd.testing.assert_frame_equal(normalized(pd.read_parquet(arrow["output"])), normalized(expected))
     # partitioned: one folder per site, same rows
-    parts = run("transform.spark_csv_to_parquet", {"table": str(SENSORS), "partition_by": ["site"]}, root=root)
+    args = {"table": str(SENSORS), "partition_by": ["site"], "backend": backend}
+    parts = run("transform.spark_csv_to_parquet", args, root=root)
     assert sorted(p.name for p in Path(parts["output"]).iterdir()) == ["site=plant-a", "site=plant-b"]
     assert len(pd.read_parquet(parts["output"])) == 360
     with pytest.raises(ClaimedError, match="^partition_by: no column"):
-        run("transform.spark_csv_to_parquet", {"table": str(SENSORS), "partition_by": ["plant"]}, root=root)
+        run("transform.spark_csv_to_parquet", {**args, "partition_by": ["plant"]}, root=root)
 
 
-def test_parquet_to_csv_round_trip(parquet, expected, root):
-    result = run("transform.spark_parquet_to_csv", {"table": parquet["output"]}, root=root)
+def test_parquet_to_csv_round_trip(parquet, expected, root, backend):
+    result = run("transform.spark_parquet_to_csv", {"table": parquet["output"], "backend": backend}, root=root)
     assert Path(result["output"]).is_file() and result["rows"] == 360
     pd.testing.assert_frame_equal(normalized(pd.read_csv(result["output"])), normalized(expected))
-    split = run("transform.spark_parquet_to_csv", {"table": parquet["output"], "single_file": False}, root=root)
+    assert "2026-01-01T06:00:00.000Z" in Path(result["output"]).read_text()  # ISO 8601, UTC, on both backends
+    args = {"table": parquet["output"], "single_file": False, "backend": backend}
+    split = run("transform.spark_parquet_to_csv", args, root=root)
     assert Path(split["output"]).is_dir()
     parts = [pd.read_csv(p) for p in sorted(Path(split["output"]).glob("part-*.csv"))]
     assert sum(len(p) for p in parts) == 360
 
 
-def test_sample_is_a_seeded_subset(parquet, root):
-    first = run("filter.spark_sample", {"table": parquet["output"], "fraction": 0.5, "seed": 1}, root=root)
-    again = run("filter.spark_sample", {"table": parquet["output"], "fraction": 0.5, "seed": 1}, root=root)
-    other = run("filter.spark_sample", {"table": parquet["output"], "fraction": 0.5, "seed": 2}, root=root)
+def test_sample_is_a_seeded_subset(parquet, root, backend):
+    args = {"table": parquet["output"], "fraction": 0.5, "backend": backend}
+    first = run("filter.spark_sample", {**args, "seed": 1}, root=root)
+    again = run("filter.spark_sample", {**args, "seed": 1}, root=root)
+    other = run("filter.spark_sample", {**args, "seed": 2}, root=root)
     assert content_hash(first["output"]) == content_hash(again["output"]) != content_hash(other["output"])
     rows = pd.read_parquet(first["output"])
     assert first["rows_in"] == 360 and first["rows_out"] == len(rows)
@@ -106,9 +135,10 @@ def test_sample_is_a_seeded_subset(parquet, root):
         run("filter.spark_sample", {"table": parquet["output"], "fraction": 1.5}, root=root)
 
 
-def test_sql_query_over_the_table(parquet, expected, root):
+def test_sql_query_over_the_table(parquet, expected, root, backend):
     query = "SELECT sensor, count(*) AS n, avg(value) AS mean FROM readings WHERE site = 'plant-a' GROUP BY sensor"
-    result = run("transform.spark_sql", {"table": parquet["output"], "query": query, "view": "readings"}, root=root)
+    args = {"table": parquet["output"], "query": query, "view": "readings", "backend": backend}
+    result = run("transform.spark_sql", args, root=root)
     got = pd.read_parquet(result["output"]).sort_values("sensor").reset_index(drop=True)
     want = expected[expected.site == "plant-a"].groupby("sensor")["value"].agg(["count", "mean"]).reset_index()
     assert got["sensor"].tolist() == want["sensor"].tolist() and got["n"].tolist() == want["count"].tolist()
@@ -118,13 +148,15 @@ def test_sql_query_over_the_table(parquet, expected, root):
         ("DROP TABLE input", "^query: expected one SELECT"),
         ("SELECT nope FROM input", "^query: .*nope"),
         (f"SELECT * FROM parquet.`{parquet['output']}`", "^query: "),  # no reading files by path
+        (f"SELECT * FROM read_csv('{SENSORS}')", "^query: "),  # nor with DuckDB's table functions
     ]:
         with pytest.raises(ClaimedError, match=message):
-            run("transform.spark_sql", {"table": parquet["output"], "query": bad}, root=root)
+            run("transform.spark_sql", {**args, "query": bad, "view": "input"}, root=root)
 
 
-def test_time_series_trends_match_least_squares(parquet, expected, root):
+def test_time_series_trends_match_least_squares(parquet, expected, root, backend):
     args = {"table": parquet["output"], "time_column": "time", "value_column": "value", "group_by": ["site", "sensor"]}
+    args["backend"] = backend
     result = run("analyze.spark_ts_trends", args, root=root)
     trends = pd.read_parquet(result["output"]).set_index("sensor")
     assert result["groups"] == 3 and trends.loc["boiler", "direction"] == "up"
@@ -139,16 +171,20 @@ def test_time_series_trends_match_least_squares(parquet, expected, root):
         assert row["first"] == group.sort_values("time")["value"].iloc[0]
     daily = run("analyze.spark_ts_trends", {**args, "period": "day", "group_by": ["sensor"]}, root=root)
     assert pd.read_parquet(daily["output"])["points"].tolist() == [60, 60, 60]
+    for period in ("hour", "week", "month"):  # date_trunc: weeks from Monday, months from the 1st
+        result = run("analyze.spark_ts_trends", {**args, "period": period, "group_by": []}, root=root)
+        frame = expected.assign(t=expected["time"].dt.to_period({"hour": "h", "week": "W-SUN", "month": "M"}[period]))
+        assert pd.read_parquet(result["output"])["points"].tolist() == [frame["t"].nunique()]
     with pytest.raises(ClaimedError, match="^time_column: no column when"):
         run("analyze.spark_ts_trends", {**args, "time_column": "when"}, root=root)
 
 
-def test_constant_and_short_series(tmp_path, root):
+def test_constant_and_short_series(tmp_path, root, backend):
     table = tmp_path / "short.csv"
     table.write_text("t,g,v\n2026-01-01,a,5\n2026-01-02,a,5\n2026-01-03,a,5\n2026-01-01,b,1\n")
     result = run(
         "analyze.spark_ts_trends",
-        {"table": str(table), "time_column": "t", "value_column": "v", "group_by": ["g"]},
+        {"table": str(table), "time_column": "t", "value_column": "v", "group_by": ["g"], "backend": backend},
         root=root,
     )
     trends = pd.read_parquet(result["output"]).set_index("g")
@@ -157,10 +193,59 @@ def test_constant_and_short_series(tmp_path, root):
     assert trends.loc["b", "direction"] == "unknown" and pd.isna(trends.loc["b", "slope_per_day"])
 
 
+def test_cohort_split_is_a_seeded_hash_of_the_key(tmp_path, root, backend):
+    import hashlib
+
+    rng = np.random.default_rng(0)
+    rows = 400
+    table = pd.DataFrame(
+        {
+            "SOPInstanceUID": [f"1.2.826.0.1.{i}" for i in rng.permutation(rows)],
+            "Modality": rng.choice(["CR", "DX", "CT"], rows),
+            "PatientAge": rng.integers(1, 90, rows).astype(float),
+            "label": rng.choice(["a", "b", None], rows),
+        }
+    )
+    table.loc[::50, "SOPInstanceUID"] = None  # no key: left out
+    source = tmp_path / "metadata.parquet"
+    table.to_parquet(source)
+    where = "label IS NOT NULL AND Modality IN ('CR', 'DX') AND PatientAge >= 18"
+    args = {"table": str(source), "where": where, "test_fraction": 0.25, "seed": 7, "backend": backend}
+    result = run("filter.spark_cohort_split", args, root=root)
+    got = pd.read_parquet(result["output"]).set_index("SOPInstanceUID")
+    wanted = table.dropna(subset=["SOPInstanceUID", "label"])
+    wanted = wanted[wanted["Modality"].isin(["CR", "DX"]) & (wanted["PatientAge"] >= 18)]
+    assert sorted(got.index) == sorted(wanted["SOPInstanceUID"])
+    # the rule, written out: the first 32 bits of sha256("<seed>:<key>") below test_fraction * 2**32
+    expected = {
+        uid: "test" if int(hashlib.sha256(f"7:{uid}".encode()).hexdigest()[:8], 16) < 0.25 * 2**32 else "train"
+        for uid in wanted["SOPInstanceUID"]
+    }
+    assert got["split"].to_dict() == expected
+    assert result["rows_in"] == rows and result["rows_out"] == len(wanted)
+    assert result["test"] == list(expected.values()).count("test") > 0 and result["train"] > result["test"]
+    # a row keeps its side when other rows come and go
+    half = tmp_path / "half.parquet"
+    table.iloc[::2].to_parquet(half)
+    again = pd.read_parquet(run("filter.spark_cohort_split", {**args, "table": str(half)}, root=root)["output"])
+    assert again.set_index("SOPInstanceUID")["split"].to_dict().items() <= expected.items()
+    everything = run("filter.spark_cohort_split", {**args, "where": "true", "test_fraction": 1.0}, root=root)
+    assert everything["test"] == rows - 8 and everything["train"] == 0
+    for bad, message in [
+        ({"where": "true) UNION (SELECT * FROM input"}, "^where: expected one condition"),
+        ({"where": "PatientAge >"}, "^where: "),
+        ({"key": "PatientID"}, "^key: no column PatientID"),
+        ({"key": "a b"}, "^key: expected a plain column name"),
+        ({"test_fraction": 1.5}, r"^test_fraction: expected a value in \[0, 1\]"),
+    ]:
+        with pytest.raises(ClaimedError, match=message):
+            run("filter.spark_cohort_split", {**args, **bad}, root=root)
+
+
 # -- engine=spark -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", SPARK_COMPONENTS)
+@pytest.mark.parametrize("name", [*SPARK_COMPONENTS, "filter.spark_cohort_split"])
 def test_spark_submit_command_is_the_component_module(name):
     import claimed_airflow.operators as operators
     from claimed_airflow.operators.engines import spark

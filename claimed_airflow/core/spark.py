@@ -25,6 +25,7 @@ LOCAL_CONF = {
     # small local jobs: few shuffle partitions (adaptive execution coalesces further)
     "spark.sql.shuffle.partitions": str(max(2, 2 * (os.cpu_count() or 1))),
 }
+log = logging.getLogger(__name__)
 TABLE_SUFFIXES = {
     ".csv": "csv",
     ".tsv": "csv",
@@ -137,3 +138,124 @@ def tidy(folder: Path) -> None:
 def count(spark: SparkSession, path: str | Path, fmt: str = "parquet") -> int:
     """Rows of a written table (for Parquet from the footers)."""
     return spark.read.format(fmt).load(str(path)).count()
+
+
+# -- backend="auto": Spark, or in this process without a JVM ------------------------------------------
+
+AUTO_MAX_BYTES = 256 * 2**20
+
+
+def backend_for(backend: str, *inputs: str | Path) -> str:
+    """``spark`` or ``local`` (in-process: pyarrow, pandas, DuckDB; no JVM) for a Spark component's ``backend``.
+
+    ``auto`` picks Spark when the task runs under spark-submit (engine ``spark``), when a Spark master
+    is configured for in-process runs (``$CLAIMED_SPARK_MASTER``), or when the inputs are larger than
+    ``$CLAIMED_SPARK_AUTO_BYTES`` (default 256 MiB, what one process reads into memory comfortably);
+    otherwise local: starting a JVM costs seconds, converting 10,000 rows in-process milliseconds.
+    """
+    if backend != "auto":
+        return backend
+    if under_spark_submit() or os.environ.get("CLAIMED_SPARK_MASTER"):
+        log.info("backend auto: spark (spark-submit or $CLAIMED_SPARK_MASTER)")
+        return "spark"
+    limit = int(os.environ.get("CLAIMED_SPARK_AUTO_BYTES", AUTO_MAX_BYTES))
+    size = 0
+    for item in map(Path, inputs):
+        files = item.rglob("*") if item.is_dir() else [item]
+        size += sum(f.stat().st_size for f in files if f.is_file())
+    chosen = "spark" if size > limit else "local"
+    log.info("backend auto: %s (inputs %d bytes, local up to %d)", chosen, size, limit)
+    return chosen
+
+
+def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    if not path.is_dir():
+        return [path]
+    found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    return found
+
+
+def read_local(
+    path: str | Path, *, name: str = "table", header: bool = True, delimiter: str | None = None, infer_schema=True
+):
+    """The local backend's :func:`read`: a CSV, Parquet (dataset folder, ``column=value`` partitions) or
+    JSON lines file or folder as a pyarrow Table."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.dataset as ds
+    import pyarrow.json as pjson
+
+    path = Path(path)
+    fmt = table_format(path, name)
+    try:
+        if fmt == "parquet":
+            return ds.dataset(path, format="parquet", partitioning="hive").to_table()
+        if fmt == "json":
+            return pa.concat_tables(
+                [pjson.read_json(f) for f in _files(path, (".json", ".jsonl"))], promote_options="permissive"
+            )
+        files = _files(path, (".csv", ".tsv"))
+        if not files:
+            raise ClaimedError(f"{name}: no .csv file in {path.name}")
+        sep = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        read = pcsv.ReadOptions(autogenerate_column_names=not header)
+        parse = pcsv.ParseOptions(delimiter=sep)
+        tables = [pcsv.read_csv(f, read_options=read, parse_options=parse) for f in files]
+        if not infer_schema:
+            convert = pcsv.ConvertOptions(column_types={n: pa.string() for n in tables[0].column_names})
+            tables = [pcsv.read_csv(f, read_options=read, parse_options=parse, convert_options=convert) for f in files]
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ClaimedError(f"{name}: cannot read {path.name}: {str(exc).splitlines()[0]}") from None
+
+
+def write_local(
+    table,
+    path: str | Path,
+    *,
+    compression: str = "snappy",
+    partition_by: list[str] | None = None,
+) -> None:
+    """The local backend's :func:`write` for Parquet: a dataset folder of ``part-N.<codec>.parquet`` files."""
+    import pyarrow.dataset as ds
+
+    path, codec = Path(path), None if compression == "none" else compression
+    staging = path.with_name(f".{path.name}.local")
+    shutil.rmtree(staging, ignore_errors=True)
+    ds.write_dataset(
+        table,
+        staging,
+        format="parquet",
+        basename_template=f"part-{{i}}.{compression}.parquet",
+        partitioning=partition_by or None,
+        partitioning_flavor="hive" if partition_by else None,
+        file_options=ds.ParquetFileFormat().make_write_options(compression=codec),
+    )
+    for part in staging.rglob("part-*"):  # part-0.snappy.parquet -> part-00000.snappy.parquet, as Spark names them
+        number, rest = part.name.removeprefix("part-").split(".", 1)
+        part.rename(part.with_name(f"part-{int(number):05d}.{rest}"))
+    os.replace(staging, path)
+
+
+def sql_local(table, query: str, view: str):
+    """Run one Spark SQL query over a pyarrow Table in DuckDB (translated by sqlglot); no file access from SQL."""
+    import duckdb
+    import sqlglot
+
+    try:
+        statements = sqlglot.transpile(query, read="spark", write="duckdb")
+    except sqlglot.errors.SqlglotError as exc:
+        raise ClaimedError(f"query: {str(exc).strip().splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise ClaimedError(f"query: expected one query, got {len(statements)}")
+    con = duckdb.connect()
+    try:
+        con.register(view, table)
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con.sql(statements[0]).to_arrow_table()
+    except duckdb.Error as exc:
+        message = str(exc).strip().splitlines()[0]
+        raise ClaimedError(f"query: {message} (backend local: DuckDB; backend=spark runs Spark SQL itself)") from None
+    finally:
+        con.close()

@@ -8,7 +8,7 @@ from claimed_airflow.operators.deploy import (
     LocalDeployOperator,
     WatsonMLDeployOperator,
 )
-from claimed_airflow.operators.filter import FilterOperator, SparkSampleOperator
+from claimed_airflow.operators.filter import FilterOperator, SparkCohortSplitOperator, SparkSampleOperator
 from claimed_airflow.operators.input import (
     ClimateCopernicusInputOperator,
     CovidChestXrayInputOperator,
@@ -66,6 +66,7 @@ __all__ = [
     "NotificationEmailOperator",
     "PredictImagesOperator",
     "RobustnessMetricOperator",
+    "SparkCohortSplitOperator",
     "SparkCsvToParquetOperator",
     "SparkParquetToCsvOperator",
     "SparkSampleOperator",

@@ -17,7 +17,9 @@ class SparkTimeSeriesTrendsOperator(ClaimedOperator):
     ``mean``, ``min``, ``max``, ``slope_per_day`` (value units per day), ``intercept`` (value at
     ``start``), ``r2`` (share of variance the line explains) and ``direction`` (``up``, ``down``,
     ``flat``). With ``period`` the values are first averaged per hour/day/week/month. Groups with
-    fewer than ``min_points`` points get no slope and direction ``unknown``.
+    fewer than ``min_points`` points get no slope and direction ``unknown``. ``backend="auto"`` fits
+    small tables in-process with pandas (no JVM to start) and large ones with Spark (see
+    ``claimed_airflow.core.spark.backend_for``).
 
     Runs the ``analyze.spark_ts_trends`` component. Outputs (XCom keys): output.
 
@@ -34,10 +36,13 @@ class SparkTimeSeriesTrendsOperator(ClaimedOperator):
     :type period: str
     :param min_points: Fewest points for a trend.
     :type min_points: int
+    :param backend: ``auto`` (local when small and no Spark master is configured, else spark),
+        ``spark`` or ``local`` (pandas in this process).
+    :type backend: str
     """
 
     component = "analyze.spark_ts_trends"
-    component_fields = ("table", "time_column", "value_column", "group_by", "period", "min_points")
+    component_fields = ("table", "time_column", "value_column", "group_by", "period", "min_points", "backend")
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
     def __init__(
@@ -49,6 +54,7 @@ class SparkTimeSeriesTrendsOperator(ClaimedOperator):
         group_by: list[str] | None = None,
         period: str = "none",
         min_points: int = 2,
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,3 +64,4 @@ class SparkTimeSeriesTrendsOperator(ClaimedOperator):
         self.group_by = group_by
         self.period = period
         self.min_points = min_points
+        self.backend = backend

@@ -41,12 +41,74 @@ class FilterOperator(ClaimedOperator):
         self.condition = condition
 
 
+class SparkCohortSplitOperator(ClaimedOperator):
+    """Select a cohort of rows with a Spark SQL condition and split it into train and test, seeded by a key.
+
+    Keeps the rows where ``where`` holds and ``key`` is set (e.g. a DICOM metadata table from
+    ``input.dicom``: ``label IS NOT NULL AND Modality IN ('CR', 'DX') AND PatientAge >= 18``) and
+    adds the column ``split_column`` (``train`` or ``test``). A row goes to test when the first 32
+    bits of ``sha256("<seed>:<key>")`` fall below ``test_fraction``: the split depends on the row's
+    key alone, not on row order, partitioning, engine or backend, and a row keeps its side when rows
+    are added. The query runs in Spark SQL, or in-process with DuckDB for small tables
+    (``backend="auto"``, see ``claimed_airflow.core.spark.backend_for``); both give the same rows
+    and split.
+
+    Runs the ``filter.spark_cohort_split`` component. Outputs (XCom keys): output.
+
+    :param table: Input table: file or folder (CSV with a header, Parquet, JSON lines).
+    :type table: str
+    :param where: Cohort condition in Spark SQL over the table's columns (``true``: every row).
+    :type where: str
+    :param key: Column that identifies a row (the split is a hash of it), e.g. SOPInstanceUID or
+        PatientID (all images of a patient on one side).
+    :type key: str
+    :param test_fraction: Expected share of the cohort in the test split, in [0, 1].
+    :type test_fraction: float
+    :param seed: Seed of the split: another seed, another split.
+    :type seed: int
+    :param split_column: Name of the added column.
+    :type split_column: str
+    :param backend: ``auto`` (local when small and no Spark master is configured, else spark),
+        ``spark`` or ``local`` (DuckDB in this process).
+    :type backend: str
+    """
+
+    component = "filter.spark_cohort_split"
+    component_fields = ("table", "where", "key", "test_fraction", "seed", "split_column", "backend")
+    ui_color = "#f1f8e9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        table: str,
+        where: str = "true",
+        key: str = "SOPInstanceUID",
+        test_fraction: float = 0.2,
+        seed: int = 42,
+        split_column: str = "split",
+        backend: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.where = where
+        self.key = key
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.split_column = split_column
+        self.backend = backend
+
+
 class SparkSampleOperator(ClaimedOperator):
     """Keep a random fraction of the rows of a table (CSV, Parquet or JSON lines) with Spark.
 
     Each row is kept with probability ``fraction`` (Bernoulli sampling; Poisson with replacement),
     so the sample size is close to, not exactly, ``fraction`` times the rows. The same seed and
-    input give the same sample on the same Spark version and partitioning.
+    input give the same sample on the same backend (for Spark: the same version and partitioning);
+    the two backends draw different samples. ``backend="auto"`` samples small tables in-process
+    (NumPy, no JVM to start) and large ones with Spark (see
+    ``claimed_airflow.core.spark.backend_for``).
 
     Runs the ``filter.spark_sample`` component. Outputs (XCom keys): output.
 
@@ -59,10 +121,13 @@ class SparkSampleOperator(ClaimedOperator):
     :type seed: int
     :param with_replacement: Sample with replacement (a row can appear more than once).
     :type with_replacement: bool
+    :param backend: ``auto`` (local when small and no Spark master is configured, else spark),
+        ``spark`` or ``local`` (NumPy's generator in this process).
+    :type backend: str
     """
 
     component = "filter.spark_sample"
-    component_fields = ("table", "fraction", "seed", "with_replacement")
+    component_fields = ("table", "fraction", "seed", "with_replacement", "backend")
     ui_color = "#f1f8e9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -73,6 +138,7 @@ class SparkSampleOperator(ClaimedOperator):
         fraction: float,
         seed: int = 42,
         with_replacement: bool = False,
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -80,3 +146,4 @@ class SparkSampleOperator(ClaimedOperator):
         self.fraction = fraction
         self.seed = seed
         self.with_replacement = with_replacement
+        self.backend = backend

@@ -247,8 +247,8 @@ class SparkCsvToParquetOperator(ClaimedOperator):
     The output is a folder of ``part-NNNNN.<compression>.parquet`` files (``pandas.read_parquet``
     and pyarrow read it as one table), partitioned into ``column=value`` sub-folders when
     ``partition_by`` is given. Column types are inferred from the data when ``infer_schema`` is
-    true, else all are strings. ``backend="pyarrow"`` converts in-process without starting Spark,
-    faster for small files.
+    true, else all are strings. ``backend="auto"`` converts small files in-process with pyarrow (no
+    JVM to start) and large ones with Spark (see ``claimed_airflow.core.spark.backend_for``).
 
     Runs the ``transform.spark_csv_to_parquet`` component. Outputs (XCom keys): output.
 
@@ -265,8 +265,9 @@ class SparkCsvToParquetOperator(ClaimedOperator):
     :type partition_by: list[str] | None
     :param compression: Parquet compression codec.
     :type compression: str
-    :param backend: ``spark`` (any size, runs on the Spark master) or ``pyarrow`` (in-process, one
-        machine).
+    :param backend: ``auto`` (local when small and no Spark master is configured, else spark),
+        ``spark`` (any size, on the Spark master) or ``local`` (pyarrow in this process, one
+        machine's memory).
     :type backend: str
     """
 
@@ -284,7 +285,7 @@ class SparkCsvToParquetOperator(ClaimedOperator):
         infer_schema: bool = True,
         partition_by: list[str] | None = None,
         compression: str = "snappy",
-        backend: str = "spark",
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -302,7 +303,8 @@ class SparkParquetToCsvOperator(ClaimedOperator):
 
     With ``single_file`` (the default) the output is one CSV file; otherwise a folder of ``part-
     NNNNN.csv`` files written in parallel (for tables too large for one writer). Timestamps are
-    written in ISO 8601, UTC.
+    written in ISO 8601, UTC. ``backend="auto"`` converts small tables in-process with pyarrow (no
+    JVM to start) and large ones with Spark (see ``claimed_airflow.core.spark.backend_for``).
 
     Runs the ``transform.spark_parquet_to_csv`` component. Outputs (XCom keys): output.
 
@@ -316,10 +318,13 @@ class SparkParquetToCsvOperator(ClaimedOperator):
     :param single_file: One CSV file (all rows through one writer) instead of a folder of part
         files.
     :type single_file: bool
+    :param backend: ``auto`` (local when small and no Spark master is configured, else spark),
+        ``spark`` or ``local`` (pyarrow in this process).
+    :type backend: str
     """
 
     component = "transform.spark_parquet_to_csv"
-    component_fields = ("table", "header", "delimiter", "single_file")
+    component_fields = ("table", "header", "delimiter", "single_file", "backend")
     ui_color = "#e8f5e9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -330,6 +335,7 @@ class SparkParquetToCsvOperator(ClaimedOperator):
         header: bool = True,
         delimiter: str = ",",
         single_file: bool = True,
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -337,6 +343,7 @@ class SparkParquetToCsvOperator(ClaimedOperator):
         self.header = header
         self.delimiter = delimiter
         self.single_file = single_file
+        self.backend = backend
 
 
 class SparkSqlOperator(ClaimedOperator):
@@ -345,6 +352,11 @@ class SparkSqlOperator(ClaimedOperator):
     The table is registered as the temporary view ``view``, e.g. ``SELECT sensor, avg(value) AS mean
     FROM input GROUP BY sensor``. Only one ``SELECT`` or ``WITH ... SELECT`` query is accepted, and
     reading files by path from SQL is switched off, so the query sees only the given table.
+    ``backend="auto"`` runs small tables in-process: the query is translated from Spark SQL to
+    DuckDB's dialect (sqlglot) and run by DuckDB, no JVM to start; large tables, or any table when a
+    Spark master is configured, go to Spark (see ``claimed_airflow.core.spark.backend_for``). A
+    Spark function DuckDB lacks fails with a clear error on the local backend; ``backend="spark"``
+    then runs it.
 
     Runs the ``transform.spark_sql`` component. Outputs (XCom keys): output.
 
@@ -354,10 +366,13 @@ class SparkSqlOperator(ClaimedOperator):
     :type query: str
     :param view: Name under which the table is visible in the query.
     :type view: str
+    :param backend: ``auto`` (local when small and no Spark master is configured, else spark),
+        ``spark`` or ``local`` (DuckDB in this process).
+    :type backend: str
     """
 
     component = "transform.spark_sql"
-    component_fields = ("table", "query", "view")
+    component_fields = ("table", "query", "view", "backend")
     ui_color = "#e8f5e9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -367,9 +382,11 @@ class SparkSqlOperator(ClaimedOperator):
         table: str,
         query: str,
         view: str = "input",
+        backend: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.table = table
         self.query = query
         self.view = view
+        self.backend = backend

@@ -1,9 +1,10 @@
-"""Run a Spark SQL query over a table."""
+"""Run a Spark SQL query over a table (with Spark, or in-process with DuckDB for small inputs)."""
 
 from __future__ import annotations
 
 import re
 import sys
+from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
@@ -18,6 +19,7 @@ def spark_sql(
     table: InputPath,
     query: str,
     view: str = "input",
+    backend: Literal["auto", "spark", "local"] = "auto",
     output: OutputPath = "result.parquet",
 ) -> dict:
     """Run a Spark SQL ``SELECT`` over a table (CSV, Parquet or JSON lines) and write the result as Parquet.
@@ -25,11 +27,17 @@ def spark_sql(
     The table is registered as the temporary view ``view``, e.g.
     ``SELECT sensor, avg(value) AS mean FROM input GROUP BY sensor``. Only one ``SELECT`` or
     ``WITH ... SELECT`` query is accepted, and reading files by path from SQL is switched off, so the
-    query sees only the given table.
+    query sees only the given table. ``backend="auto"`` runs small tables in-process: the query is
+    translated from Spark SQL to DuckDB's dialect (sqlglot) and run by DuckDB, no JVM to start; large
+    tables, or any table when a Spark master is configured, go to Spark (see
+    ``claimed_airflow.core.spark.backend_for``). A Spark function DuckDB lacks fails with a clear
+    error on the local backend; ``backend="spark"`` then runs it.
 
     :param table: Input table: file or folder (CSV with a header, Parquet, JSON lines).
     :param query: One Spark SQL query (SELECT or WITH) over the view.
     :param view: Name under which the table is visible in the query.
+    :param backend: ``auto`` (local when small and no Spark master is configured, else spark), ``spark`` or
+        ``local`` (DuckDB in this process).
     :param output: Query result as a Parquet dataset folder.
     """
     if not _IDENTIFIER.match(view):
@@ -39,6 +47,10 @@ def spark_sql(
         raise ClaimedError(f"query: expected one SELECT (or WITH ... SELECT) query, got {query[:80]!r}")
     from claimed_airflow.core import spark as sp
 
+    if sp.backend_for(backend, table) == "local":
+        result = sp.sql_local(sp.read_local(table), statement, view)
+        sp.write_local(result, output)
+        return {"rows": result.num_rows, "columns": result.num_columns}
     spark = sp.session(COMPONENT)
     spark.conf.set("spark.sql.runSQLOnFiles", "false")
     sp.read(spark, table).createOrReplaceTempView(view)
