@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import html
 from pathlib import Path
 
 from claimed_airflow import __version__
@@ -12,7 +11,7 @@ from claimed_airflow.core.component import ComponentSpec
 
 
 def summary_table(links: bool = False) -> str:
-    """The component table: README.md carries it as is, the catalog with links to each section."""
+    """The component summary table (the catalog's first section, with links to each component)."""
     rows = ["| component | operator | inputs | outputs | what it does |", "| --- | --- | --- | --- | --- |"]
     for spec in registry.library().values():
         inputs = ", ".join(p.name for p in spec.inputs)
@@ -75,14 +74,10 @@ def catalog_markdown() -> str:
 
 
 def catalog_html() -> str:
-    """The same catalog as a self-contained HTML page (Markdown rendered by python-markdown if present)."""
-    text = catalog_markdown()
-    try:
-        import markdown
+    """The same catalog as a self-contained HTML page (rendered with python-markdown)."""
+    import markdown
 
-        body = markdown.markdown(text, extensions=["tables", "fenced_code"])
-    except ImportError:
-        body = f"<pre>{html.escape(text)}</pre>"
+    body = markdown.markdown(catalog_markdown(), extensions=["tables", "fenced_code"])
     style = (
         "body{font-family:sans-serif;max-width:70em;margin:auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
@@ -94,7 +89,7 @@ def register(commands) -> None:
     parser = commands.add_parser("catalog", help="write a browsable catalog of all components")
     parser.add_argument("-o", "--output", help="file to write (default: print Markdown)")
     parser.add_argument("--format", choices=("md", "html"), help="default: from the file suffix, else md")
-    parser.add_argument("--table", action="store_true", help="print only the component table used in README.md")
+    parser.add_argument("--table", action="store_true", help="print only the component summary table")
     parser.set_defaults(func=main)
 
 

@@ -25,7 +25,8 @@ COMMAND_MODULES = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command's parser with every sub-command (also read by the documentation's CLI reference)."""
     parser = argparse.ArgumentParser(prog="claimed-airflow", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,7 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -1,7 +1,7 @@
 """Screenshot of dicom_to_deployment in the Airflow UI, for the README.
 
 Run the demo first (it leaves a finished run in ./.airflow), then:
-    .venv/bin/python -m tests.ui.screenshot [--airflow-home .airflow] [-o tests/ui/dicom_to_deployment.png]
+    .venv/bin/python -m tests.ui.screenshot [--airflow-home .airflow] [-o docs/img/dicom_to_deployment.png]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--airflow-home", default=".airflow")
     parser.add_argument("--dags-folder", default="dags")
-    parser.add_argument("-o", "--output", default="tests/ui/dicom_to_deployment.png")
+    parser.add_argument("-o", "--output", default="docs/img/dicom_to_deployment.png")
     args = parser.parse_args()
     home = Path(args.airflow_home).resolve()
     env = airflow_env(home, Path(args.dags_folder).resolve(), home / "unused")

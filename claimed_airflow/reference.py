@@ -1,0 +1,113 @@
+"""The documentation's reference pages, generated from the code so that they cannot drift.
+
+Components and operators come from the component specs, the common operator arguments from
+``ClaimedOperator``'s docstring, connection types and settings from ``get_provider_info()``, the
+command line from its argparse parser. ``docs/hooks/reference.py`` adds them to the MkDocs site.
+"""
+
+from __future__ import annotations
+
+import html
+
+
+def _cell(text: object) -> str:
+    """Markdown table cell: one line, pipes escaped, ``rst`` literals as code, markup outside code escaped."""
+    parts = " ".join(str(text).split()).replace("``", "`").split("`")
+    parts = [part if i % 2 else html.escape(part, quote=False).replace("|", "\\|") for i, part in enumerate(parts)]
+    return "`".join(parts)  # Python-Markdown's tables leave pipes inside code spans alone
+
+
+def components_page() -> str:
+    from claimed_airflow.catalog import catalog_markdown
+
+    return catalog_markdown()
+
+
+def operators_page() -> str:
+    import docstring_parser
+
+    from claimed_airflow.core import registry
+    from claimed_airflow.operators.base import ClaimedOperator
+
+    lines = [
+        "# Operators",
+        "",
+        "One operator class per component, in `claimed_airflow.operators`; its own parameters are the",
+        "component's (see [Components](components.md)). Every operator also takes the arguments below and",
+        "those of Airflow's `BaseOperator`.",
+        "",
+        "| operator | component | what it does |",
+        "| --- | --- | --- |",
+    ]
+    for spec in registry.library().values():
+        anchor = spec.name.replace(".", "").lower()
+        lines.append(f"| `{spec.operator}` | [`{spec.name}`](components.md#{anchor}) | {_cell(spec.summary)} |")
+    lines += ["", "## Arguments of every claimed operator", "", "| argument | type | description |"]
+    lines.append("| --- | --- | --- |")
+    for param in docstring_parser.parse(ClaimedOperator.__doc__ or "").params:
+        type_cell = _cell(f"`{param.type_name}`") if param.type_name else ""
+        lines.append(f"| `{param.arg_name}` | {type_cell} | {_cell(param.description or '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def connections_page() -> str:
+    from claimed_airflow import get_provider_info
+
+    lines = ["# Connection types", "", "Create them in the Airflow UI (Admin, Connections) or as `AIRFLOW_CONN_<ID>`."]
+    for conn in get_provider_info()["connection-types"]:
+        behaviour = conn.get("ui-field-behaviour", {})
+        lines += ["", f"## `{conn['connection-type']}`: {conn['hook-name']}", "", f"Hook: `{conn['hook-class-name']}`"]
+        lines += ["", "| field | label |", "| --- | --- |"]
+        hidden = set(behaviour.get("hidden-fields", []))
+        relabel = behaviour.get("relabeling", {})
+        for field in ("host", "schema", "login", "password", "port", "extra"):
+            if field not in hidden:
+                lines.append(f"| `{field}` | {_cell(relabel.get(field, field))} |")
+        for name, field in conn.get("conn-fields", {}).items():
+            lines.append(f"| `{name}` (extra) | {_cell(field.get('label', name))} |")
+    return "\n".join(lines) + "\n"
+
+
+def settings_page() -> str:
+    from claimed_airflow import get_provider_info
+
+    lines = [
+        "# Settings",
+        "",
+        "Options of the `[claimed]` section of `airflow.cfg` (environment: `AIRFLOW__CLAIMED__<OPTION>`).",
+    ]
+    for section, body in get_provider_info().get("config", {}).items():
+        lines += ["", f"## `[{section}]`", "", _cell(body.get("description", "")), ""]
+        lines += ["| option | type | default | example | description |", "| --- | --- | --- | --- | --- |"]
+        for name, option in body["options"].items():
+            default = option.get("default")
+            lines.append(
+                f"| `{name}` | {option.get('type', '')} | {_cell(default) if default is not None else ''} | "
+                f"{_cell(f'`{example}`') if (example := option.get('example')) else ''} | "
+                f"{_cell(option.get('description', ''))} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def cli_page() -> str:
+    import argparse
+
+    from claimed_airflow.cli import build_parser
+
+    parser = build_parser()
+    lines = ["# Command line", "", "`claimed-airflow` (the container entrypoint too).", "", "```text"]
+    lines += [parser.format_help().rstrip(), "```"]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                lines += ["", f"## `{name}`", "", "```text", sub.format_help().rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+PAGES = {
+    "reference/components.md": components_page,
+    "reference/operators.md": operators_page,
+    "reference/connections.md": connections_page,
+    "reference/settings.md": settings_page,
+    "reference/cli.md": cli_page,
+}
