@@ -236,7 +236,7 @@ def test_rows_leading_out_of_the_dataset_are_set_aside(dataset, tmp_path, monkey
     assert result["rows_in"] == good + len(hostile) and result["rows_out"] == good
     rejected = json.loads(Path(result["manifest"]).read_text())["rejected"]
     assert len(rejected) == len(hostile)
-    assert sum("leads out of the dataset" in r["reason"] for r in rejected) == 5
+    assert sum("leads out of the dataset" in r["reason"] for r in rejected) == 6
     assert sum("symbolic link" in r["reason"] for r in rejected) == 1
     images = Path(result["images"])
     assert sorted(p.name for p in images.rglob("*") if p.is_file()) == sorted(frame["filename"])

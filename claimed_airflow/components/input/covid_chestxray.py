@@ -14,6 +14,7 @@ from pathlib import Path
 
 from claimed_airflow.core import OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.paths import inside
 
 SCHEMES = ("http", "https", "s3", "file")
 REQUIRED_COLUMNS = ("filename", "finding", "view", "modality")
@@ -94,9 +95,10 @@ def covid_chestxray(
             folder = str(row["folder"]) if "folder" in frame.columns and pd.notna(row.get("folder")) else "images"
             filename = str(row["filename"])
             item = f"row {index} ({filename!r})"
-            image, problem = _confined(real_root, folder, filename)
-            if problem:
-                reject(item, problem)
+            try:
+                image = inside(real_root, folder, filename)
+            except ClaimedError as exc:
+                reject(item, f"leads out of the dataset: {exc}")
                 continue
             if not image.is_file():
                 reject(filename, f"image not found under {folder}/")
@@ -139,18 +141,6 @@ def _label(finding: str, findings: list[str] | None) -> str | None:
 
 def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label).strip("._") or "_"
-
-
-def _confined(root: Path, folder: str, filename: str) -> tuple[Path, str]:
-    """``root/folder/filename`` resolved (symbolic links followed), or a reason when it is not inside ``root``."""
-    for what, text in (("folder", folder), ("filename", filename)):
-        parts = Path(text).parts
-        if Path(text).is_absolute() or ".." in parts or "\x00" in text:
-            return root, f"{what} {text!r} leads out of the dataset (absolute path or '..')"
-    image = (root / folder / filename).resolve()
-    if not image.is_relative_to(root):
-        return root, f"{folder}/{filename} resolves outside the dataset (symbolic link)"
-    return image, ""
 
 
 def _fetch(source: str, tmp: Path, timeout: float, max_bytes: int = MAX_ARCHIVE_BYTES) -> Path:
