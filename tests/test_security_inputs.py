@@ -32,3 +32,34 @@ def test_map_labels_are_escaped_in_tooltip_and_popup(tmp_path):
         assert raw not in html, raw
     assert html.count("&lt;script&gt;alert(") == 3  # title, tooltip, popup: shown as text
     assert "Bern &amp; &lt;Thun&gt;" in html and "&#96;+alert(2)+&#96; &#36;{alert(3)}" in html
+
+
+def test_images_to_dicom_reads_only_under_images_and_flags_its_files(tmp_path, shared_data, monkeypatch):
+    import json
+    import shutil
+
+    import pydicom
+
+    chest = shared_data / "chestxray"
+    images = tmp_path / "images"
+    images.mkdir()
+    first = pd.read_csv(chest / "labels.csv")["filename"][0]
+    shutil.copy(chest / first, images / first)
+    outside = tmp_path / "private_scan.png"  # a real image next to the folder, not meant for this dataset
+    shutil.copy(chest / first, outside)
+    (images / "link.png").symlink_to(outside)
+    rows = [first, "../private_scan.png", str(outside), "link.png"]
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"filename": rows, "finding": "No Finding"}).to_csv(labels, index=False)
+    result = run(
+        "input.images_to_dicom", {"images": str(images), "labels": str(labels), "max_size": 32}, root=str(tmp_path)
+    )
+    assert result["images_converted"] == 1
+    rejected = json.loads(Path(result["manifest"]).read_text())["rejected"]
+    assert sorted(r["item"] for r in rejected) == sorted(rows[1:])
+    assert all(r["reason"].startswith("not under images: ") for r in rejected)
+    (written,) = Path(result["dicom"]).glob("*.dcm")
+    assert pydicom.dcmread(written).BurnedInAnnotation == "NO"  # the conversion adds no text
+    monkeypatch.setenv("DEID_SALT", "salt-for-this-test")
+    deid = run("transform.deidentify", {"files": result["dicom"], "salt_env": "DEID_SALT"}, root=str(tmp_path))
+    assert deid["files_deidentified"] == 1  # a flagged Secondary Capture passes the burned-in check

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component, reject
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.paths import inside
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's prefix for generated UIDs
@@ -22,6 +24,7 @@ def images_to_dicom(
     age_column: str = "age",
     modality: str = "OT",
     max_size: int = 512,
+    burned_in_annotation: Literal["NO", "YES"] = "NO",
     dicom: OutputPath = "dicom",
     index: OutputPath = "labels.csv",
 ) -> dict:
@@ -29,7 +32,8 @@ def images_to_dicom(
 
     Each image becomes an 8-bit MONOCHROME2 file with PatientSex, PatientAge and deterministic UIDs
     (derived from the image content, so the same input gives the same dataset). Rows whose image is
-    missing or unreadable are reported and left out.
+    missing or unreadable, or whose file name leads out of ``images`` (``..``, an absolute path, a
+    symbolic link), are reported and left out, as is a second row giving an already written name.
 
     :param images: Folder with the image files.
     :param labels: CSV table with one row per image.
@@ -39,6 +43,9 @@ def images_to_dicom(
     :param age_column: Column with the patient age in years; empty values are left out.
     :param modality: DICOM Modality of the created files (OT, CR, DX, ...).
     :param max_size: Longest side in pixels; larger images are scaled down keeping the aspect ratio.
+    :param burned_in_annotation: BurnedInAnnotation of the files: NO (this conversion adds no text; the
+        default) or YES when the images themselves may show identifying text (``transform.deidentify``
+        then sets them aside unless told to keep them).
     :param dicom: Folder of the created ``.dcm`` files.
     :param index: CSV with file, label, PatientSex, PatientAge and the source image name.
     """
@@ -57,7 +64,15 @@ def images_to_dicom(
     written = []
     for row in table.to_dict("records"):
         name = str(row[filename_column])
-        path = Path(images) / name
+        try:
+            path = inside(images, name)
+        except ClaimedError as exc:
+            reject(name, f"not under images: {exc}")
+            continue
+        file = Path(name).stem + ".dcm"
+        if (out / file).exists():
+            reject(name, f"another row already gave {file}")
+            continue
         try:
             with Image.open(path) as image:
                 image = image.convert("L")
@@ -68,8 +83,7 @@ def images_to_dicom(
             continue
         sex = _clean(row.get(sex_column))
         age = _clean(row.get(age_column))
-        file = Path(name).stem + ".dcm"
-        _write_secondary_capture(out / file, pixels, name, sex, age, modality)
+        _write_secondary_capture(out / file, pixels, name, sex, age, modality, burned_in_annotation)
         written.append({"file": file, "label": row[label_column], "PatientSex": sex, "PatientAge": age, "source": name})
     if not written:
         raise ClaimedError(f"images: none of the {len(table)} listed images could be read from {images}")
@@ -88,7 +102,7 @@ def _uid(*parts: str) -> str:
     return (UID_PREFIX + str(digest))[:64]
 
 
-def _write_secondary_capture(path: Path, pixels, source: str, sex, age, modality: str) -> None:
+def _write_secondary_capture(path: Path, pixels, source: str, sex, age, modality: str, burned_in: str) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
@@ -111,6 +125,7 @@ def _write_secondary_capture(path: Path, pixels, source: str, sex, age, modality
         ds.PatientAge = f"{int(float(age)):03d}Y"
     ds.Modality = modality
     ds.ConversionType = "WSD"
+    ds.BurnedInAnnotation = burned_in
     ds.ImageComments = f"converted from {source}"
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
