@@ -250,7 +250,8 @@ class ImagesToDicomOperator(ClaimedOperator):
 
     Each image becomes an 8-bit MONOCHROME2 file with PatientSex, PatientAge and deterministic UIDs
     (derived from the image content, so the same input gives the same dataset). Rows whose image is
-    missing or unreadable are reported and left out.
+    missing or unreadable, or whose file name leads out of ``images`` (``..``, an absolute path, a
+    symbolic link), are reported and left out, as is a second row giving an already written name.
 
     Runs the ``input.images_to_dicom`` component. Outputs (XCom keys): dicom, index.
 
@@ -271,6 +272,10 @@ class ImagesToDicomOperator(ClaimedOperator):
     :type modality: str
     :param max_size: Longest side in pixels; larger images are scaled down keeping the aspect ratio.
     :type max_size: int
+    :param burned_in_annotation: BurnedInAnnotation of the files: NO (this conversion adds no text;
+        the default) or YES when the images themselves may show identifying text
+        (``transform.deidentify`` then sets them aside unless told to keep them).
+    :type burned_in_annotation: str
     """
 
     component = "input.images_to_dicom"
@@ -283,6 +288,7 @@ class ImagesToDicomOperator(ClaimedOperator):
         "age_column",
         "modality",
         "max_size",
+        "burned_in_annotation",
     )
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -298,6 +304,7 @@ class ImagesToDicomOperator(ClaimedOperator):
         age_column: str = "age",
         modality: str = "OT",
         max_size: int = 512,
+        burned_in_annotation: str = "NO",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -309,3 +316,4 @@ class ImagesToDicomOperator(ClaimedOperator):
         self.age_column = age_column
         self.modality = modality
         self.max_size = max_size
+        self.burned_in_annotation = burned_in_annotation
