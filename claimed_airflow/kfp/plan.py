@@ -180,6 +180,10 @@ def _refuse_task(task: Any) -> None:
 
     hint = f" (leave it out with --skip {task.task_id})"
     kind = type(task).__name__
+    if getattr(task, "human_approval", False):
+        raise ExportError(
+            f"task {task.task_id!r}: is a reviewer's approval ({kind}); no KFP step waits for a person{hint}"
+        )
     if isinstance(task, MappedOperator):
         raise ExportError(
             f"task {task.task_id!r}: dynamic task mapping (.expand()) is not supported by the KFP export; "

@@ -21,6 +21,7 @@ def main(dag_file: str, dag_id: str) -> None:
     from claimed_airflow.core import registry
     from claimed_airflow.core.storage import Scope
     from claimed_airflow.kfp.pipeline import load_dag
+    from claimed_airflow.operators.base import ClaimedOperator
     from claimed_airflow.operators.engines import kubernetes
 
     with contextlib.redirect_stdout(sys.stderr):
@@ -28,6 +29,8 @@ def main(dag_file: str, dag_id: str) -> None:
         pods = {}
         defaults = {name: dag.params[name] for name in dag.params}
         for task in dag.tasks:
+            if not isinstance(task, ClaimedOperator):  # e.g. the reviewer's approval: not a pod
+                continue
             if isinstance(task.cache, str):  # "{{ params.cache }}": what Airflow renders before execute
                 task.cache = jinja2.Template(task.cache).render(params=defaults)
             scope = Scope(dag_id=dag_id, run_id="parity", task_id=task.task_id)

@@ -17,6 +17,7 @@ from claimed_airflow import __version__  # noqa: E402
 from claimed_airflow.cli import main as cli  # noqa: E402
 from claimed_airflow.core import registry  # noqa: E402
 from claimed_airflow.kfp.components import python_type  # noqa: E402
+from tests.kfp_export.flagship import skip_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 KFP_TYPES = {
@@ -89,6 +90,7 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
             "dicom_to_deployment",
             "-o",
             str(path),
+            *skip_options(),
         ]
     )
     assert code == 0

@@ -20,6 +20,7 @@ from kfp import components, local  # noqa: E402
 
 from claimed_airflow.cli import main as cli  # noqa: E402
 from claimed_airflow.core.storage import safe_name  # noqa: E402
+from tests.kfp_export.flagship import skip_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE_DAGS = ROOT / "tests" / "dags" / "claimed_test_dags.py"
@@ -90,7 +91,7 @@ def test_unblessed_gate_skips_the_steps_after_it_on_kfp_local(tmp_path, small_pr
 @pytest.mark.e2e
 def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
     """dicom_to_deployment: exported, run on kfp.local and in Airflow with the same small params."""
-    pipeline = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment")
+    pipeline = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment", *skip_options())
     conf = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0}
     state, tasks, run_id = run_dag("dicom_to_deployment", conf)
     assert state == "success" and set(tasks.values()) == {"success"}, tasks
@@ -147,14 +148,15 @@ def test_nothing_is_downloaded_when_a_step_starts(tmp_path):
     import kfp
     import yaml
 
-    default = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment")
+    default = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment", *skip_options())
     spec = next(yaml.safe_load_all(default.read_text()))
     commands = [" ".join(e["container"]["command"][:2]) for e in spec["deploymentSpec"]["executors"].values()]
     assert commands and not any("pip" in command for command in commands)
     assert "pip install" not in default.read_text()
     opted_in = tmp_path / "install.yaml"
     flagship = str(ROOT / "dags" / "dicom_to_deployment.py")
-    assert cli(["export-kfp", flagship, "--dag-id", "dicom_to_deployment", "-o", str(opted_in), "--install-kfp"]) == 0
+    options = ["--install-kfp", *skip_options()]
+    assert cli(["export-kfp", flagship, "--dag-id", "dicom_to_deployment", "-o", str(opted_in), *options]) == 0
     assert "pip install" in opted_in.read_text()  # the check above can fail
     for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
         text = (ROOT / "docker" / dockerfile).read_text()
