@@ -35,12 +35,13 @@ def _export(tmp_path: Path, dag_file: Path, dag_id: str, *options: str) -> Path:
 
 
 def _run_kfp(tmp_path: Path, pipeline_yaml: Path, dag_id: str, **arguments) -> Path:
-    """Run the exported YAML with kfp.local; return the run folder <output_root>/<dag_id>/<KFP run id>."""
+    """Run the exported YAML with kfp.local; return the new run folder <output_root>/<dag_id>/<KFP run id>."""
     output_root = tmp_path / "kfp-out"
+    earlier = set((output_root / dag_id).iterdir()) if (output_root / dag_id).exists() else set()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"))
     pipeline = components.load_component_from_file(str(pipeline_yaml))
     pipeline(output_root=str(output_root), **arguments)  # raises if a step fails
-    (run_dir,) = (output_root / dag_id).iterdir()
+    (run_dir,) = set((output_root / dag_id).iterdir()) - earlier
     return run_dir
 
 
@@ -162,3 +163,39 @@ def test_nothing_is_downloaded_when_a_step_starts(tmp_path):
         text = (ROOT / "docker" / dockerfile).read_text()
         assert re.search(rf"^ARG KFP=kfp=={re.escape(kfp.__version__)}$", text, re.M), dockerfile
         assert 'pip install --no-deps "${KFP}"' in text, dockerfile
+
+
+CACHE_DAG = """
+from datetime import datetime
+from airflow.sdk import DAG, Param
+from claimed_airflow.operators import ConfusionMatrixMetricOperator, FilterOperator
+with DAG("kfp_cache", schedule=None, start_date=datetime(2026, 1, 1),
+         params={"table": Param("t.csv", type="string"), "cache": Param(True, type="boolean")}):
+    rows = FilterOperator(task_id="filter", table="{{ params.table }}", condition="label == label",
+                          cache="{{ params.cache }}")
+    ConfusionMatrixMetricOperator(task_id="metrics", predictions=rows.output["output"], cache=True)
+"""
+
+
+def test_cached_tasks_reuse_outputs_on_a_second_kfp_run(tmp_path, small_predictions):
+    """cache=True: the step looks up our content-hash cache under the output root; KFP's own caching is off."""
+    import yaml
+
+    dag_file = tmp_path / "kfp_cache.py"
+    dag_file.write_text(CACHE_DAG)
+    pipeline = _export(tmp_path, dag_file, "kfp_cache")
+    tasks = next(yaml.safe_load_all(pipeline.read_text()))["root"]["dag"]["tasks"]
+    assert all(task["cachingOptions"] == {} for task in tasks.values())  # enableCache false
+    assert tasks["metrics"]["inputs"]["parameters"]["claimed_cache"] == {"runtimeValue": {"constant": True}}
+    assert tasks["filter"]["inputs"]["parameters"]["claimed_cache"] == {"componentInputParameter": "cache"}
+
+    first = _run_kfp(tmp_path, pipeline, "kfp_cache", table=str(small_predictions))
+    second = _run_kfp(tmp_path, pipeline, "kfp_cache", table=str(small_predictions))
+    before, after = _manifests(first), _manifests(second)
+    for task in ("filter", "metrics"):
+        assert before[task]["cache"]["hit"] is False and after[task]["cache"]["hit"] is True, task
+        assert after[task]["cache"]["from"] == str(first / task / "manifest.json"), task
+        assert after[task]["outputs"] == before[task]["outputs"], task  # the first run's files, reused
+        assert after[task]["values"] == before[task]["values"], task
+    third = _run_kfp(tmp_path, pipeline, "kfp_cache", table=str(small_predictions), cache=False)
+    assert _manifests(third)["filter"]["cache"]["hit"] is False  # the parameter turns it off
