@@ -231,19 +231,17 @@ class ServedModel:
             data = _binary_tensor(datatype, parameters["binary_data_size"], binary)
         elif data is None:
             raise RequestError(400, "input.data: missing")
+        s = self.image_size
         if datatype == "BYTES":
             if len(shape) != 1:
                 raise RequestError(400, f"input.shape: BYTES input is one image file per item, [N], got {shape}")
             items = data if isinstance(data, list) else [data]
             if len(items) != shape[0]:
                 raise RequestError(400, f"input.data: {len(items)} item(s) for shape {shape}")
-            return np.stack(
-                [
-                    self.image_file(item if isinstance(item, bytes) else _b64(item, f"input.data[{i}]"))
-                    for i, item in enumerate(items)
-                ]
+            files = (
+                item if isinstance(item, bytes) else _b64(item, f"input.data[{i}]") for i, item in enumerate(items)
             )
-        s = self.image_size
+            return pixels_to_input(np.stack([image_file_to_gray(f, s, self.max_pixels) for f in files]))
         if datatype in FLOAT_TYPES:
             allowed = ([shape[0], s, s, 3], [shape[0], s, s, 1])
             if shape not in allowed:
@@ -322,19 +320,12 @@ def pixels_to_input(array):
         array = array @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     if array.ndim == 4:
         array = array[..., 0]
-    gray = array / 127.5 - 1.0
-    return np.repeat(gray[..., None], 3, axis=-1).astype(np.float32)
+    gray = np.asarray(array, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
+    return np.repeat(gray[..., None], 3, axis=-1)
 
 
-def _gray_to_input(gray, size: int):
-    """One network input ``(S, S, 3)`` from 8-bit grey pixels, resized as ``transform.dicom_to_images`` resizes."""
-    import numpy as np
-
-    return pixels_to_input(np.asarray(fit(gray, size), dtype=np.float32)[None])[0]
-
-
-def image_file_to_input(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """One network input ``(S, S, 3)`` from an image file (PNG, JPEG, ...).
+def image_file_to_gray(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """8-bit grey pixels ``(S, S)`` of an image file (PNG, JPEG, ...), resized as ``transform.dicom_to_images`` does.
 
     RequestError 400 if unreadable, 413 if larger than ``max_pixels`` (checked from the header, before decoding).
     """
@@ -345,14 +336,18 @@ def image_file_to_input(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX
         with Image.open(io.BytesIO(payload)) as image:
             width, height = image.size
             check_frame_size(height, width, len(image.getbands()), max_pixels)
-            gray = np.asarray(image.convert("L"))
+            return np.asarray(fit(image if image.mode == "L" else image.convert("L"), size))
     except FrameTooLarge as exc:
         raise RequestError(413, f"image: {exc}") from None
     except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its MAX_IMAGE_PIXELS
         raise RequestError(413, f"image: more than max_pixels={max_pixels} ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise RequestError(400, f"image: not a readable image file ({exc.__class__.__name__})") from None
-    return _gray_to_input(gray, size)
+
+
+def image_file_to_input(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """One network input ``(S, S, 3)`` from an image file; see :func:`image_file_to_gray`."""
+    return pixels_to_input(image_file_to_gray(payload, size, max_pixels)[None])[0]
 
 
 def read_dicom(payload: bytes, max_bytes: int = MAX_BODY_BYTES):
@@ -393,7 +388,9 @@ def dicom_file_to_input(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX
         raise RequestError(413, f"dicom: {exc}") from None
     except Exception as exc:  # pydicom and its decoders raise many types for a bad file
         raise RequestError(400, f"dicom: not a readable DICOM image ({exc.__class__.__name__}: {exc})") from None
-    return _gray_to_input(pixels, size)
+    import numpy as np
+
+    return pixels_to_input(np.asarray(fit(pixels, size))[None])[0]
 
 
 BINARY_TYPES = {

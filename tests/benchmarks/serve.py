@@ -130,8 +130,13 @@ def main() -> None:
             def post(body: bytes, headers: dict | None = None, server: str = "http") -> dict:
                 headers = headers or {"Content-Type": "application/json"}
                 connection = connections[server]
-                connection.request("POST", f"/v2/models/{NAME}/infer", body, headers)
-                response = connection.getresponse()
+                try:
+                    connection.request("POST", f"/v2/models/{NAME}/infer", body, headers)
+                    response = connection.getresponse()
+                except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                    connection.close()  # the server closed a connection left idle longer than its timeout
+                    connection.request("POST", f"/v2/models/{NAME}/infer", body, headers)
+                    response = connection.getresponse()
                 answer = json.loads(response.read())
                 assert response.status == 200, answer
                 return answer

@@ -142,14 +142,14 @@ def _luma(rgb, depth: int):
 
 
 def fit(pixels, size: int, aspect: str = "stretch"):
-    """A PIL image of ``pixels`` resized to ``size`` x ``size`` (``size`` 0 keeps the original size).
+    """A PIL image of ``pixels`` (an array or a PIL image) resized to ``size`` x ``size`` (0 keeps the original size).
 
     ``stretch`` ignores the aspect ratio, ``pad`` fits the image inside and pads with black, ``crop``
     cuts the centre square (of the longer side) before resizing.
     """
     from PIL import Image, ImageOps
 
-    image = Image.fromarray(pixels)
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
     if size <= 0:
         return image
     method = Image.Resampling.BILINEAR
