@@ -22,7 +22,13 @@ _OPERATOR_MODULES = (
     "claimed_airflow.operators.visualize",
 )
 
-_HOOK_MODULES = ("claimed_airflow.hooks.copernicus", "claimed_airflow.hooks.watson_ml")
+_HOOK_MODULES = (
+    "claimed_airflow.hooks.copernicus",
+    "claimed_airflow.hooks.dicom",
+    "claimed_airflow.hooks.dicomweb",
+    "claimed_airflow.hooks.watson_ml",
+)
+
 _MODEL_URIS = {"schemes": ["claimed-model"], "handler": "claimed_airflow.assets.sanitize_uri"}
 
 
@@ -92,6 +98,51 @@ def get_provider_info() -> dict:
                         "login": "leave empty on IBM Cloud",
                         "password": "IBM Cloud or Cloud Pak for Data API key",
                     },
+                },
+            },
+            {
+                "hook-class-name": "claimed_airflow.hooks.dicomweb.DicomWebHook",
+                "hook-name": "DICOMweb (PACS)",
+                "connection-type": "dicomweb",
+                "conn-fields": {
+                    "auth_type": {
+                        "label": "Authentication (basic or bearer)",
+                        "schema": {"type": ["string", "null"], "enum": ["basic", "bearer", None]},
+                    },
+                    "verify": {
+                        "label": "Verify TLS (true/false or CA bundle path)",
+                        "schema": {"type": ["string", "null"], "default": "true"},
+                    },
+                    "timeout": {"label": "Timeout (seconds)", "schema": {"type": ["number", "null"]}},
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {
+                        "host": "Base URL",
+                        "login": "Username (basic auth)",
+                        "password": "Password or bearer token",
+                    },
+                    "placeholders": {
+                        "host": "https://pacs.example.org/dicom-web",
+                        "login": "empty for a bearer token",
+                    },
+                },
+            },
+            {
+                "hook-class-name": "claimed_airflow.hooks.dicom.DicomHook",
+                "hook-name": "DICOM (DIMSE, PACS)",
+                "connection-type": "dicom",
+                "conn-fields": {
+                    "ae_title": {"label": "PACS AE title", "schema": {"type": ["string", "null"]}},
+                    "calling_ae_title": {
+                        "label": "Our (calling) AE title",
+                        "schema": {"type": ["string", "null"], "default": "CLAIMED"},
+                    },
+                    "timeout": {"label": "Timeout (seconds)", "schema": {"type": ["number", "null"]}},
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "password"],
+                    "placeholders": {"host": "pacs.example.org", "port": "104"},
                 },
             },
         ],

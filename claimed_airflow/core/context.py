@@ -17,6 +17,7 @@ log = logging.getLogger("claimed_airflow")
 class RunContext:
     component: str
     root: str = ""
+    task_uri: str = ""  # <root>/<dag_id>/<run_id>/<task_id>: the same for every attempt of a task
     rejected: list[dict] = field(default_factory=list)
 
 

@@ -65,7 +65,7 @@ def run(
             cache_record = {"key": key, "hit": True, "from": hit_uri}
         else:
             targets = {o.name: output_uris.get(o.name) or storage.join(task_dir, o.default) for o in spec.outputs}
-            output_records, returned, rejected = _execute(spec, call, targets, workdir, root, values)
+            output_records, returned, rejected = _execute(spec, call, targets, workdir, root, values, task_dir)
             cache_record = {"key": key, "hit": False}
     record = manifest.build(
         spec,
@@ -118,7 +118,7 @@ def _stage_inputs(spec: ComponentSpec, values: dict, workdir: Path) -> tuple[dic
     return call, records
 
 
-def _execute(spec, call: dict, targets: dict[str, str], workdir: Path, root: str, values: dict):
+def _execute(spec, call: dict, targets: dict[str, str], workdir: Path, root: str, values: dict, task_dir: str = ""):
     """Call the component with local output paths, then commit each output to its target URI."""
     locals_ = {}
     for param in spec.outputs:
@@ -126,7 +126,7 @@ def _execute(spec, call: dict, targets: dict[str, str], workdir: Path, root: str
         local.parent.mkdir(parents=True)
         call[param.name] = str(local)
         locals_[param.name] = local
-    ctx = RunContext(component=spec.name, root=root)
+    ctx = RunContext(component=spec.name, root=root, task_uri=task_dir)
     log.info("running %s with %s", spec.name, _printable(values))
     with active(ctx):
         returned = spec.function(**call) or {}

@@ -13,6 +13,8 @@ from claimed_airflow.operators.input import (
     ClimateCopernicusInputOperator,
     CovidChestXrayInputOperator,
     DicomInputOperator,
+    DicomNetworkInputOperator,
+    DicomwebInputOperator,
     GermanCreditInputOperator,
     ImagesToDicomOperator,
 )
@@ -23,7 +25,7 @@ from claimed_airflow.operators.metric import (
     RobustnessMetricOperator,
 )
 from claimed_airflow.operators.monitoring import NotificationEmailOperator
-from claimed_airflow.operators.output import DicomOutputOperator
+from claimed_airflow.operators.output import DicomNetworkOutputOperator, DicomOutputOperator, DicomwebOutputOperator
 from claimed_airflow.operators.predict import PredictImagesOperator
 from claimed_airflow.operators.train import (
     FairnessMitigationTrainOperator,
@@ -50,8 +52,12 @@ __all__ = [
     "CovidChestXrayInputOperator",
     "DeidentifyTransformOperator",
     "DicomInputOperator",
+    "DicomNetworkInputOperator",
+    "DicomNetworkOutputOperator",
     "DicomOutputOperator",
     "DicomToImagesTransformOperator",
+    "DicomwebInputOperator",
+    "DicomwebOutputOperator",
     "FairnessMetricOperator",
     "FairnessMitigationTrainOperator",
     "FilterOperator",

@@ -168,12 +168,16 @@ class DicomInputOperator(ClaimedOperator):
     PatientSex, PatientAge (years), Rows, Columns, PhotometricInterpretation, TransferSyntaxUID,
     NumberOfFrames, HasPixelData, BurnedInAnnotation and, with a labels table, ``label``. Files that
     are not readable DICOM and repeated SOPInstanceUIDs (the first file is kept) are reported by
-    name, listed in the run manifest and left out; the rest of the batch goes on.
+    name, listed in the run manifest and left out; the rest of the batch goes on. A PACS query is a
+    source too: ``dicomweb://<connection>?modality=CR&study_date=20200101-20201231`` (DICOMweb:
+    QIDO-RS search, WADO-RS retrieve), ``dicomweb+https://host/dicom-web?...`` (no connection) or
+    ``dicom://<connection>?...`` (DIMSE: C-FIND, C-GET); see input.dicomweb. Files from a PACS are
+    named by a hash of their SOPInstanceUID.
 
     Runs the ``input.dicom`` component. Outputs (XCom keys): metadata, files.
 
-    :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR or single DICOM
-        file.
+    :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR, single DICOM
+        file, or a PACS query URI (dicomweb://, dicom://).
     :type source: str
     :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
     :type labels: str | None
@@ -213,6 +217,236 @@ class DicomInputOperator(ClaimedOperator):
         self.label_key = label_key
         self.label_column = label_column
         self.duplicates = duplicates
+        self.max_rejected = max_rejected
+
+
+class DicomNetworkInputOperator(ClaimedOperator):
+    """Search a PACS without DICOMweb (C-FIND, Study Root) and retrieve the instances (C-GET) like input.dicom.
+
+    For a PACS that speaks only DIMSE. C-FIND runs at ``level`` with the filters, then lists the
+    instances of each matching study or series; C-GET fetches them series by series over one
+    association, offering each SOP class in every common transfer syntax so that files arrive as
+    stored. Outputs, file names, reporting of unreadable instances and resuming after a failed
+    attempt are those of input.dicomweb. The peer comes from an Airflow connection of type ``dicom``
+    (PACS AE title, host, port, our calling AE title) or from ``address`` (``AET@host:port``); the
+    PACS must accept our calling AE title.
+
+    Runs the ``input.dicom_network`` component. Outputs (XCom keys): metadata, files.
+
+    :param conn_id: Airflow connection of type dicom.
+    :type conn_id: str | None
+    :param address: The PACS as AET@host:port (e.g. ORTHANC@pacs:4242) instead of a connection.
+    :type address: str | None
+    :param calling_ae_title: Our AE title; default the connection's, else CLAIMED.
+    :type calling_ae_title: str | None
+    :param level: Where the filters apply: study, series or instance (body_part needs series or
+        instance).
+    :type level: str
+    :param modality: Modality, e.g. CR or MR (at study level: ModalitiesInStudy).
+    :type modality: str | None
+    :param body_part: BodyPartExamined, e.g. CHEST.
+    :type body_part: str | None
+    :param study_date: StudyDate or a range, e.g. 20200101-20201231.
+    :type study_date: str | None
+    :param accession_number: AccessionNumber.
+    :type accession_number: str | None
+    :param patient_id: PatientID.
+    :type patient_id: str | None
+    :param filters: Any other attributes, keyword (or 8-hex tag) to value, e.g.
+        {"SeriesDescription": "PA*"}.
+    :type filters: dict | None
+    :param max_instances: Retrieve at most this many instances (default: all that match).
+    :type max_instances: int | None
+    :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
+    :type labels: str | None
+    :param label_key: Column present in both the metadata and the labels table (e.g. SOPInstanceUID,
+        AccessionNumber).
+    :type label_key: str
+    :param label_column: Column of the labels table copied into the metadata as ``label``.
+    :type label_column: str
+    :param max_rejected: Fail the task when more instances than this are set aside (default: never,
+        unless all).
+    :type max_rejected: int | None
+    """
+
+    component = "input.dicom_network"
+    component_fields = (
+        "conn_id",
+        "address",
+        "calling_ae_title",
+        "level",
+        "modality",
+        "body_part",
+        "study_date",
+        "accession_number",
+        "patient_id",
+        "filters",
+        "max_instances",
+        "labels",
+        "label_key",
+        "label_column",
+        "max_rejected",
+    )
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        conn_id: str | None = "dicom_default",
+        address: str | None = None,
+        calling_ae_title: str | None = None,
+        level: str = "series",
+        modality: str | None = None,
+        body_part: str | None = None,
+        study_date: str | None = None,
+        accession_number: str | None = None,
+        patient_id: str | None = None,
+        filters: dict | None = None,
+        max_instances: int | None = None,
+        labels: str | None = None,
+        label_key: str = "SOPInstanceUID",
+        label_column: str = "label",
+        max_rejected: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.address = address
+        self.calling_ae_title = calling_ae_title
+        self.level = level
+        self.modality = modality
+        self.body_part = body_part
+        self.study_date = study_date
+        self.accession_number = accession_number
+        self.patient_id = patient_id
+        self.filters = filters
+        self.max_instances = max_instances
+        self.labels = labels
+        self.label_key = label_key
+        self.label_column = label_column
+        self.max_rejected = max_rejected
+
+
+class DicomwebInputOperator(ClaimedOperator):
+    """Search a PACS over DICOMweb (QIDO-RS) and retrieve the matching instances (WADO-RS) like input.dicom.
+
+    The search runs at ``level`` (studies, series or instances matching the filters; then every
+    instance of the matching studies or series); the instances are retrieved as stored (transfer
+    syntax ``*``) with at most ``concurrency`` requests in flight, into the same ``metadata`` table
+    and ``files`` folder as input.dicom (files named by a hash of the SOPInstanceUID; unreadable
+    instances reported and left out). Instances fetched by a failed attempt are not fetched again on
+    retry. The server and its credentials come from an Airflow connection of type ``dicomweb`` (base
+    URL, basic auth or bearer token, TLS verification); without one, from ``url`` and the
+    ``DICOMWEB_TOKEN`` or ``DICOMWEB_USERNAME``/``DICOMWEB_PASSWORD`` environment variables.
+    Connection errors and busy answers (429, 503, ...) are retried; errors name the server.
+
+    Runs the ``input.dicomweb`` component. Outputs (XCom keys): metadata, files.
+
+    :param conn_id: Airflow connection of type dicomweb; empty: url and DICOMWEB_* environment
+        variables.
+    :type conn_id: str | None
+    :param url: Base URL of the DICOMweb service (e.g. http://pacs:8042/dicom-web); overrides the
+        connection's.
+    :type url: str | None
+    :param level: Where the filters apply: study, series or instance (body_part needs series or
+        instance).
+    :type level: str
+    :param modality: Modality, e.g. CR or MR (at study level: ModalitiesInStudy).
+    :type modality: str | None
+    :param body_part: BodyPartExamined, e.g. CHEST.
+    :type body_part: str | None
+    :param study_date: StudyDate or a range, e.g. 20200101-20201231.
+    :type study_date: str | None
+    :param accession_number: AccessionNumber.
+    :type accession_number: str | None
+    :param patient_id: PatientID.
+    :type patient_id: str | None
+    :param filters: Any other attributes, keyword (or 8-hex tag) to value, e.g.
+        {"SeriesDescription": "PA*"}.
+    :type filters: dict | None
+    :param max_instances: Retrieve at most this many instances (default: all that match).
+    :type max_instances: int | None
+    :param concurrency: Retrieve requests in flight at once.
+    :type concurrency: int
+    :param transfer_syntax: Transfer syntax asked for: * (as stored, no transcoding) or a UID.
+    :type transfer_syntax: str
+    :param verify: TLS certificate verification; default the connection's.
+    :type verify: bool | None
+    :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
+    :type labels: str | None
+    :param label_key: Column present in both the metadata and the labels table (e.g. SOPInstanceUID,
+        AccessionNumber).
+    :type label_key: str
+    :param label_column: Column of the labels table copied into the metadata as ``label``.
+    :type label_column: str
+    :param max_rejected: Fail the task when more instances than this are set aside (default: never,
+        unless all).
+    :type max_rejected: int | None
+    """
+
+    component = "input.dicomweb"
+    component_fields = (
+        "conn_id",
+        "url",
+        "level",
+        "modality",
+        "body_part",
+        "study_date",
+        "accession_number",
+        "patient_id",
+        "filters",
+        "max_instances",
+        "concurrency",
+        "transfer_syntax",
+        "verify",
+        "labels",
+        "label_key",
+        "label_column",
+        "max_rejected",
+    )
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        conn_id: str | None = "dicomweb_default",
+        url: str | None = None,
+        level: str = "series",
+        modality: str | None = None,
+        body_part: str | None = None,
+        study_date: str | None = None,
+        accession_number: str | None = None,
+        patient_id: str | None = None,
+        filters: dict | None = None,
+        max_instances: int | None = None,
+        concurrency: int = 8,
+        transfer_syntax: str = "*",
+        verify: bool | None = None,
+        labels: str | None = None,
+        label_key: str = "SOPInstanceUID",
+        label_column: str = "label",
+        max_rejected: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.url = url
+        self.level = level
+        self.modality = modality
+        self.body_part = body_part
+        self.study_date = study_date
+        self.accession_number = accession_number
+        self.patient_id = patient_id
+        self.filters = filters
+        self.max_instances = max_instances
+        self.concurrency = concurrency
+        self.transfer_syntax = transfer_syntax
+        self.verify = verify
+        self.labels = labels
+        self.label_key = label_key
+        self.label_column = label_column
         self.max_rejected = max_rejected
 
 

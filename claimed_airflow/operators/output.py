@@ -20,6 +20,8 @@ class DicomOutputOperator(ClaimedOperator):
     the prediction in ImageComments and the source in SourceImageSequence. UIDs are derived from the
     source UIDs and the model name, so a retried task writes the same instances. Rows whose source
     file is missing or unreadable are reported and left out. Needs the ``dicom`` extra (highdicom).
+    With a ``destination`` PACS the written instances are also stored there (as output.dicomweb or
+    output.dicom_network do); storing them again replaces, never duplicates them.
 
     Runs the ``output.dicom`` component. Outputs (XCom keys): dicom.
 
@@ -41,6 +43,9 @@ class DicomOutputOperator(ClaimedOperator):
     :param score_column: Column with the prediction score (optional; left out when the column is
         absent).
     :type score_column: str
+    :param destination: Also store the written instances in this PACS: dicomweb://<connection>,
+        dicomweb+https://host/dicom-web or dicom://<connection> (DIMSE); empty: only the folder.
+    :type destination: str | None
     """
 
     component = "output.dicom"
@@ -52,6 +57,7 @@ class DicomOutputOperator(ClaimedOperator):
         "file_column",
         "prediction_column",
         "score_column",
+        "destination",
     )
     ui_color = "#efebe9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -66,6 +72,7 @@ class DicomOutputOperator(ClaimedOperator):
         file_column: str = "file",
         prediction_column: str = "prediction",
         score_column: str = "score",
+        destination: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -76,3 +83,95 @@ class DicomOutputOperator(ClaimedOperator):
         self.file_column = file_column
         self.prediction_column = prediction_column
         self.score_column = score_column
+        self.destination = destination
+
+
+class DicomNetworkOutputOperator(ClaimedOperator):
+    """Store a folder of DICOM files in a PACS without DICOMweb (C-STORE over one association).
+
+    The DIMSE twin of output.dicomweb: every DICOM file under ``dicom`` is sent in its own transfer
+    syntax; the instances keep their SOP Instance UIDs, so a second store does not duplicate them.
+    The peer comes from an Airflow connection of type ``dicom`` or from ``address``
+    (``AET@host:port``).
+
+    Runs the ``output.dicom_network`` component. Outputs (XCom keys): stored.
+
+    :param dicom: Folder of DICOM files (``dicom`` of output.dicom, ``output`` of
+        transform.deidentify, ...).
+    :type dicom: str
+    :param conn_id: Airflow connection of type dicom.
+    :type conn_id: str | None
+    :param address: The PACS as AET@host:port instead of a connection.
+    :type address: str | None
+    :param calling_ae_title: Our AE title; default the connection's, else CLAIMED.
+    :type calling_ae_title: str | None
+    """
+
+    component = "output.dicom_network"
+    component_fields = ("dicom", "conn_id", "address", "calling_ae_title")
+    ui_color = "#efebe9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        dicom: str,
+        conn_id: str | None = "dicom_default",
+        address: str | None = None,
+        calling_ae_title: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dicom = dicom
+        self.conn_id = conn_id
+        self.address = address
+        self.calling_ae_title = calling_ae_title
+
+
+class DicomwebOutputOperator(ClaimedOperator):
+    """Store a folder of DICOM files in a PACS over DICOMweb (STOW-RS), e.g. the SR or SC of output.dicom.
+
+    Every DICOM file under ``dicom`` (``index.csv`` and other files are skipped) is sent in batches
+    of ``batch_size``. The instances keep their SOP Instance UIDs (output.dicom derives them from
+    the source and the model), so storing the same results again does not duplicate them: the PACS
+    replaces or keeps the one it has. A file the PACS refuses is reported and the rest goes on. The
+    server and its credentials come from an Airflow connection of type ``dicomweb``; without one,
+    from ``url`` and the ``DICOMWEB_*`` environment variables (see input.dicomweb).
+
+    Runs the ``output.dicomweb`` component. Outputs (XCom keys): stored.
+
+    :param dicom: Folder of DICOM files (``dicom`` of output.dicom, ``output`` of
+        transform.deidentify, ...).
+    :type dicom: str
+    :param conn_id: Airflow connection of type dicomweb; empty: url and DICOMWEB_* environment
+        variables.
+    :type conn_id: str | None
+    :param url: Base URL of the DICOMweb service; overrides the connection's.
+    :type url: str | None
+    :param verify: TLS certificate verification; default the connection's.
+    :type verify: bool | None
+    :param batch_size: Instances per STOW-RS request.
+    :type batch_size: int
+    """
+
+    component = "output.dicomweb"
+    component_fields = ("dicom", "conn_id", "url", "verify", "batch_size")
+    ui_color = "#efebe9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        dicom: str,
+        conn_id: str | None = "dicomweb_default",
+        url: str | None = None,
+        verify: bool | None = None,
+        batch_size: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dicom = dicom
+        self.conn_id = conn_id
+        self.url = url
+        self.verify = verify
+        self.batch_size = batch_size

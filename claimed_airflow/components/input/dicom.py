@@ -6,6 +6,7 @@ import glob
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -150,7 +151,13 @@ def dicom(
     are not readable DICOM and repeated SOPInstanceUIDs (the first file is kept) are reported by
     name, listed in the run manifest and left out; the rest of the batch goes on.
 
-    :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR or single DICOM file.
+    A PACS query is a source too: ``dicomweb://<connection>?modality=CR&study_date=20200101-20201231``
+    (DICOMweb: QIDO-RS search, WADO-RS retrieve), ``dicomweb+https://host/dicom-web?...`` (no
+    connection) or ``dicom://<connection>?...`` (DIMSE: C-FIND, C-GET); see input.dicomweb. Files from
+    a PACS are named by a hash of their SOPInstanceUID.
+
+    :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR, single DICOM file, or a
+        PACS query URI (dicomweb://, dicom://).
     :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
     :param label_key: Column present in both the metadata and the labels table (e.g. file, SOPInstanceUID).
     :param label_column: Column of the labels table copied into the metadata as ``label``.
@@ -160,17 +167,43 @@ def dicom(
     :param metadata: Parquet table: file, tags (PatientSex, PatientAge in years, Modality, ...), label.
     :param files: Folder with the readable DICOM files, named as in the ``file`` column.
     """
+    from claimed_airflow.components import _pacs
+
+    if _pacs.is_pacs_uri(source):
+        return from_pacs(source, labels, label_key, label_column, max_rejected, metadata, files)
+    base, candidates = discover(source)
+    return read_files(
+        base, candidates, source, labels, label_key, label_column, duplicates, max_rejected, metadata, files
+    )
+
+
+def read_files(
+    base: Path,
+    candidates: list[Path],
+    source: str,
+    labels: str | None,
+    label_key: str,
+    label_column: str,
+    duplicates: str,
+    max_rejected: int | None,
+    metadata: str,
+    files: str,
+    transfer: Callable[[Path, Path], object] = shutil.copy2,
+) -> dict:
+    """input.dicom's reading: a metadata row per readable file, the file put into ``files`` by ``transfer``.
+
+    Unreadable files and repeated SOPInstanceUIDs are reported (``reject``) and left out.
+    """
     import pandas as pd
 
     from claimed_airflow.core.tables import read_table, write_table
 
-    base, candidates = discover(source)
     label_table = read_table(labels, name="labels") if labels is not None else None
     rows: list[dict] = []
     seen: dict[str, str] = {}
     rejected = repeated = 0
     out = Path(files)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     progress = Progress("input.dicom", len(candidates))
 
     def set_aside(item: str, reason: str) -> None:
@@ -204,7 +237,7 @@ def dicom(
         rows.append(row)
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+        transfer(path, target)
     if not rows:
         raise ClaimedError(f"source: no readable DICOM file in {source} ({len(candidates)} file(s) checked)")
     table = pd.DataFrame(rows)
@@ -214,6 +247,81 @@ def dicom(
         table = _join_labels(table, label_table, label_key, label_column)
     write_table(table, metadata)
     return {"files_read": len(rows), "files_rejected": rejected, "duplicates": repeated}
+
+
+def from_pacs(
+    source: str,
+    labels: str | None,
+    label_key: str,
+    label_column: str,
+    max_rejected: int | None,
+    metadata: str,
+    files: str,
+) -> dict:
+    """input.dicom of a PACS query URI (``dicomweb://<conn>?modality=CR``, ``dicom://<conn>?...``)."""
+    from claimed_airflow.components import _pacs
+
+    protocol, conn_id, where, query, options = _pacs.parse_source(source)
+    if protocol == "dicomweb":
+        server = _pacs.web_server(conn_id, where)
+    else:
+        server = _pacs.dimse_server(conn_id, where, options.get("calling_ae_title"))
+    try:
+        concurrency = int(options.get("concurrency") or 8)
+    except ValueError:
+        raise ClaimedError(f"source: concurrency={options['concurrency']!r} is not a number") from None
+    transfer_syntax = options.get("transfer_syntax") or "*"
+    return read_pacs(
+        protocol,
+        server,
+        query,
+        labels,
+        label_key,
+        label_column,
+        max_rejected,
+        metadata,
+        files,
+        concurrency,
+        transfer_syntax,
+    )
+
+
+def read_pacs(
+    protocol: str,
+    server,
+    query,
+    labels: str | None,
+    label_key: str,
+    label_column: str,
+    max_rejected: int | None,
+    metadata: str,
+    files: str,
+    concurrency: int = 8,
+    transfer_syntax: str = "*",
+) -> dict:
+    """Search a PACS, fetch the matching instances, then read them as input.dicom reads files.
+
+    The instances are fetched into a folder kept between attempts of the task (a retry fetches only
+    what is missing), read like files, then moved into ``files`` as ``<hash of SOPInstanceUID>.dcm``.
+    """
+    from claimed_airflow.components import _pacs
+
+    if concurrency < 1:
+        raise ClaimedError(f"concurrency: must be positive, got {concurrency}")
+    folder, fetched, reused = _pacs.retrieve(protocol, server, query, concurrency, transfer_syntax)
+    where = f"{server.name} ({query.level} level, {query.filters or 'no filter'})"
+    result = read_files(
+        folder, fetched, where, labels, label_key, label_column, "reject", max_rejected, metadata, files, _move
+    )
+    shutil.rmtree(folder, ignore_errors=True)  # all in files now; after a failure above it stays for the retry
+    return {**result, "instances_found": len(fetched), "instances_reused": reused, "server": server.name}
+
+
+def _move(source: Path, target: Path) -> None:
+    try:
+        os.replace(source, target)
+    except OSError:  # another filesystem
+        shutil.move(source, target)
 
 
 def _text(value) -> str | None:

@@ -135,6 +135,7 @@ def dicom(
     file_column: str = "file",
     prediction_column: str = "prediction",
     score_column: str = "score",
+    destination: str | None = None,
     dicom: OutputPath = "dicom",
 ) -> dict:
     """Write predictions back as DICOM that a PACS or viewer accepts, linked to the source study and images.
@@ -146,6 +147,8 @@ def dicom(
     the prediction in ImageComments and the source in SourceImageSequence. UIDs are derived from the
     source UIDs and the model name, so a retried task writes the same instances. Rows whose source
     file is missing or unreadable are reported and left out. Needs the ``dicom`` extra (highdicom).
+    With a ``destination`` PACS the written instances are also stored there (as output.dicomweb or
+    output.dicom_network do); storing them again replaces, never duplicates them.
 
     :param predictions: Prediction table (e.g. from ``predict.images``) with the source file and the prediction.
     :param files: Folder of the source DICOM files (``files`` of input.dicom or ``output`` of transform.deidentify).
@@ -154,6 +157,8 @@ def dicom(
     :param file_column: Column of ``predictions`` with the source file name relative to ``files``.
     :param prediction_column: Column with the predicted class.
     :param score_column: Column with the prediction score (optional; left out when the column is absent).
+    :param destination: Also store the written instances in this PACS: dicomweb://<connection>,
+        dicomweb+https://host/dicom-web or dicom://<connection> (DIMSE); empty: only the folder.
     :param dicom: Folder of the written ``<SOPInstanceUID>.dcm`` files plus ``index.csv`` (file, source UIDs).
     """
     import pandas as pd
@@ -165,6 +170,10 @@ def dicom(
         import highdicom  # noqa: F401
     except ImportError:
         raise ClaimedError("kind: output.dicom needs highdicom; install claimed-airflow[dicom]") from None
+    if destination:
+        from claimed_airflow.components._pacs import destination_server
+
+        destination_server(destination)  # a wrong destination fails before any work
     table = read_table(predictions, name="predictions")
     for column in (file_column, prediction_column):
         if column not in table.columns:
@@ -208,4 +217,12 @@ def dicom(
     if not written:
         raise ClaimedError(f"predictions: none of the {len(table)} predictions could be written as DICOM")
     write_table(pd.DataFrame(written), out / "index.csv")
-    return {"dicom_written": len(written), "kind": kind}
+    result = {"dicom_written": len(written), "kind": kind}
+    if destination:
+        from claimed_airflow.components import _pacs
+
+        protocol, server = _pacs.destination_server(destination)
+        rows = _pacs.store_folder(protocol, server, out)
+        result["instances_stored"] = sum(r["outcome"] == "stored" for r in rows)
+        result["server"] = server.name
+    return result

@@ -1,0 +1,874 @@
+"""PACS access for the input/output components: DICOMweb (QIDO-RS, WADO-RS, STOW-RS) and DIMSE (C-FIND, C-GET, C-STORE).
+
+Servers come from an Airflow connection (``dicomweb``: base URL, basic auth or bearer token, TLS
+verification; ``dicom``: AE title, host, port, our calling AE title) when Airflow is there, else
+from a URL and ``DICOMWEB_*`` environment variables. Secrets stay inside the HTTP session: they are
+not parameters, never logged and never returned. Every error names the server (URL or
+``AET@host:port``), never a credential.
+
+Source URIs (``input.dicom`` and the flagship's ``dicom_source``)::
+
+    dicomweb://<conn_id>?modality=CR&study_date=20200101-20201231
+    dicomweb+http://host:8042/dicom-web?level=instance&AccessionNumber=A123
+    dicom://<conn_id>?modality=MR               dicom://PACS_AET@host:104?patient_id=P1
+
+Instances are written as ``<sha256(SOPInstanceUID)[:32]>.dcm`` (never the UID itself as a path) into
+a folder that survives a failed attempt, so a retried task fetches only what is still missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from claimed_airflow.core.errors import ClaimedError
+
+log = logging.getLogger("claimed_airflow")
+
+WEB_SCHEMES = ("dicomweb", "dicomweb+http", "dicomweb+https")
+SCHEMES = (*WEB_SCHEMES, "dicom")
+LEVELS = ("study", "series", "instance")
+DEFAULT_CALLING_AET = "CLAIMED"
+ATTEMPTS = 3  # tries of a request that failed to connect or got a transient answer (429, 502, 503, 504)
+TRANSIENT = (408, 429, 502, 503, 504)
+PAGE = 1000  # QIDO-RS results asked for per request
+NAMED_FILTERS = {
+    "modality": "Modality",
+    "body_part": "BodyPartExamined",
+    "study_date": "StudyDate",
+    "accession_number": "AccessionNumber",
+    "patient_id": "PatientID",
+}
+STUDY_KEYS = ("StudyInstanceUID",)
+SERIES_KEYS = ("StudyInstanceUID", "SeriesInstanceUID")
+INSTANCE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+_KEYWORD = re.compile(r"^[A-Za-z][A-Za-z0-9]*$|^[0-9A-Fa-f]{8}$")
+
+
+def is_pacs_uri(uri: str) -> bool:
+    return "://" in uri and uri.split("://", 1)[0].lower() in SCHEMES
+
+
+def instance_file(sop_instance_uid: str) -> str:
+    """The file name of an instance: a hash of its UID (UIDs from a server never become paths)."""
+    return hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:32] + ".dcm"
+
+
+# ---------------------------------------------------------------- servers
+
+
+@dataclass
+class WebServer:
+    """A DICOMweb service. ``url`` carries no credentials; ``auth``/``headers`` hold them and are never shown."""
+
+    url: str
+    auth: tuple[str, str] | None = field(default=None, repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    verify: bool | str = True
+    timeout: float = 60.0
+
+    @property
+    def name(self) -> str:
+        return self.url
+
+    def client(self):
+        import requests
+        from dicomweb_client.api import DICOMwebClient
+
+        session = requests.Session()
+        session.verify = self.verify
+        if self.auth:
+            session.auth = self.auth
+        session.headers.update(self.headers)
+        logging.getLogger("dicomweb_client").setLevel(logging.WARNING)  # a line per instance at INFO
+        logging.getLogger("retrying").setLevel(logging.ERROR)  # a traceback per failed try at WARNING
+        client = DICOMwebClient(self.url, session=session, timeout=self.timeout)
+        client.set_http_retry_params(retry=False)  # retried here, connection errors included
+        return client
+
+
+@dataclass
+class DimseServer:
+    """A DICOM (DIMSE) peer: its AE title, host and port, and the AE title we call it with."""
+
+    ae_title: str
+    host: str
+    port: int
+    calling_ae_title: str = DEFAULT_CALLING_AET
+    timeout: float = 30.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def flag(value) -> bool | str:
+    """``verify``: true/false, or the path of a CA bundle."""
+    if value is None or isinstance(value, bool):
+        return True if value is None else value
+    text = str(value).strip()
+    if text.lower() in ("", "true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    return text
+
+
+def _no_userinfo(url: str, name: str) -> None:
+    if "@" in urlsplit(url).netloc:
+        raise ClaimedError(f"{name}: put credentials in an Airflow connection, not in the URL")
+
+
+def web_server(conn_id: str | None, url: str | None = None, verify: bool | None = None) -> WebServer:
+    """The DICOMweb server of an Airflow connection (``url`` overrides its base URL), else ``url`` + environment.
+
+    Without a connection, credentials come from ``DICOMWEB_TOKEN`` (bearer) or ``DICOMWEB_USERNAME`` and
+    ``DICOMWEB_PASSWORD`` (basic), TLS verification from ``DICOMWEB_VERIFY``; the URL from ``url`` or
+    ``DICOMWEB_URL``.
+    """
+    if url:
+        _no_userinfo(url, "url")
+    if conn_id:
+        try:
+            from claimed_airflow.hooks.dicomweb import DicomWebHook
+        except ImportError:
+            raise ClaimedError(
+                f"conn_id: Airflow is needed to read connection {conn_id!r}; or leave conn_id empty and give "
+                "the url (credentials in DICOMWEB_TOKEN or DICOMWEB_USERNAME/DICOMWEB_PASSWORD)"
+            ) from None
+        try:
+            server = DicomWebHook(conn_id).server()
+        except ClaimedError:
+            raise
+        except Exception as exc:  # AirflowNotFoundException and friends: one line naming the connection
+            raise ClaimedError(f"conn_id: cannot use DICOMweb connection {conn_id!r}: {exc}") from None
+        if url:
+            server.url = url.rstrip("/")
+    else:
+        url = url or os.environ.get("DICOMWEB_URL")
+        if not url:
+            raise ClaimedError("url: no DICOMweb URL (give url or conn_id, or set DICOMWEB_URL)")
+        _no_userinfo(url, "url")
+        token, user = os.environ.get("DICOMWEB_TOKEN"), os.environ.get("DICOMWEB_USERNAME")
+        server = WebServer(url=url.rstrip("/"), verify=flag(os.environ.get("DICOMWEB_VERIFY")))
+        if token:
+            server.headers["Authorization"] = f"Bearer {token}"
+        elif user:
+            server.auth = (user, os.environ.get("DICOMWEB_PASSWORD", ""))
+    if verify is not None:
+        server.verify = verify
+    if not server.url.startswith(("http://", "https://")):
+        raise ClaimedError(f"url: {server.url!r} is not an http(s) URL of a DICOMweb service")
+    return server
+
+
+def dimse_server(conn_id: str | None, address: str | None = None, calling_ae_title: str | None = None) -> DimseServer:
+    """The DICOM peer of an Airflow connection of type ``dicom``, or of ``address`` (``AET@host:port``)."""
+    if address:
+        server = parse_address(address)
+    elif conn_id:
+        try:
+            from claimed_airflow.hooks.dicom import DicomHook
+        except ImportError:
+            raise ClaimedError(
+                f"conn_id: Airflow is needed to read connection {conn_id!r}; or give the address as AET@host:port"
+            ) from None
+        try:
+            server = DicomHook(conn_id).server()
+        except ClaimedError:
+            raise
+        except Exception as exc:
+            raise ClaimedError(f"conn_id: cannot use DICOM connection {conn_id!r}: {exc}") from None
+    else:
+        raise ClaimedError("address: no DICOM peer (give conn_id or the address as AET@host:port)")
+    if calling_ae_title:
+        server.calling_ae_title = _aet(calling_ae_title, "calling_ae_title")
+    return server
+
+
+def parse_address(address: str) -> DimseServer:
+    match = re.fullmatch(r"(?:dicom://)?([^@/]+)@([^:/@]+):(\d+)/?", address.strip())
+    if not match:
+        raise ClaimedError(f"address: {address!r} is not AET@host:port (e.g. ORTHANC@127.0.0.1:4242)")
+    return DimseServer(ae_title=_aet(match[1], "address"), host=match[2], port=int(match[3]))
+
+
+def _aet(value: str, name: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 16 or "\\" in value or not value.isprintable():
+        raise ClaimedError(f"{name}: {value!r} is not an AE title (1 to 16 printable characters)")
+    return value
+
+
+# ---------------------------------------------------------------- queries
+
+
+@dataclass
+class Query:
+    """A search: the level it runs at and DICOM keyword -> value filters (wildcards, ranges as in PS3.4 C.2)."""
+
+    level: str = "series"
+    filters: dict[str, str] = field(default_factory=dict)
+    limit: int | None = None
+
+
+def make_query(
+    level: str = "series",
+    modality: str | None = None,
+    body_part: str | None = None,
+    study_date: str | None = None,
+    accession_number: str | None = None,
+    patient_id: str | None = None,
+    filters: dict | None = None,
+    limit: int | None = None,
+) -> Query:
+    """A :class:`Query` from the components' named filters plus any attribute (keyword or 8-hex tag)."""
+    if level not in LEVELS:
+        raise ClaimedError(f"level: expected one of {', '.join(LEVELS)}, got {level!r}")
+    named = {
+        "modality": modality,
+        "body_part": body_part,
+        "study_date": study_date,
+        "accession_number": accession_number,
+        "patient_id": patient_id,
+    }
+    values = {NAMED_FILTERS[k]: v for k, v in named.items() if v not in (None, "")}
+    for key, value in (filters or {}).items():
+        if not _KEYWORD.match(str(key)):
+            raise ClaimedError(f"filters: {key!r} is not a DICOM keyword or tag")
+        if isinstance(value, (dict, list)):
+            raise ClaimedError(f"filters: the value of {key} must be a string, got {value!r}")
+        values[str(key)] = str(value)
+    if study_date and not re.fullmatch(r"\d{8}(-\d{8})?|-\d{8}|\d{8}-", study_date.strip()):
+        raise ClaimedError(f"study_date: expected YYYYMMDD or a range YYYYMMDD-YYYYMMDD, got {study_date!r}")
+    if level == "study" and "BodyPartExamined" in values:
+        raise ClaimedError("body_part: BodyPartExamined is a series attribute; search at level series or instance")
+    if level == "study" and "Modality" in values:
+        values["ModalitiesInStudy"] = values.pop("Modality")
+    if limit is not None and limit < 1:
+        raise ClaimedError(f"max_instances: must be positive, got {limit}")
+    return Query(level=level, filters=values, limit=limit)
+
+
+def parse_source(uri: str) -> tuple[str, str | None, str | None, Query, dict]:
+    """``(protocol, conn_id, url_or_address, query, options)`` of a PACS source URI (see the module doc).
+
+    Query keys: ``level``, the named filters (``modality``, ``body_part``, ``study_date``,
+    ``accession_number``, ``patient_id``), ``max_instances``, ``concurrency``, ``transfer_syntax``,
+    ``calling_ae_title``, and any DICOM keyword (``SeriesDescription=CHEST*``).
+    """
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise ClaimedError(f"source: {uri!r} is not a dicomweb://, dicomweb+http(s):// or dicom:// URI")
+    if "@" in parts.netloc and scheme != "dicom":
+        raise ClaimedError("source: put credentials in an Airflow connection, not in the URI")
+    params = dict(parse_qsl(parts.query, keep_blank_values=False))
+    options = {k: params.pop(k) for k in ("concurrency", "transfer_syntax", "calling_ae_title") if k in params}
+    level = params.pop("level", "series")
+    limit = params.pop("max_instances", None)
+    named = {k: params.pop(k) for k in list(params) if k in NAMED_FILTERS}
+    try:
+        limit_value = int(limit) if limit else None
+    except ValueError:
+        raise ClaimedError(f"source: max_instances={limit!r} is not a number") from None
+    query = make_query(level=level, filters=params, limit=limit_value, **named)
+    if scheme == "dicomweb":
+        if not parts.netloc or parts.path.strip("/"):
+            raise ClaimedError(f"source: {uri!r}: expected dicomweb://<connection id>?<filters>")
+        return "dicomweb", parts.netloc, None, query, options
+    if scheme.startswith("dicomweb+"):
+        url = f"{scheme.split('+', 1)[1]}://{parts.netloc}{parts.path}"
+        return "dicomweb", None, url, query, options
+    if "@" in parts.netloc:
+        return "dicom", None, parts.netloc, query, options
+    return "dicom", parts.netloc or None, None, query, options
+
+
+def redacted(uri: str) -> str:
+    """A source URI for messages: scheme, server part and filter names only."""
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+# ---------------------------------------------------------------- DICOMweb
+
+
+@dataclass(frozen=True)
+class Instance:
+    study: str
+    series: str
+    sop: str
+    sop_class: str = ""
+
+    @property
+    def file(self) -> str:
+        return instance_file(self.sop)
+
+
+def _value(item: dict, keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    element = item.get(f"{tag_for_keyword(keyword):08X}", {})
+    values = element.get("Value") or [""]
+    return str(values[0])
+
+
+def _web_call(server: WebServer, what: str, call: Callable, attempts: int = ATTEMPTS):
+    """``call()`` with retries of connection errors and transient answers; errors name the server."""
+    import requests
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status in TRANSIENT and attempt < attempts:
+                _backoff(server.name, what, attempt, f"HTTP {status}")
+                continue
+            if status in (401, 403):
+                raise ClaimedError(
+                    f"conn_id: {server.name} refused the credentials for {what} (HTTP {status})"
+                ) from None
+            raise PacsAnswer(status, f"{server.name}: {what} failed with HTTP {status} {_reason(exc)}") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if attempt < attempts:
+                _backoff(server.name, what, attempt, type(exc).__name__)
+                continue
+            raise ClaimedError(
+                f"conn_id: cannot reach DICOMweb server {server.name} ({type(exc).__name__}) after {attempts} tries"
+            ) from None
+
+
+class PacsAnswer(ClaimedError):
+    """An error answer of the server, with its HTTP ``status`` (0 when unknown)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _reason(exc) -> str:
+    response = exc.response
+    return (response.reason or "") if response is not None else ""
+
+
+def _backoff(name: str, what: str, attempt: int, why: str) -> None:
+    delay = 0.5 * 2 ** (attempt - 1)
+    log.warning("%s: %s: %s; retrying in %.1f s (try %d of %d)", name, what, why, delay, attempt + 1, ATTEMPTS)
+    time.sleep(delay)
+
+
+def _pages(server: WebServer, what: str, search: Callable[..., list[dict]], key: str) -> Iterator[dict]:
+    """All results of a QIDO-RS search, page by page (``offset``), until a page brings nothing new.
+
+    Some servers ignore ``offset`` for some queries (Orthanc 1.10 with ModalitiesInStudy) and answer
+    the same page again; paging stops there instead of looping.
+    """
+    seen: set[str] = set()
+    offset = 0
+    while True:
+        page = _web_call(server, what, lambda offset=offset: search(offset=offset, limit=PAGE))
+        fresh = [item for item in page if _value(item, key) not in seen]
+        if not fresh:
+            return
+        for item in fresh:
+            seen.add(_value(item, key))
+            yield item
+        if len(page) < PAGE:
+            return
+        offset += len(page)
+
+
+def web_search(server: WebServer, query: Query) -> list[Instance]:
+    """QIDO-RS: the instances matching ``query`` (studies or series first, then their instances)."""
+    client = server.client()
+    filters = dict(query.filters)
+    fields = list(INSTANCE_KEYS)
+    instances: list[Instance] = []
+
+    def instances_of(what: str, **uids: str) -> Iterator[dict]:
+        def search(**page):
+            return client.search_for_instances(
+                **uids, search_filters=filters if not uids else {}, fields=fields, **page
+            )
+
+        return _pages(server, what, search, "SOPInstanceUID")
+
+    if query.level == "instance":
+        groups: Iterable[Iterator[dict]] = [instances_of("QIDO-RS search for instances")]
+    elif query.level == "series":
+        series = _pages(
+            server,
+            "QIDO-RS search for series",
+            lambda **page: client.search_for_series(search_filters=filters, **page),
+            "SeriesInstanceUID",
+        )
+        groups = (
+            instances_of(
+                f"QIDO-RS instances of series {_value(item, 'SeriesInstanceUID')}",
+                study_instance_uid=_value(item, "StudyInstanceUID"),
+                series_instance_uid=_value(item, "SeriesInstanceUID"),
+            )
+            for item in series
+        )
+    else:
+        studies = _pages(
+            server,
+            "QIDO-RS search for studies",
+            lambda **page: client.search_for_studies(search_filters=filters, **page),
+            "StudyInstanceUID",
+        )
+        groups = (
+            instances_of(
+                f"QIDO-RS instances of study {_value(item, 'StudyInstanceUID')}",
+                study_instance_uid=_value(item, "StudyInstanceUID"),
+            )
+            for item in studies
+        )
+    for group in groups:
+        for item in group:
+            instance = Instance(
+                _value(item, "StudyInstanceUID"),
+                _value(item, "SeriesInstanceUID"),
+                _value(item, "SOPInstanceUID"),
+                _value(item, "SOPClassUID"),
+            )
+            if instance.sop:
+                instances.append(instance)
+            if query.limit and len(instances) >= query.limit:
+                return instances
+    return instances
+
+
+def web_fetch(
+    server: WebServer,
+    instances: list[Instance],
+    folder: Path,
+    concurrency: int = 8,
+    transfer_syntax: str = "*",
+    on_error: Callable[[Instance, str], None] | None = None,
+) -> Iterator[tuple[Instance, Path]]:
+    """WADO-RS: each instance into ``folder/<hash>.dcm`` with at most ``concurrency`` requests in flight.
+
+    Files already there (an earlier, failed attempt) are not fetched again. Each file is written under
+    a temporary name and renamed, so a killed task leaves no partial file. An instance the server
+    does not have (404, 410) goes to ``on_error``; other errors stop the retrieval. Yields
+    ``(instance, path)`` as they complete.
+    """
+    local = threading.local()
+    media = (("application/dicom", transfer_syntax),) if transfer_syntax else None
+
+    def fetch(instance: Instance) -> Path:
+        target = folder / instance.file
+        if target.exists():
+            return target
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = server.client()
+        what = f"WADO-RS retrieve of instance {instance.sop}"
+        dataset = _web_call(
+            server,
+            what,
+            lambda: client.retrieve_instance(instance.study, instance.series, instance.sop, media_types=media),
+        )
+        staging = folder / f".{instance.file}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            dataset.save_as(staging, enforce_file_format=False)
+            os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)
+        return target
+
+    yield from _bounded(fetch, instances, concurrency, on_error)
+
+
+def _bounded(
+    work: Callable[[Instance], Path],
+    instances: Iterable[Instance],
+    concurrency: int,
+    on_error: Callable[[Instance, str], None] | None,
+) -> Iterator[tuple[Instance, Path]]:
+    """Run ``work`` over ``instances`` with at most ``concurrency`` in flight; keeps memory flat."""
+    pending: dict[Future, Instance] = {}
+    items = iter(instances)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="claimed-pacs") as pool:
+        try:
+            while True:
+                while len(pending) < max(1, concurrency):
+                    instance = next(items, None)
+                    if instance is None:
+                        break
+                    pending[pool.submit(work, instance)] = instance
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    instance = pending.pop(future)
+                    try:
+                        yield instance, future.result()
+                    except PacsAnswer as exc:
+                        if exc.status in (404, 410) and on_error is not None:
+                            on_error(instance, str(exc))
+                            continue
+                        raise
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def web_store(server: WebServer, files: list[Path], batch: int = 20) -> dict[str, str]:
+    """STOW-RS of ``files`` in batches; returns SOPInstanceUID -> "stored" or the server's failure reason."""
+    import pydicom
+
+    client = server.client()
+    outcome: dict[str, str] = {}
+    for start in range(0, len(files), batch):
+        datasets = [pydicom.dcmread(path) for path in files[start : start + batch]]
+        answer = _web_call(server, "STOW-RS store", lambda datasets=datasets: client.store_instances(datasets))
+        for item in answer.get("ReferencedSOPSequence", []):
+            outcome[str(item.ReferencedSOPInstanceUID)] = "stored"
+        for item in answer.get("FailedSOPSequence", []):
+            outcome[str(item.ReferencedSOPInstanceUID)] = f"failed (reason {item.get('FailureReason', '?')})"
+        for ds in datasets:
+            outcome.setdefault(str(ds.SOPInstanceUID), "stored")
+    return outcome
+
+
+# ---------------------------------------------------------------- DIMSE
+
+QR_LEVEL = {"study": "STUDY", "series": "SERIES", "instance": "IMAGE"}
+# C-GET: the transfer syntaxes offered for each SOP class, so that the PACS sends files as stored
+GET_SYNTAXES = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+)
+
+
+@contextlib.contextmanager
+def association(server: DimseServer, contexts: list, roles: list | None = None, handlers: list | None = None):
+    """An association with ``server`` (tried ``ATTEMPTS`` times); released, or aborted on error."""
+    from pynetdicom import AE
+
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # at INFO it logs every identifier (patient data)
+    ae = AE(ae_title=server.calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = server.timeout
+    ae.connection_timeout = min(server.timeout, 10)
+    for context in contexts:
+        ae.add_requested_context(*context) if isinstance(context, tuple) else ae.add_requested_context(context)
+    assoc = None
+    for attempt in range(1, ATTEMPTS + 1):
+        assoc = ae.associate(server.host, server.port, ae_title=server.ae_title, ext_neg=roles, evt_handlers=handlers)
+        if assoc.is_established:
+            break
+        if assoc.is_rejected:
+            raise ClaimedError(
+                f"conn_id: DICOM peer {server.name} rejected the association from {server.calling_ae_title} "
+                "(check the AE titles and that the PACS knows ours)"
+            )
+        if attempt < ATTEMPTS:
+            _backoff(server.name, "association", attempt, "no answer" if not assoc.is_aborted else "aborted")
+    if assoc is None or not assoc.is_established:
+        raise ClaimedError(f"conn_id: cannot reach DICOM peer {server.name} after {ATTEMPTS} tries")
+    try:
+        yield assoc
+    except BaseException:
+        assoc.abort()
+        raise
+    else:
+        assoc.release()
+
+
+def echo(server: DimseServer) -> None:
+    """C-ECHO: raises a clear error unless the peer answers with success."""
+    from pynetdicom.sop_class import Verification
+
+    with association(server, [Verification]) as assoc:
+        status = assoc.send_c_echo()
+        if status is None or int(status.get("Status", -1)) != 0:
+            raise ClaimedError(f"{server.name}: C-ECHO failed")
+
+
+def _identifier(level: str, filters: dict[str, str], keys: Iterable[str], **unique: str):
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for key in keys:
+        setattr(ds, key, "")
+    for key, value in {**filters, **unique}.items():
+        if re.fullmatch(r"[0-9A-Fa-f]{8}", key):
+            from pydicom.datadict import dictionary_VR
+
+            ds.add_new(int(key, 16), dictionary_VR(int(key, 16)), value)
+        else:
+            setattr(ds, key, value)
+    return ds
+
+
+def _find(assoc, server: DimseServer, identifier) -> list:
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    found = []
+    for status, answer in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
+        if status is None or "Status" not in status:
+            raise ClaimedError(f"{server.name}: C-FIND got no answer (timeout or aborted association)")
+        code = int(status.Status)
+        if code in (0xFF00, 0xFF01) and answer is not None:
+            found.append(answer)
+        elif code != 0x0000:
+            raise ClaimedError(f"{server.name}: C-FIND failed with status 0x{code:04X}")
+    return found
+
+
+def dimse_search(server: DimseServer, query: Query) -> list[Instance]:
+    """C-FIND (Study Root): studies or series matching ``query``, then their instances."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    instances: list[Instance] = []
+    with association(server, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
+        if query.level == "instance":
+            answers = _find(assoc, server, _identifier("IMAGE", query.filters, INSTANCE_KEYS))
+        else:
+            keys = STUDY_KEYS if query.level == "study" else SERIES_KEYS
+            answers = []
+            for parent in _find(assoc, server, _identifier(QR_LEVEL[query.level], query.filters, keys)):
+                if query.level == "study":
+                    series = _find(
+                        assoc, server, _identifier("SERIES", {}, SERIES_KEYS, StudyInstanceUID=parent.StudyInstanceUID)
+                    )
+                else:
+                    series = [parent]
+                for item in series:
+                    unique = {"StudyInstanceUID": item.StudyInstanceUID, "SeriesInstanceUID": item.SeriesInstanceUID}
+                    answers += _find(assoc, server, _identifier("IMAGE", {}, INSTANCE_KEYS, **unique))
+                    if query.limit and len(answers) >= query.limit:
+                        break
+                if query.limit and len(answers) >= query.limit:
+                    break
+    for answer in answers:
+        instances.append(
+            Instance(
+                str(answer.get("StudyInstanceUID", "")),
+                str(answer.get("SeriesInstanceUID", "")),
+                str(answer.get("SOPInstanceUID", "")),
+                str(answer.get("SOPClassUID", "")),
+            )
+        )
+    instances = [i for i in instances if i.sop]
+    return instances[: query.limit] if query.limit else instances
+
+
+def dimse_fetch(server: DimseServer, instances: list[Instance], folder: Path) -> Iterator[tuple[Instance, Path]]:
+    """C-GET of the instances not yet in ``folder``, series by series.
+
+    Each SOP class C-FIND reported is offered once per transfer syntax (a context accepts one), so
+    the PACS sends the files as stored, without transcoding. Files are written under a temporary
+    name and renamed.
+    """
+    from pynetdicom import build_role, evt
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+
+    wanted = {i.sop for i in instances}
+    missing = [i for i in instances if not (folder / i.file).exists()]
+
+    def store(event) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        uid = str(ds.get("SOPInstanceUID", ""))
+        if uid not in wanted:
+            return 0xC211  # not asked for: refused
+        target = folder / instance_file(uid)
+        staging = folder / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            ds.save_as(staging, enforce_file_format=True)
+            os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)
+        return 0x0000
+
+    classes = sorted({i.sop_class for i in missing})
+    per_association = max(1, 127 // len(GET_SYNTAXES))
+    for start in range(0, len(classes), per_association):
+        group = set(classes[start : start + per_association])
+        contexts = [StudyRootQueryRetrieveInformationModelGet]
+        contexts += [(c, [ts]) for c in sorted(group) if c for ts in GET_SYNTAXES]
+        roles = [build_role(c, scp_role=True) for c in sorted(group) if c]
+        by_series: dict[tuple[str, str], list[str]] = {}
+        for item in missing:
+            if item.sop_class in group:
+                by_series.setdefault((item.study, item.series), []).append(item.sop)
+        with association(server, contexts, roles, [(evt.EVT_C_STORE, store)]) as assoc:
+            for (study, series), uids in by_series.items():
+                identifier = _identifier(
+                    "IMAGE", {}, (), StudyInstanceUID=study, SeriesInstanceUID=series, SOPInstanceUID=uids
+                )
+                for status, _ in assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet):
+                    if status is None or "Status" not in status:
+                        raise ClaimedError(f"{server.name}: C-GET got no answer (timeout or aborted association)")
+                    code = int(status.Status)
+                    if code not in (0x0000, 0xFF00, 0xB000):
+                        raise ClaimedError(f"{server.name}: C-GET of series {series} failed with status 0x{code:04X}")
+    for instance in instances:
+        path = folder / instance.file
+        if path.exists():
+            yield instance, path
+
+
+def dimse_store(server: DimseServer, files: list[Path]) -> dict[str, str]:
+    """C-STORE of ``files`` over one association; SOPInstanceUID -> "stored" or the failure status."""
+    import pydicom
+
+    heads = [pydicom.dcmread(p, stop_before_pixels=True) for p in files]
+    syntaxes: dict[str, set[str]] = {}
+    for ds in heads:
+        syntaxes.setdefault(str(ds.SOPClassUID), set()).add(str(ds.file_meta.TransferSyntaxUID))
+    contexts = [(cls, sorted(ts)) for cls, ts in sorted(syntaxes.items())][:128]
+    outcome: dict[str, str] = {}
+    with association(server, contexts) as assoc:
+        for path, ds in zip(files, heads, strict=True):
+            status = assoc.send_c_store(path)
+            uid = str(ds.SOPInstanceUID)
+            if status is None or "Status" not in status:
+                raise ClaimedError(f"{server.name}: C-STORE of {path.name} got no answer (timeout or aborted)")
+            code = int(status.Status)
+            outcome[uid] = "stored" if code in (0x0000, 0xB000, 0xB007, 0xB006) else f"failed (status 0x{code:04X})"
+    return outcome
+
+
+# ---------------------------------------------------------------- shared by the input components
+
+
+def partial_folder(key: str) -> Path:
+    """A folder that survives a failed attempt of the same task (under a local output root, else the temp dir)."""
+    from claimed_airflow.core import storage
+    from claimed_airflow.core.context import current
+
+    ctx = current()
+    task = getattr(ctx, "task_uri", "") or ""
+    digest = hashlib.sha256(f"{task}\0{key}".encode()).hexdigest()[:24]
+    if task and storage.is_local(task):
+        folder = Path(storage.local_path(task)) / f".partial-{digest}"
+    else:
+        folder = Path(tempfile.gettempdir()) / "claimed-pacs" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def retrieve(
+    protocol: str,
+    server: WebServer | DimseServer,
+    query: Query,
+    concurrency: int = 8,
+    transfer_syntax: str = "*",
+) -> tuple[Path, list[Path], int]:
+    """Search and fetch into a resumable folder: ``(folder, files in query order, instances found)``.
+
+    Instances the server no longer has are reported and left out.
+    """
+    from claimed_airflow.core import reject
+
+    search = web_search if protocol == "dicomweb" else dimse_search
+    instances = search(server, query)
+    log.info("%s: %d instance(s) match %s at level %s", server.name, len(instances), query.filters, query.level)
+    if not instances:
+        raise ClaimedError(f"source: no instance on {server.name} matches {query.filters or 'the query'}")
+    folder = partial_folder(f"{protocol}\0{server.name}\0{query.level}\0{sorted(query.filters.items())}")
+    before = sum(1 for i in instances if (folder / i.file).exists())
+    if before:
+        log.info("%s: %d instance(s) already fetched by an earlier attempt", server.name, before)
+
+    def missing(instance: Instance, reason: str) -> None:
+        reject(instance.sop, reason)
+
+    if protocol == "dicomweb":
+        fetched = web_fetch(server, instances, folder, concurrency, transfer_syntax, missing)
+    else:
+        fetched = dimse_fetch(server, instances, folder)
+    done = {instance.sop: path for instance, path in fetched}
+    for instance in instances:
+        if instance.sop not in done and protocol == "dicom":
+            missing(instance, f"{server.name} did not send it (C-GET)")
+    return folder, [done[i.sop] for i in instances if i.sop in done], before
+
+
+# ---------------------------------------------------------------- shared by the output components
+
+
+def destination_server(destination: str) -> tuple[str, WebServer | DimseServer]:
+    """``(protocol, server)`` of a destination URI: ``dicomweb://<conn>``, ``dicomweb+https://host/path``,
+    ``dicom://<conn>`` or ``dicom://AET@host:port`` (a query part is not allowed here)."""
+    if not is_pacs_uri(destination):
+        raise ClaimedError(f"destination: {destination!r} is not a dicomweb://, dicomweb+http(s):// or dicom:// URI")
+    if urlsplit(destination).query:
+        raise ClaimedError(f"destination: {redacted(destination)} takes no query (filters are for sources)")
+    protocol, conn_id, where, _, _ = parse_source(destination)
+    if protocol == "dicomweb":
+        return protocol, web_server(conn_id, where)
+    return protocol, dimse_server(conn_id, where)
+
+
+def store_folder(protocol: str, server: WebServer | DimseServer, folder: str | Path, batch: int = 20) -> list[dict]:
+    """Store every DICOM file under ``folder`` (STOW-RS or C-STORE); one row per file with its outcome.
+
+    Files that are not DICOM (``index.csv``, ...) are skipped; a file the server refuses is reported
+    and the rest goes on; nothing stored at all is an error. The instances keep their SOP Instance
+    UIDs, so storing the same results again replaces or keeps them on the PACS, it never duplicates.
+    """
+    import pydicom
+
+    from claimed_airflow.components.input.dicom import has_dicm_magic
+    from claimed_airflow.core import reject
+
+    base = Path(folder)
+    candidates = sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".") and has_dicm_magic(p))
+    if not candidates:
+        raise ClaimedError(f"dicom: no DICOM file in {folder}")
+    uids, files = {}, []
+    for path in candidates:
+        try:
+            uids[path] = str(
+                pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
+            )
+            files.append(path)
+        except Exception as exc:  # noqa: BLE001 - this file is set aside, the rest is stored
+            reject(path.relative_to(base).as_posix(), f"not a readable DICOM file ({type(exc).__name__}: {exc})")
+    if protocol == "dicomweb":
+        outcome = web_store(server, files, batch)
+    else:
+        outcome = dimse_store(server, files)
+    rows = []
+    for path in files:
+        result = outcome.get(uids[path], "not answered")
+        name = path.relative_to(base).as_posix()
+        if result != "stored":
+            reject(name, f"{server.name} did not store {uids[path]}: {result}")
+        rows.append({"file": name, "SOPInstanceUID": uids[path], "outcome": result})
+    stored = sum(r["outcome"] == "stored" for r in rows)
+    if not stored:
+        raise ClaimedError(f"dicom: {server.name} stored none of the {len(files)} file(s)")
+    log.info("%s: stored %d of %d instance(s)", server.name, stored, len(files))
+    return rows

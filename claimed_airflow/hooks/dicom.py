@@ -1,0 +1,77 @@
+"""Connection to a DICOM peer over DIMSE (C-ECHO, C-FIND, C-GET, C-STORE): AE titles, host and port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claimed_airflow.version_compat import BaseHook
+
+
+class DicomHook(BaseHook):
+    """A PACS reached by DICOM networking, for input.dicom_network and output.dicom_network.
+
+    Connection fields: **Host** and **Port** of the PACS, and the extras ``ae_title`` (the PACS's AE
+    title, called), ``calling_ae_title`` (ours; default ``CLAIMED``; the PACS must know it) and
+    ``timeout`` (seconds). DIMSE carries no password here.
+
+    :param dicom_conn_id: Airflow connection id (type ``dicom``).
+    """
+
+    conn_name_attr = "dicom_conn_id"
+    default_conn_name = "dicom_default"
+    conn_type = "dicom"
+    hook_name = "DICOM (DIMSE, PACS)"
+
+    def __init__(self, dicom_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dicom_conn_id = dicom_conn_id
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
+        from claimed_airflow.hooks import connection_form_widgets
+
+        return connection_form_widgets(cls.conn_type)
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
+        from claimed_airflow.hooks import ui_field_behaviour
+
+        return ui_field_behaviour(cls.conn_type)
+
+    def server(self):
+        """The peer as a ``DimseServer`` of ``claimed_airflow.components._pacs``."""
+        from claimed_airflow.components._pacs import DEFAULT_CALLING_AET, DimseServer, _aet
+        from claimed_airflow.core.errors import ClaimedError
+
+        name = self.dicom_conn_id
+        conn = self.get_connection(name)
+        extra = conn.extra_dejson
+        if not conn.host or not conn.port:
+            raise ClaimedError(f"conn_id: connection {name!r} needs the PACS's host and port")
+        if not extra.get("ae_title"):
+            raise ClaimedError(f"conn_id: connection {name!r} has no ae_title (the PACS's AE title)")
+        server = DimseServer(
+            ae_title=_aet(str(extra["ae_title"]), "conn_id"),
+            host=conn.host,
+            port=int(conn.port),
+            calling_ae_title=_aet(str(extra.get("calling_ae_title") or DEFAULT_CALLING_AET), "conn_id"),
+        )
+        if extra.get("timeout"):
+            server.timeout = float(extra["timeout"])
+        return server
+
+    def get_conn(self):
+        return self.server()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: a C-ECHO (verification)."""
+        try:
+            from claimed_airflow.components._pacs import echo
+
+            server = self.server()
+            echo(server)
+            return True, f"C-ECHO answered by {server.name}"
+        except Exception as exc:  # shown in the UI
+            return False, f"{type(exc).__name__}: {exc}"

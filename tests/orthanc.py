@@ -1,0 +1,134 @@
+"""A real Orthanc PACS (Debian's ``orthanc`` + ``orthanc-dicomweb``) on loopback ports, for the PACS tests.
+
+Each server gets a temporary configuration and storage, HTTP basic auth (a random password) and
+the AE title ``TESTPACS``; it knows our calling AE title ``CLAIMED`` (C-FIND, C-GET, C-STORE).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import time
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+from tests.smtp_server import free_port
+
+ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+INSTALL = "apt-get install -y orthanc orthanc-dicomweb"
+AE_TITLE = "TESTPACS"
+USER = "claimed"
+
+
+def available() -> bool:
+    return Path(ORTHANC).exists() and DICOMWEB_PLUGIN.exists()
+
+
+class Orthanc:
+    """``with Orthanc(folder) as pacs:`` starts Orthanc, waits until it answers, stops it on exit."""
+
+    def __init__(self, folder: Path, http_threads: int = 50):
+        self.folder = folder
+        self.http_port, self.dicom_port = free_port(), free_port()
+        self.password = secrets.token_hex(12)
+        self.http_threads = http_threads
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    @property
+    def address(self) -> str:
+        return f"{AE_TITLE}@127.0.0.1:{self.dicom_port}"
+
+    def connection(self) -> str:
+        """``AIRFLOW_CONN_*`` JSON of a ``dicomweb`` connection to this server (basic auth)."""
+        return json.dumps(
+            {"conn_type": "dicomweb", "host": self.dicomweb_url, "login": USER, "password": self.password}
+        )
+
+    def dimse_connection(self) -> str:
+        extra = {"ae_title": AE_TITLE, "calling_ae_title": "CLAIMED"}
+        return json.dumps({"conn_type": "dicom", "host": "127.0.0.1", "port": self.dicom_port, "extra": extra})
+
+    def start(self) -> Orthanc:
+        storage = self.folder / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "claimed-test",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": AE_TITLE,
+            "DicomCheckCalledAet": True,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": True,
+            "RegisteredUsers": {USER: self.password},
+            "HttpThreadsCount": self.http_threads,
+            "DicomModalities": {"claimed": ["CLAIMED", "127.0.0.1", free_port()]},
+            "DicomAlwaysAllowFind": False,
+            "DicomAlwaysAllowGet": False,
+            "StorageCompression": False,
+            "Plugins": [str(DICOMWEB_PLUGIN)],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "MainDicomTags"},
+        }
+        path = self.folder / "orthanc.json"
+        path.write_text(json.dumps(config))
+        self.log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen([ORTHANC, str(path)], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Orthanc exited: {(self.folder / 'orthanc.log').read_text()[-2000:]}")
+            try:
+                self.request("GET", "/system")
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("Orthanc did not answer within 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def __enter__(self) -> Orthanc:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def request(self, method: str, path: str, data: bytes | None = None) -> bytes:
+        """Orthanc's REST API (basic auth)."""
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Authorization", "Basic " + b64encode(f"{USER}:{self.password}".encode()).decode())
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.read()
+
+    def upload(self, *files: Path) -> int:
+        """``POST /instances`` each file; the number of files sent."""
+        for path in files:
+            self.request("POST", "/instances", path.read_bytes())
+        return len(files)
+
+    def instances(self) -> list[str]:
+        return json.loads(self.request("GET", "/instances"))
+
+    def statistics(self) -> dict:
+        return json.loads(self.request("GET", "/statistics"))
