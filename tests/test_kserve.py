@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from claimed_airflow import __version__
 from claimed_airflow.components.deploy.kserve import inference_service
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.pod import container_security_context
 from claimed_airflow.core.runner import run
 from tests.kube_stub import InferenceServiceStub
 
@@ -47,7 +49,22 @@ def test_creates_the_inference_service_and_returns_its_url(tmp_path, connection)
     container = sent["spec"]["predictor"]["containers"][0]
     assert container["env"] == [{"name": "STORAGE_URI", "value": "s3://bucket/models/xray/3"}]
     assert container["args"][:3] == ["claimed-airflow", "serve", "/mnt/models"]
-    assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": "1"}
+    # the kubernetes engine's pods' rule and hardening (core.pod): memory and GPUs limited, non-root, seccomp
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"memory": "4Gi", "nvidia.com/gpu": "1"},
+    }
+    assert container["image"] == f"ghcr.io/claimed-framework/claimed-airflow:{__version__}-gpu"
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    pod_security = sent["spec"]["predictor"]["securityContext"]
+    assert pod_security["runAsNonRoot"] is True and pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
 
 
 def test_updates_an_existing_service_with_its_resource_version(tmp_path, connection):
@@ -102,7 +119,8 @@ def test_kubeconfig_without_a_connection_and_a_serving_runtime(tmp_path, monkeyp
         "storageUri": "s3://bucket/models/xray/3",
         "protocolVersion": "v2",
         "runtime": "kserve-tfserving",
-        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
+        "securityContext": container_security_context(),
     }
 
 

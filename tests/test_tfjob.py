@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from claimed_airflow import __version__
 from claimed_airflow.cli import main
+from claimed_airflow.core import registry
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.pod import container_security_context, pod_security_context
 from claimed_airflow.core.runner import run
 from tests.kube_stub import KubeStub
 
@@ -61,7 +64,18 @@ def test_tfjob_is_submitted_and_waited_for(stub, tmp_path, shared_data):
     replicas = manifest["spec"]["tfReplicaSpecs"]
     assert {k: v["replicas"] for k, v in replicas.items()} == {"Chief": 1, "Worker": 2}
     container = replicas["Worker"]["template"]["spec"]["containers"][0]
-    assert container["name"] == "tensorflow" and container["resources"]["limits"] == {"nvidia.com/gpu": 2}
+    assert container["name"] == "tensorflow"
+    spec = registry.get(TRAINER)
+    assert container["resources"] == {  # the kubernetes engine's rule (core.pod): memory and GPUs limited
+        "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory},
+        "limits": {"memory": spec.resources.memory, "nvidia.com/gpu": "2"},
+    }
+    assert container["image"] == f"{spec.image}:{__version__}-gpu"
+    assert container["securityContext"] == container_security_context()
+    assert container_security_context()["capabilities"] == {"drop": ["ALL"]}
+    assert container_security_context()["seccompProfile"] == {"type": "RuntimeDefault"}
+    pod_security = replicas["Worker"]["template"]["spec"]["securityContext"]
+    assert pod_security == pod_security_context() and pod_security["runAsNonRoot"] is True
     assert container["command"][:3] == ["claimed-airflow", "run", TRAINER]
     assert result["state"] == "Succeeded" and result["job_name"] == "german-lr"
     assert "sa-token-xyz" not in Path(result["manifest"]).read_text()

@@ -129,10 +129,15 @@ def image_for(image: str | None, spec, gpus: int, setting: Setting) -> str:
     configured = (setting("gpu_image") if gpus else None) or setting("image")
     if configured:
         return str(configured)
-    last = spec.image.rsplit("/", 1)[-1]
+    return versioned(spec.image, gpus)
+
+
+def versioned(image: str, gpus: int = 0) -> str:
+    """``image`` tagged ``:<library version>`` (``-gpu`` for GPU pods) unless it has a tag or digest: never latest."""
+    last = image.rsplit("/", 1)[-1]
     if ":" in last or "@" in last:
-        return spec.image
-    return f"{spec.image}:{__version__}{'-gpu' if gpus else ''}"
+        return image
+    return f"{image}:{__version__}{'-gpu' if gpus else ''}"
 
 
 def json_setting(setting: Setting, name: str, default: Any = None) -> Any:

@@ -8,6 +8,7 @@ import re
 from claimed_airflow.core import component
 from claimed_airflow.core.component import DEFAULT_IMAGE
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.pod import container_security_context, pod_security_context, resource_requirements, versioned
 
 log = logging.getLogger("claimed_airflow")
 
@@ -40,17 +41,19 @@ def inference_service(
     Open Inference Protocol as the local server. Any other format (``tensorflow`` for a SavedModel,
     ``onnx``, ...) uses a KServe serving runtime through ``predictor.model``.
     """
-    resources = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu, "memory": memory}}
-    if gpus:
-        resources["limits"]["nvidia.com/gpu"] = str(gpus)
-    predictor: dict = {"minReplicas": min_replicas, "maxReplicas": max_replicas}
+    resources = resource_requirements(cpu, memory, gpus)  # the kubernetes engine's rule: memory and GPUs limited
+    predictor: dict = {
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "securityContext": pod_security_context(),
+    }
     if service_account:
         predictor["serviceAccountName"] = service_account
     if model_format == "claimed":
         predictor["containers"] = [
             {
                 "name": "kserve-container",
-                "image": image,
+                "image": versioned(image, gpus),
                 "args": [
                     "claimed-airflow",
                     "serve",
@@ -65,10 +68,16 @@ def inference_service(
                 "env": [{"name": "STORAGE_URI", "value": storage_uri}],
                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                 "resources": resources,
+                "securityContext": container_security_context(),
             }
         ]
     else:
-        model = {"modelFormat": {"name": model_format}, "storageUri": storage_uri, "resources": resources}
+        model = {
+            "modelFormat": {"name": model_format},
+            "storageUri": storage_uri,
+            "resources": resources,
+            "securityContext": container_security_context(),
+        }
         model["protocolVersion"] = protocol_version
         if runtime:
             model["runtime"] = runtime

@@ -10,6 +10,13 @@ from typing import Literal
 
 from claimed_airflow.core import OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.pod import (
+    GPU_TOLERATION,
+    container_security_context,
+    pod_security_context,
+    resource_requirements,
+    versioned,
+)
 
 log = logging.getLogger("claimed_airflow")
 API = "kubeflow.org/v1"
@@ -79,6 +86,7 @@ def tfjob(
         if job_name
         else waits.once("name", lambda: dns_name(f"{spec.name}-{uuid.uuid4().hex[:6]}", limit=40))
     )
+    gpus = spec.resources.gpus if gpus_per_worker is None else gpus_per_worker
     manifest = job_manifest(
         spec,
         trainer,
@@ -86,8 +94,8 @@ def tfjob(
         namespace=namespace,
         kind=kind,
         workers=workers,
-        gpus=spec.resources.gpus if gpus_per_worker is None else gpus_per_worker,
-        image=job_image or spec.image,
+        gpus=gpus,
+        image=job_image or versioned(spec.image, gpus),
         job_root=job_root,
         fixed=fixed or {},
         node_selector=job_node_selector or {},
@@ -146,9 +154,7 @@ def job_manifest(spec, trainer, *, name, namespace, kind, workers, gpus, image, 
     ]
     for key, value in fixed.items():
         command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    resources = {"requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory}}
-    if gpus:
-        resources["limits"] = {"nvidia.com/gpu": gpus}
+    resources = resource_requirements(spec.resources.cpu, spec.resources.memory, gpus)
     pod = {
         "metadata": {"annotations": {"sidecar.istio.io/inject": "false"}},
         "spec": {
@@ -159,15 +165,12 @@ def job_manifest(spec, trainer, *, name, namespace, kind, workers, gpus, image, 
                     "command": command,
                     "env": [{"name": REPLICA_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                     "resources": resources,
-                    "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+                    "securityContext": container_security_context(),
                 }
             ],
+            "securityContext": pod_security_context(),
             **({"nodeSelector": node_selector} if node_selector else {}),
-            **(
-                {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
-                if gpus
-                else {}
-            ),
+            **({"tolerations": [dict(GPU_TOLERATION)]} if gpus else {}),
         },
     }
     replicas = {chief: {"replicas": 1, "restartPolicy": "OnFailure", "template": pod}}
