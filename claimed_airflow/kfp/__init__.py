@@ -7,6 +7,7 @@ provider 10.6+ needs ``kubernetes>=32``.
 
 - :mod:`claimed_airflow.kfp.step`: what a KFP step runs (the shared runner; no kfp, no Airflow).
 - :mod:`claimed_airflow.kfp.components`: a component spec -> a KFP lightweight Python component.
+- :mod:`claimed_airflow.kfp.ui`: the typed outputs a step shows in the Kubeflow UI.
 - :mod:`claimed_airflow.kfp.plan`: a DAG of claimed operators -> an engine-neutral plan, or a clear
   refusal naming the task (no kfp needed).
 - :mod:`claimed_airflow.kfp.pipeline`: the plan -> a KFP pipeline, compiled to IR YAML.

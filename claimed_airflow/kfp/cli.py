@@ -76,8 +76,15 @@ def main(args: argparse.Namespace) -> None:
         path = Path(tmp) / "pipeline.yaml"
         plan = export_dag(dag, path, skip=tuple(args.skip), output_root=args.output_root, install_kfp_package=install)
         _write(args.output, path.read_text())
-    gpu = [s.task_id for s in plan.steps if s.spec.resources.gpus]
-    _done(args.output, f"pipeline {args.dag_id}: {len(plan.steps)} steps" + (f", GPU: {', '.join(gpu)}" if gpu else ""))
+    gpu = [s.task_id for s in plan.steps if s.pod and s.pod.gpus]
+    images = sorted({s.pod.image for s in plan.steps if s.pod})
+    # Settings (Variables claimed_image, ..., [claimed] options) are read now and written into the pipeline.
+    _done(
+        args.output,
+        f"pipeline {args.dag_id}: {len(plan.steps)} steps"
+        + (f", GPU: {', '.join(gpu)}" if gpu else "")
+        + f"; images: {', '.join(images)}",
+    )
 
 
 def _write(output: str, text: str) -> None:

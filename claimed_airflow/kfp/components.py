@@ -1,17 +1,19 @@
 """A claimed component as a KFP v2 lightweight Python component (kfp imported lazily).
 
 The KFP component has the component's typed parameters (``int`` stays ``NUMBER_INTEGER``, ``bool``
-``BOOLEAN``, ...), one string parameter per input artifact (its URI) and the scope inputs of
-:data:`claimed_airflow.kfp.step.SCOPE_INPUTS`. Its outputs are parameters, not KFP artifacts: one
+``BOOLEAN``, ...), one string parameter per input artifact (its URI), the scope inputs of
+:data:`claimed_airflow.kfp.step.SCOPE_INPUTS` and ``claimed_cache``. Data moves as parameters: one
 string per output artifact (the URI our storage committed it to), ``manifest``, ``values`` and, for
-gates, ``blessed``. Artifacts move by URI as in Airflow, so a downstream step reads the same file
-whether the steps run on one machine (``kfp.local``) or in pods against an object store.
+gates, ``blessed``, so a downstream step reads the same file whether the steps run on one machine
+(``kfp.local``) or in pods against an object store. Beside them, typed KFP artifacts for the UI
+(:mod:`claimed_airflow.kfp.ui`: Metrics, ClassificationMetrics, HTML, Markdown, Model).
 
 Why a lightweight Python component rather than a container component running
 ``claimed-airflow run``: ``kfp.local.SubprocessRunner`` runs lightweight Python components only,
-and on a cluster the same component runs in the claimed image (``base_image``). The function
-embedded in the YAML is two generated lines that call :func:`claimed_airflow.kfp.step.run_step`, the
-same runner as the CLI entrypoint and the Airflow operator.
+and on a cluster the same component runs in the claimed image (``<image>:<version>[-gpu]``), which
+carries kfp's runtime, so nothing is installed when a step starts. The function embedded in the
+YAML is two generated lines that call :func:`claimed_airflow.kfp.step.run_step`, the same runner as
+the CLI entrypoint and the Airflow operator.
 """
 
 from __future__ import annotations
