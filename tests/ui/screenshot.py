@@ -1,6 +1,6 @@
-"""Screenshot of dicom_to_deployment in the Airflow UI, for the README.
+"""Screenshot of dicom_to_deployment in the Airflow UI, for the README and the documentation.
 
-Run the demo first (it leaves a finished run in ./.airflow), then:
+tests/test_ui.py regenerates it on every test run; by hand, after the demo (a finished run in ./.airflow):
     .venv/bin/python -m tests.ui.screenshot [--airflow-home .airflow] [-o docs/img/dicom_to_deployment.png]
 """
 
@@ -28,15 +28,21 @@ def main() -> None:
     with airflow_ui(env, home / "ui-logs") as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1500, "height": 820})
-        open_dag(page, base, "dicom_to_deployment")
-        page.goto(f"{base}/dags/dicom_to_deployment?mode=graph", wait_until="networkidle")
-        graph = page.get_by_role("button", name="Graph")
-        if graph.count():
-            graph.first.click()
-            page.wait_for_timeout(3000)
-        page.screenshot(path=args.output)
+        graph_screenshot(page, base, "dicom_to_deployment", args.output)
         browser.close()
     print(f"wrote {args.output}")
+
+
+def graph_screenshot(page, base: str, dag_id: str, output: str | Path) -> str:
+    """Open a DAG's graph view, save a screenshot, return the graph's text (its task ids)."""
+    open_dag(page, base, dag_id)
+    page.goto(f"{base}/dags/{dag_id}?mode=graph", wait_until="networkidle")
+    graph = page.get_by_role("button", name="Graph")
+    if graph.count():
+        graph.first.click()
+        page.wait_for_timeout(3000)
+    page.screenshot(path=str(output))
+    return page.inner_text("body")
 
 
 if __name__ == "__main__":
