@@ -63,3 +63,24 @@ def test_images_to_dicom_reads_only_under_images_and_flags_its_files(tmp_path, s
     monkeypatch.setenv("DEID_SALT", "salt-for-this-test")
     deid = run("transform.deidentify", {"files": result["dicom"], "salt_env": "DEID_SALT"}, root=str(tmp_path))
     assert deid["files_deidentified"] == 1  # a flagged Secondary Capture passes the burned-in check
+
+
+def test_training_reads_only_images_under_its_folder(tmp_path, shared_data):
+    import shutil
+
+    from claimed_airflow.components.train.image_classifier import load_gray_images
+    from claimed_airflow.core.errors import ClaimedError
+
+    images = tmp_path / "images"
+    (images / "a").mkdir(parents=True)
+    first = pd.read_csv(shared_data / "chestxray" / "labels.csv")["filename"][0]
+    shutil.copy(shared_data / "chestxray" / first, images / "a" / "one.png")
+    shutil.copy(shared_data / "chestxray" / first, tmp_path / "elsewhere.png")
+    pd.DataFrame({"image": ["a/one.png"], "label": ["a"]}).to_csv(images / "index.csv", index=False)
+    pixels, labels, classes, _ = load_gray_images(str(images), 8)
+    assert pixels.shape == (1, 8, 8) and classes == ["a"]
+    pd.DataFrame({"image": ["a/one.png", "../elsewhere.png"], "label": ["a", "a"]}).to_csv(
+        images / "index.csv", index=False
+    )
+    with pytest.raises(ClaimedError, match=r"^images: index.csv names an image outside .*'../elsewhere.png'"):
+        load_gray_images(str(images), 8)

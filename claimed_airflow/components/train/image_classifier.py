@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.paths import inside
 
 INDEX = "index.csv"
 LABELS = "labels.json"
@@ -42,7 +43,11 @@ def load_gray_images(images: str, size: int, classes: list[str] | None = None):
     lookup = {name: i for i, name in enumerate(classes)}
     pixels = np.empty((len(index), size, size), dtype=np.uint8)
     for i, name in enumerate(index["image"]):
-        with Image.open(Path(images) / name) as image:
+        try:
+            path = inside(images, str(name))
+        except ClaimedError as exc:
+            raise ClaimedError(f"images: {INDEX} names an image outside {images}: {exc}") from None
+        with Image.open(path) as image:
             pixels[i] = np.asarray(image.convert("L").resize((size, size)))
     y = np.array([lookup.get(str(label), -1) for label in index["label"]], dtype=np.int64)
     return pixels, y, classes, index
