@@ -62,6 +62,7 @@ log = logging.getLogger("claimed_airflow.serving")
 MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_BATCH = 256
 DEFAULT_THREADS = 4  # threads that decode and predict; requests beyond wait (cheaply) for one
+BODIES_PER_THREAD = 4  # request bodies held in memory at once: at most this x threads x MAX_BODY_BYTES
 DEFAULT_MAX_CONNECTIONS = 256  # open connections + requests in progress; beyond, uvicorn answers 503
 IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent (before its first request and between requests)
 REQUEST_TIMEOUT = 60.0  # seconds to receive one whole request (headers and body) once it has begun
@@ -487,7 +488,10 @@ def _b64(item: Any, where: str) -> bytes:
 
 # --- HTTP -------------------------------------------------------------------------------------
 def make_app(model: ServedModel, threads: int = DEFAULT_THREADS):
-    """The Starlette (ASGI) application answering for ``model``; decoding and prediction use ``threads`` threads."""
+    """The Starlette (ASGI) application answering for ``model``; decoding and prediction use ``threads`` threads.
+
+    At most ``BODIES_PER_THREAD * threads`` requests are read or answered at once; the others wait, unread.
+    """
     import anyio
     import msgspec
     from starlette.applications import Starlette
@@ -502,6 +506,7 @@ def make_app(model: ServedModel, threads: int = DEFAULT_THREADS):
 
     register_url_convertor("claimed_model", ModelName())
     limiter = anyio.CapacityLimiter(threads)
+    held = anyio.Semaphore(BODIES_PER_THREAD * threads)  # request bodies in memory, from their first byte
 
     def reply(status: int, document: dict, headers: dict | None = None) -> Response:
         return Response(msgspec.json.encode(document), status, headers, media_type="application/json")
@@ -530,13 +535,14 @@ def make_app(model: ServedModel, threads: int = DEFAULT_THREADS):
 
     async def predict(request: Request) -> Response:
         check_model(request)
-        payload = await read_body(request)
         content_type = (request.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
         header_length = request.headers.get("inference-header-content-length")
         v2 = request.url.path.startswith("/v2/")
-        document = await anyio.to_thread.run_sync(
-            model.answer, v2, payload, content_type, header_length, limiter=limiter
-        )
+        async with held:  # beyond, a request waits with its body unread (in the socket, not in memory)
+            payload = await read_body(request)
+            document = await anyio.to_thread.run_sync(
+                model.answer, v2, payload, content_type, header_length, limiter=limiter
+            )
         return reply(200, document)
 
     async def metadata(request: Request) -> Response:
