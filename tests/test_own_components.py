@@ -230,7 +230,8 @@ def _import(path: Path):
 def test_notebook_text_never_becomes_code_in_the_generated_modules(tmp_path, monkeypatch):
     """Markdown and comments with triple quotes, backslashes and odd characters stay docstring text."""
     marker = tmp_path / "PWNED"
-    payload = f'Scale """ + __import__("pathlib").Path({str(marker)!r}).write_text("x") + """ it'
+    # the backslash keeps the component's docstring whole, so the quotes reached the operator's class body
+    payload = f'Scale \\""" + __import__("pathlib").Path({str(marker)!r}).write_text("x") + \\""" it'
     odd = 'back\\slash \\N{oops} \\x41 """ end"'
     notebook = json.loads((OWN / "scale_table.ipynb").read_text())
     notebook["cells"][0]["source"] = [f"# {payload}\n", "\n", f"More: {odd} \x00\x1b"]
@@ -245,7 +246,7 @@ def test_notebook_text_never_becomes_code_in_the_generated_modules(tmp_path, mon
     component = _import(Path(made["component"]))
     operator = _import(Path(made["operator_module"]))
     assert not marker.exists()  # nothing ran: the text stayed in docstrings
-    assert component.hostile.spec.summary == f"Scale {payload[6:]}"
+    assert component.hostile.spec.summary == payload
     assert f"More: {odd} \x00\x1b" in component.hostile.spec.description
     params = _params(made["spec"])
     assert params["column"]["description"] == payload and params["factor"]["description"] == odd
