@@ -275,3 +275,12 @@ def test_script_text_and_names_never_become_code(tmp_path, monkeypatch):
     params = _params(made["spec"])
     assert params["class_"]["description"] == payload and params["mode"]["default"] == "a"
     assert "source_" in params and component.OPTIONS["class_"] == ("--class", "")
+
+
+def test_notebook_parameter_named_like_the_generated_module_is_refused(tmp_path):
+    notebook = json.loads((OWN / "scale_table.ipynb").read_text())
+    notebook["cells"][1]["source"][0] = 'SOURCE = "other.ipynb"  # would replace the notebook the component runs\n'
+    source = tmp_path / "shadow.ipynb"
+    source.write_text(json.dumps(notebook))
+    with pytest.raises(ClaimedError, match=r"^source: parameter 'SOURCE' of shadow.ipynb \(line 1\) would shadow"):
+        create_component(str(source), category="transform", output_dir=str(tmp_path / "out"))
