@@ -24,7 +24,7 @@ import pytest
 from claimed_airflow.components.transform.dicom_to_images import DEFAULT_MAX_PIXELS, fit, to_uint8
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.serving import MAX_BODY_BYTES, ServedModel, pixels_to_input, resolve_model_folder, serving
-from tests.tiny_model import CLASSES, SIZE, make_model_folder, png_bytes
+from tests.tiny_model import CLASSES, SIZE, make_model_folder, make_onnx_model_folder, png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -590,3 +590,16 @@ def test_images_are_resized_as_dicom_to_images_resizes_them(server, shared_data)
         np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-7)
         if content_type == "image/png":
             assert np.abs(default - expected).max() > 1e-3  # the two filters give different answers
+
+
+def test_an_onnx_model_is_served_alike(tmp_path):
+    model = ServedModel(make_onnx_model_folder(tmp_path / "tiny_onnx" / "3"))
+    with serving(model) as url:
+        status, meta, _ = call(f"{url}/v2/models/tiny_onnx")
+        assert status == 200 and meta["platform"] == "onnx" and meta["versions"] == ["3"]
+        x = batch(0.8, -0.7)
+        body, headers = binary_request({"name": "input", "datatype": "FP32", "shape": list(x.shape)}, x.tobytes())
+        status, answer, _ = call(f"{url}/v2/models/tiny_onnx/infer", "POST", body, "application/octet-stream", headers)
+        assert status == 200 and answer["outputs"][1]["data"] == ["bright", "dark"]
+        status, answer, _ = call(f"{url}/v1/models/tiny_onnx:predict", "POST", png_bytes(250), "image/png")
+        assert status == 200 and answer["predictions"][0]["label"] == "bright"
