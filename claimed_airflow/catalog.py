@@ -77,7 +77,7 @@ def catalog_html() -> str:
     """The same catalog as a self-contained HTML page (rendered with python-markdown)."""
     import markdown
 
-    body = markdown.markdown(catalog_markdown(), extensions=["tables", "fenced_code"])
+    body = markdown.markdown(catalog_markdown(), extensions=["tables", "fenced_code", "toc"])
     style = (
         "body{font-family:sans-serif;max-width:70em;margin:auto}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
