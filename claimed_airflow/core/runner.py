@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -42,6 +42,7 @@ def run(
     an earlier run (under the same root) whose outputs still verify reuses that run's outputs.
     """
     spec = registry.get(component) if isinstance(component, str) else component
+    _mask_uri_secrets([arguments, root, output_uris])
     values = spec.bind(arguments)
     scope = scope or Scope(dag_id="adhoc", run_id=manifest.new_run_id(), task_id=spec.name)
     root = storage.normalize(root or storage.default_root())
@@ -60,11 +61,12 @@ def run(
         hit = _cache_lookup(root, key, workdir) if cache else None
         if hit:
             hit_uri, previous = hit
-            log.info("%s: cache hit, reusing the outputs of %s", spec.name, hit_uri)
+            log.info("%s: cache hit, reusing the outputs of %s", spec.name, storage.redact(hit_uri))
             output_records, returned, rejected = previous["outputs"], previous["values"], previous["rejected"]
             cache_record = {"key": key, "hit": True, "from": hit_uri}
         else:
             targets = {o.name: output_uris.get(o.name) or storage.join(task_dir, o.default) for o in spec.outputs}
+            storage.remove(storage.join(task_dir, MANIFEST))  # a retry: the old record stops vouching first
             output_records, returned, rejected = _execute(spec, call, targets, workdir, root, values, task_dir)
             cache_record = {"key": key, "hit": False}
     record = manifest.build(
@@ -83,7 +85,7 @@ def run(
     if cache and not hit:
         storage.write_json(_cache_entry(root, key), {"manifest": manifest_uri})
     if rejected:
-        log.warning("%s: %d item(s) set aside, listed in %s", spec.name, len(rejected), manifest_uri)
+        log.warning("%s: %d item(s) set aside, listed in %s", spec.name, len(rejected), storage.redact(manifest_uri))
     result = {name: rec["uri"] for name, rec in output_records.items()}
     result.update(returned)
     result["manifest"] = manifest_uri
@@ -97,7 +99,7 @@ def working_folders() -> list[str]:
 
 @contextmanager
 def _working_folder() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="claimed-", ignore_cleanup_errors=True) as tmp:
+    with storage.work_dir() as tmp:
         _WORKING.add(tmp)
         try:
             yield tmp
@@ -137,7 +139,15 @@ def _execute(spec, call: dict, targets: dict[str, str], workdir: Path, root: str
         if not local.exists():
             raise ClaimedError(f"{spec.name}: the component did not write its output {name!r}")
         records[name] = {"uri": targets[name], "hash": storage.content_hash(local)}
-        storage.commit(local, targets[name])
+    committed = []
+    try:
+        for name, local in locals_.items():
+            storage.commit(local, targets[name])
+            committed.append(targets[name])
+    except BaseException:
+        for uri in committed:  # all outputs or none: no manifest is written after a failed commit
+            storage.remove(uri)
+        raise
     return records, returned, ctx.rejected
 
 
@@ -166,6 +176,8 @@ def _cache_lookup(root: str, key: str, workdir: Path) -> tuple[str, dict] | None
         return None
     previous = storage.read_json(manifest_uri)
     for name, record in previous["outputs"].items():
+        if storage.redact(record["uri"]) != record["uri"] or storage.REDACTED in record["uri"]:
+            return None  # the manifest keeps no credentials, so it cannot give back a URI that needs them
         if not storage.exists(record["uri"]):
             log.warning("cache: output %s of %s is gone; recomputing", name, manifest_uri)
             return None
@@ -177,4 +189,35 @@ def _cache_lookup(root: str, key: str, workdir: Path) -> tuple[str, dict] | None
 
 
 def _printable(values: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in values.items())
+    return storage.redact(", ".join(f"{k}={v!r}" for k, v in values.items()))
+
+
+def _mask_uri_secrets(values: Any) -> None:
+    """Under Airflow, register the credentials inside URIs with its secrets masker (task log, rendered fields).
+
+    Logs and manifests get :func:`storage.redact` anyway; this covers what we do not format ourselves,
+    e.g. a library's traceback that quotes the URL. Airflow is never imported here if it is not loaded.
+    """
+    secrets = {s for text in _strings(values) for s in storage.uri_secrets(text) if len(s) >= 5}
+    if not secrets or "airflow" not in sys.modules:
+        return
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # Airflow 2
+        try:
+            from airflow.utils.log.secrets_masker import mask_secret
+        except ImportError:
+            return
+    for secret in secrets:
+        mask_secret(secret)
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _QUERY_PROTOCOLS = ("http", "https")  # where '?' starts a query, not a glob
 REDACTED = "***"
+WORK_PREFIX = "claimed-work-"
+STALE_AFTER = 60.0  # seconds: a working folder younger than this may still be taking its lock
+log = logging.getLogger("claimed_airflow")
 QUERY_SCHEMES = ("dicomweb", "dicomweb+http", "dicomweb+https", "dicom")  # PACS queries, not files
 
 
@@ -188,34 +198,209 @@ def stage_input(name: str, uri: str, workdir: Path) -> str:
 def commit(local: str | Path, uri: str) -> None:
     """Move a finished local file or folder to ``uri`` so that readers never see a partial artifact.
 
-    Local targets: copy to a temporary sibling, then rename over the target (a retried task replaces
-    the previous attempt's artifact in one step). Remote targets: upload; the manifest written last
-    by the runner is the commit marker there.
+    Local targets: copy to a hidden temporary sibling, then swap it with the target in one step
+    (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere two renames) or rename it into place, so a
+    retried task replaces the previous attempt's artifact and a reader always finds a complete one.
+    Leftovers of a commit that was killed (hidden ``.<name>.tmp-*`` siblings) are removed first.
+    Remote targets: upload; if the upload fails, what was written is removed (best effort), and the
+    manifest that the runner writes last is the commit marker there.
     """
     local = Path(local)
     if is_local(uri):
         target = Path(local_path(uri))
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-        if local.is_dir():
-            shutil.copytree(local, staging)
-        else:
-            shutil.copy2(local, staging)
-        if target.exists() and (target.is_dir() or staging.is_dir()) and not target.is_symlink():
-            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(target, old)  # a folder (or a file becoming a folder) cannot be replaced in one step
-            os.rename(staging, target)
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        _remove_leftovers(target)
+        staging = _stage_copy(local, target.parent, target.name)
+        if target.exists() or target.is_symlink():
+            if _rename2(staging, target, _RENAME_EXCHANGE):
+                _remove_path(staging)  # now holds the previous artifact
+            elif target.is_dir() or staging.is_dir():
+                old = target.with_name(f".{target.name}.tmp-old-{uuid.uuid4().hex[:8]}")
+                os.rename(target, old)  # no exchange here: a folder cannot be replaced in one step
+                os.rename(staging, target)
+                _remove_path(old)
+            else:
+                os.replace(staging, target)
         else:
             os.replace(staging, target)
         return
     fs = filesystem(uri)
-    if fs.exists(uri):
-        fs.rm(uri, recursive=True)
+    try:
+        if fs.exists(uri):
+            fs.rm(uri, recursive=True)
+        if local.is_dir():
+            fs.put(str(local) + "/", uri.rstrip("/") + "/", recursive=True)
+        else:
+            fs.put(str(local), uri)
+    except Exception as exc:
+        remove(uri)
+        raise ClaimedError(f"cannot write {redact(uri)}: {redact(' '.join(str(exc).split()))}") from None
+
+
+def commit_version(local: str | Path, base: str) -> tuple[str, int]:
+    """Publish ``local`` as ``<base>/<n>`` with the next free version ``n``; returns its URI and ``n``.
+
+    Local: the copy is staged next to the versions and renamed into place exclusively
+    (``renameat2(RENAME_NOREPLACE)``; elsewhere a rename that fails on an existing non-empty folder),
+    so concurrent publishers get distinct versions and a version appears only complete.
+    Object storage: the next number after the highest listed one (not exclusive between concurrent
+    publishers; readers should take a version's manifest or a completed task's XCom as the marker).
+    """
+    local = Path(local)
+    fs = filesystem(base)
+    if not is_local(base):
+        version = _next_version(fs, base)
+        commit(local, join(base, str(version)))
+        return join(base, str(version)), version
+    folder = Path(local_path(base))
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = _stage_copy(local, folder, "version")
+    try:
+        for _ in range(1000):
+            version = _next_version(fs, str(folder))
+            target = folder / str(version)
+            try:
+                if not _rename2(staging, target, _RENAME_NOREPLACE):
+                    if staging.is_dir():
+                        if not any(staging.iterdir()):
+                            (staging / ".claimed-version").touch()  # an empty folder could be renamed over
+                        os.rename(staging, target)  # fails on an existing non-empty folder
+                    else:
+                        os.link(staging, target)  # fails on an existing name
+                        staging.unlink()
+                return join(normalize(base), str(version)), version
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                    raise
+        raise ClaimedError(f"{base}: no free version after 1000 tries")
+    finally:
+        _remove_path(staging)
+
+
+def _next_version(fs, base: str) -> int:
+    names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(base.rstrip("/") + "/*")] if fs.exists(base) else []
+    return max((int(n) for n in names if n.isdigit()), default=0) + 1
+
+
+def _stage_copy(local: Path, parent: Path, name: str) -> Path:
+    staging = parent / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
     if local.is_dir():
-        fs.put(str(local) + "/", uri.rstrip("/") + "/", recursive=True)
+        shutil.copytree(local, staging)
     else:
-        fs.put(str(local), uri)
+        shutil.copy2(local, staging)
+    return staging
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Hidden staging copies of ``target`` left by a commit that was killed (older than STALE_AFTER)."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
+        try:
+            if time.time() - leftover.lstat().st_mtime > STALE_AFTER:
+                _remove_path(leftover)
+        except OSError:
+            continue
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+def remove(uri: str) -> None:
+    """Remove a file or folder if it exists (best effort on object storage)."""
+    if is_local(uri):
+        _remove_path(Path(local_path(uri)))
+        return
+    try:
+        fs = filesystem(uri)
+        if fs.exists(uri):
+            fs.rm(uri, recursive=True)
+    except Exception as exc:  # noqa: BLE001 - cleaning up after a failure must not hide that failure
+        log.warning("could not remove %s: %s", redact(uri), redact(str(exc)))
+
+
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+_libc = None
+
+
+def _rename2(source: Path, target: Path, flags: int) -> bool:
+    """Linux ``renameat2``: True when done, False where unsupported; raises OSError (e.g. EEXIST) otherwise."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+            _libc.renameat2  # noqa: B018 - glibc >= 2.28
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return False
+    at_fdcwd = -100
+    if _libc.renameat2(at_fdcwd, os.fsencode(source), at_fdcwd, os.fsencode(target), flags) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # kernel or filesystem without it
+        return False
+    raise OSError(code, os.strerror(code), str(target))
+
+
+@contextmanager
+def work_dir() -> Iterator[str]:
+    """A private working folder for one run (staged inputs, outputs before commit), removed at the end.
+
+    ``<tmp>/claimed-work-*`` holds an exclusive ``flock`` on its ``.lock`` for as long as the run's
+    process (or a child it forked) lives; the kernel releases it when they die, even by SIGKILL. So
+    each call first removes the folders of killed runs: those whose lock is free (and older than
+    ``STALE_AFTER``). The one convention for temporary folders of the core; ``on_kill`` removes the
+    folder of a run it ends (``runner.working_folders``).
+    """
+    parent = Path(tempfile.gettempdir())
+    remove_stale_work_dirs(parent)
+    folder = tempfile.mkdtemp(prefix=WORK_PREFIX, dir=parent)
+    lock = os.open(os.path.join(folder, ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        _lock(lock, blocking=True)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
+
+
+def remove_stale_work_dirs(parent: str | Path | None = None) -> list[str]:
+    """Remove the working folders left by killed runs (their lock is free); returns what was removed."""
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(WORK_PREFIX + "*"):
+        try:
+            if time.time() - folder.stat().st_mtime < STALE_AFTER:
+                continue
+            lock = os.open(folder / ".lock", os.O_RDWR)
+        except FileNotFoundError:  # a run killed while removing its folder (its lock file went first)
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(str(folder))
+            continue
+        except OSError:
+            continue
+        try:
+            if _lock(lock, blocking=False):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(str(folder))
+                log.info("removed the working folder of a killed run: %s", folder)
+        finally:
+            os.close(lock)
+    return removed
+
+
+def _lock(fd: int, *, blocking: bool) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no stale-folder detection
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
 
 
 def write_json(uri: str, data: Any) -> None:

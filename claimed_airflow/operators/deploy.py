@@ -172,7 +172,9 @@ class KServeDeployOperator(ClaimedOperator):
 class LocalDeployOperator(ClaimedOperator):
     """Copy a model folder to ``<models_root>/<model_name>/<version>`` with the next version number.
 
-    The copy is atomic: a reader sees either no new version or a complete one.
+    The copy is atomic: a reader sees either no new version or a complete one, and concurrent runs
+    get distinct versions (on local folders; see ``core.storage.commit_version`` for object
+    storage).
 
     Runs the ``deploy.local`` component. Outputs (XCom keys): none.
 

@@ -12,7 +12,8 @@ from claimed_airflow.core.errors import ClaimedError
 def local(model: InputPath, model_name: str = "model", models_root: str | None = None) -> dict:
     """Copy a model folder to ``<models_root>/<model_name>/<version>`` with the next version number.
 
-    The copy is atomic: a reader sees either no new version or a complete one.
+    The copy is atomic: a reader sees either no new version or a complete one, and concurrent runs get
+    distinct versions (on local folders; see ``core.storage.commit_version`` for object storage).
 
     :param model: Model folder to publish.
     :param model_name: Name of the model in the registry folder (letters, digits, ``_.-``).
@@ -21,10 +22,5 @@ def local(model: InputPath, model_name: str = "model", models_root: str | None =
     if not _NAME.match(model_name):
         raise ClaimedError(f"model_name: {model_name!r} is not a valid name (letters, digits, _ . -)")
     root = storage.normalize(models_root or storage.join(current().root or storage.default_root(), "models"))
-    base = storage.join(root, model_name)
-    fs = storage.filesystem(base)
-    existing = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.glob(base + "/*")] if fs.exists(base) else []
-    version = max((int(v) for v in existing if v.isdigit()), default=0) + 1
-    uri = storage.join(base, str(version))
-    storage.commit(model, uri)
+    uri, version = storage.commit_version(model, storage.join(root, model_name))
     return {"model_uri": uri, "model_version": version}
