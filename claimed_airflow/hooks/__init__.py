@@ -19,7 +19,11 @@ def _connection_type(conn_type: str) -> dict[str, Any]:
 def ui_field_behaviour(conn_type: str) -> dict[str, Any]:
     """The ``ui-field-behaviour`` of a connection type, with the keys hooks return (``hidden_fields``, ...)."""
     behaviour = _connection_type(conn_type).get("ui-field-behaviour", {})
-    return {key.replace("-", "_"): value for key, value in behaviour.items()}
+    return {
+        "hidden_fields": behaviour.get("hidden-fields", []),
+        "relabeling": behaviour.get("relabeling", {}),
+        "placeholders": behaviour.get("placeholders", {}),
+    }
 
 
 def connection_form_widgets(conn_type: str) -> dict[str, Any]:

@@ -26,7 +26,10 @@ def setting(name: str, default: Any = None) -> Any:
     """
     from claimed_airflow.version_compat import Variable, conf
 
-    value = Variable.get(f"claimed_{name}", None)  # positional: the keyword is default_var on 2.11, default on 3.x
+    try:
+        value = Variable.get(f"claimed_{name}", None)  # positional: the keyword is default_var on 2.11, default on 3.x
+    except ImportError:  # Airflow 3.0/3.1 outside a task (e.g. building a pod in a test): only tasks read Variables
+        value = None
     if value in (None, ""):
         value = conf.get("claimed", name, fallback=None)
     return default if value in (None, "") else value
