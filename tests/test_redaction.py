@@ -128,3 +128,17 @@ def test_uri_secrets_are_registered_with_airflows_masker(signed_server, tmp_path
     uri = f"{signed_server}/t.csv?X-Amz-Signature={SIGNATURE}"
     run("filter.rows", {"table": uri, "condition": "x > 1"}, root=str(tmp_path))
     assert redact(f"a {PASSWORD} b {SIGNATURE}") == "a *** b ***"
+
+
+def test_asset_events_carry_redacted_uris():
+    from types import SimpleNamespace
+
+    from airflow.sdk import Asset
+
+    from claimed_airflow.operators.base import ClaimedOperator
+
+    asset = Asset("s3://bucket/models")
+    operator = ClaimedOperator(task_id="t", component="filter.rows", outlets=[asset])
+    events = {asset: SimpleNamespace(extra={})}
+    operator._annotate_outlets({"outlet_events": events}, {"output": f"https://u:{PASSWORD}@h/x?sig=1", "rows": 3})
+    assert events[asset].extra == {"output": "https://***@h/x?sig=***", "rows": 3}

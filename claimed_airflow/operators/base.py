@@ -252,8 +252,12 @@ class ClaimedOperator(BaseOperator):
         return result
 
     def _annotate_outlets(self, context: Any, result: dict[str, Any]) -> None:
-        """Asset events of this task's outlets carry the run's small values and its manifest URI."""
+        """Asset events of this task's outlets carry the run's small values and its manifest URI (credentials
+        inside URIs redacted: events are shown in the UI)."""
+        from claimed_airflow.core.storage import redact
+
         small = {k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))}
+        small = {k: redact(v) if isinstance(v, str) else v for k, v in small.items()}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra.update(small)
 
