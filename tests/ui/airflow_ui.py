@@ -37,8 +37,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def airflow_ui(env: dict[str, str], log_dir: Path):
-    """Run ``airflow api-server`` and ``airflow dag-processor``; yield the UI's base URL."""
+def airflow_ui(
+    env: dict[str, str], log_dir: Path, services: tuple[str, ...] = ("dag-processor",), start_timeout: float = 180
+):
+    """Run ``airflow api-server`` and ``services`` (e.g. also ``scheduler`` and ``triggerer``, as ``airflow
+    standalone`` does); yield the UI's base URL."""
     port = free_port()
     env = dict(env)
     env.update(
@@ -46,6 +49,9 @@ def airflow_ui(env: dict[str, str], log_dir: Path):
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            # tasks the scheduler starts report to this API server, with tokens it can verify
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": env.get("AIRFLOW__API_AUTH__JWT_SECRET") or os.urandom(16).hex(),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -58,11 +64,11 @@ def airflow_ui(env: dict[str, str], log_dir: Path):
         subprocess.Popen(
             [airflow, name, *args], env=env, stdout=open(log_dir / f"{name}.log", "w"), stderr=subprocess.STDOUT
         )
-        for name, args in (("api-server", ["--port", str(port)]), ("dag-processor", []))
+        for name, args in (("api-server", ["--port", str(port)]), *((service, []) for service in services))
     ]
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             try:
                 urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)

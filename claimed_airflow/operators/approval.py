@@ -1,0 +1,179 @@
+"""A reviewer signs off a model before it is deployed: the standard provider's human-in-the-loop ApprovalOperator.
+
+``ModelApprovalOperator`` (Airflow 3.1+) shows the model's accuracy, fairness and robustness numbers and
+links to the confusion matrix, the fairness plot and the LIME overlays in the Airflow UI (*Required
+Actions*), then waits for a reviewer without holding a worker slot. *Approve* lets the tasks after it
+run; *Reject* skips them; no answer within ``response_timeout`` fails the task. With ``required``
+false it passes at once, so one DAG serves both. On Airflow 2.11/3.0 (no human-in-the-loop) a task
+that requires approval fails, naming the version it needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from airflow import __version__ as AIRFLOW_VERSION
+from packaging.version import Version
+
+from claimed_airflow.core.types import coerce
+
+HITL_VERSION = "3.1.0"
+HAS_HITL = Version(Version(AIRFLOW_VERSION).base_version) >= Version(HITL_VERSION)
+_MARKDOWN = str.maketrans({c: f"\\{c}" for c in "\\`*_{}[]()<>#+-.!|~"})
+
+
+def _text(value: Any) -> str:
+    """Markdown-escaped text of a value (metric names and values come from files: never markup)."""
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    return str(value).translate(_MARKDOWN)
+
+
+def _url(uri: str) -> str:
+    from urllib.parse import quote
+
+    from claimed_airflow.core import storage
+
+    uri = storage.normalize(str(uri))
+    if "://" not in uri:
+        uri = f"file://{uri}"
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme}://{quote(rest, safe='/:@')}"
+
+
+def approval_body(sections: dict[str, dict], links: dict[str, str], note: str = "") -> str:
+    """The Markdown a reviewer sees: one table of values per section and one link per artifact."""
+    lines = [note, ""] if note else []
+    for title, values in sections.items():
+        if not values:
+            continue
+        lines += [f"**{_text(title)}**", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {_text(k)} | {_text(v)} |" for k, v in values.items() if not isinstance(v, (dict, list))]
+        lines.append("")
+    if links:
+        lines += ["**Artifacts**", ""]
+        lines += [f"- [{_text(name)}](<{_url(uri)}>)" for name, uri in links.items() if uri]
+    return "\n".join(lines).strip() + "\n"
+
+
+def read_sections(metrics: str | None, fairness: str | None, robustness: str | None) -> dict[str, dict]:
+    """The metric JSON files (any URI) as flat ``name: value`` dicts, one per section."""
+    from claimed_airflow.components.deploy.condition_blessing import flatten
+    from claimed_airflow.core import storage
+
+    sections = {}
+    for title, uri in (("Accuracy", metrics), ("Fairness", fairness), ("Robustness", robustness)):
+        if uri:
+            data = storage.read_json(str(uri))
+            sections[title] = flatten(data) if isinstance(data, dict) else {}
+    return sections
+
+
+def _required(operator) -> bool:
+    return coerce("required", operator.required, bool)
+
+
+_DOC_PARAMS = """
+    :param required: Whether a reviewer must approve (a template, e.g. ``"{{ params.require_approval }}"``);
+        false: the task passes at once.
+    :type required: bool | str
+    :param metrics: URI of the metrics JSON (``metric.confusion_matrix``'s ``metrics``).
+    :type metrics: str | None
+    :param fairness: URI of the fairness JSON (``metric.fairness``'s ``metrics``).
+    :type fairness: str | None
+    :param robustness: URI of the robustness JSON (``metric.robustness``'s ``metrics``).
+    :type robustness: str | None
+    :param links: Artifacts to link, ``{"confusion matrix": uri, ...}``.
+    :type links: dict | None
+"""
+
+if HAS_HITL:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    class ModelApprovalOperator(ApprovalOperator):
+        __doc__ = (
+            "A reviewer approves (deploy) or rejects (skip what follows) a model in the Airflow UI.\n"
+            + _DOC_PARAMS
+            + "\n    Other arguments (``subject``, ``response_timeout``, ``assigned_users``, ``notifiers``) are "
+            "the standard provider's ApprovalOperator's.\n"
+        )
+
+        template_fields: Sequence[str] = (
+            *ApprovalOperator.template_fields,
+            "required",
+            "metrics",
+            "fairness",
+            "robustness",
+            "links",
+        )
+        human_approval = True
+        ui_color = "#fde7c8"
+
+        def __init__(
+            self,
+            *,
+            required: bool | str = True,
+            metrics: Any = None,
+            fairness: Any = None,
+            robustness: Any = None,
+            links: dict[str, Any] | None = None,
+            subject: str = "Approve deploying this model?",
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(subject=subject, **kwargs)
+            self.required = required
+            self.metrics = metrics
+            self.fairness = fairness
+            self.robustness = robustness
+            self.links = links or {}
+
+        def execute(self, context: Any) -> Any:
+            if not _required(self):
+                self.log.info("approval is not required (required=%r); the tasks after it run", self.required)
+                return {"chosen_options": [self.APPROVE], "required": False}
+            sections = read_sections(self.metrics, self.fairness, self.robustness)
+            self.body = approval_body(sections, self.links, note=self.body or "")
+            self.log.info("waiting for a reviewer's decision: %s", json.dumps(list(sections)))
+            return super().execute(context)
+
+else:
+    from claimed_airflow.operators.base import BaseOperator
+
+    class ModelApprovalOperator(BaseOperator):  # type: ignore[no-redef]
+        __doc__ = "A reviewer's approval before deployment; needs Airflow 3.1+ (human-in-the-loop).\n" + _DOC_PARAMS
+
+        template_fields: Sequence[str] = ("required", "metrics", "fairness", "robustness", "links")
+        human_approval = True
+
+        def __init__(
+            self,
+            *,
+            required: bool | str = True,
+            metrics: Any = None,
+            fairness: Any = None,
+            robustness: Any = None,
+            links: dict[str, Any] | None = None,
+            subject: str | None = None,
+            response_timeout: Any = None,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(**kwargs)
+            self.required = required
+            self.metrics = metrics
+            self.fairness = fairness
+            self.robustness = robustness
+            self.links = links or {}
+
+        def execute(self, context: Any) -> Any:
+            if not _required(self):
+                return {"chosen_options": ["Approve"], "required": False}
+            try:
+                from airflow.sdk.exceptions import AirflowFailException
+            except ImportError:
+                from airflow.exceptions import AirflowFailException
+            raise AirflowFailException(
+                f"require_approval: a reviewer's approval needs Airflow {HITL_VERSION} or newer (human-in-the-loop "
+                f"operators of the standard provider); this is Airflow {AIRFLOW_VERSION}"
+            )
