@@ -220,3 +220,37 @@ def test_watson_ml_deployment_wait_defers(tmp_path, isolated_env):
     assert calls.count(f"GET /ml/v4/deployments/{result['deployment_id']}") >= 1  # the trigger's check
     assert result["deployment_id"] == next(iter(stub.deployments))
     assert result["sample_label"] in ("dark", "light")
+
+
+def test_kubernetes_engine_hands_deferrable_to_the_pod_operator_and_resumes_it(monkeypatch):
+    """engine=kubernetes: the KubernetesPodOperator defers (its own trigger watches the pod); the claimed task
+    defers in its place and, when resumed, hands the event back to the pod operator's ``trigger_reentry``."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from claimed_airflow.operators import FilterOperator
+
+    seen = {}
+    pod_trigger = SimpleNamespace(name="the pod's trigger")
+
+    def execute(self, ctx):
+        seen["deferrable"] = self.deferrable
+        raise TaskDeferred(trigger=pod_trigger, method_name="trigger_reentry", kwargs={"k": 1})
+
+    def trigger_reentry(self, ctx, event, k):
+        seen["reentry"] = (event, k)
+        return {"output": "s3://out/filter/output.csv", "manifest": "s3://out/filter/manifest.json"}
+
+    monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
+    monkeypatch.setattr(KubernetesPodOperator, "trigger_reentry", trigger_reentry, raising=False)
+    operator = FilterOperator(
+        task_id="filter", table="s3://in/t.csv", condition="a > 0", engine="kubernetes", deferrable=True
+    )
+    ctx = {**context(task_id="filter"), "run_id": "r1", "dag": SimpleNamespace(), "params": {}}
+    task_deferred = deferred(operator, ctx)
+    assert seen["deferrable"] is True
+    assert task_deferred.trigger is pod_trigger and task_deferred.method_name == "execute_complete"
+    event = {"status": "success", "name": "pod-1", "namespace": "ml"}
+    result = operator.execute_complete(ctx, event=event, **task_deferred.kwargs)
+    assert seen["reentry"] == (event, 1)
+    assert result["manifest"] == "s3://out/filter/manifest.json"
