@@ -23,6 +23,12 @@ With `require_approval` (Airflow 3.1+), **approval** waits after the gate for a 
 Airflow UI (*Required Actions*: accuracy, fairness and robustness numbers, links to the confusion matrix,
 fairness plot and LIME overlays); *Reject* skips **deploy**, no answer within three days fails the task.
 
+**dicom_results** writes the blessed model's predictions as DICOM (`results_kind`: `sr` Comprehensive SR
+linked to the source images, or `sc` Secondary Capture) and, with `results_destination` (e.g.
+`dicomweb://pacs_default` or `dicom://pacs_dimse`), stores them in the PACS. `dicom_source` may be a PACS
+query too: `dicomweb://pacs_default?modality=CR&study_date=20200101-20201231` (DICOMweb, Airflow connection
+`pacs_default`) or `dicom://<connection>?...` (C-FIND/C-GET); join the labels on `label_key` SOPInstanceUID then.
+
 Outputs go to `<output root>/dicom_to_deployment/<run_id>/<task_id>/`; the default data is the
 bundled chest X-ray sample (10 Secondary Capture files built with `input.images_to_dicom`).
 
@@ -43,6 +49,7 @@ from claimed_airflow.operators import (
     ConditionBlessingOperator,
     ConfusionMatrixMetricOperator,
     DicomInputOperator,
+    DicomOutputOperator,
     DicomToImagesTransformOperator,
     FairnessMetricOperator,
     LimeMetricOperator,
@@ -76,8 +83,25 @@ with DAG(
             enum=["default", "local", "kubernetes"],
             description="Where tasks run; default: Variable claimed_engine / [claimed] engine / local.",
         ),
-        "dicom_source": Param(str(SAMPLE / "dicom"), type="string", description="Folder, glob or URI of DICOM files."),
+        "dicom_source": Param(
+            str(SAMPLE / "dicom"),
+            type="string",
+            description="Folder, glob or URI of DICOM files, or a PACS query: dicomweb://<conn>?modality=CR&...",
+        ),
         "labels": Param(str(SAMPLE / "labels.csv"), type="string", description="Labels table (column file, label)."),
+        "label_key": Param(
+            "file",
+            type="string",
+            description="Column joining labels to the DICOM metadata: file, or SOPInstanceUID for a PACS source.",
+        ),
+        "results_kind": Param(
+            "sr", type="string", enum=["sr", "sc"], description="Results as DICOM SR or Secondary Capture."
+        ),
+        "results_destination": Param(
+            "",
+            type="string",
+            description="Store the DICOM results in this PACS: dicomweb://<conn> or dicom://<conn>; empty: not stored.",
+        ),
         "image_size": Param(64, type="integer", minimum=32, maximum=512, description="Image width/height in pixels."),
         "epochs": Param(3, type="integer", minimum=1, maximum=200, description="Training epochs."),
         "seed": Param(42, type="integer", description="Random seed of the training."),
@@ -127,7 +151,7 @@ with DAG(
         task_id="dicom_input",
         source="{{ params.dicom_source }}",
         labels="{{ params.labels }}",
-        label_key="file",
+        label_key="{{ params.label_key }}",
         label_column="label",
     )
     images = DicomToImagesTransformOperator(
@@ -209,3 +233,13 @@ with DAG(
         response_timeout=timedelta(days=3),
     )
     blessing >> approval >> deploy
+    # the blessed model's predictions as DICOM, stored in the PACS when results_destination is set
+    results = DicomOutputOperator(
+        task_id="dicom_results",
+        predictions=predict.output["predictions"],
+        files=dicom.output["files"],
+        kind="{{ params.results_kind }}",
+        model_name="chestxray_mobilenet_v2",
+        destination="{{ params.results_destination }}",
+    )
+    blessing >> results

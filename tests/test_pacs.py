@@ -12,7 +12,7 @@ import pytest
 
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
-from claimed_airflow.core.storage import Scope
+from claimed_airflow.core.storage import Scope, safe_name
 from tests import orthanc
 
 pytest.importorskip("dicomweb_client")
@@ -195,36 +195,34 @@ def test_output_dicom_stores_in_the_destination_pacs(tmp_path, pacs):
 
 def test_a_retry_fetches_only_the_missing_instances(tmp_path, pacs, monkeypatch):
     import requests
-    from dicomweb_client.api import DICOMwebClient
 
     from claimed_airflow.components import _pacs
 
     monkeypatch.setattr(_pacs, "_backoff", lambda *a: None)
     calls = []
-    original = DICOMwebClient.retrieve_instance
+    original = _pacs._instance_bytes
 
-    def failing_after_five(self, *args, **kwargs):  # the PACS goes away after five instances
-        calls.append(args[2])
+    def failing_after_five(client, server, instance, *args):  # the PACS goes away after five instances
+        calls.append(instance.sop)
         if len(calls) > 5:
             raise requests.ConnectionError("connection refused")
-        return original(self, *args, **kwargs)
+        return original(client, server, instance, *args)
 
     scope = Scope(dag_id="pacs", run_id="retry", task_id="input")
     args = {"conn_id": CONN, "level": "instance", "concurrency": 1}
-    monkeypatch.setattr(DICOMwebClient, "retrieve_instance", failing_after_five)
+    monkeypatch.setattr(_pacs, "_instance_bytes", failing_after_five)
     with pytest.raises(ClaimedError, match=rf"^conn_id: cannot reach DICOMweb server {pacs.dicomweb_url} "):
         run("input.dicomweb", args, root=str(tmp_path), scope=scope)
-    assert not (tmp_path / "pacs" / "retry" / "input" / "files").exists()  # nothing half-written
-    assert not list((tmp_path / "pacs" / "retry" / "input").rglob("*.part"))
+    task = tmp_path / "pacs" / "retry" / "input"
+    assert not (task / "files").exists() and not (task / "manifest.json").exists()  # nothing half-written
+    assert not list(task.rglob("*.part"))
     fetched_before = set(calls[:5])
     calls.clear()
-    monkeypatch.setattr(
-        DICOMwebClient, "retrieve_instance", lambda self, *a, **k: calls.append(a[2]) or original(self, *a, **k)
-    )
+    monkeypatch.setattr(_pacs, "_instance_bytes", lambda c, s, i, *a: calls.append(i.sop) or original(c, s, i, *a))
     result = run("input.dicomweb", args, root=str(tmp_path), scope=scope)
     assert result["instances_reused"] == 5
     assert not fetched_before & set(calls) and len(calls) == result["files_read"] - 5  # only what was missing
-    assert not [p for p in (tmp_path / "pacs" / "retry" / "input").iterdir() if p.name.startswith(".partial")]
+    assert not [p for p in task.iterdir() if p.name.startswith(".partial")]  # consumed
 
 
 def test_pacs_down_is_a_clear_error_after_retries_and_writes_nothing(tmp_path, pacs, monkeypatch, caplog):
@@ -281,3 +279,45 @@ def test_hooks_test_their_connections_and_the_provider_lists_both_types(pacs):
     assert {"auth_type", "verify"} <= set(types["dicomweb"]["conn-fields"])
     assert {"ae_title", "calling_ae_title"} <= set(types["dicom"]["conn-fields"])
     assert repr(DicomWebHook(CONN).server()).count(pacs.password) == 0  # the secret is not in its repr
+
+
+@pytest.mark.e2e
+def test_flagship_from_orthanc_back_to_orthanc(tmp_path, run_dag, airflow_home, output_root, monkeypatch):
+    """dicom_to_deployment reads its images from Orthanc (DICOMweb) and stores its SRs back there."""
+    sample = Path(__file__).resolve().parents[1] / "dags" / "sample_data" / "chestxray"
+    files = sorted((sample / "dicom").glob("*.dcm"))
+    labels = pd.read_csv(sample / "labels.csv")
+    uids = {p.name: str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files}
+    labels["SOPInstanceUID"] = labels["file"].map(uids)
+    labels[["SOPInstanceUID", "label"]].to_csv(tmp_path / "labels.csv", index=False)
+    with orthanc.Orthanc(tmp_path / "orthanc") as pacs:
+        pacs.upload(*files)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", pacs.connection())
+        conf = {
+            "dicom_source": f"dicomweb://{CONN}?modality=CR&level=series",
+            "labels": str(tmp_path / "labels.csv"),
+            "label_key": "SOPInstanceUID",
+            "results_destination": f"dicomweb://{CONN}",
+            "epochs": 1,
+            "image_size": 32,
+            "min_accuracy": 0.0,
+        }
+        state, tasks, run_id = run_dag("dicom_to_deployment", conf)
+        assert state == "success" and tasks["dicom_results"] == "success", tasks
+        task = output_root / "dicom_to_deployment" / safe_name(run_id)
+        read = json.loads((task / "dicom_input" / "manifest.json").read_text())
+        assert read["values"]["files_read"] == len(files) and read["values"]["server"] == pacs.dicomweb_url
+        results = json.loads((task / "dicom_results" / "manifest.json").read_text())
+        assert results["values"]["instances_stored"] == results["values"]["dicom_written"] > 0
+        index = pd.read_csv(task / "dicom_results" / "dicom" / "index.csv")
+        found = run("input.dicomweb", {"conn_id": CONN, "modality": "SR"}, root=str(tmp_path / "check"))
+        found_table = _table(found)
+        assert sorted(found_table["SOPInstanceUID"]) == sorted(index["SOPInstanceUID"])
+        assert set(found_table["StudyInstanceUID"]) <= {
+            str(pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID) for p in files
+        }
+        password = pacs.password
+    written = [
+        p for folder in (airflow_home / "logs", task) if folder.exists() for p in folder.rglob("*") if p.is_file()
+    ]
+    assert written and not [p for p in written if password.encode() in p.read_bytes()]  # the secret is nowhere

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import re
@@ -54,6 +55,7 @@ NAMED_FILTERS = {
 STUDY_KEYS = ("StudyInstanceUID",)
 SERIES_KEYS = ("StudyInstanceUID", "SeriesInstanceUID")
 INSTANCE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+_UID = re.compile(r"[0-9]{1,64}(\.[0-9]{1,64}){0,63}")
 _KEYWORD = re.compile(r"^[A-Za-z][A-Za-z0-9]*$|^[0-9A-Fa-f]{8}$")
 
 
@@ -446,8 +448,12 @@ def web_search(server: WebServer, query: Query) -> list[Instance]:
                 _value(item, "SOPInstanceUID"),
                 _value(item, "SOPClassUID"),
             )
-            if instance.sop:
-                instances.append(instance)
+            if not all(_UID.fullmatch(uid) for uid in (instance.study, instance.series, instance.sop)):
+                from claimed_airflow.core import reject
+
+                reject(instance.sop[:80] or "(no SOPInstanceUID)", "the server answered an invalid UID")
+                continue
+            instances.append(instance)
             if query.limit and len(instances) >= query.limit:
                 return instances
     return instances
@@ -479,20 +485,45 @@ def web_fetch(
         if client is None:
             client = local.client = server.client()
         what = f"WADO-RS retrieve of instance {instance.sop}"
-        dataset = _web_call(
-            server,
-            what,
-            lambda: client.retrieve_instance(instance.study, instance.series, instance.sop, media_types=media),
-        )
+        data = _web_call(server, what, lambda: _instance_bytes(client, server, instance, transfer_syntax, media))
         staging = folder / f".{instance.file}.{uuid.uuid4().hex[:8]}.part"
         try:
-            dataset.save_as(staging, enforce_file_format=False)
+            if isinstance(data, (bytes, bytearray)):
+                staging.write_bytes(data)
+            else:
+                data.save_as(staging, enforce_file_format=False)
             os.replace(staging, target)
         finally:
             staging.unlink(missing_ok=True)
         return target
 
     yield from _bounded(fetch, instances, concurrency, on_error)
+
+
+def _instance_bytes(client, server: WebServer, instance: Instance, transfer_syntax: str, media):
+    """The instance as the server sent it (Part 10 bytes, nothing decoded or re-encoded), else a Dataset.
+
+    The bytes come through dicomweb-client's own GET and multipart decoding; where those internals
+    are missing (another dicomweb-client release) or the part is not a Part 10 file, its public
+    ``retrieve_instance`` (a pydicom Dataset) is used instead.
+    """
+    get, decode = getattr(client, "_http_get", None), getattr(client, "_decode_multipart_message", None)
+    if get is None or decode is None:
+        return client.retrieve_instance(instance.study, instance.series, instance.sop, media_types=media)
+    url = f"{server.url}/studies/{instance.study}/series/{instance.series}/instances/{instance.sop}"
+    accept = 'multipart/related; type="application/dicom"'
+    if transfer_syntax:
+        accept += f"; transfer-syntax={transfer_syntax}"
+    response = get(url, headers={"Accept": accept})
+    if response.headers.get("Content-Type", "").startswith("application/dicom"):
+        data = response.content
+    else:
+        data = next(iter(decode(response, stream=False)), b"")
+    if data[128:132] != b"DICM":
+        import pydicom
+
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+    return data
 
 
 def _bounded(
@@ -784,10 +815,11 @@ def retrieve(
     query: Query,
     concurrency: int = 8,
     transfer_syntax: str = "*",
-) -> tuple[Path, list[Path], int]:
-    """Search and fetch into a resumable folder: ``(folder, files in query order, instances found)``.
+) -> tuple[Path, list[Instance], Iterator[Path], int]:
+    """Search, then fetch into a folder kept between attempts: ``(folder, instances, files, reused)``.
 
-    Instances the server no longer has are reported and left out.
+    ``files`` yields each file as soon as it is there (in completion order), so the caller reads
+    one while the next ones arrive. Instances the server no longer has are reported and left out.
     """
     from claimed_airflow.core import reject
 
@@ -797,22 +829,27 @@ def retrieve(
     if not instances:
         raise ClaimedError(f"source: no instance on {server.name} matches {query.filters or 'the query'}")
     folder = partial_folder(f"{protocol}\0{server.name}\0{query.level}\0{sorted(query.filters.items())}")
-    before = sum(1 for i in instances if (folder / i.file).exists())
-    if before:
-        log.info("%s: %d instance(s) already fetched by an earlier attempt", server.name, before)
+    reused = sum(1 for i in instances if (folder / i.file).exists())
+    if reused:
+        log.info("%s: %d instance(s) already fetched by an earlier attempt", server.name, reused)
 
     def missing(instance: Instance, reason: str) -> None:
         reject(instance.sop, reason)
 
-    if protocol == "dicomweb":
-        fetched = web_fetch(server, instances, folder, concurrency, transfer_syntax, missing)
-    else:
-        fetched = dimse_fetch(server, instances, folder)
-    done = {instance.sop: path for instance, path in fetched}
-    for instance in instances:
-        if instance.sop not in done and protocol == "dicom":
-            missing(instance, f"{server.name} did not send it (C-GET)")
-    return folder, [done[i.sop] for i in instances if i.sop in done], before
+    def files() -> Iterator[Path]:
+        if protocol == "dicomweb":
+            fetched = web_fetch(server, instances, folder, concurrency, transfer_syntax, missing)
+        else:
+            fetched = dimse_fetch(server, instances, folder)
+        done = set()
+        for instance, path in fetched:
+            done.add(instance.sop)
+            yield path
+        for instance in instances:
+            if instance.sop not in done and protocol == "dicom":
+                missing(instance, f"{server.name} did not send it (C-GET)")
+
+    return folder, instances, files(), reused
 
 
 # ---------------------------------------------------------------- shared by the output components

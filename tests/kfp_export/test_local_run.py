@@ -113,6 +113,7 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
         "blessing",
         "notify",
         "deploy",
+        "dicom_results",
     }
     kfp_manifests, airflow_manifests = _manifests(kfp_dir), _manifests(airflow_dir)
     for task, record in airflow_manifests.items():

@@ -6,7 +6,7 @@ import glob
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -179,7 +179,7 @@ def dicom(
 
 def read_files(
     base: Path,
-    candidates: list[Path],
+    candidates: Iterable[Path],
     source: str,
     labels: str | None,
     label_key: str,
@@ -189,6 +189,8 @@ def read_files(
     metadata: str,
     files: str,
     transfer: Callable[[Path, Path], object] = shutil.copy2,
+    total: int | None = None,
+    order: Callable[[dict], object] | None = None,
 ) -> dict:
     """input.dicom's reading: a metadata row per readable file, the file put into ``files`` by ``transfer``.
 
@@ -204,7 +206,7 @@ def read_files(
     rejected = repeated = 0
     out = Path(files)
     out.mkdir(parents=True, exist_ok=True)
-    progress = Progress("input.dicom", len(candidates))
+    progress = Progress("input.dicom", len(candidates) if total is None else total)
 
     def set_aside(item: str, reason: str) -> None:
         nonlocal rejected
@@ -239,7 +241,9 @@ def read_files(
         target.parent.mkdir(parents=True, exist_ok=True)
         transfer(path, target)
     if not rows:
-        raise ClaimedError(f"source: no readable DICOM file in {source} ({len(candidates)} file(s) checked)")
+        raise ClaimedError(f"source: no readable DICOM file in {source} ({progress.done} file(s) checked)")
+    if order is not None:
+        rows.sort(key=order)
     table = pd.DataFrame(rows)
     for column in ("Rows", "Columns"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
@@ -308,20 +312,34 @@ def read_pacs(
 
     if concurrency < 1:
         raise ClaimedError(f"concurrency: must be positive, got {concurrency}")
-    folder, fetched, reused = _pacs.retrieve(protocol, server, query, concurrency, transfer_syntax)
+    folder, instances, fetched, reused = _pacs.retrieve(protocol, server, query, concurrency, transfer_syntax)
     where = f"{server.name} ({query.level} level, {query.filters or 'no filter'})"
+    position = {instance.file: n for n, instance in enumerate(instances)}
     result = read_files(
-        folder, fetched, where, labels, label_key, label_column, "reject", max_rejected, metadata, files, _move
+        folder,
+        fetched,  # read while the next instances arrive
+        where,
+        labels,
+        label_key,
+        label_column,
+        "reject",
+        max_rejected,
+        metadata,
+        files,
+        _link,
+        total=len(instances),
+        order=lambda row: position.get(row["file"], len(position)),  # rows in the search's order
     )
     shutil.rmtree(folder, ignore_errors=True)  # all in files now; after a failure above it stays for the retry
-    return {**result, "instances_found": len(fetched), "instances_reused": reused, "server": server.name}
+    return {**result, "instances_found": len(instances), "instances_reused": reused, "server": server.name}
 
 
-def _move(source: Path, target: Path) -> None:
+def _link(source: Path, target: Path) -> None:
+    """A hard link (the fetched file stays for a retry until the whole read succeeded), else a copy."""
     try:
-        os.replace(source, target)
-    except OSError:  # another filesystem
-        shutil.move(source, target)
+        os.link(source, target)
+    except OSError:  # another filesystem, or links not supported
+        shutil.copyfile(source, target)
 
 
 def _text(value) -> str | None:

@@ -13,6 +13,18 @@ from claimed_airflow.core.errors import ClaimedError
 SCHEME = "99CLAIMED"  # a local coding scheme (PS3.16 8.2: designators starting with 99 are private)
 SR_SERIES_NUMBER = 9901
 SC_SERIES_NUMBER = 9902
+# Type 2 attributes of the Patient and Study modules that the results copy from their source
+TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 
 
 def stable_uid(*parts: str) -> str:
@@ -192,6 +204,9 @@ def dicom(
         score = None if score is None or pd.isna(score) else float(score)
         try:
             source = pydicom.dcmread(path, stop_before_pixels=True)
+            for keyword in TYPE2_COPIED:  # highdicom copies them; files in the wild often lack some
+                if keyword not in source:
+                    setattr(source, keyword, "")
             if kind == "sr":
                 instance = build_sr(source, str(row[prediction_column]), score, model_name, frame)
             else:
