@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -150,17 +149,18 @@ def test_killing_a_spark_task_kills_spark_submit(tmp_path, monkeypatch):
     assert "error" in outcome and "result" not in outcome
 
 
-def test_killing_a_local_task_ends_its_worker_processes_and_removes_its_working_folder(tmp_path, shared_data):
+def test_killing_a_local_task_ends_its_worker_processes_and_removes_its_working_folder(tmp_path):
     """dicom_to_images decoding many files in a process pool; on_kill ends the workers, removes the folder."""
     from claimed_airflow.core.runner import working_folders
     from claimed_airflow.operators import DicomToImagesTransformOperator
+    from tests.conftest import ROOT
 
-    source = shared_data / "dicom" / "pydicom" / "CT_small.dcm"
+    source = sorted((ROOT / "dags" / "sample_data" / "chestxray" / "dicom").glob("*.dcm"))[0]
     files = tmp_path / "files"
     files.mkdir()
     names = [f"{i:05d}.dcm" for i in range(4000)]
     for name in names:
-        os.link(source, files / name)
+        (files / name).symlink_to(source)
     metadata = tmp_path / "metadata.csv"
     metadata.write_text("file,label\n" + "".join(f"{n},{'ab'[i % 2]}\n" for i, n in enumerate(names)))
     operator = DicomToImagesTransformOperator(
