@@ -99,12 +99,13 @@ def working_folders() -> list[str]:
 
 @contextmanager
 def _working_folder() -> Iterator[str]:
-    with storage.work_dir() as tmp:
-        _WORKING.add(tmp)
-        try:
-            yield tmp
-        finally:
-            _WORKING.discard(tmp)
+    folder = ""
+    try:
+        with storage.work_dir() as folder:
+            _WORKING.add(folder)
+            yield folder
+    finally:
+        _WORKING.discard(folder)  # only once removed: on_kill waits for a folder still being removed
 
 
 def _stage_inputs(spec: ComponentSpec, values: dict, workdir: Path) -> tuple[dict, dict]:
