@@ -32,6 +32,7 @@ import base64
 import binascii
 import contextlib
 import io
+import json
 import logging
 import math
 import os
@@ -66,6 +67,7 @@ BODIES_PER_THREAD = 4  # request bodies held in memory at once: at most this x t
 DEFAULT_MAX_CONNECTIONS = 256  # open connections + requests in progress; beyond, uvicorn answers 503
 IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent (before its first request and between requests)
 REQUEST_TIMEOUT = 60.0  # seconds to receive one whole request (headers and body) once it has begun
+MAX_HEADER_BYTES = 64 * 1024  # request line and headers (httptools itself has no limit)
 FLOAT_TYPES = {"FP16": "float16", "FP32": "float32", "FP64": "float64"}
 INT_TYPES = {"UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"}
 IMAGE_TYPES = ("image/", "application/octet-stream")
@@ -595,22 +597,37 @@ def make_app(model: ServedModel, threads: int = DEFAULT_THREADS):
 
 
 def _protocol(request_timeout: float):
-    """uvicorn's HTTP/1.1 protocol (httptools) with the timeouts uvicorn lacks and JSON framing errors.
+    """uvicorn's HTTP/1.1 protocol (httptools) with the limits uvicorn lacks and JSON framing errors.
 
     uvicorn arms its keep-alive timeout only after a response: here it also runs from the moment a
-    connection opens, and each request must arrive whole (headers and body) within ``request_timeout``.
+    connection opens, each request must arrive whole (headers and body) within ``request_timeout``,
+    and its request line and headers within MAX_HEADER_BYTES (431).
     """
     import asyncio
 
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     def raw_answer(status: str, message: str) -> bytes:
-        body = f'{{"error": "{message}"}}'.encode()
+        body = json.dumps({"error": message}).encode()
         head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
         return head.encode() + b"connection: close\r\n\r\n" + body
 
     class Protocol(HttpToolsProtocol):
         deadline: asyncio.TimerHandle | None = None
+        header_bytes: int | None = None  # bytes received since the request began, until its headers end
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.header_bytes is not None:
+                self.header_bytes += len(data)
+                if self.header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+                    message = f"request: request line and headers longer than {MAX_HEADER_BYTES} bytes"
+                    self.transport.write(raw_answer("431 Request Header Fields Too Large", message))
+                    self.transport.close()
+
+        def on_headers_complete(self) -> None:
+            self.header_bytes = None
+            super().on_headers_complete()
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -620,6 +637,7 @@ def _protocol(request_timeout: float):
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self.header_bytes = 0
             self.deadline = self.loop.call_later(request_timeout, self.request_timed_out)
 
         def on_message_complete(self) -> None:

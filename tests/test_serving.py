@@ -603,3 +603,18 @@ def test_an_onnx_model_is_served_alike(tmp_path):
         assert status == 200 and answer["outputs"][1]["data"] == ["bright", "dark"]
         status, answer, _ = call(f"{url}/v1/models/tiny_onnx:predict", "POST", png_bytes(250), "image/png")
         assert status == 200 and answer["predictions"][0]["label"] == "bright"
+
+
+def test_endless_headers_are_cut_off(server):
+    url, _ = server
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nX-Long: ")
+        try:
+            for _ in range(64):  # 64 MiB of one header value, unless the server stops reading
+                sock.sendall(b"a" * 2**20)
+        except OSError:
+            pass
+        [(status, answer, _)] = responses(read_all(sock))
+    assert status == 431 and "longer than 65536 bytes" in answer["error"]
+    assert call(f"{url}/v2/health/live")[0] == 200

@@ -7,7 +7,8 @@ The model is the flagship's network, untrained: MobileNetV2 (Keras 3, ``weights=
 - ``http v2 fp32``: ``POST /v2/models/<name>/infer`` with the FP32 tensor as JSON (Open Inference
   Protocol), one persistent connection, one request at a time, server in its own process;
 - ``http v2 binary``: the FP32 tensor as raw bytes (V2 binary tensor data extension);
-- ``http v2 png``: the same with the images as base64 PNG files (``BYTES``), decoded by the server.
+- ``http v2 png``: the same with the images as base64 PNG files (``BYTES``), decoded by the server;
+- ``in-process png``: that request answered by ``ServedModel.answer`` in this process (decoding + predict).
 
 and reports images/s and per-request latency p50/p99. Sequential requests (latency, not a load test);
 the ways are interleaved request by request so that they share the machine's load. ``--baseline REF``
@@ -178,7 +179,11 @@ def main() -> None:
                     "Content-Type": "application/octet-stream",
                     "Inference-Header-Content-Length": str(len(header)),
                 }
-                calls = {"direct": lambda x=x: model.predict(x)}
+                calls = {
+                    "direct": lambda x=x: model.predict(x),
+                    # the server's own decoding + predict, in this process: what HTTP adds is the rest
+                    "in-process png": lambda body=png: model.answer(True, body, "application/json", None),
+                }
                 for server in servers:
                     answer = post(fp32, server=server)["outputs"][0]["data"]
                     np.testing.assert_allclose(np.reshape(answer, (batch, 2)), model.predict(x), rtol=1e-4, atol=1e-5)
@@ -194,6 +199,7 @@ def main() -> None:
             print(f"load average {os.getloadavg()[0]:.2f}; batch 32, p50 against direct (in-process predict):")
             for way in ("binary", "png", "fp32"):
                 print(f"  http v2 {way:6}: {p50[f'http v2 {way}', 32] / direct:.2f}x direct")
+            print(f"  http v2 png   : {p50['http v2 png', 32] / p50['in-process png', 32]:.2f}x in-process png")
             if args.baseline:
                 for way in ("fp32", "binary", "png"):
                     old, new = p50[f"{args.baseline} v2 {way}", 32], p50[f"http v2 {way}", 32]
