@@ -409,6 +409,7 @@ def write_json(uri: str, data: Any) -> None:
     if is_local(uri):
         target = Path(local_path(uri))
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(target)
         staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
         staging.write_text(text)
         os.replace(staging, target)
