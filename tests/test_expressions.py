@@ -114,7 +114,7 @@ _expressions = st.recursive(_atoms, _combine, max_leaves=12)
 
 
 @pytest.mark.timeout(300)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_expressions)
 def test_fuzzed_expressions_give_a_bounded_value_or_one_claimed_line(expression):
     try:
