@@ -5,7 +5,12 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
 
 1. **dicom_input** reads a folder of DICOM files and a labels table (unreadable files are set aside
    and listed in the task's manifest),
-2. **dicom_to_images** decodes the pixel data into normalised PNGs per label,
+2. **cohort** selects the cohort with a Spark SQL condition (`cohort` param) and splits it into train
+   and test by a seeded hash of each SOPInstanceUID (`test_fraction`, `seed`: the same split on every
+   engine and backend); a hospital's metadata table has millions of rows, so with `cohort_engine`
+   `spark` it runs through spark-submit, else in-process (DuckDB for small tables, Spark for large ones);
+   **dicom_to_images** decodes the selected files into normalised PNGs per label (the `split` column
+   goes into its `index.csv`),
 3. **train** fits a MobileNetV2 (no pretrained weights, seeded) with Keras 3, or with PyTorch when
    the `framework` param is `torch` (bf16 on a GPU; the model is exported as ONNX),
 4. **predict** scores the images; in parallel **confusion_matrix** measures accuracy, **fairness**
@@ -17,7 +22,11 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
    min_robust_accuracy`); when false, **deploy** is skipped; beside it **notify** e-mails the
    metrics and the outcome to `notify_to` (Airflow connection `smtp_default`; empty: nothing sent),
 6. **deploy** publishes the model to a versioned model folder and updates the Asset
-   `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each deployment.
+   `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each deployment; the
+   `deploy_target` param then serves it: `local` (the folder only), `kserve` (an InferenceService
+   through the Kubernetes connection `kubernetes_default`) or `watson_ml` (a Watson ML online
+   deployment through the connection `watson_ml_default`). The choice is a gate per target
+   (`to_kserve`, `to_watson_ml`), so the other target's task is skipped, in Airflow and on Kubeflow.
 
 With `require_approval` (Airflow 3.1+), **approval** waits after the gate for a reviewer's decision in the
 Airflow UI (*Required Actions*: accuracy, fairness and robustness numbers, links to the confusion matrix,
@@ -52,12 +61,15 @@ from claimed_airflow.operators import (
     DicomOutputOperator,
     DicomToImagesTransformOperator,
     FairnessMetricOperator,
+    KServeDeployOperator,
     LimeMetricOperator,
     LocalDeployOperator,
     MobileNetV2TrainOperator,
     NotificationEmailOperator,
     PredictImagesOperator,
     RobustnessMetricOperator,
+    SparkCohortSplitOperator,
+    WatsonMLDeployOperator,
 )
 from claimed_airflow.operators.approval import ModelApprovalOperator
 
@@ -82,6 +94,26 @@ with DAG(
             type="string",
             enum=["default", "local", "kubernetes"],
             description="Where tasks run; default: Variable claimed_engine / [claimed] engine / local.",
+        ),
+        "cohort_engine": Param(
+            "",
+            type="string",
+            enum=["", "local", "kubernetes", "spark"],
+            description="Engine of the cohort step; spark: spark-submit; empty: as engine.",
+        ),
+        "cohort": Param(
+            "label IS NOT NULL AND Modality IN ('CR', 'DX')",
+            type="string",
+            description="Cohort: Spark SQL condition over the DICOM metadata (PatientAge, PatientSex, Modality, ...).",
+        ),
+        "test_fraction": Param(
+            0.2, type="number", minimum=0, maximum=1, description="Share of the cohort in the test split."
+        ),
+        "deploy_target": Param(
+            "local",
+            type="string",
+            enum=["local", "kserve", "watson_ml"],
+            description="Where the blessed model goes: local (model folder), kserve or watson_ml.",
         ),
         "dicom_source": Param(
             str(SAMPLE / "dicom"),
@@ -154,9 +186,18 @@ with DAG(
         label_key="{{ params.label_key }}",
         label_column="label",
     )
+    cohort = SparkCohortSplitOperator(
+        task_id="cohort",
+        table=dicom.output["metadata"],
+        where="{{ params.cohort }}",
+        key="SOPInstanceUID",
+        test_fraction="{{ params.test_fraction }}",
+        seed="{{ params.seed }}",
+        engine="{{ params.cohort_engine or params.engine }}",
+    )
     images = DicomToImagesTransformOperator(
         task_id="dicom_to_images",
-        metadata=dicom.output["metadata"],
+        metadata=cohort.output["output"],
         files=dicom.output["files"],
         size="{{ params.image_size }}",
     )
@@ -243,3 +284,25 @@ with DAG(
         destination="{{ params.results_destination }}",
     )
     blessing >> results
+    # serving: one gate per target, true for the chosen deploy_target only (skips the other targets)
+    target = "'{{ params.deploy_target }}' == "
+    to_kserve = ConditionBlessingOperator(
+        task_id="to_kserve", metrics=metrics.output["metrics"], condition=target + "'kserve'"
+    )
+    to_watson_ml = ConditionBlessingOperator(
+        task_id="to_watson_ml", metrics=metrics.output["metrics"], condition=target + "'watson_ml'"
+    )
+    kserve = KServeDeployOperator(
+        task_id="kserve",
+        storage_uri=train.output["model"],  # the blessed model (a URI the cluster reads: object-storage root)
+        service_name="chestxray-mobilenet-v2",
+        conn_id="kubernetes_default",
+    )
+    watson_ml = WatsonMLDeployOperator(
+        task_id="watson_ml",
+        model=train.output["model"],
+        deployment_name="chestxray_mobilenet_v2",
+        conn_id="watson_ml_default",
+    )
+    deploy >> to_kserve >> kserve
+    deploy >> to_watson_ml >> watson_ml

@@ -1,0 +1,156 @@
+"""The flagship on every engine and deploy target: each engine and each target at least once.
+
+- engine local, deploy_target watson_ml: the real ibm-watsonx-ai client against the loopback Watson ML stub;
+- engine kubernetes (every task a pod, built by the real KubernetesPodOperator and its command run
+  here, as in test_kubernetes_engine; train asks for a GPU), deploy_target kserve: the InferenceService
+  sent to the loopback Kubernetes API stub;
+- cohort_engine spark: the cohort step through a real spark-submit on ``local[*]``;
+- deploy_target local (the default): tests/test_airflow_dags.py.
+
+The deterministic steps write identical outputs (content hashes) in the pods and in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from claimed_airflow.core.runner import run
+from claimed_airflow.core.storage import safe_name
+from tests.flagship import DETERMINISTIC_TASKS, FLAGSHIP_FAST, deterministic_hashes, rerun_in_process
+
+pytest.importorskip("airflow.providers.cncf.kubernetes", reason="needs the kubernetes extra")
+pytest.importorskip("torchvision", reason="the flagship runs here train with PyTorch (the torch extra)")
+
+DAG_ID = "dicom_to_deployment"
+SERVING = ("to_kserve", "kserve", "to_watson_ml", "watson_ml")
+
+
+def task_dir(output_root: Path, run_id: str, task_id: str) -> Path:
+    return output_root / DAG_ID / safe_name(run_id) / task_id
+
+
+def manifest(output_root: Path, run_id: str, task_id: str) -> dict:
+    return json.loads((task_dir(output_root, run_id, task_id) / "manifest.json").read_text())
+
+
+@pytest.fixture
+def local_kubelet(tmp_path, monkeypatch):
+    """KubernetesPodOperator.execute replaced by a stand-in kubelet: build the pod, run its command here."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from tests.test_kubernetes_engine import run_pod_command
+
+    pods = []
+
+    def execute(self, context):
+        pod = self.build_pod_request_obj(context, dry_run=True)
+        pods.append(pod)
+        return run_pod_command(pod, tmp_path / f"xcom-{len(pods)}.json")
+
+    monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
+    return pods
+
+
+@pytest.fixture
+def isolated_env():
+    """ibm-watsonx-ai sets process-wide variables (WX_CLIENT_VERIFY_REQUESTS, DEPLOYMENT_PLATFORM, ...)."""
+    saved = dict(os.environ)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(2400)
+def test_local_engine_serves_on_watson_ml(run_dag, output_root, local_kubelet, isolated_env, tmp_path, monkeypatch):
+    pytest.importorskip("ibm_watsonx_ai")
+    from tests.wml_stub import API_KEY, SPACE_ID, USERNAME, WatsonMLStub
+
+    with WatsonMLStub(tmp_path) as wml:
+        conn = {"conn_type": "watson_ml", "host": wml.url, "login": USERNAME, "password": API_KEY}
+        conn["extra"] = {"space_id": SPACE_ID, "verify": wml.cert}
+        monkeypatch.setenv("AIRFLOW_CONN_WATSON_ML_DEFAULT", json.dumps(conn))
+        state, tasks, run_id = run_dag(DAG_ID, {**FLAGSHIP_FAST, "engine": "local", "deploy_target": "watson_ml"})
+    assert state == "success", tasks
+    assert tasks["kserve"] == "skipped" and tasks["watson_ml"] == "success", tasks
+    assert not local_kubelet  # engine local: no pod
+    assert "POST /ml/v4/models" in wml.calls() and len(wml.deployments) == 1
+    deployed = manifest(output_root, run_id, "watson_ml")
+    assert deployed["values"]["deployment_id"] == next(iter(wml.deployments))
+    assert API_KEY not in json.dumps(deployed)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(2400)
+def test_kubernetes_engine_gpu_training_serves_on_kserve(run_dag, output_root, local_kubelet, tmp_path, monkeypatch):
+    from tests.kube_stub import InferenceServiceStub
+
+    with InferenceServiceStub() as kube:
+        kube.connection(tmp_path, monkeypatch, conn_id="kubernetes_default", namespace="models")
+        state, tasks, run_id = run_dag(DAG_ID, {**FLAGSHIP_FAST, "engine": "kubernetes", "deploy_target": "kserve"})
+    assert state == "success", tasks
+    assert tasks["kserve"] == "success" and tasks["watson_ml"] == "skipped", tasks
+    pods = {p.metadata.labels["task_id"]: p for p in local_kubelet}
+    assert set(pods) == {t for t, s in tasks.items() if s == "success"}  # every task that ran, ran as a pod
+    train = pods["train"].spec.containers[0]
+    assert train.resources.limits["nvidia.com/gpu"] == "1" and train.image.endswith("-gpu")
+    assert "nvidia.com/gpu" not in (pods["cohort"].spec.containers[0].resources.limits or {})
+    (service,) = kube.objects.values()
+    storage_uri = service["spec"]["predictor"]["containers"][0]["env"][0]["value"]
+    assert storage_uri == str(task_dir(output_root, run_id, "train") / "model")
+
+    # the deterministic steps: the pods wrote the same bytes as the same steps run in this process
+    in_pods = deterministic_hashes(lambda t: task_dir(output_root, run_id, t) / "manifest.json")
+    in_process = rerun_in_process(lambda t: task_dir(output_root, run_id, t) / "manifest.json", str(tmp_path / "local"))
+    assert in_pods == in_process and set(in_pods) == set(DETERMINISTIC_TASKS)
+    assert all(h.startswith("sha256:") for outputs in in_pods.values() for h in outputs.values())
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(2400)
+def test_cohort_step_runs_through_spark_submit(run_dag, output_root, tmp_path, monkeypatch):
+    pytest.importorskip("pyspark")
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    submitted = []
+    original = SparkSubmitHook._build_spark_submit_command
+
+    def record(self, application):
+        command = original(self, application)
+        submitted.append(command)
+        return command
+
+    monkeypatch.setattr(SparkSubmitHook, "_build_spark_submit_command", record)
+    cohort = "label IS NOT NULL AND (PatientAge IS NULL OR PatientAge >= 40)"
+    conf = {**FLAGSHIP_FAST, "cohort_engine": "spark", "cohort": cohort, "test_fraction": 0.3}
+    state, tasks, run_id = run_dag(DAG_ID, conf)
+    assert state == "success" and tasks["deploy"] == "success", tasks
+    assert tasks["kserve"] == tasks["watson_ml"] == "skipped"  # deploy_target local: the model folder only
+    (command,) = submitted  # the cohort step alone went to Spark
+    assert Path(next(a for a in command if a.endswith(".py"))).name == "spark_cohort_split.py"
+    assert command[command.index("--master") + 1] == "local[*]"
+
+    selected = pd.read_parquet(task_dir(output_root, run_id, "cohort") / "cohort.parquet")
+    metadata = pd.read_parquet(task_dir(output_root, run_id, "dicom_input") / "metadata.parquet")
+    wanted = metadata[metadata["label"].notna() & (metadata["PatientAge"].isna() | (metadata["PatientAge"] >= 40))]
+    assert 0 < len(selected) == len(wanted) < len(metadata)
+    assert sorted(selected["SOPInstanceUID"]) == sorted(wanted["SOPInstanceUID"])
+    index = pd.read_csv(task_dir(output_root, run_id, "dicom_to_images") / "images" / "index.csv")
+    assert sorted(index["SOPInstanceUID"]) == sorted(wanted["SOPInstanceUID"])  # images of the cohort only
+    assert set(index["split"]) <= {"train", "test"}
+
+    # the seeded split is a function of the key: the in-process backend (DuckDB) gives the same one
+    arguments = {"table": str(task_dir(output_root, run_id, "dicom_input") / "metadata.parquet"), "where": cohort}
+    local = run(
+        "filter.spark_cohort_split",
+        {**arguments, "test_fraction": 0.3, "seed": 42, "backend": "local"},
+        root=str(tmp_path),
+    )
+    by_key = pd.read_parquet(local["output"]).set_index("SOPInstanceUID")["split"]
+    assert selected.set_index("SOPInstanceUID")["split"].sort_index().equals(by_key.sort_index())
