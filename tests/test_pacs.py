@@ -126,6 +126,8 @@ def test_a_url_without_connection_takes_credentials_from_the_environment(tmp_pat
     assert set(_table(run("input.dicom", source, root=str(tmp_path)))["Modality"]) == {"CT"}
     args = {"conn_id": "", "url": pacs.dicomweb_url, "modality": "CT"}
     assert run("input.dicomweb", args, root=str(tmp_path))["files_read"] >= 1
+    args = {"url": pacs.dicomweb_url, "modality": "CT"}  # the default connection is not defined: the environment
+    assert run("input.dicomweb", args, root=str(tmp_path))["files_read"] >= 1
 
 
 def test_dimse_find_get_and_store(tmp_path, pacs, shared_data):

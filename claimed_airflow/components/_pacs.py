@@ -142,23 +142,8 @@ def web_server(conn_id: str | None, url: str | None = None, verify: bool | None 
     """
     if url:
         _no_userinfo(url, "url")
-    if conn_id:
-        try:
-            from claimed_airflow.hooks.dicomweb import DicomWebHook
-        except ImportError:
-            raise ClaimedError(
-                f"conn_id: Airflow is needed to read connection {conn_id!r}; or leave conn_id empty and give "
-                "the url (credentials in DICOMWEB_TOKEN or DICOMWEB_USERNAME/DICOMWEB_PASSWORD)"
-            ) from None
-        try:
-            server = DicomWebHook(conn_id).server()
-        except ClaimedError:
-            raise
-        except Exception as exc:  # AirflowNotFoundException and friends: one line naming the connection
-            raise ClaimedError(f"conn_id: cannot use DICOMweb connection {conn_id!r}: {exc}") from None
-        if url:
-            server.url = url.rstrip("/")
-    else:
+    server = _connection_server(conn_id, url) if conn_id else None
+    if server is None:
         url = url or os.environ.get("DICOMWEB_URL")
         if not url:
             raise ClaimedError("url: no DICOMweb URL (give url or conn_id, or set DICOMWEB_URL)")
@@ -173,6 +158,32 @@ def web_server(conn_id: str | None, url: str | None = None, verify: bool | None 
         server.verify = verify
     if not server.url.startswith(("http://", "https://")):
         raise ClaimedError(f"url: {server.url!r} is not an http(s) URL of a DICOMweb service")
+    return server
+
+
+def _connection_server(conn_id: str, url: str | None) -> WebServer | None:
+    """The connection's server (``url`` overriding its base URL); None when Airflow or the connection is
+    missing but a URL is given (then the environment supplies the credentials)."""
+    fallback = url or os.environ.get("DICOMWEB_URL")
+    try:
+        from claimed_airflow.hooks.dicomweb import DicomWebHook
+    except ImportError:
+        if fallback:
+            return None
+        raise ClaimedError(
+            f"conn_id: Airflow is needed to read connection {conn_id!r}; or leave conn_id empty and give "
+            "the url (credentials in DICOMWEB_TOKEN or DICOMWEB_USERNAME/DICOMWEB_PASSWORD)"
+        ) from None
+    try:
+        server = DicomWebHook(conn_id).server()
+    except ClaimedError:
+        raise
+    except Exception as exc:  # AirflowNotFoundException (its module moved between Airflow versions) and friends
+        if type(exc).__name__ == "AirflowNotFoundException" and fallback:
+            return None
+        raise ClaimedError(f"conn_id: cannot use DICOMweb connection {conn_id!r}: {exc}") from None
+    if url:
+        server.url = url.rstrip("/")
     return server
 
 
