@@ -9,6 +9,7 @@ from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.paths import inside
 
 SCHEME = "99CLAIMED"  # a local coding scheme (PS3.16 8.2: designators starting with 99 are private)
 SR_SERIES_NUMBER = 9901
@@ -197,7 +198,11 @@ def dicom(
     for row in table.to_dict("records"):
         progress.advance()
         name = str(row[file_column])
-        path = Path(files) / name
+        try:  # the file name is a table value: it never leads out of the files folder
+            path = inside(files, name)
+        except ClaimedError as exc:
+            reject(name, f"leads out of the files folder: {exc}")
+            continue
         frame = row.get("frame")
         frame = None if frame is None or pd.isna(frame) else int(frame)
         score = row.get(score_column)

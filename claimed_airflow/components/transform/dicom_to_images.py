@@ -10,6 +10,7 @@ from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.paths import inside
 
 log = logging.getLogger("claimed_airflow")
 UNLABELLED = "_unlabelled"
@@ -293,6 +294,8 @@ def _convert(job: dict) -> list:
     import pydicom
     from pydicom.pixels import iter_pixels, pixel_array
 
+    if job.get("refused"):
+        raise _Reject(job["refused"])
     path = Path(job["path"])
     if not path.is_file():
         raise _Reject("file not found in the files folder")
@@ -536,10 +539,15 @@ def dicom_to_images(
             if stem in seen:  # two rows for one file: decode it once
                 continue
             seen.add(stem)
+            try:  # the file name is a table value: it never leads out of the files folder
+                path, refused = str(inside(files, str(row["file"]))), None
+            except ClaimedError as exc:
+                path, refused = "", f"leads out of the files folder: {exc}"
             yield {
                 **options,
                 "position": position,
-                "path": str(Path(files) / str(row["file"])),
+                "path": path,
+                "refused": refused,
                 "label": label,
                 "folder": folder_name(label),
                 "stem": stem,
