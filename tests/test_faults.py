@@ -331,3 +331,30 @@ def test_an_object_store_failing_writes_leaves_no_half_written_output(faulty_s3,
     }
     direct.invalidate_cache()
     assert len(direct.find("claimed/faults/d/r/t/first")) == 5
+
+
+def test_concurrent_deploy_local_runs_into_object_storage_get_distinct_versions(faulty_s3, tmp_path):
+    _, direct = faulty_s3
+    direct.pipe({"claimed/model/w.bin": os.urandom(1 << 20), "claimed/model/config.json": b"{}"})
+    runs = [
+        _cli(
+            "deploy.local",
+            "--model=s3://claimed/model",
+            "--model_name=m",
+            "--models_root=s3://claimed/faults/registry",
+            "--output-root",
+            str(tmp_path / "out"),
+            tmpdir=tmp_path,
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for process in runs:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        results.append(json.loads(out))
+    assert sorted(r["model_version"] for r in results) == [1, 2, 3, 4]
+    direct.invalidate_cache()
+    for version in range(1, 5):
+        names = sorted(p.rsplit("/", 1)[1] for p in direct.find(f"claimed/faults/registry/m/{version}"))
+        assert names == [".claimed-version", "config.json", "w.bin"]

@@ -91,6 +91,7 @@ def test_folder_input_from_s3_and_missing_prefix(s3_endpoint):
     result = run("deploy.local", {"model": "s3://claimed/model", "models_root": "s3://claimed/registry"})
     assert result["model_uri"] == "s3://claimed/registry/model/1"
     assert sorted(fs.find("claimed/registry/model/1")) == [
+        "claimed/registry/model/1/.claimed-version",  # claimed the version exclusively
         "claimed/registry/model/1/a.txt",
         "claimed/registry/model/1/sub/b.txt",
     ]

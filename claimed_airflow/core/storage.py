@@ -28,6 +28,7 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _QUERY_PROTOCOLS = ("http", "https")  # where '?' starts a query, not a glob
 REDACTED = "***"
 WORK_PREFIX = "claimed-work-"
+VERSION_MARKER = ".claimed-version"  # claims a version folder (object storage; empty local models)
 STALE_AFTER = 60.0  # seconds: a working folder younger than this may still be taking its lock
 log = logging.getLogger("claimed_airflow")
 QUERY_SCHEMES = ("dicomweb", "dicomweb+http", "dicomweb+https", "dicom")  # PACS queries, not files
@@ -225,9 +226,14 @@ def commit(local: str | Path, uri: str) -> None:
             os.replace(staging, target)
         return
     fs = filesystem(uri)
+    if fs.exists(uri):
+        fs.rm(uri, recursive=True)
+    _upload(fs, local, uri)
+
+
+def _upload(fs, local: Path, uri: str) -> None:
+    """Upload a file or folder; if that fails, remove what was written and raise one redacted line."""
     try:
-        if fs.exists(uri):
-            fs.rm(uri, recursive=True)
         if local.is_dir():
             fs.put(str(local) + "/", uri.rstrip("/") + "/", recursive=True)
         else:
@@ -243,15 +249,21 @@ def commit_version(local: str | Path, base: str) -> tuple[str, int]:
     Local: the copy is staged next to the versions and renamed into place exclusively
     (``renameat2(RENAME_NOREPLACE)``; elsewhere a rename that fails on an existing non-empty folder),
     so concurrent publishers get distinct versions and a version appears only complete.
-    Object storage: the next number after the highest listed one (not exclusive between concurrent
-    publishers; readers should take a version's manifest or a completed task's XCom as the marker).
+    Object storage: the version is claimed by creating ``<n>/.claimed-version`` exclusively (a
+    conditional PUT, ``If-None-Match: *``, on S3; a check then a write where the store has no such
+    write), then the model is uploaded into it; a failed upload removes the version again.
     """
     local = Path(local)
     fs = filesystem(base)
     if not is_local(base):
-        version = _next_version(fs, base)
-        commit(local, join(base, str(version)))
-        return join(base, str(version)), version
+        for _ in range(1000):
+            fs.invalidate_cache()
+            version = _next_version(fs, base)
+            uri = join(base, str(version))
+            if _create_exclusive(fs, join(uri, VERSION_MARKER)):
+                _upload(fs, local, uri)
+                return uri, version
+        raise ClaimedError(f"{redact(base)}: no free version after 1000 tries")
     folder = Path(local_path(base))
     folder.mkdir(parents=True, exist_ok=True)
     staging = _stage_copy(local, folder, "version")
@@ -263,7 +275,7 @@ def commit_version(local: str | Path, base: str) -> tuple[str, int]:
                 if not _rename2(staging, target, _RENAME_NOREPLACE):
                     if staging.is_dir():
                         if not any(staging.iterdir()):
-                            (staging / ".claimed-version").touch()  # an empty folder could be renamed over
+                            (staging / VERSION_MARKER).touch()  # an empty folder could be renamed over
                         os.rename(staging, target)  # fails on an existing non-empty folder
                     else:
                         os.link(staging, target)  # fails on an existing name
@@ -275,6 +287,19 @@ def commit_version(local: str | Path, base: str) -> tuple[str, int]:
         raise ClaimedError(f"{base}: no free version after 1000 tries")
     finally:
         _remove_path(staging)
+
+
+def _create_exclusive(fs, uri: str) -> bool:
+    """Create an empty object unless it exists; False if it did."""
+    try:
+        fs.pipe_file(uri, b"", mode="create")
+    except FileExistsError:
+        return False
+    except TypeError:  # a filesystem without exclusive creation
+        if fs.exists(uri):
+            return False
+        fs.pipe_file(uri, b"")
+    return True
 
 
 def _next_version(fs, base: str) -> int:
