@@ -8,6 +8,7 @@ from pathlib import Path
 from claimed_airflow import __version__
 from claimed_airflow.core import registry
 from claimed_airflow.core.component import ComponentSpec
+from claimed_airflow.reference import _cell, _text  # one escaping rule for text from docstrings
 
 
 def summary_table(links: bool = False) -> str:
@@ -18,7 +19,7 @@ def summary_table(links: bool = False) -> str:
         outputs = ", ".join(p.name for p in spec.outputs)
         gpu = " (GPU)" if spec.resources.gpus else ""
         name = f"[`{spec.name}`](#{spec.name.replace('.', '').lower()})" if links else f"`{spec.name}`"
-        rows.append(f"| {name}{gpu} | `{spec.operator}` | {inputs} | {outputs} | {spec.summary} |")
+        rows.append(f"| {name}{gpu} | `{spec.operator}` | {inputs} | {outputs} | {_cell(spec.summary)} |")
     return "\n".join(rows)
 
 
@@ -29,7 +30,7 @@ def _example_value(param) -> str:
 
 
 def component_markdown(spec: ComponentSpec) -> str:
-    lines = [f"### {spec.name}", "", spec.description, ""]
+    lines = [f"### {_cell(spec.name)}", "", _text(spec.description), ""]
     lines.append(f"- operator: `claimed_airflow.operators.{spec.operator}`")
     lines.append(
         f"- image: `{spec.image}`; resources: cpu {spec.resources.cpu}, memory {spec.resources.memory}, "
@@ -40,8 +41,8 @@ def component_markdown(spec: ComponentSpec) -> str:
             continue
         lines += ["", f"**{title}**", "", "| name | type | default | description |", "| --- | --- | --- | --- |"]
         for p in group:
-            default = "required" if p.required else f"`{p.default!r}`"
-            lines.append(f"| `{p.name}` | `{p.type}` | {default} | {p.description} |")
+            default = "required" if p.required else _cell(f"`{p.default!r}`")
+            lines.append(f"| `{p.name}` | {_cell(f'`{p.type}`')} | {default} | {_cell(p.description)} |")
     required = [p for p in spec.arguments if p.required]
     cli_args = " ".join(f"--{p.name} {_example_value(p)}" for p in required)
     py_args = "".join(f", {p.name}={_example_value(p)!r}" for p in required)

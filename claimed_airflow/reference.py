@@ -10,11 +10,22 @@ from __future__ import annotations
 import html
 
 
+def _text(text: object, cell: bool = False) -> str:
+    """Markdown showing ``text`` as written: ``rst`` literals as code; outside code, HTML escaped and ``\\``, ``[``
+    (links) backslashed. Text from docstrings (users' components, notebooks) never becomes markup or a link."""
+    text = str(text).replace("``", "`")
+    parts = (" ".join(text.split()) if cell else text).split("`")
+    last = len(parts) - 1  # with an odd number of backticks the last one opens no code span
+    for i, part in enumerate(parts):
+        if not (i % 2 and i < last and "\n" not in part):  # code spans end at a paragraph: one line is code
+            part = html.escape(part, quote=False).replace("\\", "\\\\").replace("[", "\\[")
+            parts[i] = part.replace("|", "\\|") if cell else part  # tables leave pipes inside code spans alone
+    return "`".join(parts)
+
+
 def _cell(text: object) -> str:
-    """Markdown table cell: one line, pipes escaped, ``rst`` literals as code, markup outside code escaped."""
-    parts = " ".join(str(text).split()).replace("``", "`").split("`")
-    parts = [part if i % 2 else html.escape(part, quote=False).replace("|", "\\|") for i, part in enumerate(parts)]
-    return "`".join(parts)  # Python-Markdown's tables leave pipes inside code spans alone
+    """Markdown table cell: :func:`_text` on one line, pipes escaped."""
+    return _text(text, cell=True)
 
 
 def components_page() -> str:

@@ -63,3 +63,39 @@ def test_output_dicom_reads_only_under_files(tmp_path, files_and_secret):
     rejected = _rejected(result)
     assert sorted(rejected) == sorted(names[1:])
     assert all(reason.startswith("leads out of the files folder: ") for reason in rejected.values())
+
+
+HOSTILE_DOC = [
+    "<script>alert(1)</script>",
+    '<img src=x onerror="alert(2)">',
+    "[click](javascript:alert(3))",
+    "\\`<b onmouseover=alert(4)>x</b>` and `<i>",  # a backslashed or unclosed backtick opens no code span
+    "`\n\n<iframe src=javascript:alert(5)>\n\n`",  # a code span does not cross a paragraph
+]
+
+
+def test_catalog_and_docs_show_docstrings_of_users_components_as_text(monkeypatch):
+    """A component made from a notebook carries its markdown as docstring: the catalog shows it, never runs it."""
+    from claimed_airflow import catalog
+    from claimed_airflow.core import registry
+    from claimed_airflow.core.component import component
+
+    def hostile(text: str = "`<svg onload=alert(6)>", table: str = "x") -> dict:
+        return {}
+
+    hostile.__doc__ = (
+        "Summary <script>alert(0)</script>.\n\n"
+        + "\n\n".join(HOSTILE_DOC)
+        + ("\n\n:param text: desc <img src=y onerror=alert(7)> | [a](javascript:alert(8))\n:param table: ``<b>``\n")
+    )
+    spec = component("transform", name="evil")(hostile).spec
+    library = registry.library()
+    monkeypatch.setattr(registry, "library", lambda: {**library, spec.name: spec})
+    html = catalog.catalog_html()
+    body = html[html.index("transform.evil") :]
+    for raw in ("<script", "<img", "<svg", "<iframe", "<b ", "<b>", "<i>", 'href="javascript', "onerror=alert(7)>"):
+        assert raw not in body, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "[click](javascript:alert(3))" in body
+    assert "<code>&lt;b&gt;</code>" in body  # text in backticks is still shown as code
+    docs = catalog.catalog_markdown()  # the docs' components page is this Markdown
+    assert "<script" not in docs[docs.index("transform.evil") :]
