@@ -20,7 +20,7 @@ if not USER_DAG.exists():
 
 def _sync(bag) -> None:
     """Write the parsed DAGs (and their assets) to the metadata database, as the DAG processor would."""
-    from claimed_airflow.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_2_PLUS
+    from claimed_airflow.version_compat import AIRFLOW_V_3_0_PLUS
 
     if not AIRFLOW_V_3_0_PLUS:
         bag.sync_to_db()
@@ -28,12 +28,14 @@ def _sync(bag) -> None:
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
     DagBundlesManager().sync_bundles_to_db()
-    if AIRFLOW_V_3_2_PLUS:
-        from airflow.dag_processing.dagbag import sync_bag_to_db
-
-        sync_bag_to_db(bag, "dags-folder", None)
-    else:
+    if hasattr(bag, "sync_to_db"):  # 3.0
         bag.sync_to_db("dags-folder", None)
+        return
+    try:  # 3.2 and later
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+    except ImportError:  # 3.1
+        from airflow.models.dagbag import sync_bag_to_db
+    sync_bag_to_db(bag, "dags-folder", None)
 
 
 @pytest.fixture(scope="session")
