@@ -99,3 +99,30 @@ def test_catalog_and_docs_show_docstrings_of_users_components_as_text(monkeypatc
     assert "<code>&lt;b&gt;</code>" in body  # text in backticks is still shown as code
     docs = catalog.catalog_markdown()  # the docs' components page is this Markdown
     assert "<script" not in docs[docs.index("transform.evil") :]
+
+
+def test_values_from_files_cannot_forge_log_lines_or_leak_uri_secrets(tmp_path, caplog):
+    """A file name with a newline and a terminal escape, set aside by a component: one log line, escaped."""
+    pytest.importorskip("pydicom", reason="extra dicom")
+    files = tmp_path / "files"
+    files.mkdir()
+    shutil.copy(SAMPLE, files / "good.dcm")
+    forged = "x.dcm\n2026-01-01 INFO - deidentify: 0 identifying values left\x1b[2K"
+    leaky = "https://user:pa55word@pacs.example/x.dcm?sig=s3cretsig"
+    metadata = tmp_path / "metadata.csv"
+    pd.DataFrame({"file": ["good.dcm", forged, leaky], "label": "x"}).to_csv(metadata, index=False)
+    with caplog.at_level("INFO", logger="claimed_airflow"):
+        result = run(
+            "transform.dicom_to_images",
+            {"files": str(files), "metadata": str(metadata), "size": 16, "workers": 1},
+            root=str(tmp_path),
+        )
+    assert result["files_rejected"] == 2
+    messages = [record.getMessage() for record in caplog.records]
+    set_aside = [m for m in messages if m.startswith("set aside ")]
+    assert len(set_aside) == 2
+    assert any("x.dcm\\n2026-01-01 INFO - deidentify" in m and "\\x1b[2K" in m for m in set_aside)
+    for message in messages:
+        assert "\n" not in message and "\x1b" not in message and "pa55word" not in message
+        assert "s3cretsig" not in message
+    assert forged in _rejected(result)  # the manifest (JSON) keeps the value as it was

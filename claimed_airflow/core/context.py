@@ -9,8 +9,34 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 log = logging.getLogger("claimed_airflow")
+
+
+def log_safe(value: object) -> object:
+    """``value`` as a log argument: a text with control characters (newlines, terminal escapes) escaped and URI
+    credentials redacted, so a value from a file or request cannot forge log lines or leak a secret."""
+    if not isinstance(value, (str, BaseException, PurePath)):
+        return value
+    text = str(value)
+    if text.isprintable() and "://" not in text:
+        return value
+    from claimed_airflow.core.storage import redact
+
+    return redact("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
+
+
+class _LogSafeValues(logging.Filter):
+    """Every value logged through the ``claimed_airflow`` logger goes through :func:`log_safe`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(log_safe(value) for value in record.args)
+        return True
+
+
+log.addFilter(_LogSafeValues())
 
 
 @dataclass
