@@ -126,3 +126,27 @@ def test_values_from_files_cannot_forge_log_lines_or_leak_uri_secrets(tmp_path, 
         assert "\n" not in message and "\x1b" not in message and "pa55word" not in message
         assert "s3cretsig" not in message
     assert forged in _rejected(result)  # the manifest (JSON) keeps the value as it was
+
+
+def test_notification_email_headers_take_no_injected_lines(tmp_path, smtp):
+    """A title from a template (run id, DAG param) or an address with CR/LF cannot add headers or a body."""
+    import email
+    import email.policy
+
+    from claimed_airflow.core.errors import ClaimedError
+
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"accuracy": 0.5}))
+    title = "run\r\nBcc: evil@attacker.example\r\n\r\n<h1>model blessed</h1>"
+    arguments = {"metrics": str(metrics), "to": ["ops@example.com"], "conn_id": "smtp_test", "title": title}
+    run("monitoring.notification_email", arguments, root=str(tmp_path))
+    (envelope,) = smtp.messages
+    assert envelope.rcpt_tos == ["ops@example.com"]
+    message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert "Bcc" not in message and message["To"] == "ops@example.com"
+    subject = "[claimed] run Bcc: evil@attacker.example <h1>model blessed</h1>: model no blessing decision"
+    assert message["Subject"] == subject + " (accuracy 0.500)"  # one header line, the title as text
+    for field, value in (("to", ["ops@example.com\r\nBcc: evil@attacker.example"]), ("from_email", "a@b\nX-Evil: 1")):
+        with pytest.raises(ClaimedError, match=f"^{field}: expected"):
+            run("monitoring.notification_email", {**arguments, field: value}, root=str(tmp_path))
+    assert len(smtp.messages) == 1

@@ -29,7 +29,8 @@ def render(
     """(subject, HTML body) of the notification."""
     verdict = {True: "blessed", False: "NOT blessed", None: "no blessing decision"}[outcome]
     headline = f"accuracy {values['accuracy']:.3f}" if isinstance(values.get("accuracy"), float) else ""
-    subject = f"[claimed] {title}: model {verdict}" + (f" ({headline})" if headline else "")
+    one_line = " ".join("".join(c if c.isprintable() else " " for c in title).split())  # a header: no CR/LF
+    subject = f"[claimed] {one_line}: model {verdict}" + (f" ({headline})" if headline else "")
     rows = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td></tr>"
         for k, v in values.items()
@@ -81,9 +82,11 @@ def notification_email(
     from claimed_airflow.components.deploy.condition_blessing import metric_values
 
     to = to or []
-    bad = [address for address in to if "@" not in address]
+    bad = [address for address in to if "@" not in address or not address.isprintable()]
     if bad:
         raise ClaimedError(f"to: expected e-mail addresses, got {bad!r}")
+    if from_email is not None and ("@" not in from_email or not from_email.isprintable()):
+        raise ClaimedError(f"from_email: expected an e-mail address, got {from_email!r}")
     values = metric_values(metrics, fairness, robustness)
     outcome = outcome_of(values, blessed, condition)
     verdict = {True: "blessed", False: "not_blessed", None: "unknown"}[outcome]
