@@ -90,7 +90,12 @@ _DOC_PARAMS = """
 """
 
 if HAS_HITL:
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    import inspect
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
+
+    # standard providers of Airflow 3.1 (before response_timeout) wait up to execution_timeout
+    _RESPONSE_TIMEOUT = "response_timeout" in inspect.signature(HITLOperator.__init__).parameters
 
     class ModelApprovalOperator(ApprovalOperator):
         __doc__ = (
@@ -122,6 +127,8 @@ if HAS_HITL:
             subject: str = "Approve deploying this model?",
             **kwargs: Any,
         ) -> None:
+            if not _RESPONSE_TIMEOUT and "response_timeout" in kwargs:
+                kwargs["execution_timeout"] = kwargs.pop("response_timeout")
             super().__init__(subject=subject, **kwargs)
             self.required = required
             self.metrics = metrics
