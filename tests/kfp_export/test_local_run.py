@@ -95,13 +95,13 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
     pipeline = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment", *skip_options())
     conf = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0}
     state, tasks, run_id = run_dag("dicom_to_deployment", conf)
-    assert state == "success" and set(tasks.values()) == {"success"}, tasks
+    assert state == "success" and set(tasks.values()) <= {"success", "skipped"}, tasks  # other deploy targets skip
     airflow_dir = output_root / "dicom_to_deployment" / safe_name(run_id)
     kfp_dir = _run_kfp(tmp_path, pipeline, "dicom_to_deployment", **conf)
 
     # Same tasks, same files in every task folder (deploy ran: min_accuracy 0 blesses any model).
     assert _files(kfp_dir) == _files(airflow_dir)
-    assert set(_files(kfp_dir)) == {
+    assert set(_files(kfp_dir)) >= {
         "dicom_input",
         "dicom_to_images",
         "train",
