@@ -176,10 +176,8 @@ else:
         def execute(self, context: Any) -> Any:
             if not _required(self):
                 return {"chosen_options": ["Approve"], "required": False}
-            try:
-                from airflow.sdk.exceptions import AirflowFailException
-            except ImportError:
-                from airflow.exceptions import AirflowFailException
+            from claimed_airflow.version_compat import AirflowFailException
+
             raise AirflowFailException(
                 f"require_approval: a reviewer's approval needs Airflow {HITL_VERSION} or newer (human-in-the-loop "
                 f"operators of the standard provider); this is Airflow {AIRFLOW_VERSION}"

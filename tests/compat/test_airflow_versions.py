@@ -258,3 +258,18 @@ def test_kubernetes_engine_builds_its_pod(airflow_home):
     assert container.args[:4] == ["run", "train.mobilenet_v2", "--images=s3://in/images", "--epochs=2"]
     assert container.resources.limits["nvidia.com/gpu"] == "1"
     assert pod.spec.security_context.run_as_non_root is True
+
+
+def test_approval_needs_airflow_3_1_and_says_so_at_task_start():
+    from claimed_airflow.operators.approval import ModelApprovalOperator
+    from claimed_airflow.version_compat import AIRFLOW_V_3_1_PLUS, AirflowFailException
+
+    if AIRFLOW_V_3_1_PLUS:
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+        assert issubclass(ModelApprovalOperator, ApprovalOperator)
+        return
+    assert ModelApprovalOperator(task_id="optional", required=False).execute({})["required"] is False
+    expected = rf"needs Airflow 3\.1\.0 or newer .*this is Airflow {AIRFLOW_VERSION}$"
+    with pytest.raises(AirflowFailException, match=expected):
+        ModelApprovalOperator(task_id="approval", required="true").execute({})
