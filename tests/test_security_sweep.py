@@ -150,3 +150,30 @@ def test_notification_email_headers_take_no_injected_lines(tmp_path, smtp):
         with pytest.raises(ClaimedError, match=f"^{field}: expected"):
             run("monitoring.notification_email", {**arguments, field: value}, root=str(tmp_path))
     assert len(smtp.messages) == 1
+
+
+def test_references_from_data_never_import_a_program(tmp_path, monkeypatch):
+    """``module:function`` in a manifest or a ``trainer`` parameter: a ``__main__`` module or the standard library
+    (``antigravity`` opens a browser) is refused before it is imported."""
+    import sys
+
+    from claimed_airflow.core import registry
+    from claimed_airflow.core.errors import ClaimedError
+    from claimed_airflow.reproduce import reproduce
+
+    package = tmp_path / "evilpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    marker = tmp_path / "ran"
+    (package / "__main__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"reference": "evilpkg.__main__:x", "component": "x", "inputs": {}}))
+    with pytest.raises(ClaimedError, match=r"^evilpkg.__main__:x: not a component module"):
+        reproduce(str(manifest), str(tmp_path / "out"))
+    for reference in ("antigravity:x", "this:x", "evilpkg.__main__:x"):
+        with pytest.raises(ClaimedError, match="not a component module"):
+            registry.get(reference)
+    assert not marker.exists() and "antigravity" not in sys.modules
+    with pytest.raises(ClaimedError, match="unknown component"):
+        registry.get("evilpkg..x:y")  # not a reference: looked up by name

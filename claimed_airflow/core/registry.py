@@ -16,6 +16,7 @@ import importlib
 import os
 import pkgutil
 import re
+import sys
 from functools import cache
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -26,7 +27,7 @@ from claimed_airflow.core.errors import ClaimedError
 ENTRY_POINT_GROUP = "claimed_airflow.components"
 MODULES_ENV = "CLAIMED_AIRFLOW_COMPONENTS"
 LIBRARY_PACKAGE = "claimed_airflow.components"
-_REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$", re.ASCII)
 _referenced: dict[str, ComponentSpec] = {}
 
 
@@ -78,8 +79,15 @@ def components() -> dict[str, ComponentSpec]:
 
 
 def resolve(reference: str) -> ComponentSpec:
-    """The spec of ``package.module:function`` (a function decorated with ``@component``)."""
+    """The spec of ``package.module:function`` (a function decorated with ``@component``).
+
+    A reference may come from data (a manifest for ``reproduce``, a ``trainer`` parameter): modules that run a
+    program when imported (``__main__``) and the standard library (``antigravity``, ``this``, ...) are refused
+    before anything is imported."""
     module_name, _, attribute = reference.partition(":")
+    parts = module_name.split(".")
+    if "__main__" in parts or parts[0] in sys.stdlib_module_names:
+        raise ClaimedError(f"{reference}: not a component module (a __main__ module or the standard library)")
     module = _import(module_name, reference)
     function = getattr(module, attribute, None)
     if function is None:
