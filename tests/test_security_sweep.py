@@ -177,3 +177,14 @@ def test_references_from_data_never_import_a_program(tmp_path, monkeypatch):
     assert not marker.exists() and "antigravity" not in sys.modules
     with pytest.raises(ClaimedError, match="unknown component"):
         registry.get("evilpkg..x:y")  # not a reference: looked up by name
+
+
+@pytest.mark.parametrize("run_id", ["..", ".", "...", ".hidden"])
+def test_a_run_id_from_the_trigger_form_stays_in_its_dags_folder(tmp_path, run_id):
+    """Airflow's default allowed_run_id_pattern accepts '..': outputs must still land under <root>/<dag_id>/."""
+    from claimed_airflow.core.storage import Scope, task_uri
+
+    uri = Path(task_uri(str(tmp_path), Scope(dag_id="xray", run_id=run_id, task_id="train")))
+    run_folder = uri.parent
+    assert run_folder.parent == tmp_path / "xray" and not run_folder.name.startswith(".")
+    assert uri.resolve().is_relative_to(tmp_path / "xray")

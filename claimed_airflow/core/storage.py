@@ -49,8 +49,9 @@ class Scope:
 
 
 def safe_name(text: str) -> str:
-    """A path segment safe on every filesystem and object store (run ids contain ':' and '+')."""
-    return _UNSAFE.sub("_", text).strip("_") or "_"
+    """A path segment safe on every filesystem and object store (run ids contain ':' and '+'); never ``.``, ``..``
+    or hidden (a run id typed into the trigger form may be ``..``)."""
+    return _UNSAFE.sub("_", text).strip("_").lstrip(".") or "_"
 
 
 def default_root() -> str:
