@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from claimed_airflow.core.runner import run
+from tests.test_s3 import s3_endpoint  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = sorted((ROOT / "dags" / "sample_data" / "chestxray" / "dicom").glob("*.dcm"))[0]
@@ -188,3 +189,17 @@ def test_a_run_id_from_the_trigger_form_stays_in_its_dags_folder(tmp_path, run_i
     run_folder = uri.parent
     assert run_folder.parent == tmp_path / "xray" and not run_folder.name.startswith(".")
     assert uri.resolve().is_relative_to(tmp_path / "xray")
+
+
+def test_an_object_named_with_dotdot_is_refused_in_one_line(tmp_path, s3_endpoint):  # noqa: F811
+    """S3 keys may contain '..': staging a prefix never writes outside the task's working folder."""
+    from claimed_airflow.core import storage
+    from claimed_airflow.core.errors import ClaimedError
+
+    escaped = tmp_path / "ESCAPED"
+    s3_endpoint.pipe("claimed/dotdot/good.txt", b"ok")
+    s3_endpoint.pipe(f"claimed/dotdot/../../../../../../../..{escaped}", b"evil")
+    work = tmp_path / "work"
+    with pytest.raises(ClaimedError, match=r"^source: cannot download s3://claimed/dotdot: .*outside"):
+        storage.stage_input("source", "s3://claimed/dotdot", work)
+    assert not escaped.exists()

@@ -188,12 +188,15 @@ def stage_input(name: str, uri: str, workdir: Path) -> str:
     fs = filesystem(uri)
     target = workdir / "inputs" / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    if fs.isdir(uri):
-        fs.get(uri.rstrip("/") + "/", str(target) + "/", recursive=True)
-    elif _is_glob(uri):
-        fs.get(uri, str(target))
-    else:
-        fs.get_file(uri, str(target))  # one file, whatever its name holds (a signed URL's '?' is no glob)
+    try:
+        if fs.isdir(uri):
+            fs.get(uri.rstrip("/") + "/", str(target) + "/", recursive=True)
+        elif _is_glob(uri):
+            fs.get(uri, str(target))
+        else:
+            fs.get_file(uri, str(target))  # one file, whatever its name holds (a signed URL's '?' is no glob)
+    except ValueError as exc:  # fsspec refuses object names with '..' that would land outside the target
+        raise ClaimedError(f"{name}: cannot download {redact(uri)}: {redact(str(exc))}") from None
     return str(target)
 
 
