@@ -124,6 +124,9 @@ def redact_values(value: Any) -> Any:
 
 def _redact_uri(uri: str) -> tuple[str, list[str]]:
     scheme, rest = uri.split("://", 1)
+    # a PACS query (dicomweb://conn?modality=CR, dicom://AET@host:port) carries filters and AE titles, not
+    # credentials (input.dicom refuses those): keep them, as masking "CR" would blank it in every log line
+    pacs_query = scheme.lower() in QUERY_SCHEMES
     secrets = []
     rest, _, fragment = rest.partition("#")
     rest, has_query, query = rest.partition("?")
@@ -131,11 +134,12 @@ def _redact_uri(uri: str) -> tuple[str, list[str]]:
     slash = rest.find("/")
     # userinfo ends at the last '@' of the authority; a secret key may contain '/', so an '@' after a '/'
     # still counts when what precedes it has a ':' (``key:se/cret@bucket``), as a path rarely does
-    if at >= 0 and (slash < 0 or at < slash or ":" in rest[:at]):
+    ae_title = scheme.lower() == "dicom" and ":" not in rest[:at]
+    if at >= 0 and (slash < 0 or at < slash or ":" in rest[:at]) and not ae_title:
         secrets.append(rest[:at])
         secrets += rest[:at].split(":", 1)[1:]
         rest = f"{REDACTED}{rest[at:]}"
-    if has_query:
+    if has_query and not pacs_query:
         items = []
         for item in query.split("&"):
             name, equals, value = item.partition("=")
@@ -144,6 +148,8 @@ def _redact_uri(uri: str) -> tuple[str, list[str]]:
             secrets.append(value)
             items.append(f"{name}={REDACTED}" if equals else REDACTED)
         rest = f"{rest}?{'&'.join(items)}"
+    elif has_query:
+        rest = f"{rest}?{query}"
     if fragment:
         secrets.append(fragment.partition("=")[2] or fragment)
         rest = f"{rest}#{REDACTED}"
