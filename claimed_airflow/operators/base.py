@@ -19,10 +19,8 @@ __all__ = ["ENGINES", "ClaimedOperator", "default_output_root"]
 
 
 def _task_deferred() -> type[BaseException]:
-    try:
-        from airflow.sdk.exceptions import TaskDeferred
-    except ImportError:  # Airflow 2.11
-        from airflow.exceptions import TaskDeferred
+    from claimed_airflow.version_compat import TaskDeferred
+
     return TaskDeferred
 
 
@@ -161,7 +159,7 @@ class ClaimedOperator(BaseOperator):
         self.spark_conn_id = spark_conn_id
         self.spark_conf = spark_conf
         if deferrable is None:  # like the official providers: [operators] default_deferrable
-            from airflow.configuration import conf
+            from claimed_airflow.version_compat import conf
 
             deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
         self.deferrable = deferrable
