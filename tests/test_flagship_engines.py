@@ -2,8 +2,7 @@
 
 - engine local, deploy_target watson_ml: the real ibm-watsonx-ai client against the loopback Watson ML stub;
 - engine kubernetes (every task a pod, built by the real KubernetesPodOperator and its command run
-  here, as in test_kubernetes_engine; train asks for a GPU), deploy_target kserve: the InferenceService
-  sent to the loopback Kubernetes API stub;
+  here, as in test_kubernetes_engine; train asks for a GPU), deploy_target watson_ml from a pod;
 - cohort_engine spark: the cohort step through a real spark-submit on ``local[*]``;
 - deploy_target local (the default): tests/test_airflow_dags.py.
 
@@ -95,22 +94,27 @@ def test_local_engine_serves_on_watson_ml(run_dag, output_root, local_kubelet, i
 
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
-def test_kubernetes_engine_gpu_training_serves_on_kserve(run_dag, output_root, local_kubelet, tmp_path, monkeypatch):
-    from tests.kube_stub import InferenceServiceStub
+def test_kubernetes_engine_gpu_training_serves_on_watson_ml(
+    run_dag, output_root, local_kubelet, isolated_env, tmp_path, monkeypatch
+):
+    pytest.importorskip("ibm_watsonx_ai")
+    from tests.wml_stub import API_KEY, SPACE_ID, USERNAME, WatsonMLStub
 
-    with InferenceServiceStub() as kube:
-        kube.connection(tmp_path, monkeypatch, conn_id="kubernetes_default", namespace="models")
-        state, tasks, run_id = run_dag(DAG_ID, {**FLAGSHIP_FAST, "engine": "kubernetes", "deploy_target": "kserve"})
+    with WatsonMLStub(tmp_path) as wml:
+        conn = {"conn_type": "watson_ml", "host": wml.url, "login": USERNAME, "password": API_KEY}
+        conn["extra"] = {"space_id": SPACE_ID, "verify": wml.cert}
+        monkeypatch.setenv("AIRFLOW_CONN_WATSON_ML_DEFAULT", json.dumps(conn))
+        conf = {**FLAGSHIP_FAST, "engine": "kubernetes", "deploy_target": "watson_ml"}
+        state, tasks, run_id = run_dag(DAG_ID, conf)
     assert state == "success", tasks
-    assert tasks["kserve"] == "success" and tasks["watson_ml"] == "skipped", tasks
+    assert tasks["watson_ml"] == "success" and tasks["kserve"] == "skipped", tasks
     pods = {p.metadata.labels["task_id"]: p for p in local_kubelet}
     assert set(pods) == {t for t, s in tasks.items() if s == "success"}  # every task that ran, ran as a pod
     train = pods["train"].spec.containers[0]
     assert train.resources.limits["nvidia.com/gpu"] == "1" and train.image.endswith("-gpu")
     assert "nvidia.com/gpu" not in (pods["cohort"].spec.containers[0].resources.limits or {})
-    (service,) = kube.objects.values()
-    storage_uri = service["spec"]["predictor"]["containers"][0]["env"][0]["value"]
-    assert storage_uri == str(task_dir(output_root, run_id, "train") / "model")
+    assert len(wml.deployments) == 1  # the watson_ml pod stored and deployed the model
+    assert API_KEY not in json.dumps([p.to_dict() for p in local_kubelet], default=str)  # only in the connection
 
     # the deterministic steps: the pods wrote the same bytes as the same steps run in this process
     in_pods = deterministic_hashes(lambda t: task_dir(output_root, run_id, t) / "manifest.json")
