@@ -203,3 +203,22 @@ def test_an_object_named_with_dotdot_is_refused_in_one_line(tmp_path, s3_endpoin
     with pytest.raises(ClaimedError, match=r"^source: cannot download s3://claimed/dotdot: .*outside"):
         storage.stage_input("source", "s3://claimed/dotdot", work)
     assert not escaped.exists()
+
+
+def test_spark_sql_cannot_call_java(tmp_path, monkeypatch):
+    """``java_method``/``reflect`` in a query or a cohort condition (a DAG param) would read the worker's
+    environment (AWS keys) into the result; refused before Spark runs, on both backends."""
+    pytest.importorskip("pyspark", reason="needs the spark extra")
+    from claimed_airflow.components.filter.spark_cohort_split import cohort_query
+    from claimed_airflow.core.errors import ClaimedError
+
+    monkeypatch.setenv("CLAIMED_TEST_SECRET", "s3cret-value")
+    table = tmp_path / "t.csv"
+    table.write_text("file,label\na.dcm,x\n")
+    query = "SELECT java_method('java.lang.System', 'getenv', 'CLAIMED_TEST_SECRET') AS leaked FROM input"
+    with pytest.raises(ClaimedError, match=r"^query: java_method \(Java from SQL\) is not allowed"):
+        run("transform.spark_sql", {"table": str(table), "query": query, "backend": "spark"}, root=str(tmp_path))
+    for where in ("reflect('java.lang.System', 'getenv', 'HOME') IS NOT NULL", "TRY_REFLECT('a', 'b') IS NULL"):
+        with pytest.raises(ClaimedError, match=r"^where: .*reflect \(Java from SQL\) is not allowed"):
+            cohort_query(where, "file", 0.2, 1, "split")
+    assert "label = 'x'" in cohort_query("label = 'x'", "file", 0.2, 1, "split")

@@ -96,6 +96,9 @@ def cohort_query(where: str, key: str, test_fraction: float, seed: int, split_co
         raise ClaimedError(f"where: not a Spark SQL condition: {str(exc).strip().splitlines()[0]}") from None
     if len(statements) != 1 or not isinstance(statements[0], exp.Select):
         raise ClaimedError(f"where: expected one condition, got {where[:80]!r}")
+    from claimed_airflow.core.spark import check_query
+
+    check_query(query, "where")
     return query
 
 

@@ -47,6 +47,7 @@ def spark_sql(
         raise ClaimedError(f"query: expected one SELECT (or WITH ... SELECT) query, got {query[:80]!r}")
     from claimed_airflow.core import spark as sp
 
+    sp.check_query(statement)
     if sp.backend_for(backend, table) == "local":
         result = sp.sql_local(sp.read_local(table), statement, view)
         sp.write_local(result, output)
