@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,27 @@ def test_folder_input_from_s3_and_missing_prefix(s3_endpoint):
     assert second["model_version"] == 2
     with pytest.raises(Exception, match="model: input path does not exist: s3://claimed/nothing"):
         run("deploy.local", {"model": "s3://claimed/nothing"})
+
+
+def test_staged_input_keeps_the_file_name_and_suffix(s3_endpoint, tmp_path):
+    """A component that tells a table's format by its suffix (DuckDB, Spark) reads a staged remote file."""
+    import pandas as pd
+
+    fs = s3_endpoint
+    table = tmp_path / "metadata.parquet"
+    pd.DataFrame({"SOPInstanceUID": ["1", "2", "3"], "label": ["a", None, "b"]}).to_parquet(table)
+    fs.put(str(table), "claimed/meta/metadata.parquet")
+    staged = Path(storage.stage_input("table", "s3://claimed/meta/metadata.parquet", tmp_path / "work"))
+    assert staged == tmp_path / "work" / "inputs" / "table" / "metadata.parquet"  # one folder per input
+    assert staged.read_bytes() == table.read_bytes()
+    # the name comes from the object's last segment only, made safe: no '..', no hidden file, no query
+    fs.pipe("claimed/meta/.hidden.csv", b"a\n1\n")
+    hidden = Path(storage.stage_input("table", "s3://claimed/meta/.hidden.csv", tmp_path / "odd"))
+    assert hidden == tmp_path / "odd" / "inputs" / "table" / "hidden.csv"
+
+    result = run(
+        "filter.spark_cohort_split",
+        {"table": "s3://claimed/meta/metadata.parquet", "where": "label IS NOT NULL", "backend": "local"},
+        root="s3://claimed/artifacts",
+    )
+    assert result["rows_in"] == 3 and result["rows_out"] == 2

@@ -199,11 +199,25 @@ def stage_input(name: str, uri: str, workdir: Path) -> str:
             fs.get(uri.rstrip("/") + "/", str(target) + "/", recursive=True)
         elif _is_glob(uri):
             fs.get(uri, str(target))
-        else:
-            fs.get_file(uri, str(target))  # one file, whatever its name holds (a signed URL's '?' is no glob)
+        else:  # one file, whatever its name holds (a signed URL's '?' is no glob), under its own name:
+            target = target / _file_name(uri, name)  # readers tell a table's format by the suffix
+            target.parent.mkdir()
+            fs.get_file(uri, str(target))
     except ValueError as exc:  # fsspec refuses object names with '..' that would land outside the target
         raise ClaimedError(f"{name}: cannot download {redact(uri)}: {redact(str(exc))}") from None
     return str(target)
+
+
+def _file_name(uri: str, fallback: str) -> str:
+    """The last segment of a remote file's path (no query or fragment of a URL), made a safe file name."""
+    if protocol(uri) in _QUERY_PROTOCOLS:
+        from urllib.parse import urlsplit
+
+        path = urlsplit(uri).path
+    else:
+        path = uri.split("://", 1)[-1].partition("/")[2]  # after the bucket or host, never its credentials
+    segment = path.rstrip("/").rpartition("/")[2]
+    return safe_name(segment) if segment else safe_name(fallback)
 
 
 def commit(local: str | Path, uri: str) -> None:
