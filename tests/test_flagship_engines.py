@@ -4,6 +4,8 @@
 - engine kubernetes (every task a pod, built by the real KubernetesPodOperator and its command run
   here, as in test_kubernetes_engine; train asks for a GPU), deploy_target watson_ml from a pod;
 - cohort_engine spark: the cohort step through a real spark-submit on ``local[*]``;
+- engine local, deploy_target kserve, output root on S3 (moto server): an InferenceService sent to the
+  Kubernetes API stub, the model where the cluster reads it (object storage);
 - deploy_target local (the default): tests/test_airflow_dags.py.
 
 The deterministic steps write identical outputs (content hashes) in the pods and in this process.
@@ -22,6 +24,7 @@ import pytest
 from claimed_airflow.core.runner import run
 from claimed_airflow.core.storage import safe_name
 from tests.flagship import DETERMINISTIC_TASKS, FLAGSHIP_FAST, deterministic_hashes, rerun_in_process
+from tests.test_s3 import s3_endpoint  # noqa: F401 (the moto server fixture)
 
 pytest.importorskip("airflow.providers.cncf.kubernetes", reason="needs the kubernetes extra")
 pytest.importorskip("torchvision", reason="the flagship runs here train with PyTorch (the torch extra)")
@@ -165,3 +168,32 @@ def test_cohort_step_runs_through_spark_submit(run_dag, output_root, tmp_path, m
     )
     by_key = pd.read_parquet(local["output"]).set_index("SOPInstanceUID")["split"]
     assert selected.set_index("SOPInstanceUID")["split"].sort_index().equals(by_key.sort_index())
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(2400)
+def test_local_engine_serves_on_kserve_from_s3(run_dag, s3_endpoint, isolated_env, tmp_path, monkeypatch):  # noqa: F811
+    from tests.kube_stub import InferenceServiceStub
+
+    fs = s3_endpoint
+    root = "s3://claimed/flagship"  # KServe reads the model from object storage, so the outputs go there
+    monkeypatch.setenv("AIRFLOW__CLAIMED__OUTPUT_ROOT", root)
+    monkeypatch.setenv("CLAIMED_OUTPUT_ROOT", root)
+    with InferenceServiceStub() as stub:
+        stub.connection(tmp_path, monkeypatch, conn_id="kubernetes_default", namespace="models")
+        state, tasks, run_id = run_dag(DAG_ID, {**FLAGSHIP_FAST, "engine": "local", "deploy_target": "kserve"})
+    assert state == "success", tasks
+    assert tasks["kserve"] == "success" and tasks["watson_ml"] == "skipped", tasks
+
+    def manifest_on_s3(task_id: str) -> dict:
+        return json.loads(fs.cat(f"claimed/flagship/{DAG_ID}/{safe_name(run_id)}/{task_id}/manifest.json"))
+
+    model = manifest_on_s3("train")["outputs"]["model"]["uri"]
+    assert model.startswith(f"{root}/{DAG_ID}/") and fs.exists(model)  # the trained model is on S3
+    (created,) = [r["body"] for r in stub.requests if r["method"] == "POST"]
+    assert created["kind"] == "InferenceService" and created["metadata"]["name"] == "chestxray-mobilenet-v2"
+    container = created["spec"]["predictor"]["containers"][0]
+    assert container["env"] == [{"name": "STORAGE_URI", "value": model}]  # what KServe's storage initializer loads
+    served = manifest_on_s3("kserve")
+    assert served["parameters"]["storage_uri"] == model
+    assert served["values"]["url"] == "http://chestxray-mobilenet-v2.models.example.com"

@@ -117,6 +117,11 @@ def test_staged_input_keeps_the_file_name_and_suffix(s3_endpoint, tmp_path):
     fs.pipe("claimed/meta/.hidden.csv", b"a\n1\n")
     hidden = Path(storage.stage_input("table", "s3://claimed/meta/.hidden.csv", tmp_path / "odd"))
     assert hidden == tmp_path / "odd" / "inputs" / "table" / "hidden.csv"
+    # a folder (a Parquet dataset as Spark and the cohort step write it) keeps its name too
+    fs.put(str(table), "claimed/meta/cohort.parquet/part-0.parquet")
+    folder = Path(storage.stage_input("metadata", "s3://claimed/meta/cohort.parquet", tmp_path / "dir"))
+    assert folder == tmp_path / "dir" / "inputs" / "metadata" / "cohort.parquet"
+    assert (folder / "part-0.parquet").read_bytes() == table.read_bytes()
 
     result = run(
         "filter.spark_cohort_split",

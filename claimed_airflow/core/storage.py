@@ -195,14 +195,15 @@ def stage_input(name: str, uri: str, workdir: Path) -> str:
     target = workdir / "inputs" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if fs.isdir(uri):
-            fs.get(uri.rstrip("/") + "/", str(target) + "/", recursive=True)
-        elif _is_glob(uri):
+        if _is_glob(uri) and not fs.isdir(uri):
             fs.get(uri, str(target))
-        else:  # one file, whatever its name holds (a signed URL's '?' is no glob), under its own name:
-            target = target / _file_name(uri, name)  # readers tell a table's format by the suffix
+        else:  # a file or folder under its own name (readers tell a table's format by its suffix)
+            target = target / _file_name(uri, name)
             target.parent.mkdir()
-            fs.get_file(uri, str(target))
+            if fs.isdir(uri):
+                fs.get(uri.rstrip("/") + "/", str(target) + "/", recursive=True)
+            else:  # one file, whatever its name holds (a signed URL's '?' is no glob)
+                fs.get_file(uri, str(target))
     except ValueError as exc:  # fsspec refuses object names with '..' that would land outside the target
         raise ClaimedError(f"{name}: cannot download {redact(uri)}: {redact(str(exc))}") from None
     return str(target)
