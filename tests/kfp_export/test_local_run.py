@@ -20,10 +20,12 @@ from kfp import components, local  # noqa: E402
 
 from claimed_airflow.cli import main as cli  # noqa: E402
 from claimed_airflow.core.storage import safe_name  # noqa: E402
+from tests.flagship import DETERMINISTIC_TASKS, deterministic_hashes  # noqa: E402
 from tests.kfp_export.flagship import skip_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE_DAGS = ROOT / "tests" / "dags" / "claimed_test_dags.py"
+SERVING_TARGETS = {"kserve", "watson_ml"}  # the flagship's deploy targets other than the default (local)
 # Exports download nothing when a step starts (kfp's runtime is in the component images, and here in
 # this environment): test_nothing_is_downloaded_when_a_step_starts checks the YAML.
 
@@ -95,14 +97,19 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
     pipeline = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment", *skip_options())
     conf = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0}
     state, tasks, run_id = run_dag("dicom_to_deployment", conf)
-    assert state == "success" and set(tasks.values()) <= {"success", "skipped"}, tasks  # other deploy targets skip
+    assert state == "success", tasks
+    # deploy_target local: the serving gates are false, so only the other targets' tasks are skipped
+    assert {task for task, task_state in tasks.items() if task_state != "success"} == SERVING_TARGETS, tasks
+    assert {tasks[task] for task in SERVING_TARGETS} == {"skipped"}, tasks
     airflow_dir = output_root / "dicom_to_deployment" / safe_name(run_id)
     kfp_dir = _run_kfp(tmp_path, pipeline, "dicom_to_deployment", **conf)
 
-    # Same tasks, same files in every task folder (deploy ran: min_accuracy 0 blesses any model).
+    # Same tasks, same files in every task folder (deploy ran: min_accuracy 0 blesses any model); the skipped
+    # targets wrote nothing on either side (on KFP their dsl.If was false), approval has no folder either.
     assert _files(kfp_dir) == _files(airflow_dir)
-    assert set(_files(kfp_dir)) >= {
+    assert set(_files(kfp_dir)) == {
         "dicom_input",
+        "cohort",
         "dicom_to_images",
         "train",
         "predict",
@@ -114,8 +121,11 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
         "notify",
         "deploy",
         "dicom_results",
+        "to_kserve",
+        "to_watson_ml",
     }
     kfp_manifests, airflow_manifests = _manifests(kfp_dir), _manifests(airflow_dir)
+    assert kfp_manifests["to_kserve"]["values"] == kfp_manifests["to_watson_ml"]["values"] == {"blessed": False}
     for task, record in airflow_manifests.items():
         assert kfp_manifests[task]["component"] == record["component"]
         assert kfp_manifests[task]["parameters"] == record["parameters"], task
@@ -123,8 +133,10 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
         kfp_manifests["train"]["parameters"]["epochs"] == 1 and kfp_manifests["train"]["parameters"]["image_size"] == 32
     )
     # Deterministic steps: the same content (hashes of inputs and outputs) and the same values.
-    for task in ("dicom_input", "dicom_to_images"):
-        assert _hashes(kfp_manifests[task], "outputs") == _hashes(airflow_manifests[task], "outputs"), task
+    assert deterministic_hashes(lambda task: kfp_dir / task / "manifest.json") == deterministic_hashes(
+        lambda task: airflow_dir / task / "manifest.json"
+    )
+    for task in DETERMINISTIC_TASKS:
         assert _hashes(kfp_manifests[task], "inputs") == _hashes(airflow_manifests[task], "inputs"), task
         assert kfp_manifests[task]["values"] == airflow_manifests[task]["values"], task
     kfp_meta = pd.read_parquet(kfp_dir / "dicom_input" / "metadata.parquet")
