@@ -28,15 +28,15 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
    deployment through the connection `watson_ml_default`). The choice is a gate per target
    (`to_kserve`, `to_watson_ml`), so the other target's task is skipped, in Airflow and on Kubeflow.
 
-With `require_approval` (Airflow 3.1+), **approval** waits after the gate for a reviewer's decision in the
-Airflow UI (*Required Actions*: accuracy, fairness and robustness numbers, links to the confusion matrix,
-fairness plot and LIME overlays); *Reject* skips **deploy**, no answer within three days fails the task.
-
 **dicom_results** writes the blessed model's predictions as DICOM (`results_kind`: `sr` Comprehensive SR
 linked to the source images, or `sc` Secondary Capture) and, with `results_destination` (e.g.
 `dicomweb://pacs_default` or `dicom://pacs_dimse`), stores them in the PACS. `dicom_source` may be a PACS
 query too: `dicomweb://pacs_default?modality=CR&study_date=20200101-20201231` (DICOMweb, Airflow connection
 `pacs_default`) or `dicom://<connection>?...` (C-FIND/C-GET); join the labels on `label_key` SOPInstanceUID then.
+
+With `require_approval` (Airflow 3.1+), **approval** waits after the gate for a reviewer's decision in the
+Airflow UI (*Required Actions*: accuracy, fairness and robustness numbers, links to the confusion matrix,
+fairness plot and LIME overlays); *Reject* skips **deploy**, no answer within three days fails the task.
 
 Outputs go to `<output root>/dicom_to_deployment/<run_id>/<task_id>/`; the default data is the
 bundled chest X-ray sample (10 Secondary Capture files built with `input.images_to_dicom`).

@@ -42,9 +42,8 @@ def twin_source(dag_file: Path) -> str:
         "print(json.dumps({'dag_id': dag.dag_id, 'edges': sorted([t.task_id, d] for t in dag.tasks"
         " for d in t.downstream_task_ids), 'tasks': [t.task_id for t in dag.tasks]}))\n"
     )
-    shape = json.loads(
-        subprocess.run([sys.executable, "-c", code, str(dag_file)], capture_output=True, text=True, check=True).stdout
-    )
+    out = subprocess.run([sys.executable, "-c", code, str(dag_file)], capture_output=True, text=True, check=True)
+    shape = json.loads(out.stdout.strip().splitlines()[-1])  # Airflow may log to stdout first
     lines = [
         "from datetime import datetime",
         "from airflow.providers.standard.operators.empty import EmptyOperator",
