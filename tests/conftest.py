@@ -74,8 +74,14 @@ def run_dag(airflow_home):
     bag = DagBag(dag_folder=str(_dags))
     assert not bag.import_errors, bag.import_errors
 
+    defaults: dict[str, dict] = {}
+
     def run(dag_id: str, conf: dict | None = None):
-        dag_run = bag.get_dag(dag_id).test(run_conf=conf or {})
+        dag = bag.get_dag(dag_id)
+        # every Param explicitly, as first parsed: dag.test() keeps a run's conf in the DAG's Params, and this
+        # DagBag lives for the session, so one test's conf (notify_to, deploy_target) would reach the next run
+        defaults.setdefault(dag_id, json.loads(json.dumps(dag.params.dump())))
+        dag_run = dag.test(run_conf={**defaults[dag_id], **(conf or {})})
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
         return str(dag_run.state), states, dag_run.run_id
 
