@@ -1,0 +1,174 @@
+"""Settings of claimed-airflow: every option, and the one order in which a value is looked up.
+
+A setting ``<name>`` takes the first value found (empty values count as unset):
+
+1. the task argument (an operator's argument or a DAG param, passed as ``value``), unless it is ``"default"``;
+2. the Airflow Variable ``claimed_<name>`` (read at task run time; options read while DAGs are parsed,
+   such as ``components``, skip it, and so does a process that cannot read Variables);
+3. the Airflow option ``[claimed] <name>`` (``airflow.cfg``, or ``AIRFLOW__CLAIMED__<NAME>``);
+4. the environment variable ``CLAIMED_<NAME>``;
+5. the default.
+
+Steps 2 and 3 are skipped in a process that has not imported Airflow (the ``claimed-airflow`` command,
+a component's pod, a KFP step): a setting never imports Airflow (seconds) on its own. Every option is
+declared in :data:`OPTIONS`, which is also the provider's ``[claimed]`` config section.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+# Task argument values that mean "use the configured setting".
+USE_CONFIGURED = ("", "default", "configured")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A declared ``[claimed]`` option: what the provider config and the settings reference show."""
+
+    description: str
+    type: str = "string"
+    example: str | None = None
+    default: str | None = None
+    variable: bool = True  # False: read while DAGs are parsed, so no Airflow Variable (a database call per parse)
+    env: str | None = None  # the environment variable, when not CLAIMED_<NAME>
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The option as Airflow's provider config declares it."""
+        return {
+            "description": self.description,
+            "version_added": "0.1.0",
+            "type": self.type,
+            "example": self.example,
+            "default": self.default,
+        }
+
+
+_POD = "engine=kubernetes: "
+OPTIONS: dict[str, Option] = {
+    "output_root": Option(
+        "Root URI (local folder, file:// or s3://) under which tasks write their outputs as "
+        "<root>/<dag_id>/<run_id>/<task_id>/<output> (default $AIRFLOW_HOME/claimed-artifacts in Airflow, "
+        "./claimed-artifacts outside).",
+        example="s3://bucket/claimed",
+    ),
+    "cache": Option(
+        "Default of the claimed operators' cache option: reuse outputs of an earlier run with the same "
+        "component version, parameters and input contents.",
+        type="boolean",
+        example="True",
+        default="False",
+    ),
+    "engine": Option(
+        "Default engine of claimed operators: local, kubernetes or spark.", example="kubernetes", default="local"
+    ),
+    "components": Option(
+        "Importable modules of your own components, comma separated, registered next to the library's "
+        "(read while DAGs are parsed: no Variable; environment CLAIMED_AIRFLOW_COMPONENTS).",
+        example="my_package.components,my_package.more_components",
+        variable=False,
+        env="CLAIMED_AIRFLOW_COMPONENTS",
+    ),
+    "image": Option(
+        _POD + "component image (default ghcr.io/claimed-framework/claimed-airflow:<version>).",
+        example="registry.example.com/claimed-airflow:0.1.0",
+    ),
+    "gpu_image": Option(
+        _POD + "image of GPU components (default <image>:<version>-gpu).",
+        example="registry.example.com/claimed-airflow:0.1.0-gpu",
+    ),
+    "kubernetes_namespace": Option(_POD + "namespace of the pods (default: the connection's).", example="claimed"),
+    "node_selector": Option(_POD + "node selector (JSON object) of CPU components.", example='{"pool": "cpu"}'),
+    "gpu_node_selector": Option(
+        _POD + "node selector (JSON object) of GPU components.", example='{"nvidia.com/gpu.present": "true"}'
+    ),
+    "tolerations": Option(
+        _POD + "tolerations (JSON list) of CPU components.",
+        example='[{"key": "pool", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}]',
+    ),
+    "gpu_tolerations": Option(
+        _POD + "tolerations (JSON list) of GPU components (default: tolerate nvidia.com/gpu taints).",
+        example='[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]',
+    ),
+    "image_pull_secrets": Option(
+        _POD + "names of the image pull secrets of the pods, comma separated.", example="registry-credentials"
+    ),
+}
+
+
+def env_name(name: str) -> str:
+    """The environment variable of setting ``name``: ``CLAIMED_<NAME>`` unless the option names another."""
+    option = OPTIONS.get(name)
+    return (option.env if option and option.env else None) or f"CLAIMED_{name.upper()}"
+
+
+def _unset(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in USE_CONFIGURED)
+
+
+def _variable(name: str) -> Any:
+    from claimed_airflow.version_compat import Variable
+
+    try:
+        return Variable.get(f"claimed_{name}", None)  # positional: the keyword is default_var on 2.11, default on 3.x
+    except ImportError:  # Airflow 3.0/3.1 outside a task: only tasks read Variables
+        return None
+
+
+def _config(name: str) -> Any:
+    from claimed_airflow.version_compat import conf
+
+    return conf.get("claimed", name, fallback=None)
+
+
+def setting(name: str, default: Any = None, *, value: Any = None) -> Any:
+    """Setting ``name``: ``value`` (the task argument), Variable ``claimed_<name>``, ``[claimed] <name>``,
+    ``$CLAIMED_<NAME>``, else ``default`` (the order of this module's docstring)."""
+    option = OPTIONS.get(name)
+    if option is None:
+        raise ValueError(f"claimed setting {name!r} is not declared in claimed_airflow.core.settings.OPTIONS")
+    if not _unset(value):
+        return value
+    airflow = "airflow" in sys.modules  # a process running Airflow; never import it (seconds) for a setting
+    layers = ((_variable,) if airflow and option.variable else ()) + ((_config,) if airflow else ())
+    for layer in layers:
+        found = layer(name)
+        if found not in (None, ""):
+            return found
+    found = os.environ.get(env_name(name))
+    return default if found in (None, "") else found
+
+
+def json_setting(name: str, default: Any = None, *, value: Any = None) -> Any:
+    """A setting holding JSON (a node selector, a list of tolerations); values that are not text pass through."""
+    found = setting(name, None, value=value)
+    if found is None:
+        return default
+    if isinstance(found, str):
+        try:
+            return json.loads(found)
+        except json.JSONDecodeError:
+            raise ValueError(f"claimed setting {name}: expected JSON, got {found!r}") from None
+    return found
+
+
+def flag_setting(name: str, default: bool = False, *, value: Any = None) -> bool:
+    """A boolean setting (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    from claimed_airflow.core.types import coerce
+
+    found = setting(name, None, value=value)
+    return default if found is None else bool(coerce(name, found, bool))
+
+
+def list_setting(name: str, *, value: Any = None) -> list[str]:
+    """A comma separated setting as a list of its non-empty items (a list ``value`` passes through)."""
+    found = setting(name, None, value=value)
+    if found is None:
+        return []
+    items = found if isinstance(found, (list, tuple)) else str(found).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
