@@ -34,6 +34,8 @@ _MODEL_URIS = {"schemes": ["claimed-model"], "handler": "claimed_airflow.assets.
 
 def get_provider_info() -> dict:
     """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
+    from claimed_airflow.core.settings import OPTIONS
+
     return {
         "package-name": "claimed-airflow",
         "name": "CLAIMED",
@@ -151,63 +153,11 @@ def get_provider_info() -> dict:
         "dataset-uris": [_MODEL_URIS],
         "config": {
             "claimed": {
-                "description": "Settings of the claimed-airflow provider.",
-                "options": {
-                    "output_root": {
-                        "description": "Root URI (local folder, file:// or s3://) under which tasks write "
-                        "their outputs as <root>/<dag_id>/<run_id>/<task_id>/<output>.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "s3://bucket/claimed",
-                        "default": None,
-                    },
-                    "cache": {
-                        "description": "Default of the claimed operators' cache option: reuse outputs of an "
-                        "earlier run with the same component version, parameters and input contents.",
-                        "version_added": "0.1.0",
-                        "type": "boolean",
-                        "example": "True",
-                        "default": "False",
-                    },
-                    "engine": {
-                        "description": "Default engine of claimed operators: local, kubernetes or spark "
-                        "(an Airflow Variable claimed_engine wins; an operator's engine argument wins over both).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "kubernetes",
-                        "default": "local",
-                    },
-                    "image": {
-                        "description": "engine=kubernetes: component image (default "
-                        "ghcr.io/claimed-framework/claimed-airflow:<version>); Variable claimed_image wins.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "registry.example.com/claimed-airflow:0.1.0",
-                        "default": None,
-                    },
-                    "gpu_image": {
-                        "description": "engine=kubernetes: image of GPU components (default <image>:<version>-gpu).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "registry.example.com/claimed-airflow:0.1.0-gpu",
-                        "default": None,
-                    },
-                    "kubernetes_namespace": {
-                        "description": "engine=kubernetes: namespace of the pods (default: the connection's).",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": "claimed",
-                        "default": None,
-                    },
-                    "gpu_node_selector": {
-                        "description": "engine=kubernetes: node selector (JSON) of GPU components; "
-                        "node_selector, tolerations, gpu_tolerations and image_pull_secrets work alike.",
-                        "version_added": "0.1.0",
-                        "type": "string",
-                        "example": '{"nvidia.com/gpu.present": "true"}',
-                        "default": None,
-                    },
-                },
+                "description": "Settings of the claimed-airflow provider (lookup order: task argument, Variable "
+                "claimed_<option>, this section, environment CLAIMED_<OPTION>, default).",
+                "options": {name: option.config for name, option in OPTIONS.items()},
             }
+        },
+    }
         },
     }

@@ -118,11 +118,6 @@ def write_result(path: str, result: dict) -> None:
     target.write_text(json.dumps(result, default=str))
 
 
-def component_main(component: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of a component module run as a script (``spark-submit <module>.py --param value ...``)."""
-    return main(["run", component, *(sys.argv[1:] if argv is None else argv)])
-
-
 def parse_arguments(spec, tokens: list[str]) -> dict[str, str]:
     """``--name value`` / ``--name=value`` pairs (dashes or underscores) -> raw string arguments."""
     known = {p.name for p in spec.arguments}

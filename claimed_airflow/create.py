@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from claimed_airflow.core.component import operator_name
 from claimed_airflow.core.errors import ClaimedError
 
 CATEGORIES = (
@@ -111,10 +112,6 @@ def source_literal(value: Any, what: str) -> str:
     if not same:
         raise ClaimedError(f"source: {what} must be a literal str, number, bool, None, list or dict, got {text[:80]}")
     return text
-
-
-def _camel(text: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in text.split("_"))
 
 
 def _infer_type(value: Any) -> str:
@@ -451,7 +448,7 @@ def create_component(
     if category not in CATEGORIES and not re.fullmatch(r"[a-z][a-z0-9_]*", category):
         raise ClaimedError(f"category: {category!r} is not a lowercase identifier")
     name = identifier(name or (function if function and function != "main" else path.stem))
-    operator = f"{_camel(name)}{_camel(category)}Operator"
+    operator = operator_name(category, name)
     folder = Path(output_dir) if output_dir else path.parent
     folder.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".ipynb":

@@ -55,20 +55,20 @@ from airflow.providers.common.compat.sdk import DAG, Param
 
 from claimed_airflow.assets import model_asset
 from claimed_airflow.operators import (
-    ConditionBlessingOperator,
+    ConditionBlessingDeployOperator,
     ConfusionMatrixMetricOperator,
     DicomInputOperator,
     DicomOutputOperator,
     DicomToImagesTransformOperator,
     FairnessMetricOperator,
+    ImagesPredictOperator,
     KServeDeployOperator,
     LimeMetricOperator,
     LocalDeployOperator,
     MobileNetV2TrainOperator,
-    NotificationEmailOperator,
-    PredictImagesOperator,
+    NotificationEmailMonitoringOperator,
     RobustnessMetricOperator,
-    SparkCohortSplitOperator,
+    SparkCohortSplitFilterOperator,
     WatsonMLDeployOperator,
 )
 from claimed_airflow.operators.approval import ModelApprovalOperator
@@ -186,7 +186,7 @@ with DAG(
         label_key="{{ params.label_key }}",
         label_column="label",
     )
-    cohort = SparkCohortSplitOperator(
+    cohort = SparkCohortSplitFilterOperator(
         task_id="cohort",
         table=dicom.output["metadata"],
         where="{{ params.cohort }}",
@@ -209,7 +209,7 @@ with DAG(
         seed="{{ params.seed }}",
         framework="{{ params.framework }}",
     )
-    predict = PredictImagesOperator(task_id="predict", model=train.output["model"], images=images.output["images"])
+    predict = ImagesPredictOperator(task_id="predict", model=train.output["model"], images=images.output["images"])
     metrics = ConfusionMatrixMetricOperator(task_id="confusion_matrix", predictions=predict.output["predictions"])
     fairness = FairnessMetricOperator(
         task_id="fairness",
@@ -236,7 +236,7 @@ with DAG(
         seed="{{ params.seed }}",
     )
     predict >> [lime, robustness]  # explain and attack the model that was evaluated
-    blessing = ConditionBlessingOperator(
+    blessing = ConditionBlessingDeployOperator(
         task_id="blessing",
         metrics=metrics.output["metrics"],
         fairness=fairness.output["metrics"],
@@ -244,7 +244,7 @@ with DAG(
         condition=BLESSING,
     )
     # beside the gate, not after it: the outcome is reported whether the model is blessed or not
-    NotificationEmailOperator(
+    NotificationEmailMonitoringOperator(
         task_id="notify",
         metrics=metrics.output["metrics"],
         fairness=fairness.output["metrics"],
@@ -286,10 +286,10 @@ with DAG(
     blessing >> results
     # serving: one gate per target, true for the chosen deploy_target only (skips the other targets)
     target = "'{{ params.deploy_target }}' == "
-    to_kserve = ConditionBlessingOperator(
+    to_kserve = ConditionBlessingDeployOperator(
         task_id="to_kserve", metrics=metrics.output["metrics"], condition=target + "'kserve'"
     )
-    to_watson_ml = ConditionBlessingOperator(
+    to_watson_ml = ConditionBlessingDeployOperator(
         task_id="to_watson_ml", metrics=metrics.output["metrics"], condition=target + "'watson_ml'"
     )
     kserve = KServeDeployOperator(

@@ -27,11 +27,11 @@ from pathlib import Path
 from airflow.providers.common.compat.sdk import DAG, Param
 
 from claimed_airflow.operators import (
-    SparkCsvToParquetOperator,
-    SparkParquetToCsvOperator,
-    SparkSampleOperator,
-    SparkSqlOperator,
-    SparkTimeSeriesTrendsOperator,
+    SparkCsvToParquetTransformOperator,
+    SparkParquetToCsvTransformOperator,
+    SparkSampleFilterOperator,
+    SparkSqlTransformOperator,
+    SparkTimeSeriesTrendsAnalyzeOperator,
 )
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data" / "sensors" / "sensors.csv"
@@ -56,19 +56,21 @@ with DAG(
         "fraction": Param(0.25, type="number", exclusiveMinimum=0, maximum=1, description="Share of rows sampled."),
     },
 ) as dag:
-    parquet = SparkCsvToParquetOperator(task_id="csv_to_parquet", table="{{ params.csv }}")
-    sample = SparkSampleOperator(task_id="sample", table=parquet.output["output"], fraction="{{ params.fraction }}")
-    daily = SparkSqlOperator(
+    parquet = SparkCsvToParquetTransformOperator(task_id="csv_to_parquet", table="{{ params.csv }}")
+    sample = SparkSampleFilterOperator(
+        task_id="sample", table=parquet.output["output"], fraction="{{ params.fraction }}"
+    )
+    daily = SparkSqlTransformOperator(
         task_id="daily_means",
         table=parquet.output["output"],
         query="SELECT site, sensor, date_trunc('day', time) AS day, avg(value) AS value, count(*) AS readings "
         "FROM input GROUP BY site, sensor, date_trunc('day', time)",
     )
-    trends = SparkTimeSeriesTrendsOperator(
+    trends = SparkTimeSeriesTrendsAnalyzeOperator(
         task_id="trends",
         table=daily.output["output"],
         time_column="day",
         value_column="value",
         group_by=["site", "sensor"],
     )
-    report = SparkParquetToCsvOperator(task_id="trends_csv", table=trends.output["output"])
+    report = SparkParquetToCsvTransformOperator(task_id="trends_csv", table=trends.output["output"])

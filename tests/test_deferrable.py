@@ -228,7 +228,7 @@ def test_kubernetes_engine_hands_deferrable_to_the_pod_operator_and_resumes_it(m
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk.exceptions import TaskDeferred
 
-    from claimed_airflow.operators import FilterOperator
+    from claimed_airflow.operators import RowsFilterOperator
 
     seen = {}
     pod_trigger = SimpleNamespace(name="the pod's trigger")
@@ -243,7 +243,7 @@ def test_kubernetes_engine_hands_deferrable_to_the_pod_operator_and_resumes_it(m
 
     monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
     monkeypatch.setattr(KubernetesPodOperator, "trigger_reentry", trigger_reentry, raising=False)
-    operator = FilterOperator(
+    operator = RowsFilterOperator(
         task_id="filter", table="s3://in/t.csv", condition="a > 0", engine="kubernetes", deferrable=True
     )
     ctx = {**context(task_id="filter"), "run_id": "r1", "dag": SimpleNamespace(), "params": {}}

@@ -147,7 +147,8 @@ def test_cohort_step_runs_through_spark_submit(run_dag, output_root, tmp_path, m
     assert state == "success" and tasks["deploy"] == "success", tasks
     assert tasks["kserve"] == tasks["watson_ml"] == "skipped"  # deploy_target local: the model folder only
     (command,) = submitted  # the cohort step alone went to Spark
-    assert Path(next(a for a in command if a.endswith(".py"))).name == "spark_cohort_split.py"
+    application = next(i for i, a in enumerate(command) if a.endswith(".py"))
+    assert (Path(command[application]).name, command[application + 1]) == ("launcher.py", "filter.spark_cohort_split")
     assert command[command.index("--master") + 1] == "local[*]"
 
     selected = pd.read_parquet(task_dir(output_root, run_id, "cohort") / "cohort.parquet")

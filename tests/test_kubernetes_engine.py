@@ -171,9 +171,9 @@ def test_pod_is_hardened_and_times_out_with_the_task():
     from datetime import timedelta
 
     from claimed_airflow.core.pod import container_security_context, pod_security_context
-    from claimed_airflow.operators import FilterOperator
+    from claimed_airflow.operators import RowsFilterOperator
 
-    operator = FilterOperator(
+    operator = RowsFilterOperator(
         task_id="t", table="t.csv", condition="a > 1", engine="kubernetes", execution_timeout=timedelta(minutes=5)
     )
     pod = build_pod(operator)
@@ -188,16 +188,16 @@ def test_pod_is_hardened_and_times_out_with_the_task():
 
 
 def test_bad_secret_entry_is_a_clear_error():
-    from claimed_airflow.operators import FilterOperator
+    from claimed_airflow.operators import RowsFilterOperator
 
-    operator = FilterOperator(task_id="t", table="t.csv", condition="a > 1", secrets=[{"env": "X", "secret": "s"}])
+    operator = RowsFilterOperator(task_id="t", table="t.csv", condition="a > 1", secrets=[{"env": "X", "secret": "s"}])
     with pytest.raises(ValueError, match="names an env variable but no key"):
         build_pod(operator)
 
 
 def test_engine_and_image_come_from_configuration(monkeypatch):
     """No engine argument: Variable ``claimed_engine`` wins over ``[claimed] engine``; images alike."""
-    from claimed_airflow.operators import FilterOperator, MobileNetV2TrainOperator
+    from claimed_airflow.operators import MobileNetV2TrainOperator, RowsFilterOperator
     from claimed_airflow.operators.engines import resolve
 
     assert resolve(None) == "local"
@@ -210,7 +210,7 @@ def test_engine_and_image_come_from_configuration(monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_CLAIMED_GPU_IMAGE", "registry.example.com/claimed:gpu")
     monkeypatch.setenv("AIRFLOW__CLAIMED__GPU_NODE_SELECTOR", '{"accelerator": "nvidia-h100"}')
     monkeypatch.setenv("AIRFLOW__CLAIMED__KUBERNETES_NAMESPACE", "claimed")
-    cpu_pod = build_pod(FilterOperator(task_id="t", table="s3://b/t.csv", condition="a > 1"))
+    cpu_pod = build_pod(RowsFilterOperator(task_id="t", table="s3://b/t.csv", condition="a > 1"))
     gpu_pod = build_pod(MobileNetV2TrainOperator(task_id="t", images="s3://b/images"))
     assert cpu_pod.spec.containers[0].image == "registry.example.com/claimed:cpu"
     assert gpu_pod.spec.containers[0].image == "registry.example.com/claimed:gpu"
@@ -258,7 +258,7 @@ def manifest_hashes(result: dict) -> dict:
 
 
 def test_pod_command_gives_the_same_outputs_as_in_process(tmp_path):
-    from claimed_airflow.operators import DicomInputOperator, DicomToImagesTransformOperator, FilterOperator
+    from claimed_airflow.operators import DicomInputOperator, DicomToImagesTransformOperator, RowsFilterOperator
 
     table = tmp_path / "t.csv"
     table.write_text("a,b,label\n1,x,p\n3,y,q\n5,z,q\n")
@@ -277,7 +277,9 @@ def test_pod_command_gives_the_same_outputs_as_in_process(tmp_path):
         assert all(manifest_hashes(in_pod).values())
         return in_pod, in_process
 
-    filtered, _ = both(FilterOperator(task_id="filter", table=str(table), condition="a > 2 and label == 'q'"), "filter")
+    filtered, _ = both(
+        RowsFilterOperator(task_id="filter", table=str(table), condition="a > 2 and label == 'q'"), "filter"
+    )
     assert filtered["rows_out"] == 2
 
     dicom_pod, dicom_local = both(
@@ -305,14 +307,14 @@ def test_pod_command_gives_the_same_outputs_as_in_process(tmp_path):
 
 
 def test_a_caching_task_reuses_outputs_inside_its_pod(tmp_path):
-    from claimed_airflow.operators import FilterOperator
+    from claimed_airflow.operators import RowsFilterOperator
 
     table = tmp_path / "t.csv"
     table.write_text("a,label\n1,p\n3,q\n")
     root = str(tmp_path / "shared")
     results = []
     for run_id, cache in (("r1", True), ("r2", True), ("r3", False)):
-        operator = FilterOperator(task_id="filter", table=str(table), condition="a > 2", cache=cache)
+        operator = RowsFilterOperator(task_id="filter", table=str(table), condition="a > 2", cache=cache)
         pod = build_pod(operator, Scope(dag_id="d", run_id=run_id, task_id="filter"), root)
         assert ("--cache" in pod.spec.containers[0].args) is cache
         result = run_pod_command(pod, tmp_path / f"{run_id}.xcom.json")

@@ -82,7 +82,7 @@ def test_killing_a_kubernetes_task_deletes_its_pod(tmp_path, monkeypatch):
     """The KubernetesPodOperator started the pod (a stand-in kubelet runs it here); on_kill sends its DELETE."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-    from claimed_airflow.operators import FilterOperator
+    from claimed_airflow.operators import RowsFilterOperator
 
     table = tmp_path / "t.csv"
     table.write_text("a\n1\n")
@@ -97,7 +97,7 @@ def test_killing_a_kubernetes_task_deletes_its_pod(tmp_path, monkeypatch):
             raise RuntimeError(f"pod {self.pod.metadata.name} ended with {process.returncode}")
 
         monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
-        operator = FilterOperator(
+        operator = RowsFilterOperator(
             task_id="filter",
             table=str(table),
             condition="a > 0",
@@ -122,12 +122,12 @@ def test_killing_a_spark_task_kills_spark_submit(tmp_path, monkeypatch):
     """Real spark-submit with a local master, running a query that takes minutes; on_kill leaves no process."""
     if not shutil.which("spark-submit") or not shutil.which("java"):
         pytest.skip("spark-submit (pyspark) and Java are needed")
-    from claimed_airflow.operators import SparkSqlOperator
+    from claimed_airflow.operators import SparkSqlTransformOperator
 
     table = tmp_path / "t.csv"
     table.write_text("a\n1\n2\n")
     slow = "SELECT count(*) AS n FROM range(100000000) a CROSS JOIN range(100000) b WHERE (a.id * b.id) % 7 = 3"
-    operator = SparkSqlOperator(task_id="sql", table=str(table), query=slow, backend="spark", engine="spark")
+    operator = SparkSqlTransformOperator(task_id="sql", table=str(table), query=slow, backend="spark", engine="spark")
     before = {p.pid for p in descendants()}
     outcome = start(operator, context("sql"))
 

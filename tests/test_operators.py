@@ -40,6 +40,39 @@ def test_operator_matches_its_component(spec):
     } == required
 
 
+def test_every_operator_name_follows_the_one_rule_and_collides_with_no_provider():
+    """``{Name}{Category}Operator`` for every library component, and no class name any installed Airflow
+    provider (or Airflow itself) uses for an operator: two classes of one name in a DAG file shadow each other."""
+    import ast
+    from pathlib import Path
+
+    import airflow
+
+    from claimed_airflow.core.component import operator_name
+
+    names = {spec.operator for spec in components().values()}
+    assert [s.name for s in components().values() if s.operator != operator_name(*s.name.split("."))] == []
+    assert len(names) == len(components())
+    theirs = set()
+    roots = [Path(airflow.__file__).parent, *(Path(p) for p in airflow.providers.__path__)]
+    for root in roots:
+        for path in root.rglob("operators/*.py"):
+            tree = ast.parse(path.read_text(errors="replace"))
+            theirs |= {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert "SparkSqlOperator" in theirs and "KubernetesPodOperator" in theirs  # the scan sees the providers
+    assert names & theirs == set()
+
+
+def test_former_operator_names_still_import_with_a_warning():
+    import claimed_airflow.operators as operators
+
+    for old, new in generate.RENAMED.items():
+        with pytest.warns(DeprecationWarning, match=f"{old} is now {new}"):
+            assert getattr(operators, old) is getattr(operators, new)
+    with pytest.raises(AttributeError):
+        operators.NoSuchOperator  # noqa: B018
+
+
 def test_template_fields_are_constructor_arguments():
     import claimed_airflow.operators as operators
 

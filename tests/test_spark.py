@@ -9,7 +9,6 @@ through SparkSubmitOperator on ``local[*]``.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +245,7 @@ def test_cohort_split_is_a_seeded_hash_of_the_key(tmp_path, root, backend):
 
 
 @pytest.mark.parametrize("name", [*SPARK_COMPONENTS, "filter.spark_cohort_split"])
-def test_spark_submit_command_is_the_component_module(name):
+def test_spark_submit_runs_the_component_through_the_one_launcher(name):
     import claimed_airflow.operators as operators
     from claimed_airflow.operators.engines import spark
 
@@ -258,10 +257,12 @@ def test_spark_submit_command_is_the_component_module(name):
     )
     scope = Scope("d", "r", "t")
     submit = spark.submit_operator(operator, {}, spec, "s3://out", scope)
-    module = sys.modules[spec.function.__module__]
-    assert submit.application == module.__file__ and callable(module.main)
-    assert submit.application.endswith(name.split(".")[1] + ".py")
+    folder = Path(submit.application).parent
+    assert (folder.name, Path(submit.application).name) == ("spark_app", "launcher.py")
+    # spark-submit puts the application's folder first on sys.path: nothing there may shadow a package
+    assert {p.name for p in folder.glob("*.py")} == {"__init__.py", "launcher.py"}
     args = submit.application_args
+    assert args[0] == name
     assert args[-8:] == ["--output-root", "s3://out", "--dag-id", "d", "--run-id", "r", "--task-id", "t"]
     inputs = [p.name for p in spec.inputs]
     assert all(f"--{i}=s3://in/{i}" in args for i in inputs)
@@ -269,18 +270,27 @@ def test_spark_submit_command_is_the_component_module(name):
     assert submit._conn_id == "spark_default"
 
 
-def test_engine_spark_refuses_a_component_without_an_application():
-    from claimed_airflow.operators import FilterOperator
-    from claimed_airflow.operators.engines import spark
+def test_engine_spark_runs_any_component_with_the_launcher(tmp_path, monkeypatch):
+    """The launcher is ``claimed-airflow run``: a component that is not a Spark one runs as well (in the driver)."""
+    from claimed_airflow.operators.engines.spark_app import launcher
 
-    with pytest.raises(ClaimedError, match="^engine: spark submits a component's module"):
-        spark.submit_operator(
-            FilterOperator(task_id="t", table="t", condition="a"),
-            {},
-            registry.get("filter.rows"),
-            "/tmp",
-            Scope("d", "r", "t"),
-        )
+    table = tmp_path / "t.csv"
+    table.write_text("a,b\n1,x\n5,y\n")
+    monkeypatch.chdir(tmp_path)
+    code = launcher.main(
+        [
+            "filter.rows",
+            f"--table={table}",
+            "--condition=a > 2",
+            "--output-root",
+            str(tmp_path / "out"),
+            "--dag-id",
+            "d",
+        ]
+    )
+    assert code == 0
+    (written,) = (tmp_path / "out" / "d").rglob("*.parquet")
+    assert pd.read_parquet(written)["b"].tolist() == ["y"]
 
 
 def test_result_rebuilt_from_the_manifest(parquet):
@@ -308,8 +318,10 @@ def test_spark_etl_dag_runs_through_spark_submit(run_dag, output_root, expected,
     assert set(tasks.values()) == {"success"} and len(tasks) == 5
     assert len(submitted) == 5 and all(c[0] == "spark-submit" for c in submitted)
     assert all(c[c.index("--master") + 1] == "local[*]" for c in submitted)
-    applications = {Path(arg).name for command in submitted for arg in command if arg.endswith(".py")}
-    assert applications == {f"{name.split('.')[1]}.py" for name in SPARK_COMPONENTS}
+    applications = {arg for command in submitted for arg in command if arg.endswith(".py")}
+    assert {Path(a).name for a in applications} == {"launcher.py"}
+    components = {command[command.index(next(iter(applications))) + 1] for command in submitted}
+    assert components == set(SPARK_COMPONENTS)
     assert any("--fraction=0.25" in command for command in submitted)
 
     run_dir = output_root / "spark_etl" / safe_name(run_id)

@@ -117,8 +117,15 @@ class ComponentSpec:
         }
 
 
-def _camel(text: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in text.split("_"))
+# How words of component names are spelled in operator class names (otherwise: capitalized).
+SPELLING = {"chestxray": "ChestXray", "kserve": "KServe", "ml": "ML", "mobilenet": "MobileNet", "ts": "TimeSeries"}
+
+
+def operator_name(category: str, name: str) -> str:
+    """The operator class of component ``category.name``: ``{Name}{Category}Operator``, words capitalized
+    (``SPELLING`` for brands and abbreviations), e.g. ``transform.spark_sql`` -> ``SparkSqlTransformOperator``."""
+    words = [*name.split("_"), *category.split("_")]
+    return "".join(SPELLING.get(w, w[:1].upper() + w[1:]) for w in words if w) + "Operator"
 
 
 def derive_spec(
@@ -169,7 +176,7 @@ def derive_spec(
         parameters=tuple(parameters),
         resources=resources,
         image=image,
-        operator=operator or f"{_camel(short)}{_camel(category)}Operator",
+        operator=operator or operator_name(category, short),
         gate=gate,
     )
 

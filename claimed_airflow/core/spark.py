@@ -41,10 +41,13 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def session(app: str = "claimed-airflow") -> SparkSession:
+def session(app: str | None = None) -> SparkSession:
+    """The SparkSession of spark-submit, else a local one; named after the component that runs (or ``app``)."""
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app)
+    from claimed_airflow.core.context import current
+
+    builder = SparkSession.builder.appName(app or current().component or "claimed-airflow")
     if not under_spark_submit():
         builder = builder.master(os.environ.get("CLAIMED_SPARK_MASTER", "local[*]"))
         for key, value in LOCAL_CONF.items():

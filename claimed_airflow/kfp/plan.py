@@ -195,7 +195,7 @@ def _refuse_task(task: Any) -> None:
         elif isinstance(task, BranchMixIn) or isinstance(task, SkipMixin):
             reason = (
                 f"is a branching/skipping operator ({kind}); only the blessing gate "
-                "(ConditionBlessingOperator) is exported, as dsl.If"
+                "(ConditionBlessingDeployOperator) is exported, as dsl.If"
             )
         else:
             reason = f"is a {kind}, not a claimed operator; only claimed components can run as KFP steps"
@@ -283,12 +283,12 @@ def task_pod_of(task: Any, spec: ComponentSpec) -> TaskPod:
 
 
 def _cache(task: Any, params: dict[str, PipelineParam]) -> Any:
-    """The task's ``cache`` as Const(bool) or a boolean pipeline parameter (unset: ``[claimed] cache``, now)."""
+    """The task's ``cache`` as Const(bool) or a boolean pipeline parameter (unset: the ``cache`` setting, now)."""
     value = task.cache
     if value is None or value == "":
-        from claimed_airflow.version_compat import conf
+        from claimed_airflow.core.settings import flag_setting
 
-        return Const(conf.getboolean("claimed", "cache", fallback=False))
+        return Const(flag_setting("cache", False))
     if isinstance(value, str):
         converted = _template(task.task_id, "cache", value, params)
         if isinstance(converted, ParamRef):

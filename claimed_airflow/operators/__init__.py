@@ -1,14 +1,18 @@
 """Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""
 
-from claimed_airflow.operators.analyze import SparkTimeSeriesTrendsOperator
+from claimed_airflow.operators.analyze import SparkTimeSeriesTrendsAnalyzeOperator
 from claimed_airflow.operators.base import ClaimedOperator
 from claimed_airflow.operators.deploy import (
-    ConditionBlessingOperator,
+    ConditionBlessingDeployOperator,
     KServeDeployOperator,
     LocalDeployOperator,
     WatsonMLDeployOperator,
 )
-from claimed_airflow.operators.filter import FilterOperator, SparkCohortSplitOperator, SparkSampleOperator
+from claimed_airflow.operators.filter import (
+    RowsFilterOperator,
+    SparkCohortSplitFilterOperator,
+    SparkSampleFilterOperator,
+)
 from claimed_airflow.operators.input import (
     ClimateCopernicusInputOperator,
     CovidChestXrayInputOperator,
@@ -16,7 +20,7 @@ from claimed_airflow.operators.input import (
     DicomNetworkInputOperator,
     DicomwebInputOperator,
     GermanCreditInputOperator,
-    ImagesToDicomOperator,
+    ImagesToDicomInputOperator,
 )
 from claimed_airflow.operators.metric import (
     ConfusionMatrixMetricOperator,
@@ -24,9 +28,9 @@ from claimed_airflow.operators.metric import (
     LimeMetricOperator,
     RobustnessMetricOperator,
 )
-from claimed_airflow.operators.monitoring import NotificationEmailOperator
+from claimed_airflow.operators.monitoring import NotificationEmailMonitoringOperator
 from claimed_airflow.operators.output import DicomNetworkOutputOperator, DicomOutputOperator, DicomwebOutputOperator
-from claimed_airflow.operators.predict import PredictImagesOperator
+from claimed_airflow.operators.predict import ImagesPredictOperator
 from claimed_airflow.operators.train import (
     FairnessMitigationTrainOperator,
     MobileNetV2TrainOperator,
@@ -36,18 +40,18 @@ from claimed_airflow.operators.transform import (
     ApplyTransformOperator,
     DeidentifyTransformOperator,
     DicomToImagesTransformOperator,
-    SparkCsvToParquetOperator,
-    SparkParquetToCsvOperator,
-    SparkSqlOperator,
+    SparkCsvToParquetTransformOperator,
+    SparkParquetToCsvTransformOperator,
+    SparkSqlTransformOperator,
 )
 from claimed_airflow.operators.tune import HyperparametersTuneOperator
-from claimed_airflow.operators.visualize import MapFromCoordinatesOperator
+from claimed_airflow.operators.visualize import MapFromCoordinatesVisualizeOperator
 
 __all__ = [
     "ApplyTransformOperator",
     "ClaimedOperator",
     "ClimateCopernicusInputOperator",
-    "ConditionBlessingOperator",
+    "ConditionBlessingDeployOperator",
     "ConfusionMatrixMetricOperator",
     "CovidChestXrayInputOperator",
     "DeidentifyTransformOperator",
@@ -60,24 +64,53 @@ __all__ = [
     "DicomwebOutputOperator",
     "FairnessMetricOperator",
     "FairnessMitigationTrainOperator",
-    "FilterOperator",
     "GermanCreditInputOperator",
     "HyperparametersTuneOperator",
-    "ImagesToDicomOperator",
+    "ImagesPredictOperator",
+    "ImagesToDicomInputOperator",
     "KServeDeployOperator",
     "LimeMetricOperator",
     "LocalDeployOperator",
-    "MapFromCoordinatesOperator",
+    "MapFromCoordinatesVisualizeOperator",
     "MobileNetV2TrainOperator",
-    "NotificationEmailOperator",
-    "PredictImagesOperator",
+    "NotificationEmailMonitoringOperator",
     "RobustnessMetricOperator",
-    "SparkCohortSplitOperator",
-    "SparkCsvToParquetOperator",
-    "SparkParquetToCsvOperator",
-    "SparkSampleOperator",
-    "SparkSqlOperator",
-    "SparkTimeSeriesTrendsOperator",
+    "RowsFilterOperator",
+    "SparkCohortSplitFilterOperator",
+    "SparkCsvToParquetTransformOperator",
+    "SparkParquetToCsvTransformOperator",
+    "SparkSampleFilterOperator",
+    "SparkSqlTransformOperator",
+    "SparkTimeSeriesTrendsAnalyzeOperator",
     "TfjobTrainOperator",
     "WatsonMLDeployOperator",
 ]
+
+RENAMED = {
+    "ConditionBlessingOperator": "ConditionBlessingDeployOperator",
+    "FilterOperator": "RowsFilterOperator",
+    "ImagesToDicomOperator": "ImagesToDicomInputOperator",
+    "MapFromCoordinatesOperator": "MapFromCoordinatesVisualizeOperator",
+    "NotificationEmailOperator": "NotificationEmailMonitoringOperator",
+    "PredictImagesOperator": "ImagesPredictOperator",
+    "SparkCohortSplitOperator": "SparkCohortSplitFilterOperator",
+    "SparkCsvToParquetOperator": "SparkCsvToParquetTransformOperator",
+    "SparkParquetToCsvOperator": "SparkParquetToCsvTransformOperator",
+    "SparkSampleOperator": "SparkSampleFilterOperator",
+    "SparkSqlOperator": "SparkSqlTransformOperator",
+    "SparkTimeSeriesTrendsOperator": "SparkTimeSeriesTrendsAnalyzeOperator",
+}
+
+
+def __getattr__(name: str):
+    """A former class name: the class it is now, with a DeprecationWarning naming it."""
+    if name in RENAMED:
+        import warnings
+
+        warnings.warn(
+            f"claimed_airflow.operators.{name} is now {RENAMED[name]}; the former name goes away in 1.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
-class SparkTimeSeriesTrendsOperator(ClaimedOperator):
+class SparkTimeSeriesTrendsAnalyzeOperator(ClaimedOperator):
     """Fit a least-squares linear trend of a value over time for each group of a table, with Spark.
 
     One row per group (``group_by`` columns): ``points``, ``start``, ``end``, ``first``, ``last``,

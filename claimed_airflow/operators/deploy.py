@@ -12,7 +12,7 @@ from claimed_airflow.operators.links import DeploymentLink
 from claimed_airflow.version_compat import SkipMixin
 
 
-class ConditionBlessingOperator(ClaimedOperator, SkipMixin):
+class ConditionBlessingDeployOperator(ClaimedOperator, SkipMixin):
     """Evaluate ``condition`` over the values of metrics JSON files; false skips downstream tasks.
 
     In Airflow the tasks after the gate are skipped (not failed) when the model is not blessed. The

@@ -10,7 +10,7 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
-class FilterOperator(ClaimedOperator):
+class RowsFilterOperator(ClaimedOperator):
     """Filter a table (CSV, Parquet or JSON lines) by a boolean expression over its columns.
 
     Same expression language as ``transform.apply``, e.g. ``PatientSex == 'F' and PatientAge >=
@@ -41,7 +41,7 @@ class FilterOperator(ClaimedOperator):
         self.condition = condition
 
 
-class SparkCohortSplitOperator(ClaimedOperator):
+class SparkCohortSplitFilterOperator(ClaimedOperator):
     """Select a cohort of rows with a Spark SQL condition and split it into train and test, seeded by a key.
 
     Keeps the rows where ``where`` holds and ``key`` is set (e.g. a DICOM metadata table from
@@ -100,7 +100,7 @@ class SparkCohortSplitOperator(ClaimedOperator):
         self.backend = backend
 
 
-class SparkSampleOperator(ClaimedOperator):
+class SparkSampleFilterOperator(ClaimedOperator):
     """Keep a random fraction of the rows of a table (CSV, Parquet or JSON lines) with Spark.
 
     Each row is kept with probability ``fraction`` (Bernoulli sampling; Poisson with replacement),

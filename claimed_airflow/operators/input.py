@@ -479,7 +479,7 @@ class GermanCreditInputOperator(ClaimedOperator):
         self.source = source
 
 
-class ImagesToDicomOperator(ClaimedOperator):
+class ImagesToDicomInputOperator(ClaimedOperator):
     """Convert PNG/JPEG images listed in a labels table into DICOM Secondary Capture files.
 
     Each image becomes an 8-bit MONOCHROME2 file with PatientSex, PatientAge and deterministic UIDs

@@ -10,7 +10,7 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
-class NotificationEmailOperator(ClaimedOperator):
+class NotificationEmailMonitoringOperator(ClaimedOperator):
     """E-mail the run's metrics and blessing outcome through an Airflow SMTP connection.
 
     The outcome is ``blessed`` when given (e.g. the blessing task's XCom), else ``condition``

@@ -10,7 +10,7 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
-class PredictImagesOperator(ClaimedOperator):
+class ImagesPredictOperator(ClaimedOperator):
     """Score every labelled image of an image folder; one row per image with true and predicted label.
 
     Runs the ``predict.images`` component. Outputs (XCom keys): predictions.

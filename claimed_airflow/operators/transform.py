@@ -241,7 +241,7 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         self.fast_decode = fast_decode
 
 
-class SparkCsvToParquetOperator(ClaimedOperator):
+class SparkCsvToParquetTransformOperator(ClaimedOperator):
     """Convert a CSV file (or a folder of CSV files) to a Parquet dataset with Spark.
 
     The output is a folder of ``part-NNNNN.<compression>.parquet`` files (``pandas.read_parquet``
@@ -298,7 +298,7 @@ class SparkCsvToParquetOperator(ClaimedOperator):
         self.backend = backend
 
 
-class SparkParquetToCsvOperator(ClaimedOperator):
+class SparkParquetToCsvTransformOperator(ClaimedOperator):
     """Convert a Parquet file or dataset folder to CSV with Spark.
 
     With ``single_file`` (the default) the output is one CSV file; otherwise a folder of ``part-
@@ -346,7 +346,7 @@ class SparkParquetToCsvOperator(ClaimedOperator):
         self.backend = backend
 
 
-class SparkSqlOperator(ClaimedOperator):
+class SparkSqlTransformOperator(ClaimedOperator):
     """Run a Spark SQL ``SELECT`` over a table (CSV, Parquet or JSON lines) and write the result as Parquet.
 
     The table is registered as the temporary view ``view``, e.g. ``SELECT sensor, avg(value) AS mean

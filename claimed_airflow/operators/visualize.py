@@ -10,7 +10,7 @@ from typing import Any
 from claimed_airflow.operators.base import ClaimedOperator
 
 
-class MapFromCoordinatesOperator(ClaimedOperator):
+class MapFromCoordinatesVisualizeOperator(ClaimedOperator):
     """Draw the points of a table on a map: an interactive HTML map (folium) and a PNG scatter plot.
 
     Rows whose coordinates are missing or out of range (latitude -90..90, longitude -180..180) are

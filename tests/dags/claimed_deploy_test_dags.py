@@ -6,7 +6,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
-from claimed_airflow.operators import KServeDeployOperator, NotificationEmailOperator, WatsonMLDeployOperator
+from claimed_airflow.operators import KServeDeployOperator, NotificationEmailMonitoringOperator, WatsonMLDeployOperator
 
 with DAG(
     dag_id="claimed_test_deploy",
@@ -26,7 +26,7 @@ with DAG(
         conn_id="{{ params.wml_conn }}",
         poll_interval=0.01,
     )
-    NotificationEmailOperator(
+    NotificationEmailMonitoringOperator(
         task_id="notify",
         metrics="{{ params.metrics }}",
         to=["ops@example.com"],

@@ -10,10 +10,10 @@ from claimed_airflow.assets import model_asset
 from claimed_airflow.operators import (
     ApplyTransformOperator,
     ClaimedOperator,
-    ConditionBlessingOperator,
+    ConditionBlessingDeployOperator,
     DicomInputOperator,
-    FilterOperator,
     LocalDeployOperator,
+    RowsFilterOperator,
 )
 
 with DAG(
@@ -22,16 +22,16 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     params={"table": Param("", type="string"), "condition": Param("accuracy > 0.5", type="string")},
 ) as gate_dag:
-    kept = FilterOperator(task_id="filter", table="{{ params.table }}", condition="label == prediction")
+    kept = RowsFilterOperator(task_id="filter", table="{{ params.table }}", condition="label == prediction")
     metrics = ClaimedOperator(
         task_id="metrics",
         component="metric.confusion_matrix",
         arguments={"predictions": "{{ params.table }}"},
     )
-    blessing = ConditionBlessingOperator(
+    blessing = ConditionBlessingDeployOperator(
         task_id="blessing", metrics=metrics.output["metrics"], condition="{{ params.condition }}"
     )
-    after = FilterOperator(task_id="after_gate", table=kept.output["output"], condition="label == 'a'")
+    after = RowsFilterOperator(task_id="after_gate", table=kept.output["output"], condition="label == 'a'")
     blessing >> after
 
 with DAG(
@@ -49,14 +49,14 @@ with DAG(
     default_args={"cache": True},
     params={"table": Param("", type="string"), "condition": Param("label == prediction", type="string")},
 ) as cache_dag:
-    kept = FilterOperator(task_id="kept", table="{{ params.table }}", condition="{{ params.condition }}")
+    kept = RowsFilterOperator(task_id="kept", table="{{ params.table }}", condition="{{ params.condition }}")
     scored = ApplyTransformOperator(
         task_id="scored", table=kept.output["output"], column="ok", expression="label == prediction"
     )
     ClaimedOperator(
         task_id="metrics", component="metric.confusion_matrix", arguments={"predictions": scored.output["output"]}
     )
-    FilterOperator(task_id="only_a", table="{{ params.table }}", condition="label == 'a'")
+    RowsFilterOperator(task_id="only_a", table="{{ params.table }}", condition="label == 'a'")
 
 
 with DAG(
@@ -70,4 +70,4 @@ with DAG(
     )
 
 with DAG(dag_id="claimed_test_on_model", schedule=[model_asset("asset_test")], start_date=datetime(2026, 1, 1)):
-    FilterOperator(task_id="noop", table="{{ dag_run.conf.get('table', '') }}", condition="True")
+    RowsFilterOperator(task_id="noop", table="{{ dag_run.conf.get('table', '') }}", condition="True")

@@ -181,10 +181,10 @@ def test_nothing_is_downloaded_when_a_step_starts(tmp_path):
 CACHE_DAG = """
 from datetime import datetime
 from airflow.sdk import DAG, Param
-from claimed_airflow.operators import ConfusionMatrixMetricOperator, FilterOperator
+from claimed_airflow.operators import ConfusionMatrixMetricOperator, RowsFilterOperator
 with DAG("kfp_cache", schedule=None, start_date=datetime(2026, 1, 1),
          params={"table": Param("t.csv", type="string"), "cache": Param(True, type="boolean")}):
-    rows = FilterOperator(task_id="filter", table="{{ params.table }}", condition="label == label",
+    rows = RowsFilterOperator(task_id="filter", table="{{ params.table }}", condition="label == label",
                           cache="{{ params.cache }}")
     ConfusionMatrixMetricOperator(task_id="metrics", predictions=rows.output["output"], cache=True)
 """

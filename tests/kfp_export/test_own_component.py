@@ -25,12 +25,12 @@ from datetime import datetime
 from airflow.sdk import DAG, Param
 from scale_table_operator import ScaleTableTransformOperator
 
-from claimed_airflow.operators import FilterOperator
+from claimed_airflow.operators import RowsFilterOperator
 
 with DAG(dag_id="own_notebook", schedule=None, start_date=datetime(2026, 1, 1),
          params={"table": Param("", type="string", description="labels CSV")}):
     scaled = ScaleTableTransformOperator(task_id="scale", table="{{ params.table }}", factor=10.0)
-    FilterOperator(task_id="old", table=scaled.output["result"], condition="age > 500")
+    RowsFilterOperator(task_id="old", table=scaled.output["result"], condition="age > 500")
 """
 
 

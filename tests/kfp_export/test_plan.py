@@ -12,10 +12,10 @@ from airflow.sdk import DAG, Param  # noqa: E402
 
 from claimed_airflow.kfp.plan import Concat, Const, ExportError, OutputRef, ParamRef, plan_dag  # noqa: E402
 from claimed_airflow.operators import (  # noqa: E402
-    ConditionBlessingOperator,
+    ConditionBlessingDeployOperator,
     ConfusionMatrixMetricOperator,
-    FilterOperator,
     LocalDeployOperator,
+    RowsFilterOperator,
 )
 
 
@@ -30,9 +30,9 @@ def _dag(**params) -> DAG:
 
 def test_arguments_dependencies_and_gates():
     with _dag() as dag:
-        kept = FilterOperator(task_id="filter", table="{{ params.table }}", condition="label == 'a'", retries=2)
+        kept = RowsFilterOperator(task_id="filter", table="{{ params.table }}", condition="label == 'a'", retries=2)
         metrics = ConfusionMatrixMetricOperator(task_id="metrics", predictions=kept.output["output"])
-        gate = ConditionBlessingOperator(
+        gate = ConditionBlessingDeployOperator(
             task_id="gate", metrics=metrics.output["metrics"], condition="accuracy >= {{ params.threshold }}"
         )
         deploy = LocalDeployOperator(task_id="deploy", model=kept.output["output"])
@@ -56,7 +56,7 @@ def test_a_python_operator_is_refused_naming_the_task():
     from airflow.providers.standard.operators.python import PythonOperator
 
     with _dag() as dag:
-        kept = FilterOperator(task_id="filter", table="{{ params.table }}", condition="x > 1")
+        kept = RowsFilterOperator(task_id="filter", table="{{ params.table }}", condition="x > 1")
         notify = PythonOperator(task_id="notify_team", python_callable=print)
         kept >> notify
     with pytest.raises(ExportError, match=r"task 'notify_team': is a PythonOperator, not a claimed operator.*--skip"):
@@ -69,15 +69,15 @@ def test_skipped_tasks_are_bridged_and_their_outputs_cannot_be_used():
     from airflow.providers.standard.operators.empty import EmptyOperator
 
     with _dag() as dag:
-        first = FilterOperator(task_id="first", table="{{ params.table }}", condition="x > 1")
+        first = RowsFilterOperator(task_id="first", table="{{ params.table }}", condition="x > 1")
         join = EmptyOperator(task_id="join")
-        second = FilterOperator(task_id="second", table="{{ params.table }}", condition="x > 2")
+        second = RowsFilterOperator(task_id="second", table="{{ params.table }}", condition="x > 2")
         first >> join >> second
     assert plan_dag(dag, skip=["join"]).step("second").upstream == {"first"}
     with pytest.raises(ExportError, match=r"task 'second': uses an output of 'first', which is skipped"):
         with _dag() as dag2:
-            first = FilterOperator(task_id="first", table="{{ params.table }}", condition="x > 1")
-            FilterOperator(task_id="second", table=first.output["output"], condition="x > 2")
+            first = RowsFilterOperator(task_id="first", table="{{ params.table }}", condition="x > 1")
+            RowsFilterOperator(task_id="second", table=first.output["output"], condition="x > 2")
         plan_dag(dag2, skip=["first"])
     with pytest.raises(ExportError, match=r"skip: no task 'nope'"):
         plan_dag(dag, skip=["nope"])
@@ -99,27 +99,27 @@ def test_skipped_tasks_are_bridged_and_their_outputs_cannot_be_used():
             r"task 'branch': is a branching/skipping operator \(BranchPythonOperator\)",
         ),
         (
-            lambda: FilterOperator.partial(task_id="mapped", condition="x > 1").expand(table=["a", "b"]),
+            lambda: RowsFilterOperator.partial(task_id="mapped", condition="x > 1").expand(table=["a", "b"]),
             r"task 'mapped': dynamic task mapping",
         ),
         (
-            lambda: FilterOperator(task_id="dated", table="data/{{ ds }}.csv", condition="x > 1"),
+            lambda: RowsFilterOperator(task_id="dated", table="data/{{ ds }}.csv", condition="x > 1"),
             r"task 'dated': table: template '\{\{ ds \}\}' uses Airflow-only context",
         ),
         (
-            lambda: FilterOperator(task_id="filtered", table="{{ params.table | upper }}", condition="x > 1"),
+            lambda: RowsFilterOperator(task_id="filtered", table="{{ params.table | upper }}", condition="x > 1"),
             r"task 'filtered': table: template .* uses Airflow-only context",
         ),
         (
-            lambda: FilterOperator(task_id="loop", table="{% if true %}a{% endif %}", condition="x > 1"),
+            lambda: RowsFilterOperator(task_id="loop", table="{% if true %}a{% endif %}", condition="x > 1"),
             r"task 'loop': table: Jinja statements or comments",
         ),
         (
-            lambda: FilterOperator(task_id="unknown", table="{{ params.missing }}", condition="x > 1"),
+            lambda: RowsFilterOperator(task_id="unknown", table="{{ params.missing }}", condition="x > 1"),
             r"task 'unknown': table: .*'missing', which is not a DAG param",
         ),
         (
-            lambda: FilterOperator(
+            lambda: RowsFilterOperator(
                 task_id="rule", table="{{ params.table }}", condition="x > 1", trigger_rule="all_done"
             ),
             r"task 'rule': trigger rule 'all_done'",
@@ -136,13 +136,13 @@ def test_airflow_only_features_are_refused(make, message):
 
 def test_xcom_references_must_be_output_artifacts():
     with _dag() as dag:
-        kept = FilterOperator(task_id="filter", table="{{ params.table }}", condition="x > 1")
-        FilterOperator(task_id="uses_value", table=kept.output["rows_out"], condition="x > 1")
+        kept = RowsFilterOperator(task_id="filter", table="{{ params.table }}", condition="x > 1")
+        RowsFilterOperator(task_id="uses_value", table=kept.output["rows_out"], condition="x > 1")
     with pytest.raises(ExportError, match=r"task 'uses_value': table: filter.output\['rows_out'\] is a returned value"):
         plan_dag(dag)
     with _dag() as dag:
-        kept = FilterOperator(task_id="filter", table="{{ params.table }}", condition="x > 1")
-        FilterOperator(task_id="whole", table=kept.output, condition="x > 1")
+        kept = RowsFilterOperator(task_id="filter", table="{{ params.table }}", condition="x > 1")
+        RowsFilterOperator(task_id="whole", table=kept.output, condition="x > 1")
     with pytest.raises(ExportError, match=r"task 'whole': table: uses the whole XCom of 'filter'"):
         plan_dag(dag)
 
@@ -165,16 +165,18 @@ def test_param_types_must_match_the_component_parameter():
 
 def test_gates_must_nest():
     with _dag() as dag:
-        a = ConditionBlessingOperator(task_id="gate_a", metrics="a.json")
-        b = ConditionBlessingOperator(task_id="gate_b", metrics="b.json")
-        after = FilterOperator(task_id="after", table="{{ params.table }}", condition="x > 1")
+        a = ConditionBlessingDeployOperator(task_id="gate_a", metrics="a.json")
+        b = ConditionBlessingDeployOperator(task_id="gate_b", metrics="b.json")
+        after = RowsFilterOperator(task_id="after", table="{{ params.table }}", condition="x > 1")
         [a, b] >> after
     with pytest.raises(ExportError, match=r"task 'after': runs after two independent gates 'gate_a' and 'gate_b'"):
         plan_dag(dag)
     with _dag() as dag:
-        a = ConditionBlessingOperator(task_id="gate_a", metrics="a.json")
-        b = ConditionBlessingOperator(task_id="gate_b", metrics="b.json")
-        after = FilterOperator(task_id="after", table="{{ params.table }}", condition="x > 1", retry_delay=timedelta(1))
+        a = ConditionBlessingDeployOperator(task_id="gate_a", metrics="a.json")
+        b = ConditionBlessingDeployOperator(task_id="gate_b", metrics="b.json")
+        after = RowsFilterOperator(
+            task_id="after", table="{{ params.table }}", condition="x > 1", retry_delay=timedelta(1)
+        )
         a >> b >> after
     assert plan_dag(dag).step("after").gates == ("gate_a", "gate_b")
 
@@ -192,7 +194,7 @@ def test_gates_must_nest():
 )
 def test_pod_options_kfp_cannot_express_are_refused(options, message):
     with _dag() as dag:
-        FilterOperator(task_id="filter", table="t.csv", condition="a > 1", **options)
+        RowsFilterOperator(task_id="filter", table="t.csv", condition="a > 1", **options)
     with pytest.raises(ExportError) as caught:
         plan_dag(dag)
     assert str(caught.value).startswith(message)
@@ -202,9 +204,9 @@ def test_pod_and_cache_are_planned_with_the_settings_of_export_time(monkeypatch)
     monkeypatch.setenv("AIRFLOW_VAR_CLAIMED_GPU_IMAGE", "mirror.local/claimed:gpu")
     monkeypatch.setenv("AIRFLOW__CLAIMED__CACHE", "true")
     with _dag(cache=Param(False, type="boolean"), n=Param(1, type="integer")) as dag:
-        FilterOperator(task_id="filter", table="t.csv", condition="a > 1", cache="{{ params.cache }}")
-        FilterOperator(task_id="configured", table="t.csv", condition="a > 1", gpus=1, env_vars={"A": 1})
-        FilterOperator(task_id="off", table="t.csv", condition="a > 1", cache=False)
+        RowsFilterOperator(task_id="filter", table="t.csv", condition="a > 1", cache="{{ params.cache }}")
+        RowsFilterOperator(task_id="configured", table="t.csv", condition="a > 1", gpus=1, env_vars={"A": 1})
+        RowsFilterOperator(task_id="off", table="t.csv", condition="a > 1", cache=False)
     plan = plan_dag(dag)
     assert plan.step("filter").cache == ParamRef("cache")
     assert plan.step("configured").cache == Const(True) and plan.step("off").cache == Const(False)
@@ -213,6 +215,6 @@ def test_pod_and_cache_are_planned_with_the_settings_of_export_time(monkeypatch)
     assert configured.env == {"CLAIMED_IMAGE": "mirror.local/claimed:gpu", "A": "1"}
     assert configured.resources["limits"] == {"memory": "2Gi", "nvidia.com/gpu": "1"}
     with _dag(n=Param(1, type="integer")) as dag:
-        FilterOperator(task_id="filter", table="t.csv", condition="a > 1", cache="{{ params.n }}")
+        RowsFilterOperator(task_id="filter", table="t.csv", condition="a > 1", cache="{{ params.n }}")
     with pytest.raises(ExportError, match="task 'filter': cache: DAG param 'n' is int; give it type boolean"):
         plan_dag(dag)

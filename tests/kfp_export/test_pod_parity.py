@@ -33,9 +33,9 @@ SETTINGS = {
 OPTIONS_DAG = """
 from datetime import datetime, timedelta
 from airflow.sdk import DAG
-from claimed_airflow.operators import FilterOperator, MobileNetV2TrainOperator
+from claimed_airflow.operators import RowsFilterOperator, MobileNetV2TrainOperator
 with DAG("pod_options", schedule=None, start_date=datetime(2026, 1, 1)):
-    rows = FilterOperator(
+    rows = RowsFilterOperator(
         task_id="rows", table="s3://b/t.csv", condition="a > 1", image="registry.example.com/claimed:7",
         cpu="3", memory="5Gi", env_vars={"AWS_ENDPOINT_URL": "http://minio:9000", "N": 3},
         secrets=[{"env": "AWS_SECRET_ACCESS_KEY", "secret": "s3", "key": "secret_key"},

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
-COMPONENT = "analyze.spark_ts_trends"
 SECONDS_PER_DAY = 86400.0
 
 
-@component("analyze", cpu="2", memory="4Gi", operator="SparkTimeSeriesTrendsOperator")
+@component("analyze", cpu="2", memory="4Gi")
 def spark_ts_trends(
     table: InputPath,
     time_column: str,
@@ -56,7 +54,7 @@ def spark_ts_trends(
         return _summary(result["direction"].value_counts().to_dict())
     from pyspark.sql import functions as F
 
-    spark = sp.session(COMPONENT)
+    spark = sp.session()
     frame = sp.read(spark, table)
     _check_columns(frame.columns, time_column, value_column, groups)
     points = frame.select(
@@ -168,14 +166,3 @@ def _trends_local(frame, time_column: str, value_column: str, groups: list[str],
     for column in ("slope_per_day", "intercept", "r2"):
         result[column] = result[column].astype("float64")
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``spark-submit`` (engine ``spark``): ``claimed-airflow run`` for this component."""
-    from claimed_airflow.cli import component_main
-
-    return component_main(COMPONENT, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -20,7 +20,7 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return flat
 
 
-@component("deploy", gate=True, operator="ConditionBlessingOperator")
+@component("deploy", gate=True)
 def condition_blessing(
     metrics: InputPath,
     condition: str = "accuracy >= 0.5",

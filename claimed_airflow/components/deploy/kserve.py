@@ -94,7 +94,7 @@ def inference_service(
     }
 
 
-@component("deploy", operator="KServeDeployOperator")
+@component("deploy")
 def kserve(
     storage_uri: str,
     service_name: str,

@@ -6,7 +6,7 @@ from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
 
-@component("filter", operator="FilterOperator")
+@component("filter")
 def rows(table: InputPath, condition: str, output: OutputPath = "table.parquet") -> dict:
     """Filter a table (CSV, Parquet or JSON lines) by a boolean expression over its columns.
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-import sys
 from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
-COMPONENT = "filter.spark_cohort_split"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-@component("filter", cpu="2", memory="4Gi", operator="SparkCohortSplitOperator")
+@component("filter", cpu="2", memory="4Gi")
 def spark_cohort_split(
     table: InputPath,
     where: str = "true",
@@ -61,7 +59,7 @@ def spark_cohort_split(
         rows_in, splits = data.num_rows, result.column(split_column).value_counts().to_pylist()
         counts = {item["values"]: item["counts"] for item in splits}
     else:
-        spark = sp.session(COMPONENT)
+        spark = sp.session()
         spark.conf.set("spark.sql.runSQLOnFiles", "false")
         frame = sp.read(spark, table)
         _check_key(key, frame.columns)
@@ -105,14 +103,3 @@ def cohort_query(where: str, key: str, test_fraction: float, seed: int, split_co
 def _check_key(key: str, columns: list[str]) -> None:
     if key not in columns:
         raise ClaimedError(f"key: no column {key}; columns: {', '.join(columns)}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``spark-submit`` (engine ``spark``): ``claimed-airflow run`` for this component."""
-    from claimed_airflow.cli import component_main
-
-    return component_main(COMPONENT, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
-COMPONENT = "filter.spark_sample"
 
-
-@component("filter", cpu="2", memory="4Gi", operator="SparkSampleOperator")
+@component("filter", cpu="2", memory="4Gi")
 def spark_sample(
     table: InputPath,
     fraction: float,
@@ -51,18 +48,7 @@ def spark_sample(
             rows = np.flatnonzero(rng.random(data.num_rows) < fraction)
         sp.write_local(data.take(rows), output)
         return {"rows_in": data.num_rows, "rows_out": len(rows)}
-    spark = sp.session(COMPONENT)
+    spark = sp.session()
     frame = sp.read(spark, table)
     sp.write(frame.sample(withReplacement=with_replacement, fraction=fraction, seed=seed), output)
     return {"rows_in": frame.count(), "rows_out": sp.count(spark, output)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``spark-submit`` (engine ``spark``): ``claimed-airflow run`` for this component."""
-    from claimed_airflow.cli import component_main
-
-    return component_main(COMPONENT, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ from claimed_airflow.core.errors import ClaimedError
 log = logging.getLogger("claimed_airflow")
 
 
-@component("input", operator="ClimateCopernicusInputOperator")
+@component("input")
 def climate_copernicus(
     dataset: str,
     variables: list[str],

@@ -24,7 +24,7 @@ MAX_ARCHIVE_MEMBERS = 100_000  # it has about 1,000 files
 _CHUNK = 1024 * 1024
 
 
-@component("input", operator="CovidChestXrayInputOperator")
+@component("input")
 def covid_chestxray(
     source: str,
     views: list[str] | None = None,

@@ -66,7 +66,7 @@ def load(path: str):
     return frame
 
 
-@component("input", operator="GermanCreditInputOperator")
+@component("input")
 def german_credit(source: InputPath, table: OutputPath = "german_credit.csv") -> dict:
     """Read ``german.data`` (UCI Statlog German Credit) into a table with AIF360's conventions.
 

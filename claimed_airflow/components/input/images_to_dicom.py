@@ -14,7 +14,7 @@ SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's prefix for generated UIDs
 
 
-@component("input", operator="ImagesToDicomOperator")
+@component("input")
 def images_to_dicom(
     images: InputPath,
     labels: InputPath,

@@ -157,7 +157,7 @@ def measure(table, *, label_column, prediction_column, favorable_label, protecte
     return report
 
 
-@component("metric", operator="FairnessMetricOperator")
+@component("metric")
 def fairness(
     predictions: InputPath,
     protected: dict,

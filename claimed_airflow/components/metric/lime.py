@@ -10,7 +10,7 @@ from claimed_airflow.core import InputPath, OutputPath, Progress, component
 from claimed_airflow.core.errors import ClaimedError
 
 
-@component("metric", operator="LimeMetricOperator")
+@component("metric")
 def lime(
     model: InputPath,
     data: InputPath,

@@ -66,7 +66,7 @@ def _torch_classifier(loaded):
     )
 
 
-@component("metric", operator="RobustnessMetricOperator")
+@component("metric")
 def robustness(
     model: InputPath,
     data: InputPath,

@@ -46,7 +46,7 @@ def render(
     return subject, "\n".join(parts)
 
 
-@component("monitoring", operator="NotificationEmailOperator")
+@component("monitoring")
 def notification_email(
     metrics: InputPath,
     to: list[str] | None = None,

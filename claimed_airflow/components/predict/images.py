@@ -6,7 +6,7 @@ from claimed_airflow.core import InputPath, OutputPath, Progress, component
 from claimed_airflow.core.errors import ClaimedError
 
 
-@component("predict", operator="PredictImagesOperator")
+@component("predict")
 def images(
     model: InputPath,
     images: InputPath,

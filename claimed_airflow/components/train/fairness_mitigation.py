@@ -63,7 +63,7 @@ def _neural_network(train_ds, test_ds, *, attribute: str, debias: bool, epochs: 
     return predicted.labels.ravel()
 
 
-@component("train", operator="FairnessMitigationTrainOperator")
+@component("train")
 def fairness_mitigation(
     table: InputPath,
     protected: dict,

@@ -27,7 +27,7 @@ KINDS = {  # kind -> (plural, replica specs key, chief replica type, container n
 REPLICA_ENV = "CLAIMED_REPLICA"
 
 
-@component("train", operator="TfjobTrainOperator")
+@component("train")
 def tfjob(
     trainer: str,
     job_root: str,

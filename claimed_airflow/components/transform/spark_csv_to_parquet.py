@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
-COMPONENT = "transform.spark_csv_to_parquet"
 
-
-@component("transform", cpu="2", memory="4Gi", operator="SparkCsvToParquetOperator")
+@component("transform", cpu="2", memory="4Gi")
 def spark_csv_to_parquet(
     table: InputPath,
     header: bool = True,
@@ -49,7 +46,7 @@ def spark_csv_to_parquet(
         _check_partitions(partition_by, data.column_names)
         sp.write_local(data, output, compression=compression, partition_by=partition_by)
         return {"rows": data.num_rows, "columns": data.num_columns}
-    spark = sp.session(COMPONENT)
+    spark = sp.session()
     frame = sp.read(spark, table, header=header, delimiter=delimiter, infer_schema=infer_schema)
     _check_partitions(partition_by, frame.columns)
     sp.write(frame, output, partition_by=partition_by, options={"compression": compression})
@@ -60,14 +57,3 @@ def _check_partitions(partition_by: list[str] | None, columns: list[str]) -> Non
     missing = [c for c in partition_by or [] if c not in columns]
     if missing:
         raise ClaimedError(f"partition_by: no column(s) {', '.join(missing)}; columns: {', '.join(columns)}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``spark-submit`` (engine ``spark``): ``claimed-airflow run`` for this component."""
-    from claimed_airflow.cli import component_main
-
-    return component_main(COMPONENT, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
-COMPONENT = "transform.spark_parquet_to_csv"
 
-
-@component("transform", cpu="2", memory="4Gi", operator="SparkParquetToCsvOperator")
+@component("transform", cpu="2", memory="4Gi")
 def spark_parquet_to_csv(
     table: InputPath,
     header: bool = True,
@@ -44,7 +41,7 @@ def spark_parquet_to_csv(
         data = sp.read_local(table)
         _write_csv(data, Path(output) if single_file else Path(output) / "part-00000.csv", header, delimiter)
         return {"rows": data.num_rows, "columns": data.num_columns}
-    spark = sp.session(COMPONENT)
+    spark = sp.session()
     frame = sp.read(spark, table)
     options = {"header": str(header).lower(), "sep": delimiter}
     sp.write(frame, output, fmt="csv", single_file=single_file, options=options)
@@ -64,14 +61,3 @@ def _write_csv(data, path: Path, header: bool, delimiter: str) -> None:
             data = data.set_column(i, field.name, text)
     path.parent.mkdir(parents=True, exist_ok=True)
     pcsv.write_csv(data, path, pcsv.WriteOptions(include_header=header, delimiter=delimiter, quoting_style="needed"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``spark-submit`` (engine ``spark``): ``claimed-airflow run`` for this component."""
-    from claimed_airflow.cli import component_main
-
-    return component_main(COMPONENT, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import re
-import sys
 from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
-COMPONENT = "transform.spark_sql"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUERY_START = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
 
 
-@component("transform", cpu="2", memory="4Gi", operator="SparkSqlOperator")
+@component("transform", cpu="2", memory="4Gi")
 def spark_sql(
     table: InputPath,
     query: str,
@@ -52,7 +50,7 @@ def spark_sql(
         result = sp.sql_local(sp.read_local(table), statement, view)
         sp.write_local(result, output)
         return {"rows": result.num_rows, "columns": result.num_columns}
-    spark = sp.session(COMPONENT)
+    spark = sp.session()
     spark.conf.set("spark.sql.runSQLOnFiles", "false")
     sp.read(spark, table).createOrReplaceTempView(view)
     try:
@@ -61,14 +59,3 @@ def spark_sql(
         raise ClaimedError(f"query: {str(exc).strip().splitlines()[0]}") from None
     sp.write(result, output)
     return {"rows": sp.count(spark, output), "columns": len(result.columns)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``spark-submit`` (engine ``spark``): ``claimed-airflow run`` for this component."""
-    from claimed_airflow.cli import component_main
-
-    return component_main(COMPONENT, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

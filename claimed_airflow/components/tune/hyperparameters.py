@@ -17,7 +17,7 @@ KATIB = "kubeflow.org/v1beta1"
 METRICS_FORMAT = r'"([\w-]+)":\s*([+-]?\d+(?:\.\d+)?(?:[Ee][+-]?\d+)?)'  # our CLI prints its values as JSON
 
 
-@component("tune", operator="HyperparametersTuneOperator")
+@component("tune")
 def hyperparameters(
     trainer: str,
     search_space: dict,

@@ -6,7 +6,7 @@ from claimed_airflow.core import InputPath, OutputPath, component, reject
 from claimed_airflow.core.errors import ClaimedError
 
 
-@component("visualize", operator="MapFromCoordinatesOperator")
+@component("visualize")
 def map_from_coordinates(
     table: InputPath,
     latitude: str = "latitude",

@@ -1,7 +1,7 @@
-"""Engine ``spark``: submit the component's module as the application of the apache.spark SparkSubmitOperator.
+"""Engine ``spark``: run the component through the apache.spark SparkSubmitOperator.
 
-``spark-submit <component module>.py --param=value ... --output-root <root> --dag-id ...``: the module's
-``__main__`` runs ``claimed-airflow run <component>``, and the component takes the SparkSession that
+``spark-submit spark_app/launcher.py <component> --param=value ... --output-root <root> --dag-id ...``: the
+launcher runs ``claimed-airflow run <component>``, and the component takes the SparkSession that
 spark-submit configured (master from the ``spark_default`` connection, e.g. ``local[*]``). The
 result (output URIs and small values) is read back from the run manifest the component writes under
 the output root, so it also works with a driver on the cluster (``deploy_mode=cluster``) when the
@@ -19,15 +19,11 @@ from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import MANIFEST
 
 
-def application(spec) -> str:
-    """The file of the component's module; it must have a ``main()`` entry (the Spark components do)."""
-    module = sys.modules[spec.function.__module__]
-    if not callable(getattr(module, "main", None)):
-        raise ClaimedError(
-            f"engine: spark submits a component's module as the application; {spec.name} has no main() "
-            "entry (Spark components such as transform.spark_csv_to_parquet have one)"
-        )
-    return module.__file__
+def application() -> str:
+    """The one application file spark-submit runs for every component (:mod:`.spark_app.launcher`)."""
+    from claimed_airflow.operators.engines.spark_app import launcher
+
+    return launcher.__file__
 
 
 def result_from_manifest(record: dict, manifest_uri: str) -> dict[str, Any]:
@@ -42,7 +38,11 @@ def submit_operator(operator, context: Any, spec, root: str, scope):
     """The SparkSubmitOperator that runs this task's component (built, not executed)."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    args = [*commandline.parameter_args(spec, operator.component_arguments()), *commandline.scope_args(root, scope)]
+    args = [
+        spec.reference,
+        *commandline.parameter_args(spec, operator.component_arguments()),
+        *commandline.scope_args(root, scope),
+    ]
     env = {}
     # The driver (and executors of a local master) run this Python, which has claimed-airflow installed,
     # unless the deployment says otherwise (PYSPARK_PYTHON or spark.pyspark.python).
@@ -52,7 +52,7 @@ def submit_operator(operator, context: Any, spec, root: str, scope):
         env = {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     options: dict[str, Any] = {
         "task_id": operator.task_id,
-        "application": application(spec),
+        "application": application(),
         "application_args": args,
         "conn_id": operator.spark_conn_id,
         "conf": conf,

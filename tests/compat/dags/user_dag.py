@@ -15,10 +15,10 @@ from airflow.providers.common.compat.standard.operators import PythonOperator
 
 from claimed_airflow.assets import model_asset
 from claimed_airflow.operators import (
-    ConditionBlessingOperator,
+    ConditionBlessingDeployOperator,
     ConfusionMatrixMetricOperator,
-    FilterOperator,
     LocalDeployOperator,
+    RowsFilterOperator,
 )
 
 
@@ -59,7 +59,7 @@ with DAG(
         return json.loads(Path(metrics_uri).read_text())["accuracy"]
 
     table = predictions("{{ params.workdir }}")  # TaskFlow value into claimed operators
-    kept = FilterOperator(task_id="kept", table=table, condition="label == prediction")
+    kept = RowsFilterOperator(task_id="kept", table=table, condition="label == prediction")
     metrics = ConfusionMatrixMetricOperator(task_id="metrics", predictions=table)
     PythonOperator(
         task_id="summary",
@@ -72,7 +72,7 @@ with DAG(
             "{{ params.min_accuracy }}",
         ],
     )
-    blessing = ConditionBlessingOperator(
+    blessing = ConditionBlessingDeployOperator(
         task_id="blessing", metrics=metrics.output["metrics"], condition="{{ params.condition }}"
     )
     deploy = LocalDeployOperator(
