@@ -159,5 +159,3 @@ def get_provider_info() -> dict:
             }
         },
     }
-        },
-    }
