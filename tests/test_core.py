@@ -221,3 +221,19 @@ def test_runner_rejects_a_component_that_skips_its_output(tmp_path):
 def test_registry_error_lists_known_components():
     with pytest.raises(ClaimedError, match="unknown component 'input.nope'; known: .*input.dicom"):
         get("input.nope")
+
+
+def test_require_columns_names_the_input_what_is_missing_and_what_is_there():
+    import pandas as pd
+    import pyarrow as pa
+
+    from claimed_airflow.core.tables import require_columns
+
+    frame = pd.DataFrame({"a": [1], "b": [2]})
+    require_columns(frame, ["a", None], param="table")  # an unset (None) column is not required
+    with pytest.raises(ClaimedError) as error:
+        require_columns(frame, ["a", "x", "y"], param="table", where="the labels table")
+    assert str(error.value) == "table: columns 'x', 'y' missing in the labels table (columns: a, b)"
+    for table in (pa.table({"a": [1], "b": [2]}), ["a", "b"]):  # Arrow tables and plain lists of names
+        with pytest.raises(ClaimedError, match=r"^key: column 'c' missing \(columns: a, b\)$"):
+            require_columns(table, ["c"], param="key")

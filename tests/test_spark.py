@@ -103,7 +103,7 @@ def test_csv_to_parquet_reads_back_equal_to_the_csv(parquet, expected, root, bac
     parts = run("transform.spark_csv_to_parquet", args, root=root)
     assert sorted(p.name for p in Path(parts["output"]).iterdir()) == ["site=plant-a", "site=plant-b"]
     assert len(pd.read_parquet(parts["output"])) == 360
-    with pytest.raises(ClaimedError, match="^partition_by: no column"):
+    with pytest.raises(ClaimedError, match="^partition_by: column 'plant' missing"):
         run("transform.spark_csv_to_parquet", {**args, "partition_by": ["plant"]}, root=root)
 
 
@@ -174,7 +174,7 @@ def test_time_series_trends_match_least_squares(parquet, expected, root, backend
         result = run("analyze.spark_ts_trends", {**args, "period": period, "group_by": []}, root=root)
         frame = expected.assign(t=expected["time"].dt.to_period({"hour": "h", "week": "W-SUN", "month": "M"}[period]))
         assert pd.read_parquet(result["output"])["points"].tolist() == [frame["t"].nunique()]
-    with pytest.raises(ClaimedError, match="^time_column: no column when"):
+    with pytest.raises(ClaimedError, match="^time_column: column 'when' missing"):
         run("analyze.spark_ts_trends", {**args, "time_column": "when"}, root=root)
 
 
@@ -233,7 +233,7 @@ def test_cohort_split_is_a_seeded_hash_of_the_key(tmp_path, root, backend):
     for bad, message in [
         ({"where": "true) UNION (SELECT * FROM input"}, "^where: expected one condition"),
         ({"where": "PatientAge >"}, "^where: "),
-        ({"key": "PatientID"}, "^key: no column PatientID"),
+        ({"key": "PatientID"}, "^key: column 'PatientID' missing"),
         ({"key": "a b"}, "^key: expected a plain column name"),
         ({"test_fraction": 1.5}, r"^test_fraction: expected a value in \[0, 1\]"),
     ]:

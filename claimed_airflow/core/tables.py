@@ -11,6 +11,20 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+def require_columns(table, wanted, *, param: str, where: str = "", hint: str = "") -> None:
+    """Raise one line naming the input (``param``), the missing columns and those there are.
+
+    ``table``: a DataFrame, Arrow table or Spark frame (anything with ``columns``/``column_names``) or a list of names.
+    """
+    names = table.column_names if hasattr(table, "column_names") else getattr(table, "columns", table)
+    have = [str(c) for c in names]
+    missing = [repr(str(c)) for c in wanted if c is not None and str(c) not in have]
+    if missing:
+        what = "column" if len(missing) == 1 else "columns"
+        place = f" in {where}" if where else ""
+        raise ClaimedError(f"{param}: {what} {', '.join(missing)} missing{place} (columns: {', '.join(have)}){hint}")
+
+
 def read_table(path: str | Path, *, name: str = "table") -> pd.DataFrame:
     import pandas as pd
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 SECONDS_PER_DAY = 86400.0
 
@@ -104,9 +105,7 @@ def spark_ts_trends(
 
 def _check_columns(columns: list[str], time_column: str, value_column: str, groups: list[str]) -> None:
     for param, names in (("time_column", [time_column]), ("value_column", [value_column]), ("group_by", groups)):
-        missing = [c for c in names if c not in columns]
-        if missing:
-            raise ClaimedError(f"{param}: no column {', '.join(missing)}; columns: {', '.join(columns)}")
+        require_columns(columns, names, param=param)
 
 
 def _summary(directions: dict) -> dict:

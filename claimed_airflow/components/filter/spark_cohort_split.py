@@ -7,6 +7,7 @@ from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -101,5 +102,4 @@ def cohort_query(where: str, key: str, test_fraction: float, seed: int, split_co
 
 
 def _check_key(key: str, columns: list[str]) -> None:
-    if key not in columns:
-        raise ClaimedError(f"key: no column {key}; columns: {', '.join(columns)}")
+    require_columns(columns, [key], param="key")

@@ -15,6 +15,7 @@ from pathlib import Path
 from claimed_airflow.core import OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.paths import inside
+from claimed_airflow.core.tables import require_columns
 
 SCHEMES = ("http", "https", "s3", "file")
 REQUIRED_COLUMNS = ("filename", "finding", "view", "modality")
@@ -73,12 +74,7 @@ def covid_chestxray(
             frame = pd.read_csv(root / "metadata.csv")
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ClaimedError(f"source: metadata.csv of {source} is not a readable CSV table: {exc}") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ClaimedError(
-                f"source: metadata.csv of {source} lacks column(s) {', '.join(missing)} "
-                f"(has {', '.join(map(str, frame.columns))})"
-            )
+        require_columns(frame, REQUIRED_COLUMNS, param=f"source: metadata.csv of {source}")
         total = len(frame)
         if views:
             frame = frame[_isin(frame["view"], views)]

@@ -12,6 +12,7 @@ from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 log = logging.getLogger("claimed_airflow")
 TAGS = (
@@ -347,11 +348,9 @@ def _text(value) -> str | None:
 
 
 def _join_labels(table, labels, key: str, column: str):
-    for name, frame in (("metadata", table), ("labels", labels)):
-        if key not in frame.columns:
-            raise ClaimedError(f"label_key: column {key!r} not in the {name} table ({', '.join(frame.columns)})")
-    if column not in labels.columns:
-        raise ClaimedError(f"label_column: column {column!r} not in the labels table ({', '.join(labels.columns)})")
+    require_columns(table, [key], param="label_key", where="the DICOM metadata")
+    require_columns(labels, [key], param="label_key", where="the labels table")
+    require_columns(labels, [column], param="label_column", where="the labels table")
     keys = labels[key].astype(str)
     mapping = labels.assign(**{key: keys}).drop_duplicates(key).set_index(key)[column]
     table["label"] = table[key].astype(str).map(mapping)

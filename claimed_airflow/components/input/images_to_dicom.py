@@ -9,6 +9,7 @@ from typing import Literal
 from claimed_airflow.core import InputPath, OutputPath, component, reject
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.paths import inside
+from claimed_airflow.core.tables import require_columns
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."  # pydicom's prefix for generated UIDs
@@ -56,9 +57,7 @@ def images_to_dicom(
     from claimed_airflow.core.tables import read_table, write_table
 
     table = read_table(labels, name="labels")
-    for column in (filename_column, label_column):
-        if column not in table.columns:
-            raise ClaimedError(f"labels: column {column!r} missing (columns: {', '.join(table.columns)})")
+    require_columns(table, (filename_column, label_column), param="labels")
     out = Path(dicom)
     out.mkdir(parents=True)
     written = []

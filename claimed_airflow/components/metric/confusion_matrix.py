@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from claimed_airflow.core import InputPath, OutputPath, component
-from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 
 @component("metric")
@@ -30,9 +30,7 @@ def confusion_matrix(
     from claimed_airflow.core.tables import read_table
 
     table = read_table(predictions, name="predictions")
-    for column in (label_column, prediction_column):
-        if column not in table.columns:
-            raise ClaimedError(f"predictions: column {column!r} missing (columns: {', '.join(table.columns)})")
+    require_columns(table, (label_column, prediction_column), param="predictions")
     truth, predicted = table[label_column].astype(str), table[prediction_column].astype(str)
     classes = sorted(set(truth) | set(predicted))
     matrix = pd.crosstab(truth, predicted).reindex(index=classes, columns=classes, fill_value=0)

@@ -8,6 +8,7 @@ from typing import Any
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 #: Fair ranges (inclusive) of the five metrics, as used by the AIF360 interactive demo and guidance:
 #: differences within +-0.1 of 0, disparate impact within the four-fifths rule [0.8, 1.25]; the Theil
@@ -20,13 +21,6 @@ FAIR_RANGES: dict[str, tuple[float, float]] = {
     "theil_index": (0.0, 0.25),
 }
 METRICS = tuple(FAIR_RANGES)
-
-
-def check_columns(table, columns, *, param: str = "predictions") -> None:
-    """Raise a one-line error naming a missing column and the columns that exist."""
-    for column in columns:
-        if column not in table.columns:
-            raise ClaimedError(f"{param}: column {column!r} missing (columns: {', '.join(map(str, table.columns))})")
 
 
 def group_mask(table, column: str, spec: Any, *, param: str):
@@ -128,10 +122,10 @@ def measure(table, *, label_column, prediction_column, favorable_label, protecte
     """Metrics per protected attribute of a predictions table (see :func:`metric.fairness`)."""
     import numpy as np
 
-    check_columns(table, [label_column, prediction_column])
-    check_columns(table, list(protected), param="protected")
+    require_columns(table, [label_column, prediction_column], param="predictions")
+    require_columns(table, list(protected), param="protected")
     unprivileged = unprivileged or {}
-    check_columns(table, list(unprivileged), param="unprivileged")
+    require_columns(table, list(unprivileged), param="unprivileged")
     report = {}
     for column, spec in protected.items():
         privileged = group_mask(table, column, spec, param=f"protected[{column}]")

@@ -18,6 +18,7 @@ from typing import Any
 
 from claimed_airflow.components.train.image_classifier import network_file
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 SKLEARN_FILES = ("model.joblib", "model.pkl")
 
@@ -80,8 +81,7 @@ def load(model: str, data: str, *, label_column: str = "label") -> Loaded:
     if not hasattr(estimator, "predict_proba"):
         raise ClaimedError(f"model: {type(estimator).__name__} has no predict_proba")
     table = read_table(data, name="data")
-    if label_column not in table.columns:
-        raise ClaimedError(f"data: column {label_column!r} missing (columns: {', '.join(map(str, table.columns))})")
+    require_columns(table, [label_column], param="data")
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None:
         names = [str(n) for n in names]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 log = logging.getLogger("claimed_airflow")
 
@@ -123,7 +124,6 @@ def fairness_mitigation(
     from claimed_airflow.components.metric.fairness import (
         METRICS,
         binary,
-        check_columns,
         fairness_metrics,
         group_mask,
         plot_metrics,
@@ -144,14 +144,14 @@ def fairness_mitigation(
     if mitigate_for not in protected:
         raise ClaimedError(f"mitigate_for: {mitigate_for!r} is not a protected column ({', '.join(protected)})")
     frame = read_table(table, name="table")
-    check_columns(frame, [label_column], param="table")
-    check_columns(frame, list(protected), param="protected")
-    check_columns(frame, list(drop_columns or []), param="drop_columns")
+    require_columns(frame, [label_column], param="table")
+    require_columns(frame, list(protected), param="protected")
+    require_columns(frame, list(drop_columns or []), param="drop_columns")
     frame = frame.dropna(subset=list(protected)).reset_index(drop=True)
     masks = {c: group_mask(frame, c, spec, param=f"protected[{c}]") for c, spec in protected.items()}
     if categorical_columns is None:
         categorical_columns = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    check_columns(frame, categorical_columns, param="categorical_columns")
+    require_columns(frame, categorical_columns, param="categorical_columns")
     x = features(
         frame,
         label_column=label_column,

@@ -15,6 +15,7 @@ from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 log = logging.getLogger("claimed_airflow")
 
@@ -503,8 +504,7 @@ def _rewrite_metadata(table, done: dict[str, dict], worker: Deidentifier, kept: 
 
     if table is None:
         return pd.DataFrame(list(done.values()))
-    if "file" not in table.columns:
-        raise ClaimedError("metadata: column 'file' missing; expected the output of input.dicom")
+    require_columns(table, ["file"], param="metadata", hint="; expected the output of input.dicom")
     table = table[table["file"].astype(str).isin(done)].copy()
     rows = [done[str(f)] for f in table["file"]]
     table["file"] = [row["file"] for row in rows]

@@ -6,6 +6,7 @@ from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 
 @component("transform", cpu="2", memory="4Gi")
@@ -54,6 +55,4 @@ def spark_csv_to_parquet(
 
 
 def _check_partitions(partition_by: list[str] | None, columns: list[str]) -> None:
-    missing = [c for c in partition_by or [] if c not in columns]
-    if missing:
-        raise ClaimedError(f"partition_by: no column(s) {', '.join(missing)}; columns: {', '.join(columns)}")
+    require_columns(columns, partition_by or [], param="partition_by")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from claimed_airflow.core import InputPath, OutputPath, component, reject
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.tables import require_columns
 
 
 @component("visualize")
@@ -44,10 +45,7 @@ def map_from_coordinates(
         ("value", value),
         ("label_column", label_column),
     ):
-        if column is not None and column not in frame.columns:
-            raise ClaimedError(
-                f"{param}: column {column!r} not in the table (has {', '.join(map(str, frame.columns))})"
-            )
+        require_columns(frame, [column], param=param)
     lat = pd.to_numeric(frame[latitude], errors="coerce")
     lon = pd.to_numeric(frame[longitude], errors="coerce")
     values = pd.to_numeric(frame[value], errors="coerce") if value else None
