@@ -6,12 +6,12 @@ Model assets have URIs ``claimed-model://<model name>``; the provider registers 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import SplitResult
 
+from claimed_airflow.core.paths import MODEL_NAME
+
 SCHEME = "claimed-model"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # deploy.local checks names with it too
 
 
 def model_asset(model_name: str) -> Any:

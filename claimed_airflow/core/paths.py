@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path, PurePosixPath
 
 from claimed_airflow.core.errors import ClaimedError
+
+# A model's name: the folder of its versions under a models root and the host of its claimed-model:// asset URI.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def inside(root: str | Path, *parts: str) -> Path:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from claimed_airflow.assets import MODEL_NAME as _NAME
 from claimed_airflow.core import InputPath, component, storage
 from claimed_airflow.core.context import current
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.paths import MODEL_NAME
 
 
 @component("deploy")
@@ -19,7 +19,7 @@ def local(model: InputPath, model_name: str = "model", models_root: str | None =
     :param model_name: Name of the model in the registry folder (letters, digits, ``_.-``).
     :param models_root: Registry folder or URI; default ``<output root>/models``.
     """
-    if not _NAME.match(model_name):
+    if not MODEL_NAME.match(model_name):
         raise ClaimedError(f"model_name: {model_name!r} is not a valid name (letters, digits, _ . -)")
     root = storage.normalize(models_root or storage.join(current().root or storage.default_root(), "models"))
     uri, version = storage.commit_version(model, storage.join(root, model_name))
