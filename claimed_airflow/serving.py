@@ -48,15 +48,18 @@ from typing import Any
 
 from claimed_airflow import __version__
 from claimed_airflow.components.train.image_classifier import ImageClassifier, network_file
-from claimed_airflow.components.transform.dicom_to_images import (
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.imaging import (
     DEFAULT_MAX_PIXELS,
     FrameTooLarge,
+    UnreadableImage,
     check_frame_size,
-    fit,
+    dicom_image,
     frame_size,
-    to_uint8,
+    gray,
+    image_pixels,
+    network_input,
 )
-from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow.serving")
 
@@ -244,7 +247,7 @@ class ServedModel:
             files = (
                 item if isinstance(item, bytes) else _b64(item, f"input.data[{i}]") for i, item in enumerate(items)
             )
-            return pixels_to_input(np.stack([image_file_to_gray(f, s, self.max_pixels) for f in files]))
+            return network_input(np.stack([image_file_pixels(f, s, self.max_pixels) for f in files]))
         if datatype in FLOAT_TYPES:
             allowed = ([shape[0], s, s, 3], [shape[0], s, s, 1])
             if shape not in allowed:
@@ -259,7 +262,7 @@ class ServedModel:
             array = _array(data, shape, "int64")
             if array.size and (array.min() < 0 or array.max() > 255):
                 raise RequestError(400, "input.data: pixel values must be within 0..255")
-            return self.pixels(array.astype(np.float32))
+            return network_input(gray(array))
         known = ", ".join([*FLOAT_TYPES, "UINT8 (and other integer types)", "BYTES"])
         raise RequestError(400, f"input.datatype: expected one of {known}, got {datatype!r}")
 
@@ -300,57 +303,31 @@ class ServedModel:
             )
         return {"predictions": predictions}
 
-    # --- images -------------------------------------------------------------------------------
-    def pixels(self, array):
-        return pixels_to_input(array)
-
+    # --- images: core.imaging's rules, as train.mobilenet_v2 and predict.images read the images ----
     def image_file(self, payload: bytes):
-        return image_file_to_input(payload, self.image_size, self.max_pixels)
+        """Network input ``(S, S, 3)`` of an image file."""
+        return network_input(image_file_pixels(payload, self.image_size, self.max_pixels)[None])[0]
 
     def dicom_file(self, payload: bytes):
-        return dicom_file_to_input(payload, self.image_size, self.max_pixels)
+        """Network input ``(S, S, 3)`` of a DICOM file."""
+        return network_input(dicom_file_pixels(payload, self.image_size, self.max_pixels)[None])[0]
 
     def _check_batch(self, n: int) -> None:
         if n > self.max_batch:
             raise RequestError(413, f"batch: {n} items is more than the server's limit of {self.max_batch}")
 
 
-def pixels_to_input(array):
-    """Network input from pixel values 0..255 ``(N, S, S[, 1|3])``, prepared as ``train.mobilenet_v2`` does."""
-    import numpy as np
-
-    if array.ndim == 4 and array.shape[-1] == 3:  # RGB to luma, as PIL's convert("L")
-        array = array @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    if array.ndim == 4:
-        array = array[..., 0]
-    gray = np.asarray(array, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
-    return np.repeat(gray[..., None], 3, axis=-1)
-
-
-def image_file_to_gray(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """8-bit grey pixels ``(S, S)`` of an image file (PNG, JPEG, ...), resized as ``transform.dicom_to_images`` does.
+def image_file_pixels(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """8-bit grey pixels ``(S, S)`` of an image file (PNG, JPEG, ...): ``core.imaging.image_pixels``.
 
     RequestError 400 if unreadable, 413 if larger than ``max_pixels`` (checked from the header, before decoding).
     """
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(io.BytesIO(payload)) as image:
-            width, height = image.size
-            check_frame_size(height, width, len(image.getbands()), max_pixels)
-            return np.asarray(fit(image if image.mode == "L" else image.convert("L"), size))
+        return image_pixels(payload, size, max_pixels)
     except FrameTooLarge as exc:
         raise RequestError(413, f"image: {exc}") from None
-    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its MAX_IMAGE_PIXELS
-        raise RequestError(413, f"image: more than max_pixels={max_pixels} ({exc})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise RequestError(400, f"image: not a readable image file ({exc.__class__.__name__})") from None
-
-
-def image_file_to_input(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """One network input ``(S, S, 3)`` from an image file; see :func:`image_file_to_gray`."""
-    return pixels_to_input(image_file_to_gray(payload, size, max_pixels)[None])[0]
+    except UnreadableImage as exc:
+        raise RequestError(400, f"image: {exc}") from None
 
 
 def read_dicom(payload: bytes, max_bytes: int = MAX_BODY_BYTES):
@@ -376,24 +353,24 @@ def read_dicom(payload: bytes, max_bytes: int = MAX_BODY_BYTES):
     return dataset
 
 
-def dicom_file_to_input(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
-    """One network input from a DICOM file, windowed and resized as ``transform.dicom_to_images`` does.
+def dicom_file_pixels(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """8-bit grey pixels ``(S, S)`` of a DICOM file's first frame, as ``transform.dicom_to_images`` writes them
+    with its defaults (``core.imaging.dicom_image``).
 
     Its frame size is checked against ``max_pixels`` from the header, before the pixel data is decoded.
     """
+    import numpy as np
+
     try:
         dataset = read_dicom(payload)
         check_frame_size(*frame_size(dataset), max_pixels)
-        pixels = to_uint8(dataset)
+        return np.asarray(dicom_image(dataset, size))
     except RequestError:
         raise
     except FrameTooLarge as exc:
         raise RequestError(413, f"dicom: {exc}") from None
     except Exception as exc:  # pydicom and its decoders raise many types for a bad file
         raise RequestError(400, f"dicom: not a readable DICOM image ({exc.__class__.__name__}: {exc})") from None
-    import numpy as np
-
-    return pixels_to_input(np.asarray(fit(pixels, size))[None])[0]
 
 
 BINARY_TYPES = {

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from claimed_airflow.components.input.dicom import age_in_years
-from claimed_airflow.components.transform.dicom_to_images import to_uint8
 from claimed_airflow.core.errors import ClaimedError, ParameterError
+from claimed_airflow.core.imaging import to_uint8
 from claimed_airflow.core.runner import run
 
 

@@ -16,8 +16,8 @@ from pydicom.filewriter import dcmwrite
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import MPEG2MPML, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from claimed_airflow.components.transform.dicom_to_images import fit, reduced_pixels, to_uint8
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.imaging import fit, reduced_pixels, to_uint8
 from claimed_airflow.core.runner import run
 
 
@@ -260,9 +260,9 @@ def test_bad_files_are_set_aside_and_thresholds(tmp_path, shared_data):
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
 def test_worker_start_methods(tmp_path, shared_data, monkeypatch, method):
     """fork from single-threaded callers; forkserver (what a multi-threaded Airflow task gets) works too."""
-    import claimed_airflow.components.transform.dicom_to_images as module
+    from claimed_airflow.core import pool
 
-    monkeypatch.setattr(module, "start_method", lambda: method)
+    monkeypatch.setattr(pool, "start_method", lambda: method)
     folder = tmp_path / "in"
     folder.mkdir()
     for name in ("CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm"):
@@ -281,6 +281,7 @@ def test_a_crashing_decoder_sets_aside_only_its_file(tmp_path, shared_data, monk
     import os
 
     import claimed_airflow.components.transform.dicom_to_images as module
+    from claimed_airflow.core import pool
 
     real = module._convert
 
@@ -289,7 +290,7 @@ def test_a_crashing_decoder_sets_aside_only_its_file(tmp_path, shared_data, monk
             os._exit(1)  # what a segfaulting decoder or the OOM killer does to a worker
         return real(job)
 
-    monkeypatch.setattr(module, "start_method", lambda: "fork")  # workers inherit the patch
+    monkeypatch.setattr(pool, "start_method", lambda: "fork")  # workers inherit the patch
     monkeypatch.setattr(module, "_convert", crash_on_jpeg2000)
     folder = tmp_path / "in"
     folder.mkdir()

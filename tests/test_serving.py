@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from claimed_airflow.components.transform.dicom_to_images import DEFAULT_MAX_PIXELS, fit, to_uint8
 from claimed_airflow.core.errors import ClaimedError
-from claimed_airflow.serving import MAX_BODY_BYTES, ServedModel, pixels_to_input, resolve_model_folder, serving
+from claimed_airflow.core.imaging import DEFAULT_MAX_PIXELS, fit, network_input, to_uint8
+from claimed_airflow.serving import MAX_BODY_BYTES, ServedModel, resolve_model_folder, serving
 from tests.tiny_model import CLASSES, SIZE, make_model_folder, make_onnx_model_folder, png_bytes
 
 
@@ -583,10 +583,8 @@ def test_images_are_resized_as_dicom_to_images_resizes_them(server, shared_data)
         status, answer, _ = call(f"{url}{INFER}", "POST", body, content_type)
         assert status == 200, answer
         served = np.reshape(answer["outputs"][0]["data"], (1, 2))
-        expected = model.predict(pixels_to_input(np.asarray(fit(pixels, SIZE), np.float32)[None]))
-        default = model.predict(
-            pixels_to_input(np.asarray(Image.fromarray(pixels).resize((SIZE, SIZE)), np.float32)[None])
-        )
+        expected = model.predict(network_input(np.asarray(fit(pixels, SIZE))[None]))
+        default = model.predict(network_input(np.asarray(Image.fromarray(pixels).resize((SIZE, SIZE)))[None]))
         np.testing.assert_allclose(served, expected, rtol=1e-6, atol=1e-7)
         if content_type == "image/png":
             assert np.abs(default - expected).max() > 1e-3  # the two filters give different answers

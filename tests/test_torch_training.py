@@ -93,8 +93,8 @@ def test_onnx_and_saved_weights_agree_with_the_network(tmp_path):
 
 
 def test_both_frameworks_see_the_same_input():
-    from claimed_airflow.components.train.image_classifier import network_input
     from claimed_airflow.components.train.mobilenet_v2 import _normalise
+    from claimed_airflow.core.imaging import network_input
 
     pixels = np.random.default_rng(1).integers(0, 256, (4, 8, 8), dtype=np.uint8)
     ours = _normalise(torch.from_numpy(pixels)).permute(0, 2, 3, 1).numpy()

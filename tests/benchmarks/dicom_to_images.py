@@ -158,7 +158,7 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from claimed_airflow.components.transform.dicom_to_images import default_workers
+    from claimed_airflow.core.pool import default_workers
 
     print(f"CPUs available: {default_workers()}; load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-dicom-") as tmp:

@@ -218,10 +218,13 @@ def _failure(deployment_id: str, details: dict) -> str:
 
 
 def _sample_input(sample: str | None, size: int):
-    """``(1, S, S, 3)`` network input of the sample image (first labelled image of a folder), else blank."""
+    """``(1, S, S, 3)`` network input of the sample image (first labelled image of a folder), else blank.
+
+    The image becomes network input as for training and serving (``core.imaging``).
+    """
     import numpy as np
 
-    from claimed_airflow.serving import RequestError, image_file_to_input
+    from claimed_airflow.core.imaging import DEFAULT_MAX_PIXELS, image_pixels, network_input
 
     if not sample:
         return np.zeros((1, size, size, 3), dtype=np.float32)
@@ -238,9 +241,9 @@ def _sample_input(sample: str | None, size: int):
             raise ClaimedError(f"sample: no labelled image in {sample}")
         path = path / rows[0]["image"]
     try:
-        return image_file_to_input(path.read_bytes(), size)[None]
-    except RequestError as exc:
-        raise ClaimedError(f"sample: {exc.message}") from None
+        return network_input(image_pixels(path.read_bytes(), size, DEFAULT_MAX_PIXELS)[None])
+    except ValueError as exc:  # FrameTooLarge, UnreadableImage
+        raise ClaimedError(f"sample: image: {exc}") from None
 
 
 def _first_line(exc: Exception) -> str:

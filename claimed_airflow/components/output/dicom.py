@@ -101,7 +101,7 @@ def build_sc(source, path: Path, prediction: str, score: float | None, model_nam
     import pydicom
     from pydicom.dataset import Dataset
 
-    from claimed_airflow.components.transform.dicom_to_images import to_uint8
+    from claimed_airflow.core.imaging import to_uint8
 
     pixels = to_uint8(pydicom.dcmread(path), frame or 0)
     sc = hd.sc.SCImage.from_ref_dataset(

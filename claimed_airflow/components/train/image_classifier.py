@@ -5,8 +5,8 @@ A model folder holds ``labels.json`` (classes, image size, framework) and one ne
 - ``model.keras``: Keras 3 (``framework="keras"``);
 - ``model.onnx``: ONNX (``framework="torch"``), run with onnxruntime, so serving needs no PyTorch.
 
-Both take a float32 batch ``(N, size, size, 3)`` with values in [-1, 1] and return class
-probabilities ``(N, classes)``, so prediction, serving, LIME and deployment treat them alike.
+Both take a float32 batch ``(N, size, size, 3)`` with values in [-1, 1] (``core.imaging.network_input``) and
+return class probabilities ``(N, classes)``, so prediction, serving, LIME and deployment treat them alike.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.imaging import UnreadableImage, image_pixels, network_input
 from claimed_airflow.core.paths import inside
 
 INDEX = "index.csv"
@@ -23,12 +24,11 @@ NETWORK_FILES = {"model.keras": "keras", "model.onnx": "onnx"}
 
 
 def load_gray_images(images: str, size: int, classes: list[str] | None = None):
-    """Labelled images of ``<images>/index.csv`` as uint8 grayscale ``(N, size, size)``.
+    """Labelled images of ``<images>/index.csv`` as uint8 grayscale ``(N, size, size)`` (:func:`image_pixels`).
 
     Returns (pixels, y, classes, index) where y holds class indices (-1 for a label not in ``classes``).
     """
     import numpy as np
-    from PIL import Image
 
     from claimed_airflow.core.tables import read_table
 
@@ -47,18 +47,12 @@ def load_gray_images(images: str, size: int, classes: list[str] | None = None):
             path = inside(images, str(name))
         except ClaimedError as exc:
             raise ClaimedError(f"images: {INDEX} names an image outside {images}: {exc}") from None
-        with Image.open(path) as image:
-            pixels[i] = np.asarray(image.convert("L").resize((size, size)))
+        try:
+            pixels[i] = image_pixels(path, size)
+        except UnreadableImage as exc:
+            raise ClaimedError(f"images: {name} in {images} is {exc}") from None
     y = np.array([lookup.get(str(label), -1) for label in index["label"]], dtype=np.int64)
     return pixels, y, classes, index
-
-
-def network_input(pixels):
-    """uint8 grayscale ``(N, S, S)`` as the networks' input: float32 ``(N, S, S, 3)`` in [-1, 1]."""
-    import numpy as np
-
-    unit = pixels.astype(np.float32) / 127.5 - 1.0
-    return np.repeat(unit[..., None], 3, axis=-1)
 
 
 def load_image_folder(images: str, size: int, classes: list[str] | None = None):

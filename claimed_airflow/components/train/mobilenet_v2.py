@@ -11,10 +11,10 @@ from claimed_airflow.components.train.image_classifier import (  # noqa: F401 - 
     LABELS,
     load_gray_images,
     load_image_folder,
-    network_input,
 )
 from claimed_airflow.core import InputPath, OutputPath, Progress, component
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.imaging import INPUT_OFFSET, INPUT_SCALE, network_input
 
 
 @component("train", gpus=1, cpu="4", memory="8Gi", operator="MobileNetV2TrainOperator")
@@ -179,10 +179,10 @@ def _train_torch(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learni
 
 
 def _normalise(x):
-    """uint8 (N, S, S) on the device -> float (N, 3, S, S) channels-last in [-1, 1]."""
+    """uint8 (N, S, S) on the device -> float (N, 3, S, S) channels-last in [-1, 1], as ``imaging.network_input``."""
     import torch
 
-    x = x.unsqueeze(1).expand(-1, 3, -1, -1).float().div_(127.5).sub_(1.0)
+    x = x.unsqueeze(1).expand(-1, 3, -1, -1).float().div_(INPUT_SCALE).sub_(INPUT_OFFSET)
     return x.contiguous(memory_format=torch.channels_last)
 
 
