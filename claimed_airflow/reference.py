@@ -81,21 +81,36 @@ def connections_page() -> str:
 
 def settings_page() -> str:
     from claimed_airflow import get_provider_info
+    from claimed_airflow.core.settings import OPTIONS, env_name
 
     lines = [
         "# Settings",
         "",
-        "Options of the `[claimed]` section of `airflow.cfg` (environment: `AIRFLOW__CLAIMED__<OPTION>`).",
+        "Options of claimed-airflow (`claimed_airflow.core.settings`). Each is looked up in one order, the first",
+        "value found wins (empty values count as unset):",
+        "",
+        "1. the task argument (an operator's argument or a DAG param), unless it is `default`;",
+        "2. the Airflow Variable `claimed_<option>` (at task run time; not for `components`, read while DAGs are "
+        "parsed);",
+        "3. the option in the `[claimed]` section of `airflow.cfg` (environment: `AIRFLOW__CLAIMED__<OPTION>`);",
+        "4. the environment variable of the table below (`CLAIMED_<OPTION>`);",
+        "5. the default.",
+        "",
+        "Outside Airflow (the `claimed-airflow` command, a component's pod, a KFP step) step 2 is skipped and step 3",
+        "reads `AIRFLOW__CLAIMED__<OPTION>` only: a setting never imports Airflow.",
     ]
     for section, body in get_provider_info().get("config", {}).items():
         lines += ["", f"## `[{section}]`", "", _cell(body.get("description", "")), ""]
-        lines += ["| option | type | default | example | description |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "| option | type | default | environment | example | description |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for name, option in body["options"].items():
-            default = option.get("default")
+            default = OPTIONS[name].default if name in OPTIONS else option.get("default")
             lines.append(
                 f"| `{name}` | {option.get('type', '')} | {_cell(default) if default is not None else ''} | "
-                f"{_cell(f'`{example}`') if (example := option.get('example')) else ''} | "
-                f"{_cell(option.get('description', ''))} |"
+                f"`{env_name(name)}` | {_cell(f'`{example}`') if (example := option.get('example')) else ''} | "
+                f"{_cell(OPTIONS[name].description if name in OPTIONS else option.get('description', ''))} |"
             )
     return "\n".join(lines) + "\n"
 

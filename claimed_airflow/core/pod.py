@@ -9,13 +9,13 @@ resource rule. Nothing here imports Airflow or Kubernetes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from claimed_airflow import __version__
 from claimed_airflow.core.errors import ParameterError
+from claimed_airflow.core.settings import parse_json
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -142,15 +142,7 @@ def versioned(image: str, gpus: int = 0) -> str:
 
 def json_setting(setting: Setting, name: str, default: Any = None) -> Any:
     """A setting holding JSON (a node selector, a list of tolerations)."""
-    value = setting(name)
-    if value in (None, ""):
-        return default
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            raise ParameterError(f"claimed setting {name}: expected JSON, got {value!r}") from None
-    return value
+    return parse_json(name, setting(name), default)
 
 
 def _tolerations(items: Any) -> tuple[dict[str, Any], ...]:

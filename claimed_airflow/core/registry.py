@@ -4,8 +4,8 @@ Users register their own components (see ``claimed-airflow create-component``) i
 
 - an installed package declares an entry point in the group ``claimed_airflow.components`` naming a
   module of components;
-- the environment variable ``CLAIMED_AIRFLOW_COMPONENTS`` (or the Airflow option
-  ``[claimed] components``) lists importable modules, comma separated;
+- the setting ``components`` (``[claimed] components`` in ``airflow.cfg``, or the environment variable
+  ``CLAIMED_AIRFLOW_COMPONENTS``) lists importable modules, comma separated;
 - a reference ``package.module:function`` is used wherever a component name is expected (operators,
   ``claimed-airflow run``, the container entrypoint); the module is imported on first use.
 """
@@ -13,7 +13,6 @@ Users register their own components (see ``claimed-airflow create-component``) i
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 import re
 import sys
@@ -23,9 +22,10 @@ from types import ModuleType
 
 from claimed_airflow.core.component import ComponentSpec
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.settings import env_name, list_setting
 
 ENTRY_POINT_GROUP = "claimed_airflow.components"
-MODULES_ENV = "CLAIMED_AIRFLOW_COMPONENTS"
+MODULES_ENV = env_name("components")  # CLAIMED_AIRFLOW_COMPONENTS
 LIBRARY_PACKAGE = "claimed_airflow.components"
 _REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$", re.ASCII)
 _referenced: dict[str, ComponentSpec] = {}
@@ -50,9 +50,9 @@ def _import(module: str, origin: str) -> ModuleType:
 
 
 def configured_modules() -> list[str]:
-    """Modules named by ``$CLAIMED_AIRFLOW_COMPONENTS`` or ``[claimed] components`` (comma separated)."""
-    text = os.environ.get(MODULES_ENV) or os.environ.get("AIRFLOW__CLAIMED__COMPONENTS") or ""
-    return [name.strip() for name in text.split(",") if name.strip()]
+    """Modules named by the ``components`` setting: ``[claimed] components``, else ``$CLAIMED_AIRFLOW_COMPONENTS``
+    (comma separated; read while DAGs are parsed, so never from an Airflow Variable)."""
+    return list_setting("components")
 
 
 @cache
@@ -74,7 +74,7 @@ def components() -> dict[str, ComponentSpec]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.update(_specs_of(ep.load()))
     for module in configured_modules():
-        found.update(_specs_of(_import(module, MODULES_ENV)))
+        found.update(_specs_of(_import(module, "setting components")))
     return dict(sorted(found.items()))
 
 

@@ -9,9 +9,10 @@ A setting ``<name>`` takes the first value found (empty values count as unset):
 4. the environment variable ``CLAIMED_<NAME>``;
 5. the default.
 
-Steps 2 and 3 are skipped in a process that has not imported Airflow (the ``claimed-airflow`` command,
-a component's pod, a KFP step): a setting never imports Airflow (seconds) on its own. Every option is
-declared in :data:`OPTIONS`, which is also the provider's ``[claimed]`` config section.
+A setting never imports Airflow (seconds) on its own: in a process that has not imported it (the
+``claimed-airflow`` command, a component's pod, a KFP step) step 2 is skipped and step 3 reads only
+``AIRFLOW__CLAIMED__<NAME>``. Every option is declared in :data:`OPTIONS`, which is also the provider's
+``[claimed]`` config section (``get_provider_info()``) and the settings reference.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import os
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from claimed_airflow.core.errors import ParameterError
 
 # Task argument values that mean "use the configured setting".
 USE_CONFIGURED = ("", "default", "configured")
@@ -39,13 +42,15 @@ class Option:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The option as Airflow's provider config declares it."""
+        """The option as Airflow's provider config declares it: with no default, since Airflow would answer an
+        unset ``[claimed]`` option with it and hide the environment variable (step 4); the default is in the text."""
+        described = f"{self.description} Default: {self.default}." if self.default is not None else self.description
         return {
-            "description": self.description,
+            "description": described,
             "version_added": "0.1.0",
             "type": self.type,
             "example": self.example,
-            "default": self.default,
+            "default": None,
         }
 
 
@@ -98,6 +103,18 @@ OPTIONS: dict[str, Option] = {
     "image_pull_secrets": Option(
         _POD + "names of the image pull secrets of the pods, comma separated.", example="registry-credentials"
     ),
+    "spark_master": Option(
+        "Spark master of Spark components run in-process (engine local or kubernetes); set, backend auto picks "
+        "Spark (default local[*]).",
+        example="spark://cluster:7077",
+    ),
+    "spark_auto_bytes": Option(
+        "backend auto: inputs larger than this many bytes run on Spark, smaller ones in-process.",
+        type="integer",
+        example="1073741824",
+        default="268435456",
+    ),
+    "spark_log_level": Option("Log level of in-process Spark sessions.", example="INFO", default="WARN"),
 }
 
 
@@ -120,7 +137,9 @@ def _variable(name: str) -> Any:
         return None
 
 
-def _config(name: str) -> Any:
+def _config(name: str, airflow: bool) -> Any:
+    if not airflow:  # what Airflow's config would read from the environment, without importing Airflow
+        return os.environ.get(f"AIRFLOW__CLAIMED__{name.upper()}")
     from claimed_airflow.version_compat import conf
 
     return conf.get("claimed", name, fallback=None)
@@ -135,26 +154,29 @@ def setting(name: str, default: Any = None, *, value: Any = None) -> Any:
     if not _unset(value):
         return value
     airflow = "airflow" in sys.modules  # a process running Airflow; never import it (seconds) for a setting
-    layers = ((_variable,) if airflow and option.variable else ()) + ((_config,) if airflow else ())
-    for layer in layers:
-        found = layer(name)
-        if found not in (None, ""):
-            return found
-    found = os.environ.get(env_name(name))
+    found = _variable(name) if airflow and option.variable else None
+    if found in (None, ""):
+        found = _config(name, airflow)
+    if found in (None, ""):
+        found = os.environ.get(env_name(name))
     return default if found in (None, "") else found
 
 
-def json_setting(name: str, default: Any = None, *, value: Any = None) -> Any:
-    """A setting holding JSON (a node selector, a list of tolerations); values that are not text pass through."""
-    found = setting(name, None, value=value)
-    if found is None:
+def parse_json(name: str, found: Any, default: Any = None) -> Any:
+    """Setting ``name``'s JSON text ``found`` parsed (unset: ``default``; values that are not text pass through)."""
+    if found in (None, ""):
         return default
     if isinstance(found, str):
         try:
             return json.loads(found)
         except json.JSONDecodeError:
-            raise ValueError(f"claimed setting {name}: expected JSON, got {found!r}") from None
+            raise ParameterError(f"claimed setting {name}: expected JSON, got {found!r}") from None
     return found
+
+
+def json_setting(name: str, default: Any = None, *, value: Any = None) -> Any:
+    """A setting holding JSON (a node selector, a list of tolerations)."""
+    return parse_json(name, setting(name, None, value=value), default)
 
 
 def flag_setting(name: str, default: bool = False, *, value: Any = None) -> bool:

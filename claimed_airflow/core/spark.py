@@ -2,7 +2,7 @@
 
 Under ``spark-submit`` (engine ``spark``) the session is the one spark-submit configured (master
 from the ``spark_default`` connection). In-process (engine ``local``) a local session is started:
-master ``$CLAIMED_SPARK_MASTER`` or ``local[*]``, no web UI. pyspark is imported inside the functions.
+master: setting ``spark_master`` or ``local[*]``, no web UI. pyspark is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.settings import setting
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -49,13 +50,13 @@ def session(app: str | None = None) -> SparkSession:
 
     builder = SparkSession.builder.appName(app or current().component or "claimed-airflow")
     if not under_spark_submit():
-        builder = builder.master(os.environ.get("CLAIMED_SPARK_MASTER", "local[*]"))
+        builder = builder.master(str(setting("spark_master", "local[*]")))
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
     # py4j logs every closed connection at INFO when the process exits; Airflow's logging shows INFO
     logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("CLAIMED_SPARK_LOG_LEVEL", "WARN"))
+    spark.sparkContext.setLogLevel(str(setting("spark_log_level", "WARN")))
     return spark
 
 
@@ -152,16 +153,16 @@ def backend_for(backend: str, *inputs: str | Path) -> str:
     """``spark`` or ``local`` (in-process: pyarrow, pandas, DuckDB; no JVM) for a Spark component's ``backend``.
 
     ``auto`` picks Spark when the task runs under spark-submit (engine ``spark``), when a Spark master
-    is configured for in-process runs (``$CLAIMED_SPARK_MASTER``), or when the inputs are larger than
-    ``$CLAIMED_SPARK_AUTO_BYTES`` (default 256 MiB, what one process reads into memory comfortably);
+    is configured for in-process runs (setting ``spark_master``), or when the inputs are larger than
+    setting ``spark_auto_bytes`` (default 256 MiB, what one process reads into memory comfortably);
     otherwise local: starting a JVM costs seconds, converting 10,000 rows in-process milliseconds.
     """
     if backend != "auto":
         return backend
-    if under_spark_submit() or os.environ.get("CLAIMED_SPARK_MASTER"):
-        log.info("backend auto: spark (spark-submit or $CLAIMED_SPARK_MASTER)")
+    if under_spark_submit() or setting("spark_master"):
+        log.info("backend auto: spark (spark-submit or setting spark_master)")
         return "spark"
-    limit = int(os.environ.get("CLAIMED_SPARK_AUTO_BYTES", AUTO_MAX_BYTES))
+    limit = int(setting("spark_auto_bytes", AUTO_MAX_BYTES))
     size = 0
     for item in map(Path, inputs):
         files = item.rglob("*") if item.is_dir() else [item]

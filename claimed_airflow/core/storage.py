@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.settings import setting
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
@@ -55,8 +56,8 @@ def safe_name(text: str) -> str:
 
 
 def default_root() -> str:
-    """Output root from ``CLAIMED_OUTPUT_ROOT``; default ``./claimed-artifacts``."""
-    return os.environ.get("CLAIMED_OUTPUT_ROOT") or str(Path("claimed-artifacts").resolve())
+    """The ``output_root`` setting (:mod:`claimed_airflow.core.settings`); default ``./claimed-artifacts``."""
+    return str(setting("output_root") or Path("claimed-artifacts").resolve())
 
 
 def protocol(uri: str) -> str:

@@ -25,14 +25,11 @@ def _task_deferred() -> type[BaseException]:
 
 
 def default_output_root() -> str:
-    """``[claimed] output_root`` (env ``AIRFLOW__CLAIMED__OUTPUT_ROOT``), else ``$AIRFLOW_HOME/claimed-artifacts``."""
-    from claimed_airflow.version_compat import conf
+    """The ``output_root`` setting (:mod:`claimed_airflow.core.settings`), else ``$AIRFLOW_HOME/claimed-artifacts``."""
+    from claimed_airflow.core.settings import setting
 
-    configured = conf.get("claimed", "output_root", fallback=None) or os.environ.get("CLAIMED_OUTPUT_ROOT")
-    if configured:
-        return configured
     home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return os.path.join(home, "claimed-artifacts")
+    return str(setting("output_root", os.path.join(home, "claimed-artifacts")))
 
 
 class ClaimedOperator(BaseOperator):
@@ -50,20 +47,21 @@ class ClaimedOperator(BaseOperator):
     :param arguments: Parameters and input URIs of the component; values may be templates or XComArgs.
     :type arguments: dict
     :param engine: Where the component runs: ``local`` (in the worker process), ``kubernetes`` (a pod) or
-        ``spark`` (spark-submit). Unset (or ``default``): Airflow Variable ``claimed_engine``, else
-        ``[claimed] engine``, else ``local``. A template, so ``"{{ params.engine }}"`` works.
+        ``spark`` (spark-submit). Unset (or ``default``): setting ``engine`` (Variable ``claimed_engine``,
+        ``[claimed] engine``, ``$CLAIMED_ENGINE``: :mod:`claimed_airflow.core.settings`), else ``local``.
+        A template, so ``"{{ params.engine }}"`` works.
     :type engine: str | None
-    :param output_root: Root URI of outputs; default ``[claimed] output_root`` or ``$AIRFLOW_HOME/claimed-artifacts``.
+    :param output_root: Root URI of outputs; default setting ``output_root``, else ``$AIRFLOW_HOME/claimed-artifacts``.
     :type output_root: str | None
     :param cache: Reuse the outputs of an earlier run with the same component version, parameters and
-        input contents (outputs verified by hash); default ``[claimed] cache`` (false). Set it DAG-wide
+        input contents (outputs verified by hash); default setting ``cache`` (false). Set it DAG-wide
         with ``default_args={"cache": True}``. Applies to the local and kubernetes engines (a pod looks the
         cache up under the output root); spark tasks always run.
     :type cache: bool | str | None
-    :param image: kubernetes: container image; default Variable ``claimed_image`` / ``[claimed] image`` (GPU
-        tasks: ``gpu_image``), else the component's image tagged with the library version (``-gpu`` for GPU).
+    :param image: kubernetes: container image; default setting ``image`` (GPU tasks:
+        ``gpu_image``), else the component's image tagged with the library version (``-gpu`` for GPU).
     :type image: str | None
-    :param namespace: kubernetes: namespace of the pod; default ``[claimed] kubernetes_namespace``.
+    :param namespace: kubernetes: namespace of the pod; default setting ``kubernetes_namespace``.
     :type namespace: str | None
     :param cpu: kubernetes: CPU request, e.g. ``"2"``; default from the component.
     :type cpu: str | None
@@ -74,8 +72,8 @@ class ClaimedOperator(BaseOperator):
     :param node_selector: kubernetes: node selector, e.g. ``{"nvidia.com/gpu.present": "true"}``; default
         setting ``node_selector`` (GPU tasks: ``gpu_node_selector``).
     :type node_selector: dict | None
-    :param tolerations: kubernetes: tolerations as dicts (key, operator, value, effect); GPU tasks default to
-        tolerating the ``nvidia.com/gpu`` taint.
+    :param tolerations: kubernetes: tolerations as dicts (key, operator, value, effect); default setting
+        ``tolerations`` (GPU tasks: ``gpu_tolerations``, else tolerating the ``nvidia.com/gpu`` taint).
     :type tolerations: list | None
     :param image_pull_secrets: kubernetes: names of image pull secrets; default setting ``image_pull_secrets``.
     :type image_pull_secrets: list | None
@@ -260,12 +258,9 @@ class ClaimedOperator(BaseOperator):
             context["outlet_events"][outlet].extra.update(small)
 
     def _cache_enabled(self) -> bool:
-        from claimed_airflow.core.types import coerce
-        from claimed_airflow.version_compat import conf
+        from claimed_airflow.core.settings import flag_setting
 
-        if self.cache is None or self.cache == "":
-            return conf.getboolean("claimed", "cache", fallback=False)
-        return coerce("cache", self.cache, bool)
+        return flag_setting("cache", False, value=self.cache)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input and output datasets of the run (from its manifest) and the component facet."""
