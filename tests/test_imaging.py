@@ -151,3 +151,15 @@ def test_rgb_pixels_become_grey_as_an_rgb_image_file_does(model, seen):
     served.infer_v2({"inputs": [tensor]})
     served.answer(True, buffer.getvalue(), "image/png", None)
     np.testing.assert_array_equal(seen[0], seen[1])
+
+
+def test_explanations_see_the_network_input_as_the_pixels_it_came_from():
+    """LIME and the robustness pictures turn network input back into [0, 1] through the same constants."""
+    import numpy as np
+
+    from claimed_airflow.core.imaging import input_to_unit, network_input, unit_to_input
+
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    inputs = network_input(pixels)
+    np.testing.assert_allclose(input_to_unit(inputs)[..., 0], pixels / 255.0, atol=1e-6)
+    assert np.array_equal(unit_to_input(input_to_unit(inputs)), inputs)

@@ -345,3 +345,13 @@ def network_input(pixels):
 
     unit = np.asarray(pixels).astype(np.float32) / np.float32(INPUT_SCALE) - np.float32(INPUT_OFFSET)
     return np.repeat(unit[..., None], 3, axis=-1)
+
+
+def input_to_unit(inputs):
+    """Network input back to [0, 1] (what explanations and pictures show); the inverse of :func:`unit_to_input`."""
+    return (inputs + INPUT_OFFSET) * (INPUT_SCALE / 255.0)
+
+
+def unit_to_input(unit):
+    """[0, 1] images (e.g. LIME's perturbed samples) as network input."""
+    return unit * (255.0 / INPUT_SCALE) - INPUT_OFFSET

@@ -77,12 +77,14 @@ def _explain_image(loaded, position, out, num_samples, num_features, num_segment
     from lime.wrappers.scikit_image import SegmentationAlgorithm
     from skimage.segmentation import mark_boundaries
 
-    image = (loaded.x[position].astype(np.float64) + 1.0) / 2.0  # model inputs are in [-1, 1]
+    from claimed_airflow.core.imaging import input_to_unit, unit_to_input
+
+    image = input_to_unit(loaded.x[position].astype(np.float64))
     segmenter = SegmentationAlgorithm("slic", n_segments=num_segments, compactness=10, sigma=1, start_label=0)
     explainer = lime_image.LimeImageExplainer(random_state=seed)
     explanation = explainer.explain_instance(
         image,
-        lambda batch: loaded.predict_proba((np.asarray(batch, np.float32) * 2.0) - 1.0),
+        lambda batch: loaded.predict_proba(unit_to_input(np.asarray(batch, np.float32))),
         top_labels=1,
         hide_color=0.5,
         num_samples=num_samples,

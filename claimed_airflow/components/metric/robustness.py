@@ -206,7 +206,9 @@ def _save_example(original, adversarial, path: Path, *, title: str) -> None:
 
     delta = adversarial - original
     scale = float(np.abs(delta).max()) or 1.0
-    pictures = [(original + 1) / 2, (adversarial + 1) / 2, delta / (2 * scale) + 0.5]
+    from claimed_airflow.core.imaging import input_to_unit
+
+    pictures = [input_to_unit(original), input_to_unit(adversarial), delta / (2 * scale) + 0.5]
     figure, axes = plt.subplots(1, 3, figsize=(6.5, 2.6))
     for axis, picture, caption in zip(axes, pictures, ("input", "adversarial", "perturbation"), strict=True):
         axis.imshow(np.clip(picture, 0, 1))
