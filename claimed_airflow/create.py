@@ -34,6 +34,7 @@ from typing import Any
 
 from claimed_airflow.core.component import operator_name
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.options import reserved_names
 
 CATEGORIES = (
     "input",
@@ -482,7 +483,7 @@ def create_component(
     component_file.write_text(text)
     reference = f"{package + '.' if package else ''}{module}:{name}"
     spec = _load_spec(component_file, module, name)
-    clashes = sorted({p.name for p in spec.arguments} & reserved_names())
+    clashes = sorted({p.name for p in spec.arguments} & reserved_names())  # a generated operator would shadow them
     if clashes:
         component_file.unlink()
         raise ClaimedError(
@@ -497,21 +498,6 @@ def create_component(
         "reference": reference,
         "spec": spec.to_dict(),
     }
-
-
-def reserved_names() -> set[str]:
-    """Names an operator's parameters must not take (attributes of ClaimedOperator/BaseOperator)."""
-    try:
-        import inspect
-
-        from claimed_airflow.operators.base import ClaimedOperator
-        from claimed_airflow.version_compat import BaseOperator
-    except ImportError:  # no Airflow: nothing to shadow
-        return set()
-    names = set(dir(ClaimedOperator))
-    for cls in (ClaimedOperator, BaseOperator):
-        names |= set(inspect.signature(cls.__init__).parameters)
-    return names
 
 
 def _load_spec(path: Path, module: str, name: str):

@@ -35,9 +35,12 @@ def components_page() -> str:
 
 
 def operators_page() -> str:
+    import dataclasses
+
     import docstring_parser
 
     from claimed_airflow.core import registry
+    from claimed_airflow.core.options import KubernetesOptions, SparkOptions, flat_name
     from claimed_airflow.operators.base import ClaimedOperator
 
     lines = [
@@ -58,6 +61,24 @@ def operators_page() -> str:
     for param in docstring_parser.parse(ClaimedOperator.__doc__ or "").params:
         type_cell = _cell(f"`{param.type_name}`") if param.type_name else ""
         lines.append(f"| `{param.arg_name}` | {type_cell} | {_cell(param.description or '')} |")
+    lines += [
+        "",
+        "## Engine options",
+        "",
+        "`claimed_airflow.core.options`; unset (None) options take the defaults named.",
+    ]
+    for options in (KubernetesOptions, SparkOptions):
+        lines += [
+            "",
+            f"### `{options.__name__}` (`{options.engine}=`)",
+            "",
+            "| option | type | default | description |",
+        ]
+        lines.append("| --- | --- | --- | --- |")
+        described = {p.arg_name: p.description or "" for p in docstring_parser.parse(options.__doc__ or "").params}
+        for field in dataclasses.fields(options):
+            text = f"{described.get(field.name, '')} Flat form: `{flat_name(options.engine, field.name)}=`."
+            lines.append(f"| `{field.name}` | {_cell(f'`{field.type}`')} | `{field.default!r}` | {_cell(text)} |")
     return "\n".join(lines) + "\n"
 
 

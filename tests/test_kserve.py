@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from claimed_airflow import __version__
-from claimed_airflow.components.deploy.kserve import inference_service
+from claimed_airflow.components.deploy.kserve import inference_service, kserve
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.pod import container_security_context
 from claimed_airflow.core.runner import run
@@ -34,9 +34,7 @@ def deploy(tmp_path, conn_id, **params):
 
 def test_creates_the_inference_service_and_returns_its_url(tmp_path, connection):
     with InferenceServiceStub() as stub:
-        result = deploy(
-            tmp_path, connection(stub), predictor_gpus=1, predictor_cpu="2", predictor_memory="4Gi", poll_interval=0.05
-        )
+        result = deploy(tmp_path, connection(stub), gpus=1, cpu="2", memory="4Gi", poll_interval=0.05)
     assert result["url"] == "http://xray.models.example.com"
     assert (result["action"], result["namespace"]) == ("created", "models")
     assert [(r["method"], r["path"]) for r in stub.requests] == [
@@ -109,9 +107,7 @@ def test_kubeconfig_without_a_connection_and_a_serving_runtime(tmp_path, monkeyp
         monkeypatch.setattr(
             kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", stub.kubeconfig(tmp_path / "kc")
         )
-        result = deploy(
-            tmp_path, None, service_namespace="models", model_format="tensorflow", runtime="kserve-tfserving"
-        )
+        result = deploy(tmp_path, None, namespace="models", model_format="tensorflow", runtime="kserve-tfserving")
     assert result["url"] == "http://xray.models.example.com"
     model = stub.requests[1]["body"]["spec"]["predictor"]["model"]
     assert model == {
@@ -130,7 +126,7 @@ def test_kubeconfig_without_a_connection_and_a_serving_runtime(tmp_path, monkeyp
         ({"service_name": "X_ray"}, "service_name: 'X_ray' is not a valid Kubernetes name"),
         ({"storage_uri": "/tmp/model"}, "storage_uri: '/tmp/model' is not a location a cluster can read"),
         ({"protocol_version": "v3"}, "protocol_version: expected 'v1' or 'v2'"),
-        ({"max_replicas": 0}, "predictor_gpus/min_replicas/max_replicas"),
+        ({"max_replicas": 0}, "gpus/min_replicas/max_replicas"),
     ],
 )
 def test_bad_parameters_fail_before_any_call(tmp_path, params, message):
@@ -139,8 +135,32 @@ def test_bad_parameters_fail_before_any_call(tmp_path, params, message):
 
 
 def test_manifest_scale_to_zero_and_service_account():
-    body = inference_service("a", "ns", "gs://b/m", min_replicas=0, max_replicas=3, service_account="reader")
+    arguments = {"storage_uri": "gs://b/m", "service_name": "a", "min_replicas": 0, "max_replicas": 3}
+    body = inference_service(kserve.spec.bind({**arguments, "service_account": "reader"}), "ns")
     assert body["spec"]["predictor"]["minReplicas"] == 0 and body["spec"]["predictor"]["serviceAccountName"] == "reader"
+
+
+def test_former_parameter_names_still_work_with_a_deprecation_warning():
+    """predictor_* and service_namespace (before natural names) bind to the current names, with a warning
+    naming them; through the operator too (its own cpu/memory/gpus/image/namespace are the predictor's)."""
+    from claimed_airflow.operators import KServeDeployOperator
+
+    former = {"predictor_cpu": "2", "predictor_memory": "4Gi", "predictor_gpus": 1, "service_namespace": "models"}
+    current = {"cpu": "2", "memory": "4Gi", "gpus": 1, "namespace": "models"}
+    base = {"storage_uri": "s3://b/m", "service_name": "xray"}
+    with pytest.warns(DeprecationWarning, match="parameter predictor_cpu is now cpu") as warned:
+        bound = kserve.spec.bind({**base, **former, "predictor_image": "registry.example.com/serve"})
+    assert bound == kserve.spec.bind({**base, **current, "image": "registry.example.com/serve"})
+    assert {str(w.message).split(": ", 1)[1] for w in warned} >= {
+        "parameter service_namespace is now namespace; the former name goes away in 1.0",
+        "parameter predictor_image is now image; the former name goes away in 1.0",
+    }
+    operator = KServeDeployOperator(task_id="kserve", **base, **former, kubernetes={"cpu": "500m"})
+    assert operator.cpu == "1" and operator.kubernetes.cpu == "500m"  # the pod's cpu, apart from the predictor's
+    with pytest.warns(DeprecationWarning, match="predictor_gpus is now gpus"):
+        assert kserve.spec.bind(operator.component_arguments()) == kserve.spec.bind({**base, **current})
+    with pytest.raises(ClaimedError, match="^predictor_cpu: former name of cpu \\(both given\\); give only cpu$"):
+        kserve.spec.bind({**base, "predictor_cpu": "2", "cpu": "3"})
 
 
 @pytest.mark.e2e

@@ -66,8 +66,8 @@ def cli_text(value) -> str:
 def build_pod(operator, scope: Scope = SCOPE, root: str = "s3://claimed-out/root"):
     from claimed_airflow.operators.engines import kubernetes
 
-    spec = registry.get(operator.component)
-    pod_operator = kubernetes.pod_operator(operator, context_for(scope), spec, root, scope)
+    task = operator.engine_task(registry.get(operator.component), root, scope)
+    pod_operator = kubernetes.pod_operator(task, context_for(scope))
     return pod_operator.build_pod_request_obj(context_for(scope), dry_run=True)
 
 
@@ -190,9 +190,8 @@ def test_pod_is_hardened_and_times_out_with_the_task():
 def test_bad_secret_entry_is_a_clear_error():
     from claimed_airflow.operators import RowsFilterOperator
 
-    operator = RowsFilterOperator(task_id="t", table="t.csv", condition="a > 1", secrets=[{"env": "X", "secret": "s"}])
-    with pytest.raises(ValueError, match="names an env variable but no key"):
-        build_pod(operator)
+    with pytest.raises(ValueError, match=r"^task 't': kubernetes.secrets: .* names an env variable but no key"):
+        RowsFilterOperator(task_id="t", table="t.csv", condition="a > 1", secrets=[{"env": "X", "secret": "s"}])
 
 
 def test_engine_and_image_come_from_configuration(monkeypatch):

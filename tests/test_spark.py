@@ -256,7 +256,7 @@ def test_spark_submit_runs_the_component_through_the_one_launcher(name):
         task_id="t", engine="spark", spark_conf={"spark.executor.cores": 2}, **values
     )
     scope = Scope("d", "r", "t")
-    submit = spark.submit_operator(operator, {}, spec, "s3://out", scope)
+    submit = spark.submit_operator(operator.engine_task(spec, "s3://out", scope), {})
     folder = Path(submit.application).parent
     assert (folder.name, Path(submit.application).name) == ("spark_app", "launcher.py")
     # spark-submit puts the application's folder first on sys.path: nothing there may shadow a package

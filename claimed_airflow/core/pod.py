@@ -1,6 +1,6 @@
 """The pod of a task, described once: what the kubernetes engine's pod and an exported KFP step both run.
 
-:func:`task_pod` computes a :class:`TaskPod` from the operator's arguments, the component spec and the
+:func:`task_pod` computes a :class:`TaskPod` from the task's kubernetes options, the component spec and the
 claimed settings (Airflow Variable ``claimed_<name>``, else ``[claimed] <name>``). The kubernetes
 engine renders it as a KubernetesPodOperator, the KFP export as a step's container and kfp-kubernetes
 platform config, and ``deploy.kserve`` / ``train.tfjob`` use the same hardened security contexts and
@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from claimed_airflow import __version__
 from claimed_airflow.core.errors import ParameterError
 from claimed_airflow.core.settings import parse_json
+
+if TYPE_CHECKING:
+    from claimed_airflow.core.options import KubernetesOptions
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -74,19 +78,19 @@ class SecretRef:
         return "volume" if self.mount else "env" if self.env else "env_all"
 
 
-def parse_secrets(entries: list[dict] | None) -> tuple[SecretRef, ...]:
+def parse_secrets(entries: list[dict] | None, where: str = "secrets") -> tuple[SecretRef, ...]:
     """``{"env": VAR, "secret": name, "key": key}``, ``{"secret": name}`` or ``{"secret": name, "mount": path}``."""
     found = []
     for entry in entries or []:
         if not isinstance(entry, dict) or "secret" not in entry:
-            raise ParameterError(f"secrets: expected {{'secret': name, ...}}, got {entry!r}")
+            raise ParameterError(f"{where}: expected {{'secret': name, ...}}, got {entry!r}")
         unknown = set(entry) - {"secret", "env", "key", "mount"}
         if unknown:
-            raise ParameterError(f"secrets: unknown key(s) {', '.join(sorted(unknown))} in {entry!r}")
+            raise ParameterError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} in {entry!r}")
         if "env" in entry and "key" not in entry:
-            raise ParameterError(f"secrets: {entry!r} names an env variable but no key of the secret")
+            raise ParameterError(f"{where}: {entry!r} names an env variable but no key of the secret")
         if "env" in entry and "mount" in entry:
-            raise ParameterError(f"secrets: {entry!r} gives both env and mount; give one")
+            raise ParameterError(f"{where}: {entry!r} gives both env and mount; give one")
         found.append(SecretRef(entry["secret"], entry.get("env"), entry.get("key"), entry.get("mount")))
     return tuple(found)
 
@@ -145,50 +149,52 @@ def json_setting(setting: Setting, name: str, default: Any = None) -> Any:
     return parse_json(name, setting(name), default)
 
 
-def _tolerations(items: Any) -> tuple[dict[str, Any], ...]:
+def check_tolerations(items: Any, where: str = "tolerations") -> tuple[dict[str, Any], ...]:
+    """Tolerations as dicts with the keys of a Kubernetes toleration; ``where`` names them in errors."""
     if not isinstance(items, (list, tuple)):
-        raise ParameterError(f"tolerations: expected a list of dicts, got {items!r}")
+        raise ParameterError(f"{where}: expected a list of dicts, got {items!r}")
     checked = []
     for item in items:
         if not isinstance(item, dict) or set(item) - set(TOLERATION_KEYS):
-            raise ParameterError(f"tolerations: {item!r} is not a toleration (keys: {', '.join(TOLERATION_KEYS)})")
+            raise ParameterError(f"{where}: {item!r} is not a toleration (keys: {', '.join(TOLERATION_KEYS)})")
         checked.append(dict(item))
     return tuple(checked)
 
 
-def task_pod(task: Any, spec, setting: Setting) -> TaskPod:
-    """The pod of ``task`` (a claimed operator: its image, cpu, memory, gpus, node_selector,
-    tolerations, image_pull_secrets, secrets, env_vars, execution_timeout and retries) running ``spec``."""
-    cpu = str(task.cpu if task.cpu is not None else spec.resources.cpu)
-    memory = str(task.memory if task.memory is not None else spec.resources.memory)
-    gpus = int(task.gpus if task.gpus is not None else spec.resources.gpus)
-    image = image_for(task.image, spec, gpus, setting)
-    node_selector = task.node_selector
+def task_pod(
+    options: KubernetesOptions, spec, setting: Setting, *, retries: int = 0, timeout: timedelta | None = None
+) -> TaskPod:
+    """The pod running ``spec`` with the task's kubernetes ``options`` (unset ones from the component and the
+    claimed ``setting``), its ``retries`` and ``timeout`` (Airflow's execution_timeout)."""
+    cpu = options.cpu if options.cpu is not None else str(spec.resources.cpu)
+    memory = options.memory if options.memory is not None else str(spec.resources.memory)
+    gpus = options.gpus if options.gpus is not None else int(spec.resources.gpus)
+    image = image_for(options.image, spec, gpus, setting)
+    node_selector = options.node_selector
     if node_selector is None:
         node_selector = json_setting(setting, "gpu_node_selector" if gpus else "node_selector", None)
     if not isinstance(node_selector or {}, dict):
         raise ParameterError(f"node_selector: expected a JSON object, got {node_selector!r}")
-    tolerations = task.tolerations
+    tolerations = options.tolerations
     if tolerations is None:
         default = [GPU_TOLERATION] if gpus else None
         tolerations = json_setting(setting, "gpu_tolerations" if gpus else "tolerations", default)
-    pull_secrets = task.image_pull_secrets
+    pull_secrets = options.image_pull_secrets
     if pull_secrets is None:
         configured = setting("image_pull_secrets")
         pull_secrets = [s.strip() for s in str(configured).split(",") if s.strip()] if configured else []
-    timeout = getattr(task, "execution_timeout", None)
     return TaskPod(
         image=image,
         cpu=cpu,
         memory=memory,
         gpus=gpus,
-        env={"CLAIMED_IMAGE": image, **{str(k): str(v) for k, v in (task.env_vars or {}).items()}},
-        secrets=parse_secrets(task.secrets),
-        tolerations=_tolerations(tolerations or []),
+        env={"CLAIMED_IMAGE": image, **(options.env_vars or {})},
+        secrets=parse_secrets(list(options.secrets or [])),
+        tolerations=check_tolerations(tolerations or []),
         node_selector={str(k): str(v) for k, v in (node_selector or {}).items()},
         image_pull_secrets=tuple(pull_secrets),
         timeout_s=max(1, int(timeout.total_seconds())) if timeout is not None else None,
-        retries=int(getattr(task, "retries", 0) or 0),
+        retries=int(retries or 0),
         labels={"app.kubernetes.io/name": "claimed-airflow", "claimed-component": spec.name},
         annotations={"claimed-airflow/version": __version__},
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from claimed_airflow.core.component import ComponentSpec, Parameter
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.options import reserved_names
 from claimed_airflow.core.pod import TaskPod, image_for, resource_requirements
 from claimed_airflow.core.types import unwrap_optional
 from claimed_airflow.kfp import ui
@@ -56,6 +57,9 @@ def function_name(spec: ComponentSpec) -> str:
 
 
 def _check_names(spec: ComponentSpec) -> None:
+    operator = sorted({p.name for p in spec.arguments} & reserved_names())
+    if operator:
+        raise ClaimedError(f"{spec.name}: parameter name(s) {', '.join(operator)} are the claimed operator's own")
     taken = {*SCOPE_INPUTS, CACHE_INPUT, MANIFEST, VALUES, *ui.ARTIFACT_TYPES} | ({BLESSED} if spec.gate else set())
     clash = sorted(taken & {p.name for p in spec.parameters})
     if clash:

@@ -217,7 +217,7 @@ def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
     known = {p.name: p for p in spec.arguments}
     arguments = {}
     data_upstream: set[str] = set()
-    for name, value in task.component_arguments().items():
+    for name, value in spec.current_names(task.component_arguments()).items():
         if name not in known:
             raise ExportError(f"task {task.task_id!r}: {spec.name} has no parameter {name!r}")
         converted = _argument(task.task_id, name, value, known[name], params)
@@ -247,10 +247,10 @@ def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
     )
 
 
-# Operator arguments a KFP step cannot express; anything else of the pod is in :class:`TaskPod`.
+# Engine options a KFP step cannot express; anything else of the pod is in :class:`TaskPod`.
 _POD_ONLY = {
     "pod_options": "further KubernetesPodOperator arguments have no KFP equivalent; use the task's own "
-    "arguments (image, cpu, memory, gpus, node_selector, tolerations, image_pull_secrets, secrets, env_vars)",
+    "options (image, cpu, memory, gpus, node_selector, tolerations, image_pull_secrets, secrets, env_vars)",
     "namespace": "a KFP step runs in the namespace of its pipeline run",
     "spark_conf": "a KFP step runs Spark inside its pod (local[*]); spark-submit settings do not apply",
 }
@@ -261,11 +261,13 @@ def task_pod_of(task: Any, spec: ComponentSpec) -> TaskPod:
     from claimed_airflow.core.pod import task_pod
     from claimed_airflow.operators.engines import setting
 
+    options = task.kubernetes
+    given = {"pod_options": options.pod_options, "namespace": options.namespace, "spark_conf": task.spark.conf}
     for option, reason in _POD_ONLY.items():
-        if getattr(task, option, None):
+        if given[option]:
             raise ExportError(f"task {task.task_id!r}: {option}: {reason}")
     try:
-        pod = task_pod(task, spec, setting)
+        pod = task_pod(options, spec, setting, retries=task.retries, timeout=task.execution_timeout)
     except ClaimedError as exc:
         raise ExportError(f"task {task.task_id!r}: {exc}") from None
     for ref in pod.secrets:

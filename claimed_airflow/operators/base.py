@@ -11,11 +11,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from claimed_airflow.operators.engines import ENGINES
+from claimed_airflow.core import options
+from claimed_airflow.core.errors import ParameterError
+from claimed_airflow.core.options import FLAT, KubernetesOptions, SparkOptions
+from claimed_airflow.operators.engines import ENGINES, EngineTask
 from claimed_airflow.operators.links import ArtifactsLink
 from claimed_airflow.version_compat import BaseOperator
 
-__all__ = ["ENGINES", "ClaimedOperator", "default_output_root"]
+__all__ = ["ENGINES", "ClaimedOperator", "KubernetesOptions", "SparkOptions", "default_output_root"]
 
 
 def _task_deferred() -> type[BaseException]:
@@ -58,40 +61,18 @@ class ClaimedOperator(BaseOperator):
         with ``default_args={"cache": True}``. Applies to the local and kubernetes engines (a pod looks the
         cache up under the output root); spark tasks always run.
     :type cache: bool | str | None
-    :param image: kubernetes: container image; default setting ``image`` (GPU tasks:
-        ``gpu_image``), else the component's image tagged with the library version (``-gpu`` for GPU).
-    :type image: str | None
-    :param namespace: kubernetes: namespace of the pod; default setting ``kubernetes_namespace``.
-    :type namespace: str | None
-    :param cpu: kubernetes: CPU request, e.g. ``"2"``; default from the component.
-    :type cpu: str | None
-    :param memory: kubernetes: memory request and limit, e.g. ``"8Gi"``; default from the component.
-    :type memory: str | None
-    :param gpus: kubernetes: ``nvidia.com/gpu`` limit; default from the component (train.mobilenet_v2: 1).
-    :type gpus: int | None
-    :param node_selector: kubernetes: node selector, e.g. ``{"nvidia.com/gpu.present": "true"}``; default
-        setting ``node_selector`` (GPU tasks: ``gpu_node_selector``).
-    :type node_selector: dict | None
-    :param tolerations: kubernetes: tolerations as dicts (key, operator, value, effect); default setting
-        ``tolerations`` (GPU tasks: ``gpu_tolerations``, else tolerating the ``nvidia.com/gpu`` taint).
-    :type tolerations: list | None
-    :param image_pull_secrets: kubernetes: names of image pull secrets; default setting ``image_pull_secrets``.
-    :type image_pull_secrets: list | None
-    :param secrets: kubernetes: Kubernetes secrets as environment: ``{"env": "AWS_SECRET_ACCESS_KEY",
-        "secret": "s3", "key": "secret_key"}``, ``{"secret": "s3"}`` (all keys) or ``{"secret": n, "mount": path}``.
-    :type secrets: list | None
-    :param env_vars: kubernetes: extra environment variables of the pod.
-    :type env_vars: dict | None
-    :param kubernetes_conn_id: kubernetes: Airflow connection of the cluster.
-    :type kubernetes_conn_id: str
-    :param pod_options: kubernetes: further KubernetesPodOperator arguments (service_account_name, volumes,
-        volume_mounts, affinity, in_cluster, startup_timeout_seconds, ...); they win over the ones above.
-    :type pod_options: dict | None
-    :param spark_conn_id: spark: Airflow connection of the Spark master (``spark_default``: set its host to
-        ``local[*]`` for one machine).
-    :type spark_conn_id: str
-    :param spark_conf: spark: extra ``--conf`` settings of spark-submit.
-    :type spark_conf: dict | None
+    :param kubernetes: engine=kubernetes: how the pod runs, as ``KubernetesOptions(...)`` or a dict of its
+        options: image, namespace, cpu, memory, gpus, node_selector, tolerations, image_pull_secrets, secrets,
+        env_vars, conn_id, pod_options (see "Engine options" below). Unset options come from the component
+        (resources) and the settings. The flat arguments of earlier releases (``cpu="2"``, ``image=...``,
+        ``kubernetes_conn_id=...``, ...) still work, except on an operator whose component has a parameter of
+        that name (``KServeDeployOperator(cpu=...)`` is the predictor's): give the pod's then through
+        ``kubernetes={"cpu": ...}``. An option given both ways is an error. DAG-wide:
+        ``default_args={"kubernetes": {...}}`` (a task's options win, option by option).
+    :type kubernetes: KubernetesOptions | dict | None
+    :param spark: engine=spark: how spark-submit runs, as ``SparkOptions(conn_id=..., conf={...})`` or a dict;
+        the flat ``spark_conn_id`` and ``spark_conf`` still work.
+    :type spark: SparkOptions | dict | None
     :param deferrable: Wait in Airflow's triggerer instead of a worker slot: a component's long wait (KServe
         Ready, TFJob/PyTorchJob, Katib Experiment, Watson ML deployment) on the local engine, the pod on the
         kubernetes engine. Default ``[operators] default_deferrable`` (false).
@@ -100,6 +81,7 @@ class ClaimedOperator(BaseOperator):
 
     component: ClassVar[str] = ""
     component_fields: ClassVar[tuple[str, ...]] = ()
+    renamed: ClassVar[dict[str, str]] = {}  # former parameter names of the component -> current ones
     gate: ClassVar[bool] = False
     template_fields: Sequence[str] = ("arguments", "engine", "output_root", "cache")
     template_fields_renderers = {"arguments": "json"}
@@ -114,53 +96,43 @@ class ClaimedOperator(BaseOperator):
         engine: str | None = None,
         output_root: str | None = None,
         cache: bool | str | None = None,
-        image: str | None = None,
-        namespace: str | None = None,
-        cpu: str | None = None,
-        memory: str | None = None,
-        gpus: int | None = None,
-        node_selector: dict[str, str] | None = None,
-        tolerations: list[dict[str, Any]] | None = None,
-        image_pull_secrets: list[str] | None = None,
-        secrets: list[dict[str, str]] | None = None,
-        env_vars: dict[str, str] | None = None,
-        kubernetes_conn_id: str = "kubernetes_default",
-        pod_options: dict[str, Any] | None = None,
-        spark_conn_id: str = "spark_default",
-        spark_conf: dict[str, Any] | None = None,
+        kubernetes: KubernetesOptions | dict[str, Any] | None = None,
+        spark: SparkOptions | dict[str, Any] | None = None,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        flat = {name: kwargs.pop(name) for name in FLAT if name in kwargs}  # engine options of earlier releases
+        renamed = {name: kwargs.pop(name) for name in self.renamed if name in kwargs}  # bound (and warned) at run time
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         if component:
             self.component = component
         if not self.component:
             raise ValueError(f"{self.task_id}: ClaimedOperator needs a component name, e.g. 'input.dicom'")
-        self.arguments = arguments or {}
+        self.arguments = {**(arguments or {}), **renamed}
         self.engine = engine
         self.output_root = output_root
         self.cache = cache
         self.claimed_result: dict[str, Any] | None = None
-        self.image = image
-        self.namespace = namespace
-        self.cpu = cpu
-        self.memory = memory
-        self.gpus = gpus
-        self.node_selector = node_selector
-        self.tolerations = tolerations
-        self.image_pull_secrets = image_pull_secrets
-        self.secrets = secrets
-        self.env_vars = env_vars
-        self.kubernetes_conn_id = kubernetes_conn_id
-        self.pod_options = pod_options
-        self.spark_conn_id = spark_conn_id
-        self.spark_conf = spark_conf
+        self.kubernetes, self.spark = self._engine_options(kubernetes, spark, flat, kwargs.get("default_args") or {})
         if deferrable is None:  # like the official providers: [operators] default_deferrable
             from claimed_airflow.version_compat import conf
 
             deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
         self.deferrable = deferrable
+
+    def _engine_options(
+        self, kubernetes: Any, spark: Any, flat: dict[str, Any], default_args: dict[str, Any]
+    ) -> tuple[KubernetesOptions, SparkOptions]:
+        """The task's options over the DAG's ``default_args`` (which Airflow also passes as the argument)."""
+        given = {"kubernetes": kubernetes, "spark": spark}
+        task = {**flat, **{name: value for name, value in given.items() if value is not default_args.get(name)}}
+        defaults = {name: value for name, value in default_args.items() if name in FLAT or name in given}
+        try:
+            folded = options.fold(task, defaults)
+        except ParameterError as exc:
+            raise ParameterError(f"task {self.task_id!r}: {exc}") from None
+        return folded["kubernetes"], folded["spark"]
 
     def component_arguments(self) -> dict[str, Any]:
         """The rendered parameter values; unset (None) ones are left to the component's defaults."""
@@ -168,20 +140,36 @@ class ClaimedOperator(BaseOperator):
         values.update({name: getattr(self, name) for name in self.component_fields})
         return {name: value for name, value in values.items() if value is not None}
 
-    def _run_engine(self, engine, context: Any, spec, root: str, scope) -> dict[str, Any]:
+    def engine_task(self, spec, root: str, scope) -> EngineTask:
+        """What the engine runs: the rendered arguments and the typed options (engines never see the operator)."""
+        return EngineTask(
+            task_id=self.task_id,
+            spec=spec,
+            arguments=self.component_arguments(),
+            root=root,
+            scope=scope,
+            cache=self._cache_enabled(),
+            deferrable=bool(self.deferrable),
+            kubernetes=self.kubernetes,
+            spark=self.spark,
+            retries=int(self.retries or 0),
+            timeout=self.execution_timeout,
+        )
+
+    def _run_engine(self, engine, context: Any, task: EngineTask) -> dict[str, Any]:
         """``engine.execute``; deferrable: a component's wait, or the engine's own operator, defers to the triggerer."""
         from claimed_airflow.core import waits
 
-        self._engine = engine
+        self._engine, self._engine_task = engine, task
         resume, self._resume = getattr(self, "_resume", None), None
         try:
             if resume and "nested" in resume:
                 nested = resume["nested"]
-                return engine.resume(self, context, spec, root, scope, nested["method"], resume["event"], nested)
-            if self.deferrable and engine.__name__.endswith(".local"):
+                return engine.resume(task, context, nested["method"], resume["event"], nested)
+            if task.deferrable and engine.__name__.endswith(".local"):
                 with waits.deferring(resume["journal"] if resume else None):
-                    return engine.execute(self, context, spec, root, scope)
-            return engine.execute(self, context, spec, root, scope)
+                    return engine.execute(task, context)
+            return engine.execute(task, context)
         except waits.Deferral as deferral:
             from datetime import timedelta
 
@@ -218,7 +206,7 @@ class ClaimedOperator(BaseOperator):
         """Stop what the task started: the pod (kubernetes), spark-submit (spark), worker processes (local)."""
         engine = getattr(self, "_engine", None)
         if engine is not None:
-            engine.kill(self)
+            engine.kill(self._engine_task)
 
     def execute(self, context: Any) -> dict[str, Any]:
         from claimed_airflow.core import registry, storage
@@ -237,7 +225,7 @@ class ClaimedOperator(BaseOperator):
         root = storage.normalize(self.output_root or default_output_root())
         self.log.info("%s: running %s on engine %s", self.task_id, self.component, engine_name)
         try:
-            result = self._run_engine(engine, context, registry.get(self.component), root, scope)
+            result = self._run_engine(engine, context, self.engine_task(registry.get(self.component), root, scope))
         except ClaimedError as exc:
             raise AirflowFailException(f"{self.component}: {exc}") from None
         self.claimed_result = result

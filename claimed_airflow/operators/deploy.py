@@ -72,9 +72,9 @@ class KServeDeployOperator(ClaimedOperator):
     :type storage_uri: str
     :param service_name: Name of the InferenceService (lowercase letters, digits and ``-``).
     :type service_name: str
-    :param service_namespace: Kubernetes namespace of the InferenceService; default the connection's
-        namespace, else ``default``.
-    :type service_namespace: str | None
+    :param namespace: Kubernetes namespace of the InferenceService; default the connection's
+        namespace, else ``default`` (formerly ``service_namespace``).
+    :type namespace: str | None
     :param model_format: ``claimed`` (default: ``claimed-airflow serve`` as a custom predictor,
         reads ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or
         ``onnx``.
@@ -83,16 +83,18 @@ class KServeDeployOperator(ClaimedOperator):
     :type runtime: str | None
     :param protocol_version: Inference protocol of a serving runtime: ``v1`` or ``v2``.
     :type protocol_version: str
-    :param predictor_image: Container image of the ``claimed`` predictor.
-    :type predictor_image: str
+    :param image: Container image of the ``claimed`` predictor (formerly ``predictor_image``).
+    :type image: str
     :param service_account: Service account with the credentials to read ``storage_uri``.
     :type service_account: str | None
-    :param predictor_cpu: CPU request and limit of each predictor replica.
-    :type predictor_cpu: str
-    :param predictor_memory: Memory request and limit of each predictor replica.
-    :type predictor_memory: str
-    :param predictor_gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
-    :type predictor_gpus: int
+    :param cpu: CPU request of each predictor replica (formerly ``predictor_cpu``).
+    :type cpu: str
+    :param memory: Memory request and limit of each predictor replica (formerly
+        ``predictor_memory``).
+    :type memory: str
+    :param gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit; formerly
+        ``predictor_gpus``).
+    :type gpus: int
     :param min_replicas: Minimum number of predictor replicas (0 allows scale to zero).
     :type min_replicas: int
     :param max_replicas: Maximum number of predictor replicas.
@@ -110,21 +112,28 @@ class KServeDeployOperator(ClaimedOperator):
     component_fields = (
         "storage_uri",
         "service_name",
-        "service_namespace",
+        "namespace",
         "model_format",
         "runtime",
         "protocol_version",
-        "predictor_image",
+        "image",
         "service_account",
-        "predictor_cpu",
-        "predictor_memory",
-        "predictor_gpus",
+        "cpu",
+        "memory",
+        "gpus",
         "min_replicas",
         "max_replicas",
         "ready_timeout",
         "poll_interval",
         "conn_id",
     )
+    renamed = {
+        "service_namespace": "namespace",
+        "predictor_image": "image",
+        "predictor_cpu": "cpu",
+        "predictor_memory": "memory",
+        "predictor_gpus": "gpus",
+    }
     ui_color = "#e0f7fa"
     operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -134,15 +143,15 @@ class KServeDeployOperator(ClaimedOperator):
         *,
         storage_uri: str,
         service_name: str,
-        service_namespace: str | None = None,
+        namespace: str | None = None,
         model_format: str = "claimed",
         runtime: str | None = None,
         protocol_version: str = "v2",
-        predictor_image: str = "ghcr.io/claimed-framework/claimed-airflow",
+        image: str = "ghcr.io/claimed-framework/claimed-airflow",
         service_account: str | None = None,
-        predictor_cpu: str = "1",
-        predictor_memory: str = "2Gi",
-        predictor_gpus: int = 0,
+        cpu: str = "1",
+        memory: str = "2Gi",
+        gpus: int = 0,
         min_replicas: int = 1,
         max_replicas: int = 1,
         ready_timeout: int = 600,
@@ -153,15 +162,15 @@ class KServeDeployOperator(ClaimedOperator):
         super().__init__(**kwargs)
         self.storage_uri = storage_uri
         self.service_name = service_name
-        self.service_namespace = service_namespace
+        self.namespace = namespace
         self.model_format = model_format
         self.runtime = runtime
         self.protocol_version = protocol_version
-        self.predictor_image = predictor_image
+        self.image = image
         self.service_account = service_account
-        self.predictor_cpu = predictor_cpu
-        self.predictor_memory = predictor_memory
-        self.predictor_gpus = predictor_gpus
+        self.cpu = cpu
+        self.memory = memory
+        self.gpus = gpus
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
         self.ready_timeout = ready_timeout

@@ -107,6 +107,10 @@ def operator_source(spec: ComponentSpec) -> str:
     lines.append("")
     lines.append(f'    component = "{spec.name}"')
     lines.append(f"    component_fields = {_tuple([p.name for p in args], '    ')}")
+    if spec.renamed:  # former parameter names: still accepted, bound with a DeprecationWarning when the task runs
+        items = [f"{json.dumps(old)}: {json.dumps(new)}" for old, new in spec.renamed.items()]
+        one_line = f"    renamed = {{{', '.join(items)}}}"
+        lines += [one_line] if len(one_line) <= 120 else ["    renamed = {", *(f"        {i}," for i in items), "    }"]
     if spec.gate:
         lines.append("    gate = True")
     if spec.category in UI_COLORS:

@@ -203,8 +203,9 @@ class TfjobTrainOperator(ClaimedOperator):
     :type workers: int
     :param gpus_per_worker: GPUs of each replica (default: the trainer's own GPU count).
     :type gpus_per_worker: int | None
-    :param job_image: Container image (default: the trainer's image).
-    :type job_image: str | None
+    :param image: Container image of the replicas (default: the trainer's image; formerly
+        ``job_image``).
+    :type image: str | None
     :param job_name: Name of the job (default: the trainer's name with a random suffix); give a
         fixed name (e.g. from the run id) to re-attach to the same job when the task is retried.
     :type job_name: str | None
@@ -231,7 +232,7 @@ class TfjobTrainOperator(ClaimedOperator):
         "kind",
         "workers",
         "gpus_per_worker",
-        "job_image",
+        "image",
         "job_name",
         "job_namespace",
         "job_node_selector",
@@ -240,6 +241,7 @@ class TfjobTrainOperator(ClaimedOperator):
         "poll_interval",
         "delete_on_timeout",
     )
+    renamed = {"job_image": "image"}
     ui_color = "#fff3e0"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -252,7 +254,7 @@ class TfjobTrainOperator(ClaimedOperator):
         kind: str = "TFJob",
         workers: int = 2,
         gpus_per_worker: int | None = None,
-        job_image: str | None = None,
+        image: str | None = None,
         job_name: str | None = None,
         job_namespace: str = "kubeflow",
         job_node_selector: dict | None = None,
@@ -269,7 +271,7 @@ class TfjobTrainOperator(ClaimedOperator):
         self.kind = kind
         self.workers = workers
         self.gpus_per_worker = gpus_per_worker
-        self.job_image = job_image
+        self.image = image
         self.job_name = job_name
         self.job_namespace = job_namespace
         self.job_node_selector = job_node_selector

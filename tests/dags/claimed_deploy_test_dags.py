@@ -49,7 +49,7 @@ with DAG(
         task_id="kserve",
         storage_uri="{{ params.storage_uri }}",
         service_name="xray",
-        predictor_gpus=1,
+        gpus=1,
         conn_id="k8s_stub",
         ready_timeout="{{ params.ready_timeout }}",
         poll_interval=0.2,

@@ -37,7 +37,7 @@ def main(dag_file: str, dag_id: str) -> None:
             ti = SimpleNamespace(dag_id=dag_id, task_id=task.task_id, run_id="parity", map_index=-1, try_number=1)
             context = {"ti": ti, "run_id": "parity", "dag": dag, "params": {}}
             spec = registry.get(task.component)
-            operator = kubernetes.pod_operator(task, context, spec, "s3://parity/root", scope)
+            operator = kubernetes.pod_operator(task.engine_task(spec, "s3://parity/root", scope), context)
             pod = operator.build_pod_request_obj(context, dry_run=True)
             pods[task.task_id] = {"pod": ApiClient().sanitize_for_serialization(pod), "retries": task.retries}
     json.dump(pods, sys.stdout)

@@ -189,7 +189,8 @@ def test_gates_must_nest():
         ({"spark_conf": {"spark.executor.memory": "4g"}}, "task 'filter': spark_conf: "),
         ({"secrets": [{"secret": "wandb"}]}, "task 'filter': secrets: {'secret': 'wandb'} (every key as environment)"),
         ({"secrets": [{"secret": "c", "mount": "/c", "key": "k"}]}, "task 'filter': secrets: mounting only key 'k'"),
-        ({"tolerations": [{"key": "a", "operater": "Exists"}]}, "task 'filter': tolerations: "),
+        ({"kubernetes": {"pod_options": {"service_account_name": "x"}}}, "task 'filter': pod_options: "),
+        ({"spark": {"conf": {"spark.executor.memory": "4g"}}}, "task 'filter': spark_conf: "),
     ],
 )
 def test_pod_options_kfp_cannot_express_are_refused(options, message):

@@ -43,7 +43,8 @@ with DAG("pod_options", schedule=None, start_date=datetime(2026, 1, 1)):
         tolerations=[{"key": "dedicated", "operator": "Equal", "value": "etl", "effect": "NoSchedule"}],
         node_selector={"pool": "etl"}, image_pull_secrets=["private"], execution_timeout=timedelta(minutes=20),
         retries=2, retry_delay=timedelta(seconds=30))
-    MobileNetV2TrainOperator(task_id="train", images="s3://b/images", gpus=2, memory="16Gi", retries=1)
+    MobileNetV2TrainOperator(
+        task_id="train", images="s3://b/images", kubernetes={"gpus": 2, "memory": "16Gi"}, retries=1)
 """
 DAGS = [
     (ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment"),

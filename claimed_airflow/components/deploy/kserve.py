@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
 
 from claimed_airflow.core import component
 from claimed_airflow.core.component import DEFAULT_IMAGE
@@ -18,42 +21,31 @@ _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _REMOTE = ("s3://", "gs://", "pvc://", "hdfs://", "webhdfs://", "https://", "http://", "oci://", "hf://")
 
 
-def inference_service(
-    service_name: str,
-    namespace: str,
-    storage_uri: str,
-    model_format: str = "claimed",
-    runtime: str | None = None,
-    protocol_version: str = "v2",
-    image: str = DEFAULT_IMAGE,
-    service_account: str | None = None,
-    cpu: str = "1",
-    memory: str = "2Gi",
-    gpus: int = 0,
-    min_replicas: int = 1,
-    max_replicas: int = 1,
-) -> dict:
-    """The ``InferenceService`` manifest (serving.kserve.io/v1beta1).
+def inference_service(arguments: Mapping[str, Any], namespace: str) -> dict:
+    """The ``InferenceService`` manifest (serving.kserve.io/v1beta1) of ``deploy.kserve``'s bound ``arguments``
+    (``kserve.spec.bind({...})``: its parameters are the manifest's, listed once) in ``namespace``.
 
     ``model_format="claimed"`` runs ``claimed-airflow serve`` in the component image as a custom
     predictor: KServe's storage initializer copies ``storage_uri`` (the folder ``deploy.local``
-    published, with ``model.keras``) to ``/mnt/models``, and the container answers the same
-    Open Inference Protocol as the local server. Any other format (``tensorflow`` for a SavedModel,
-    ``onnx``, ...) uses a KServe serving runtime through ``predictor.model``.
+    published, with ``model.keras``) to ``/mnt/models``, and the container answers the same Open
+    Inference Protocol as the local server. Any other format (``tensorflow`` for a SavedModel, ``onnx``,
+    ...) uses a KServe serving runtime through ``predictor.model``.
     """
-    resources = resource_requirements(cpu, memory, gpus)  # the kubernetes engine's rule: memory and GPUs limited
+    service = SimpleNamespace(**arguments)
+    # the kubernetes engine's rule: memory and GPUs limited
+    resources = resource_requirements(service.cpu, service.memory, service.gpus)
     predictor: dict = {
-        "minReplicas": min_replicas,
-        "maxReplicas": max_replicas,
+        "minReplicas": service.min_replicas,
+        "maxReplicas": service.max_replicas,
         "securityContext": pod_security_context(),
     }
-    if service_account:
-        predictor["serviceAccountName"] = service_account
-    if model_format == "claimed":
+    if service.service_account:
+        predictor["serviceAccountName"] = service.service_account
+    if service.model_format == "claimed":
         predictor["containers"] = [
             {
                 "name": "kserve-container",
-                "image": versioned(image, gpus),
+                "image": versioned(service.image, service.gpus),
                 "args": [
                     "claimed-airflow",
                     "serve",
@@ -63,9 +55,9 @@ def inference_service(
                     "--port",
                     "8080",
                     "--name",
-                    service_name,
+                    service.service_name,
                 ],
-                "env": [{"name": "STORAGE_URI", "value": storage_uri}],
+                "env": [{"name": "STORAGE_URI", "value": service.storage_uri}],
                 "ports": [{"containerPort": 8080, "protocol": "TCP"}],
                 "resources": resources,
                 "securityContext": container_security_context(),
@@ -73,20 +65,20 @@ def inference_service(
         ]
     else:
         model = {
-            "modelFormat": {"name": model_format},
-            "storageUri": storage_uri,
+            "modelFormat": {"name": service.model_format},
+            "storageUri": service.storage_uri,
             "resources": resources,
             "securityContext": container_security_context(),
         }
-        model["protocolVersion"] = protocol_version
-        if runtime:
-            model["runtime"] = runtime
+        model["protocolVersion"] = service.protocol_version
+        if service.runtime:
+            model["runtime"] = service.runtime
         predictor["model"] = model
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "InferenceService",
         "metadata": {
-            "name": service_name,
+            "name": service.service_name,
             "namespace": namespace,
             "labels": {"app.kubernetes.io/managed-by": "claimed-airflow"},
         },
@@ -94,19 +86,28 @@ def inference_service(
     }
 
 
-@component("deploy")
+@component(
+    "deploy",
+    renamed={
+        "service_namespace": "namespace",
+        "predictor_image": "image",
+        "predictor_cpu": "cpu",
+        "predictor_memory": "memory",
+        "predictor_gpus": "gpus",
+    },
+)
 def kserve(
     storage_uri: str,
     service_name: str,
-    service_namespace: str | None = None,
+    namespace: str | None = None,
     model_format: str = "claimed",
     runtime: str | None = None,
     protocol_version: str = "v2",
-    predictor_image: str = DEFAULT_IMAGE,
+    image: str = DEFAULT_IMAGE,
     service_account: str | None = None,
-    predictor_cpu: str = "1",
-    predictor_memory: str = "2Gi",
-    predictor_gpus: int = 0,
+    cpu: str = "1",
+    memory: str = "2Gi",
+    gpus: int = 0,
     min_replicas: int = 1,
     max_replicas: int = 1,
     ready_timeout: int = 600,
@@ -123,23 +124,24 @@ def kserve(
     :param storage_uri: Model location the cluster can read (``s3://``, ``gs://``, ``pvc://``, ...), e.g. the
         ``model_uri`` of ``deploy.local`` with an object-storage ``models_root``.
     :param service_name: Name of the InferenceService (lowercase letters, digits and ``-``).
-    :param service_namespace: Kubernetes namespace of the InferenceService; default the connection's
-        namespace, else ``default``.
+    :param namespace: Kubernetes namespace of the InferenceService; default the connection's
+        namespace, else ``default`` (formerly ``service_namespace``).
     :param model_format: ``claimed`` (default: ``claimed-airflow serve`` as a custom predictor, reads
         ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or ``onnx``.
     :param runtime: KServe ServingRuntime to use with a model format (default: KServe picks one).
     :param protocol_version: Inference protocol of a serving runtime: ``v1`` or ``v2``.
-    :param predictor_image: Container image of the ``claimed`` predictor.
+    :param image: Container image of the ``claimed`` predictor (formerly ``predictor_image``).
     :param service_account: Service account with the credentials to read ``storage_uri``.
-    :param predictor_cpu: CPU request and limit of each predictor replica.
-    :param predictor_memory: Memory request and limit of each predictor replica.
-    :param predictor_gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
+    :param cpu: CPU request of each predictor replica (formerly ``predictor_cpu``).
+    :param memory: Memory request and limit of each predictor replica (formerly ``predictor_memory``).
+    :param gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit; formerly ``predictor_gpus``).
     :param min_replicas: Minimum number of predictor replicas (0 allows scale to zero).
     :param max_replicas: Maximum number of predictor replicas.
     :param ready_timeout: Seconds to wait for the ``Ready`` condition before failing.
     :param poll_interval: Seconds between two status checks.
     :param conn_id: Airflow Kubernetes connection (cncf.kubernetes provider); none: kubeconfig/in-cluster.
     """
+    arguments = dict(locals())  # the parameters as bound: the manifest is made of them
     if not _DNS_LABEL.match(service_name):
         raise ClaimedError(
             f"service_name: {service_name!r} is not a valid Kubernetes name "
@@ -152,31 +154,17 @@ def kserve(
         )
     if protocol_version not in ("v1", "v2"):
         raise ClaimedError(f"protocol_version: expected 'v1' or 'v2', got {protocol_version!r}")
-    if predictor_gpus < 0 or min_replicas < 0 or max_replicas < max(min_replicas, 1):
+    if gpus < 0 or min_replicas < 0 or max_replicas < max(min_replicas, 1):
         raise ClaimedError(
-            "predictor_gpus/min_replicas/max_replicas: need gpus >= 0 and 0 <= min_replicas <= max_replicas >= 1, "
-            f"got {predictor_gpus}/{min_replicas}/{max_replicas}"
+            "gpus/min_replicas/max_replicas: need gpus >= 0 and 0 <= min_replicas <= max_replicas >= 1, "
+            f"got {gpus}/{min_replicas}/{max_replicas}"
         )
     from claimed_airflow.components._kubernetes import KubeApi, KubeError, WaitTimeout, wait_condition
     from claimed_airflow.core import waits
 
     api = KubeApi(f"{GROUP}/{VERSION}", conn_id)
-    namespace = service_namespace or api.default_namespace or "default"
-    body = inference_service(
-        service_name,
-        namespace,
-        storage_uri,
-        model_format=model_format,
-        runtime=runtime,
-        protocol_version=protocol_version,
-        image=predictor_image,
-        service_account=service_account,
-        cpu=predictor_cpu,
-        memory=predictor_memory,
-        gpus=predictor_gpus,
-        min_replicas=min_replicas,
-        max_replicas=max_replicas,
-    )
+    namespace = namespace or api.default_namespace or "default"
+    body = inference_service(arguments, namespace)
     where = f"InferenceService {namespace}/{service_name}"
 
     def apply() -> str:

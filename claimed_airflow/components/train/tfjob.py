@@ -27,7 +27,7 @@ KINDS = {  # kind -> (plural, replica specs key, chief replica type, container n
 REPLICA_ENV = "CLAIMED_REPLICA"
 
 
-@component("train")
+@component("train", renamed={"job_image": "image"})
 def tfjob(
     trainer: str,
     job_root: str,
@@ -35,7 +35,7 @@ def tfjob(
     kind: Literal["TFJob", "PyTorchJob"] = "TFJob",
     workers: int = 2,
     gpus_per_worker: int | None = None,
-    job_image: str | None = None,
+    image: str | None = None,
     job_name: str | None = None,
     job_namespace: str = "kubeflow",
     job_node_selector: dict | None = None,
@@ -60,7 +60,7 @@ def tfjob(
     :param kind: TFJob (TensorFlow/Keras trainers) or PyTorchJob (PyTorch trainers).
     :param workers: Number of replicas in total (one chief plus workers - 1).
     :param gpus_per_worker: GPUs of each replica (default: the trainer's own GPU count).
-    :param job_image: Container image (default: the trainer's image).
+    :param image: Container image of the replicas (default: the trainer's image; formerly ``job_image``).
     :param job_name: Name of the job (default: the trainer's name with a random suffix); give a fixed
         name (e.g. from the run id) to re-attach to the same job when the task is retried.
     :param job_namespace: Kubernetes namespace of the job.
@@ -95,7 +95,7 @@ def tfjob(
         kind=kind,
         workers=workers,
         gpus=gpus,
-        image=job_image or versioned(spec.image, gpus),
+        image=image or versioned(spec.image, gpus),
         job_root=job_root,
         fixed=fixed or {},
         node_selector=job_node_selector or {},

@@ -10,9 +10,12 @@ result JSON (output URIs and small values) comes back as XCom through the operat
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claimed_airflow.core import commandline, pod, storage
+
+if TYPE_CHECKING:
+    from claimed_airflow.operators.engines import EngineTask
 
 log = logging.getLogger(__name__)
 
@@ -49,40 +52,36 @@ def model(kind: str, data: dict):
     return cls(**values)
 
 
-def describe(operator, spec) -> pod.TaskPod:
+def describe(task: EngineTask) -> pod.TaskPod:
     """The task's pod (image, resources, environment, secrets, scheduling, security) from the settings now."""
     from claimed_airflow.operators.engines import setting
 
-    return pod.task_pod(operator, spec, setting)
+    return pod.task_pod(task.kubernetes, task.spec, setting, retries=task.retries, timeout=task.timeout)
 
 
-def pod_operator(operator, context: Any, spec, root: str, scope):
+def pod_operator(task: EngineTask, context: Any):
     """The KubernetesPodOperator that runs this task's component (built, not executed)."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
     from claimed_airflow.operators.engines import setting
 
-    described = describe(operator, spec)
-    if storage.is_local(root):
+    described = describe(task)
+    if storage.is_local(task.root):
         log.warning(
             "output_root %s is a local path: the pod writes there inside its own filesystem. Use shared "
             "storage (s3://..., or a volume mounted at the same path through pod_options).",
-            root,
+            task.root,
         )
-    options: dict[str, Any] = {
-        "task_id": operator.task_id,
-        "namespace": operator.namespace or setting("kubernetes_namespace"),
-        "kubernetes_conn_id": operator.kubernetes_conn_id,
+    options = task.kubernetes
+    arguments: dict[str, Any] = {
+        "task_id": task.task_id,
+        "namespace": options.namespace or setting("kubernetes_namespace"),
+        "kubernetes_conn_id": options.conn_id,
         "image": described.image,
         "cmds": list(COMMAND),
         "arguments": commandline.run_args(
-            spec,
-            operator.component_arguments(),
-            root=root,
-            scope=scope,
-            xcom_file=XCOM_FILE,
-            cache=operator._cache_enabled(),
+            task.spec, task.arguments, root=task.root, scope=task.scope, xcom_file=XCOM_FILE, cache=task.cache
         ),
         "labels": dict(described.labels),
         "annotations": dict(described.annotations),
@@ -100,28 +99,27 @@ def pod_operator(operator, context: Any, spec, root: str, scope):
         "get_logs": True,
         "on_finish_action": "delete_pod",
         "allow_nested_operators": True,
-        "deferrable": bool(getattr(operator, "deferrable", False)),  # the triggerer watches the pod
+        "deferrable": task.deferrable,  # the triggerer watches the pod
     }
-    options.update(operator.pod_options or {})
-    return KubernetesPodOperator(**options)
+    arguments.update(options.pod_options or {})
+    return KubernetesPodOperator(**arguments)
 
 
-def execute(operator, context: Any, spec, root: str, scope) -> dict[str, Any]:
-    pod = operator._engine_task = pod_operator(operator, context, spec, root, scope)
-    return _checked(spec, pod.execute(context))
+def execute(task: EngineTask, context: Any) -> dict[str, Any]:
+    pod = task.started = pod_operator(task, context)
+    return _checked(task.spec, pod.execute(context))
 
 
-def resume(operator, context: Any, spec, root: str, scope, method: str, event: dict, nested: dict) -> dict[str, Any]:
+def resume(task: EngineTask, context: Any, method: str, event: dict, nested: dict) -> dict[str, Any]:
     """After the triggerer: the KubernetesPodOperator's own re-entry (``trigger_reentry``) reads logs and XCom."""
-    pod = operator._engine_task = pod_operator(operator, context, spec, root, scope)
-    return _checked(spec, getattr(pod, method)(context, event, **(nested.get("kwargs") or {})))
+    pod = task.started = pod_operator(task, context)
+    return _checked(task.spec, getattr(pod, method)(context, event, **(nested.get("kwargs") or {})))
 
 
-def kill(operator) -> None:
+def kill(task: EngineTask) -> None:
     """The task is killed: the KubernetesPodOperator deletes the pod it started."""
-    pod = getattr(operator, "_engine_task", None)
-    if pod is not None:
-        pod.on_kill()
+    if task.started is not None:
+        task.started.on_kill()
 
 
 def _checked(spec, result) -> dict[str, Any]:

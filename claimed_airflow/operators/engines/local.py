@@ -7,15 +7,18 @@ import logging
 import os
 import shutil
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from claimed_airflow.operators.engines import EngineTask
 
 log = logging.getLogger(__name__)
 
 
-def execute(operator, context: Any, spec, root: str, scope) -> dict[str, Any]:
+def execute(task: EngineTask, context: Any) -> dict[str, Any]:
     from claimed_airflow.core.runner import run
 
-    return run(spec, operator.component_arguments(), root=root, scope=scope, cache=operator._cache_enabled())
+    return run(task.spec, task.arguments, root=task.root, scope=task.scope, cache=task.cache)
 
 
 def multiprocessing_helpers() -> set[int]:
@@ -30,7 +33,7 @@ def multiprocessing_helpers() -> set[int]:
     return {pid for pid in pids if pid}
 
 
-def kill(operator, grace: float = 5.0) -> None:
+def kill(task: EngineTask, grace: float = 5.0) -> None:
     """The task is killed: end the processes the component started (e.g. a process pool) and remove the
     runner's working folders (nothing was committed from them: outputs are committed when the component ends)."""
     import psutil
@@ -55,10 +58,10 @@ def kill(operator, grace: float = 5.0) -> None:
                 child.kill()
         ended.update(p.pid for p in children)
     if ended:
-        log.info("%s: ended %d process(es) of the component", operator.task_id, len(ended))
+        log.info("%s: ended %d process(es) of the component", task.task_id, len(ended))
     for folder in working_folders():
         shutil.rmtree(folder, ignore_errors=True)
         while os.path.exists(folder) and time.monotonic() < deadline:  # the component may still be writing
             time.sleep(0.1)
             shutil.rmtree(folder, ignore_errors=True)
-        log.info("%s: removed %s", operator.task_id, folder)
+        log.info("%s: removed %s", task.task_id, folder)
