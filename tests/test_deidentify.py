@@ -184,7 +184,7 @@ def test_uids_are_stable_per_salt_and_options(tmp_path, phi_folder, monkeypatch)
     assert SALT not in Path(result["manifest"]).read_text()
     with pytest.raises(ClaimedError, match="^salt_env: environment variable MISSING_SALT"):
         run("transform.deidentify", {"files": str(phi_folder), "salt_env": "MISSING_SALT"}, root=str(tmp_path))
-    with pytest.raises(ClaimedError, match="^salt_connection: connection 'nope' not found"):
+    with pytest.raises(ClaimedError, match="^salt_connection: Airflow connection 'nope' is not defined"):
         run("transform.deidentify", {"files": str(phi_folder), "salt_connection": "nope"}, root=str(tmp_path))
 
 

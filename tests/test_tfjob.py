@@ -124,7 +124,10 @@ def test_failed_job_timeout_and_refusal_are_clear_errors(stub, tmp_path):
         match=r"cannot create TFJob german-lr in ml: .*refused to create tfjobs.kubeflow.org in ml \(403: tfjobs",
     ):
         run("train.tfjob", _args(stub, tmp_path), root=str(tmp_path))
-    with pytest.raises(ClaimedError, match="conn_id: cannot use Kubernetes connection 'nowhere'"):
+    with pytest.raises(
+        ClaimedError,
+        match="^conn_id: Airflow connection 'nowhere' is not defined; or leave conn_id empty to use kubeconfig",
+    ):
         run("train.tfjob", {**_args(stub, tmp_path), "conn_id": "nowhere"}, root=str(tmp_path))
     with pytest.raises(ClaimedError, match="workers: expected at least 1"):
         run("train.tfjob", _args(stub, tmp_path, workers=0), root=str(tmp_path))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from claimed_airflow.core import waits
+from claimed_airflow.core.credentials import from_connection
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.waits import WaitTimeout
 
@@ -35,11 +36,13 @@ def custom_objects_api(conn_id: str | None):
                 "conn_id: a Kubernetes connection needs Airflow's cncf.kubernetes provider "
                 "(pip install 'claimed-airflow[airflow,kubernetes]'); or leave conn_id empty to use kubeconfig"
             ) from None
-        hook = KubernetesHook(conn_id=conn_id)
-        try:
+
+        def read(name: str):
+            hook = KubernetesHook(conn_id=name)
             return hook.custom_object_client, hook.get_namespace()
-        except Exception as exc:  # the hook raises AirflowNotFoundException, ConfigException, ValueError
-            raise ClaimedError(f"conn_id: cannot use Kubernetes connection {conn_id!r}: {exc}") from None
+
+        # no environment fallback: a connection given is used, or its absence is the error (core.credentials)
+        return from_connection(conn_id, read, kind="Kubernetes", hint="or leave conn_id empty to use kubeconfig")
     try:
         from kubernetes import client, config
     except ImportError:

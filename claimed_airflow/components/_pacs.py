@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from claimed_airflow.core.credentials import from_connection, mask
 from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow")
@@ -136,24 +137,24 @@ def _no_userinfo(url: str, name: str) -> None:
 def web_server(conn_id: str | None, url: str | None = None, verify: bool | None = None) -> WebServer:
     """The DICOMweb server of an Airflow connection (``url`` overrides its base URL), else ``url`` + environment.
 
-    Without a connection, credentials come from ``DICOMWEB_TOKEN`` (bearer) or ``DICOMWEB_USERNAME`` and
-    ``DICOMWEB_PASSWORD`` (basic), TLS verification from ``DICOMWEB_VERIFY``; the URL from ``url`` or
-    ``DICOMWEB_URL``.
+    Without a connection (none given, or not defined, or no Airflow here: :mod:`claimed_airflow.core.credentials`),
+    credentials come from ``DICOMWEB_TOKEN`` (bearer) or ``DICOMWEB_USERNAME`` and ``DICOMWEB_PASSWORD`` (basic),
+    TLS verification from ``DICOMWEB_VERIFY``; the URL from ``url`` or ``DICOMWEB_URL``.
     """
     if url:
         _no_userinfo(url, "url")
-    server = _connection_server(conn_id, url) if conn_id else None
-    if server is None:
-        url = url or os.environ.get("DICOMWEB_URL")
-        if not url:
+    if conn_id:
+        server = from_connection(
+            conn_id,
+            lambda name: _connection_server(name, url),
+            kind="DICOMweb",
+            environment=lambda: _environment_server(url),
+            hint="or give the url (credentials in DICOMWEB_TOKEN or DICOMWEB_USERNAME/DICOMWEB_PASSWORD)",
+        )
+    else:
+        server = _environment_server(url)
+        if server is None:
             raise ClaimedError("url: no DICOMweb URL (give url or conn_id, or set DICOMWEB_URL)")
-        _no_userinfo(url, "url")
-        token, user = os.environ.get("DICOMWEB_TOKEN"), os.environ.get("DICOMWEB_USERNAME")
-        server = WebServer(url=url.rstrip("/"), verify=flag(os.environ.get("DICOMWEB_VERIFY")))
-        if token:
-            server.headers["Authorization"] = f"Bearer {token}"
-        elif user:
-            server.auth = (user, os.environ.get("DICOMWEB_PASSWORD", ""))
     if verify is not None:
         server.verify = verify
     if not server.url.startswith(("http://", "https://")):
@@ -161,29 +162,30 @@ def web_server(conn_id: str | None, url: str | None = None, verify: bool | None 
     return server
 
 
-def _connection_server(conn_id: str, url: str | None) -> WebServer | None:
-    """The connection's server (``url`` overriding its base URL); None when Airflow or the connection is
-    missing but a URL is given (then the environment supplies the credentials)."""
-    fallback = url or os.environ.get("DICOMWEB_URL")
-    try:
-        from claimed_airflow.hooks.dicomweb import DicomWebHook
-    except ImportError:
-        if fallback:
-            return None
-        raise ClaimedError(
-            f"conn_id: Airflow is needed to read connection {conn_id!r}; or leave conn_id empty and give "
-            "the url (credentials in DICOMWEB_TOKEN or DICOMWEB_USERNAME/DICOMWEB_PASSWORD)"
-        ) from None
-    try:
-        server = DicomWebHook(conn_id).server()
-    except ClaimedError:
-        raise
-    except Exception as exc:  # AirflowNotFoundException (its module moved between Airflow versions) and friends
-        if type(exc).__name__ == "AirflowNotFoundException" and fallback:
-            return None
-        raise ClaimedError(f"conn_id: cannot use DICOMweb connection {conn_id!r}: {exc}") from None
+def _connection_server(conn_id: str, url: str | None) -> WebServer:
+    """The server of DICOMweb connection ``conn_id``, ``url`` overriding its base URL."""
+    from claimed_airflow.hooks.dicomweb import DicomWebHook
+
+    server = DicomWebHook(conn_id).server()
     if url:
         server.url = url.rstrip("/")
+    return server
+
+
+def _environment_server(url: str | None) -> WebServer | None:
+    """The server of ``url`` or ``$DICOMWEB_URL`` with the ``DICOMWEB_*`` credentials; None without a URL."""
+    url = url or os.environ.get("DICOMWEB_URL")
+    if not url:
+        return None
+    _no_userinfo(url, "url")
+    token, user = os.environ.get("DICOMWEB_TOKEN"), os.environ.get("DICOMWEB_USERNAME")
+    server = WebServer(url=url.rstrip("/"), verify=flag(os.environ.get("DICOMWEB_VERIFY")))
+    if token:
+        mask(token)
+        server.headers["Authorization"] = f"Bearer {token}"
+    elif user:
+        mask(os.environ.get("DICOMWEB_PASSWORD"))
+        server.auth = (user, os.environ.get("DICOMWEB_PASSWORD", ""))
     return server
 
 
@@ -192,23 +194,18 @@ def dimse_server(conn_id: str | None, address: str | None = None, calling_ae_tit
     if address:
         server = parse_address(address)
     elif conn_id:
-        try:
-            from claimed_airflow.hooks.dicom import DicomHook
-        except ImportError:
-            raise ClaimedError(
-                f"conn_id: Airflow is needed to read connection {conn_id!r}; or give the address as AET@host:port"
-            ) from None
-        try:
-            server = DicomHook(conn_id).server()
-        except ClaimedError:
-            raise
-        except Exception as exc:
-            raise ClaimedError(f"conn_id: cannot use DICOM connection {conn_id!r}: {exc}") from None
+        server = from_connection(conn_id, _dimse_connection, kind="DICOM", hint="or give the address as AET@host:port")
     else:
         raise ClaimedError("address: no DICOM peer (give conn_id or the address as AET@host:port)")
     if calling_ae_title:
         server.calling_ae_title = _aet(calling_ae_title, "calling_ae_title")
     return server
+
+
+def _dimse_connection(conn_id: str) -> DimseServer:
+    from claimed_airflow.hooks.dicom import DicomHook
+
+    return DicomHook(conn_id).server()
 
 
 def parse_address(address: str) -> DimseServer:

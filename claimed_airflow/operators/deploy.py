@@ -222,9 +222,9 @@ class WatsonMLDeployOperator(ClaimedOperator):
     sent as it is; the ``tar.gz`` is stored in the deployment space with ``model_type`` and the
     software specification ``software_spec``, and deployed online; the task waits until the
     deployment is ready, then scores one image to prove it answers. Credentials come from an Airflow
-    connection of type ``watson_ml`` (the API key is never logged or returned); without ``conn_id``
-    (e.g. in a container without Airflow) from ``WATSONX_URL``, ``WATSONX_APIKEY``,
-    ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
+    connection of type ``watson_ml`` (the API key is never logged or returned); without one (no
+    ``conn_id``, the connection not defined, or no Airflow there) from ``WATSONX_URL``,
+    ``WATSONX_APIKEY``, ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
 
     Runs the ``deploy.watson_ml`` component. Outputs (XCom keys): none.
 
@@ -250,8 +250,8 @@ class WatsonMLDeployOperator(ClaimedOperator):
     :type deployment_timeout: int
     :param poll_interval: Seconds between two deployment status checks.
     :type poll_interval: float
-    :param conn_id: Airflow connection of type ``watson_ml``; empty: ``WATSONX_*`` environment
-        variables.
+    :param conn_id: Airflow connection of type ``watson_ml``; empty or not defined: ``WATSONX_*``
+        environment variables.
     :type conn_id: str | None
     """
 

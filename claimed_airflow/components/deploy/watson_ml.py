@@ -12,6 +12,7 @@ from pathlib import Path
 
 from claimed_airflow.components.train.image_classifier import network_file
 from claimed_airflow.core import InputPath, component, waits
+from claimed_airflow.core.credentials import from_connection, mask
 from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow")
@@ -39,8 +40,8 @@ def watson_ml(
     with ``model_type`` and the software specification ``software_spec``, and deployed online; the
     task waits until the deployment is ready, then scores one image to prove it answers. Credentials
     come from an Airflow connection of type ``watson_ml`` (the API key is never logged or returned);
-    without ``conn_id`` (e.g. in a container without Airflow) from ``WATSONX_URL``, ``WATSONX_APIKEY``,
-    ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
+    without one (no ``conn_id``, the connection not defined, or no Airflow there) from ``WATSONX_URL``,
+    ``WATSONX_APIKEY``, ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
 
     :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` or ``model.onnx`` + ``labels.json``).
     :param deployment_name: Name of the online deployment.
@@ -54,7 +55,7 @@ def watson_ml(
         image.
     :param deployment_timeout: Seconds to wait for the deployment to become ready.
     :param poll_interval: Seconds between two deployment status checks.
-    :param conn_id: Airflow connection of type ``watson_ml``; empty: ``WATSONX_*`` environment variables.
+    :param conn_id: Airflow connection of type ``watson_ml``; empty or not defined: ``WATSONX_*`` environment variables.
     """
     import numpy as np
 
@@ -119,31 +120,32 @@ def _labels(model: str) -> dict:
 
 
 def _client(conn_id: str | None, space_id: str | None):
-    """(APIClient, API key) from the Airflow connection, or from ``WATSONX_*`` environment variables."""
-    if conn_id:
-        try:
-            from claimed_airflow.hooks.watson_ml import WatsonMachineLearningHook
-        except ImportError:
-            raise ClaimedError(
-                "conn_id: a Watson ML connection needs Airflow; or leave conn_id empty and set WATSONX_URL, "
-                "WATSONX_APIKEY and WATSONX_SPACE_ID"
-            ) from None
-        hook = WatsonMachineLearningHook(conn_id, space_id=space_id)
-        try:
-            credentials = hook.credentials()
-        except ClaimedError:
-            raise
-        except Exception as exc:
-            raise ClaimedError(f"conn_id: cannot use connection {conn_id!r}: {exc}") from None
-        space = hook.space_id
-    else:
-        from ibm_watsonx_ai import Credentials
+    """(APIClient, API key) from the Airflow connection, else (none given, not defined, or no Airflow here:
+    :mod:`claimed_airflow.core.credentials`) from the ``WATSONX_*`` environment variables."""
 
+    def read(name: str):
+        from claimed_airflow.hooks.watson_ml import WatsonMachineLearningHook
+
+        hook = WatsonMachineLearningHook(name, space_id=space_id)
+        return hook.credentials(), hook.space_id
+
+    def environment():
         url, key = os.environ.get("WATSONX_URL"), os.environ.get("WATSONX_APIKEY")
         if not url or not key:
-            raise ClaimedError("conn_id: none given and WATSONX_URL / WATSONX_APIKEY are not set")
-        credentials = Credentials(url=url, api_key=key, username=os.environ.get("WATSONX_USERNAME") or None)
-        space = space_id or os.environ.get("WATSONX_SPACE_ID")
+            return None
+        from ibm_watsonx_ai import Credentials
+
+        mask(key)
+        username = os.environ.get("WATSONX_USERNAME") or None
+        return Credentials(url=url, api_key=key, username=username), space_id or os.environ.get("WATSONX_SPACE_ID")
+
+    credentials, space = from_connection(
+        conn_id,
+        read,
+        kind="Watson ML",
+        environment=environment,
+        hint="without one, set WATSONX_URL, WATSONX_APIKEY and WATSONX_SPACE_ID",
+    )
     if not space:
         raise ClaimedError("space_id: no deployment space given (parameter or the connection's space_id)")
     from ibm_watsonx_ai import APIClient

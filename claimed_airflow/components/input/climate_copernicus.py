@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from claimed_airflow.core import OutputPath, component
+from claimed_airflow.core.credentials import from_connection, mask
 from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow")
@@ -78,33 +79,30 @@ def _check_area(area: list[float]) -> list[float]:
 
 
 def _credentials(conn_id: str | None, url: str | None) -> tuple[str | None, str | None]:
-    """(url, key) from the Airflow connection, looked up only now (at run time); else cdsapi's configuration.
-
-    An undefined connection falls back to ``$CDSAPI_URL``/``$CDSAPI_KEY`` when the key is set there.
-    """
+    """(url, key) from the Airflow connection, looked up only now (at run time), else ``$CDSAPI_URL``/``$CDSAPI_KEY``
+    (:mod:`claimed_airflow.core.credentials`); with neither, cdsapi reads its own configuration (~/.cdsapirc)."""
     env = (url or os.environ.get("CDSAPI_URL"), os.environ.get("CDSAPI_KEY"))
     if not conn_id:
         return env
-    try:
+
+    def read(name: str) -> tuple[str | None, str | None]:
         from claimed_airflow.hooks.copernicus import CopernicusHook
-    except ImportError:
-        if env[1]:
-            return env
-        raise ClaimedError(f"conn_id: Airflow is needed to read {conn_id!r}; or set CDSAPI_URL/CDSAPI_KEY") from None
-    try:
-        conn_url, key = CopernicusHook(conn_id).credentials()
-    except ValueError as exc:
-        raise ClaimedError(f"conn_id: {exc}") from None
-    except Exception as exc:  # AirflowNotFoundException (its module differs between Airflow versions)
-        if type(exc).__name__ != "AirflowNotFoundException":
-            raise
-        if env[1]:
-            return env
-        raise ClaimedError(
-            f"conn_id: Airflow connection {conn_id!r} is not defined (type copernicus: host = API URL, "
-            "password = API key); or leave conn_id empty and set CDSAPI_URL/CDSAPI_KEY"
-        ) from None
-    return url or conn_url, key
+
+        try:
+            conn_url, key = CopernicusHook(name).credentials()
+        except ValueError as exc:
+            raise ClaimedError(f"conn_id: {exc}") from None
+        mask(key)
+        return url or conn_url, key
+
+    return from_connection(
+        conn_id,
+        read,
+        kind="Copernicus",
+        environment=lambda: env if env[1] else None,
+        hint="define it (type copernicus: host = API URL, password = API key) or leave conn_id empty and set "
+        "CDSAPI_URL/CDSAPI_KEY",
+    )
 
 
 def _retrieve(url: str | None, key: str | None, dataset: str, request: dict, target: Path, retries: int) -> None:

@@ -6,6 +6,7 @@ import html
 import logging
 
 from claimed_airflow.core import InputPath, component
+from claimed_airflow.core.credentials import from_connection
 from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow")
@@ -100,17 +101,13 @@ def notification_email(
         raise ClaimedError(
             "conn_id: sending e-mail needs Airflow's smtp provider (pip install 'claimed-airflow[airflow]')"
         ) from None
-    import smtplib
 
-    try:
-        with SmtpHook(smtp_conn_id=conn_id) as hook:
+    def send(name: str) -> None:
+        with SmtpHook(smtp_conn_id=name) as hook:
             sender = from_email or hook.from_email or "claimed-airflow@localhost"
             hook.send_email_smtp(to=to, subject=subject, html_content=body, from_email=sender)
-    except (smtplib.SMTPException, OSError) as exc:
-        raise ClaimedError(f"conn_id: cannot send e-mail through SMTP connection {conn_id!r}: {exc}") from None
-    except Exception as exc:  # AirflowException: connection missing or server unreachable
-        if exc.__class__.__name__ not in ("AirflowException", "AirflowNotFoundException"):
-            raise
-        raise ClaimedError(f"conn_id: cannot send e-mail through SMTP connection {conn_id!r}: {exc}") from None
+
+    # the connection through core.credentials: a missing one, an SMTP or Airflow error become one line naming it
+    from_connection(conn_id, send, kind="SMTP", failure="send e-mail through SMTP connection")
     log.info("sent %r to %d recipient(s)", subject, len(to))
     return {"recipients": len(to), "outcome": verdict}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
+from claimed_airflow.core.credentials import from_connection, mask
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.tables import require_columns
 
@@ -340,26 +341,39 @@ def _walk(ds):
 
 
 def read_salt(salt_connection: str | None, salt_env: str | None) -> tuple[bytes, str]:
-    """The salt (bytes) and a description of where it came from (never the value itself)."""
-    if salt_connection:
-        try:
-            from claimed_airflow.version_compat import BaseHook
-        except ImportError:
-            raise ClaimedError("salt_connection: Airflow is not installed here; use salt_env") from None
-        try:
-            connection = BaseHook.get_connection(salt_connection)
-        except Exception as exc:  # noqa: BLE001 - a missing connection is the user's to fix
-            reason = type(exc).__name__
-            raise ClaimedError(f"salt_connection: connection {salt_connection!r} not found ({reason})") from None
+    """The salt (bytes) and a description of where it came from (never the value itself).
+
+    The connection ``salt_connection`` (password, or extra ``salt``), else (none given, not defined, or no Airflow
+    here: :mod:`claimed_airflow.core.credentials`) the environment variable named by ``salt_env``.
+    """
+
+    def read(name: str) -> tuple[bytes, str]:
+        from claimed_airflow.version_compat import BaseHook
+
+        connection = BaseHook.get_connection(name)
         secret = connection.password or (connection.extra_dejson or {}).get("salt")
         if not secret:
-            raise ClaimedError(f"salt_connection: connection {salt_connection!r} has no password or extra 'salt'")
-        return str(secret).encode(), f"Airflow connection {salt_connection}"
-    if salt_env:
-        secret = os.environ.get(salt_env)
+            raise ClaimedError(f"salt_connection: connection {name!r} has no password or extra 'salt'")
+        mask(str(secret))
+        return str(secret).encode(), f"Airflow connection {name}"
+
+    def environment() -> tuple[bytes, str] | None:
+        secret = os.environ.get(salt_env) if salt_env else None
         if not secret:
-            raise ClaimedError(f"salt_env: environment variable {salt_env} is not set or empty")
+            return None
+        mask(secret)
         return secret.encode(), f"environment variable {salt_env}"
+
+    if salt_connection:
+        hint = f"and environment variable {salt_env} is not set" if salt_env else "or give salt_env"
+        return from_connection(
+            salt_connection, read, kind="salt", environment=environment, hint=hint, param="salt_connection"
+        )
+    if salt_env:
+        found = environment()
+        if found is None:
+            raise ClaimedError(f"salt_env: environment variable {salt_env} is not set or empty")
+        return found
     log.warning("deidentify: no salt_connection/salt_env given; new UIDs are random per run (not reproducible)")
     return os.urandom(32), "random per run"
 
@@ -401,7 +415,7 @@ def deidentify(
     :param files: Folder of DICOM files (e.g. the ``files`` output of ``input.dicom``), searched recursively.
     :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names and UIDs.
     :param salt_connection: Airflow connection whose password (or extra ``salt``) keys the UID replacement.
-    :param salt_env: Name of an environment variable holding the salt (when no connection is given).
+    :param salt_env: Name of an environment variable holding the salt (no connection given, or it is not defined).
     :param keep_patient_sex: Keep PatientSex (Retain Patient Characteristics Option) for fairness checks.
     :param keep_patient_age: Keep the age in years (PatientAge ``NNNY``, from 90 on ``090Y``) for fairness checks.
     :param shift_dates: Move every date by a per-patient number of days (1 to 3652 back) instead of removing it.

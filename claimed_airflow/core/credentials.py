@@ -1,0 +1,100 @@
+"""Credentials of components: one rule for every service a component talks to.
+
+A component that needs credentials takes a connection id (``conn_id``) and documents environment variables
+for runs without Airflow. :func:`from_connection` looks them up in one order:
+
+1. the Airflow connection ``conn_id`` (when one is given), read by the component's ``read(conn_id)``, which
+   uses a hook (Airflow is imported only now);
+2. the component's environment variables (``environment()``; None when they are not set), when no connection
+   is given, Airflow is not installed here, or the connection is not defined;
+3. else one error naming the connection and the environment variables.
+
+Any other failure to read the connection is one line naming it. Secrets never reach a log or an error:
+messages are redacted (:func:`claimed_airflow.core.storage.redact`) and :func:`mask` registers a secret
+read with Airflow's log masker.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.storage import redact
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def airflow_errors(name: str = "AirflowNotFoundException") -> tuple[type[BaseException], ...]:
+    """Airflow's exception class ``name`` (its module moved between Airflow versions: every place it lives).
+
+    Raises ImportError when Airflow is not installed.
+    """
+    import airflow.exceptions
+
+    from claimed_airflow import version_compat
+
+    found = {getattr(version_compat, name)}
+    if isinstance(getattr(airflow.exceptions, name, None), type):
+        found.add(getattr(airflow.exceptions, name))
+    return tuple(found)
+
+
+def mask(*secrets: str | None) -> None:
+    """Register ``secrets`` with Airflow's log masker (task logs, rendered fields) when Airflow runs this process."""
+    if "airflow" not in sys.modules:
+        return
+    from claimed_airflow.version_compat import mask_secret
+
+    for secret in secrets:
+        if secret:
+            mask_secret(secret)
+
+
+def from_connection(
+    conn_id: str | None,
+    read: Callable[[str], T],
+    *,
+    kind: str,
+    environment: Callable[[], T | None] | None = None,
+    hint: str = "",
+    param: str = "conn_id",
+    failure: str | None = None,
+) -> T:
+    """The credentials of Airflow connection ``conn_id`` (``read(conn_id)``), else ``environment()``.
+
+    ``kind`` names the service in errors (``DICOMweb``); ``hint`` says what works without a connection
+    (``or set CDSAPI_URL/CDSAPI_KEY``); ``param`` is the component's parameter holding the id; ``failure``
+    replaces ``use <kind> connection`` in the error of a connection that cannot be used.
+    """
+    if not conn_id:
+        found = environment() if environment else None
+        if found is None:
+            raise ClaimedError(_with_hint(f"{param}: no {kind} connection given", hint))
+        return found
+    try:
+        not_found = airflow_errors()
+    except ImportError:
+        missing = f"Airflow is needed to read connection {conn_id!r}"
+    else:
+        try:
+            return read(conn_id)
+        except ClaimedError:
+            raise
+        except not_found:
+            missing = f"Airflow connection {conn_id!r} is not defined"
+        except Exception as exc:  # the hook's own errors (bad extra, unreachable server, ...): one line
+            cannot = failure or f"use {kind} connection"
+            raise ClaimedError(redact(f"{param}: cannot {cannot} {conn_id!r}: {exc}")) from None
+    found = environment() if environment else None
+    if found is None:
+        raise ClaimedError(_with_hint(f"{param}: {missing}", hint))
+    log.info("%s: %s; using the environment", param, missing)
+    return found
+
+
+def _with_hint(message: str, hint: str) -> str:
+    return f"{message}; {hint}" if hint else message
