@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -247,16 +248,23 @@ def test_kubernetes_engine_builds_its_pod(airflow_home):
     scope = Scope(dag_id="k8s_dag", run_id="manual__2026-11-27T08:00:00+00:00", task_id="train")
     ti = SimpleNamespace(dag_id=scope.dag_id, task_id=scope.task_id, run_id=scope.run_id, map_index=-1, try_number=1)
     context = {"ti": ti, "run_id": scope.run_id, "dag": SimpleNamespace(), "params": {}}
-    operator = MobileNetV2TrainOperator(task_id="train", images="s3://in/images", epochs=2, engine="kubernetes")
-    spec = registry.get(operator.component)
-    pod = kubernetes.pod_operator(operator, context, spec, "s3://out/root", scope).build_pod_request_obj(
-        context, dry_run=True
-    )
+    from claimed_airflow.version_compat import DAG
+
+    # the engine options: flat (earlier releases), typed, and DAG-wide from default_args, option by option
+    default_args = {"cpu": "3", "kubernetes": {"node_selector": {"pool": "gpu"}, "memory": "1Gi"}}
+    with DAG("k8s_dag", schedule=None, start_date=datetime(2026, 1, 1), default_args=default_args):
+        operator = MobileNetV2TrainOperator(
+            task_id="train", images="s3://in/images", epochs=2, engine="kubernetes", memory="16Gi"
+        )
+    task = operator.engine_task(registry.get(operator.component), "s3://out/root", scope)
+    pod = kubernetes.pod_operator(task, context).build_pod_request_obj(context, dry_run=True)
     container = pod.spec.containers[0]
     assert container.image == f"ghcr.io/claimed-framework/claimed-airflow:{__version__}-gpu"
     assert container.command == ["claimed-airflow"]
     assert container.args[:4] == ["run", "train.mobilenet_v2", "--images=s3://in/images", "--epochs=2"]
     assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert container.resources.requests == {"cpu": "3", "memory": "16Gi"}
+    assert pod.spec.node_selector == {"pool": "gpu"}
     assert pod.spec.security_context.run_as_non_root is True
 
 
