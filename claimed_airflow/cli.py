@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(see `claimed-airflow describe NAME`).",
     )
     run.add_argument("component")
-    run.add_argument("--output-root", help="root URI of outputs (default $CLAIMED_OUTPUT_ROOT or ./claimed-artifacts)")
+    run.add_argument(
+        "--output-root",
+        help="root URI of outputs (default: setting output_root, e.g. $CLAIMED_OUTPUT_ROOT, else ./claimed-artifacts)",
+    )
     run.add_argument("--dag-id", default="adhoc", help="scope: DAG id (outputs go to <root>/<dag>/<run>/<task>)")
     run.add_argument("--run-id", help="scope: run id (default: the current time)")
     run.add_argument("--task-id", help="scope: task id (default: the component name)")
