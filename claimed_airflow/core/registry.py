@@ -57,8 +57,9 @@ def configured_modules() -> list[str]:
 
 @cache
 def library() -> dict[str, ComponentSpec]:
-    """The components shipped in ``claimed_airflow.components`` (these get generated operators)."""
-    import claimed_airflow.components as package
+    """The components shipped in ``claimed_airflow.components`` (these get generated operators); found by name,
+    like the components of entry points and settings: the core depends on no component."""
+    package = importlib.import_module(LIBRARY_PACKAGE)
 
     found: dict[str, ComponentSpec] = {}
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):

@@ -20,7 +20,7 @@ log = logging.getLogger("claimed_airflow")
 FAILED_STATES = ("failed", "deleted")
 
 
-@component("deploy", operator="WatsonMLDeployOperator")
+@component("deploy")
 def watson_ml(
     model: InputPath,
     deployment_name: str = "claimed-model",

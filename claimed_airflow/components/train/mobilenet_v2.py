@@ -17,7 +17,7 @@ from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.imaging import INPUT_OFFSET, INPUT_SCALE, network_input
 
 
-@component("train", gpus=1, cpu="4", memory="8Gi", operator="MobileNetV2TrainOperator")
+@component("train", gpus=1, cpu="4", memory="8Gi")
 def mobilenet_v2(
     images: InputPath,
     epochs: int = 3,
