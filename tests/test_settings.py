@@ -136,7 +136,7 @@ def _names_read(path: Path) -> set[str]:
         called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
         if called not in READERS:
             continue
-        for arg in node.args:  # the name: the first text argument (core.pod's json_setting takes the reader first)
+        for arg in node.args:  # the name: the first text argument
             if isinstance(arg, ast.IfExp):  # "gpu_image" if gpus else "image"
                 names |= {branch.value for branch in (arg.body, arg.orelse) if isinstance(branch, ast.Constant)}
                 break

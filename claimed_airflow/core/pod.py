@@ -1,7 +1,7 @@
 """The pod of a task, described once: what the kubernetes engine's pod and an exported KFP step both run.
 
 :func:`task_pod` computes a :class:`TaskPod` from the task's kubernetes options, the component spec and the
-claimed settings (Airflow Variable ``claimed_<name>``, else ``[claimed] <name>``). The kubernetes
+claimed settings (:mod:`claimed_airflow.core.settings`). The kubernetes
 engine renders it as a KubernetesPodOperator, the KFP export as a step's container and kfp-kubernetes
 platform config, and ``deploy.kserve`` / ``train.tfjob`` use the same hardened security contexts and
 resource rule. Nothing here imports Airflow or Kubernetes.
@@ -9,14 +9,13 @@ resource rule. Nothing here imports Airflow or Kubernetes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from claimed_airflow import __version__
 from claimed_airflow.core.errors import ParameterError
-from claimed_airflow.core.settings import parse_json
+from claimed_airflow.core.settings import json_setting, setting
 
 if TYPE_CHECKING:
     from claimed_airflow.core.options import KubernetesOptions
@@ -25,8 +24,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 RUN_AS = 1000  # the non-root user of the component images (docker/)
 TOLERATION_KEYS = ("key", "operator", "value", "effect", "toleration_seconds")
-
-Setting = Callable[[str], Any]  # name -> configured value or None
 
 
 def pod_security_context() -> dict[str, Any]:
@@ -126,7 +123,7 @@ class TaskPod:
         return container_security_context()
 
 
-def image_for(image: str | None, spec, gpus: int, setting: Setting) -> str:
+def image_for(image: str | None, spec, gpus: int) -> str:
     """``image``, else setting ``gpu_image`` (GPU tasks) / ``image``, else ``<spec image>:<version>[-gpu]``."""
     if image:
         return image
@@ -144,11 +141,6 @@ def versioned(image: str, gpus: int = 0) -> str:
     return f"{image}:{__version__}{'-gpu' if gpus else ''}"
 
 
-def json_setting(setting: Setting, name: str, default: Any = None) -> Any:
-    """A setting holding JSON (a node selector, a list of tolerations)."""
-    return parse_json(name, setting(name), default)
-
-
 def check_tolerations(items: Any, where: str = "tolerations") -> tuple[dict[str, Any], ...]:
     """Tolerations as dicts with the keys of a Kubernetes toleration; ``where`` names them in errors."""
     if not isinstance(items, (list, tuple)):
@@ -161,24 +153,22 @@ def check_tolerations(items: Any, where: str = "tolerations") -> tuple[dict[str,
     return tuple(checked)
 
 
-def task_pod(
-    options: KubernetesOptions, spec, setting: Setting, *, retries: int = 0, timeout: timedelta | None = None
-) -> TaskPod:
+def task_pod(options: KubernetesOptions, spec, *, retries: int = 0, timeout: timedelta | None = None) -> TaskPod:
     """The pod running ``spec`` with the task's kubernetes ``options`` (unset ones from the component and the
-    claimed ``setting``), its ``retries`` and ``timeout`` (Airflow's execution_timeout)."""
+    claimed settings, read now), its ``retries`` and ``timeout`` (Airflow's execution_timeout)."""
     cpu = options.cpu if options.cpu is not None else str(spec.resources.cpu)
     memory = options.memory if options.memory is not None else str(spec.resources.memory)
     gpus = options.gpus if options.gpus is not None else int(spec.resources.gpus)
-    image = image_for(options.image, spec, gpus, setting)
+    image = image_for(options.image, spec, gpus)
     node_selector = options.node_selector
     if node_selector is None:
-        node_selector = json_setting(setting, "gpu_node_selector" if gpus else "node_selector", None)
+        node_selector = json_setting("gpu_node_selector" if gpus else "node_selector", None)
     if not isinstance(node_selector or {}, dict):
         raise ParameterError(f"node_selector: expected a JSON object, got {node_selector!r}")
     tolerations = options.tolerations
     if tolerations is None:
         default = [GPU_TOLERATION] if gpus else None
-        tolerations = json_setting(setting, "gpu_tolerations" if gpus else "tolerations", default)
+        tolerations = json_setting("gpu_tolerations" if gpus else "tolerations", default)
     pull_secrets = options.image_pull_secrets
     if pull_secrets is None:
         configured = setting("image_pull_secrets")

@@ -26,7 +26,7 @@ from typing import Any
 from claimed_airflow.core.component import ComponentSpec, Parameter
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.options import reserved_names
-from claimed_airflow.core.pod import TaskPod, image_for, resource_requirements
+from claimed_airflow.core.pod import TaskPod, resource_requirements, versioned
 from claimed_airflow.core.types import unwrap_optional
 from claimed_airflow.kfp import ui
 from claimed_airflow.kfp.step import BLESSED, CACHE_INPUT, MANIFEST, SCOPE_INPUTS, VALUES, output_names
@@ -121,7 +121,7 @@ def _lightweight_command(spec: ComponentSpec, image: str, install_kfp_package: b
 def default_pod(spec: ComponentSpec) -> TaskPod:
     """The pod of a component exported on its own: ``<image>:<version>[-gpu]`` and its default resources."""
     resources = spec.resources
-    image = image_for(None, spec, resources.gpus, lambda name: None)
+    image = versioned(spec.image, resources.gpus)  # not the settings of the machine that exports
     return TaskPod(image=image, cpu=resources.cpu, memory=resources.memory, gpus=resources.gpus)
 
 

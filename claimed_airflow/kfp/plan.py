@@ -259,7 +259,6 @@ _POD_ONLY = {
 def task_pod_of(task: Any, spec: ComponentSpec) -> TaskPod:
     """The pod of ``task`` as the kubernetes engine builds it (settings read now), or a refusal naming the option."""
     from claimed_airflow.core.pod import task_pod
-    from claimed_airflow.operators.engines import setting
 
     options = task.kubernetes
     given = {"pod_options": options.pod_options, "namespace": options.namespace, "spark_conf": task.spark.conf}
@@ -267,7 +266,7 @@ def task_pod_of(task: Any, spec: ComponentSpec) -> TaskPod:
         if given[option]:
             raise ExportError(f"task {task.task_id!r}: {option}: {reason}")
     try:
-        pod = task_pod(options, spec, setting, retries=task.retries, timeout=task.execution_timeout)
+        pod = task_pod(options, spec, retries=task.retries, timeout=task.execution_timeout)
     except ClaimedError as exc:
         raise ExportError(f"task {task.task_id!r}: {exc}") from None
     for ref in pod.secrets:

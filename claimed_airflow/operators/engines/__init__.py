@@ -16,7 +16,7 @@ from typing import Any
 
 from claimed_airflow.core.component import ComponentSpec
 from claimed_airflow.core.options import KubernetesOptions, SparkOptions
-from claimed_airflow.core.settings import USE_CONFIGURED, json_setting, setting
+from claimed_airflow.core.settings import USE_CONFIGURED, setting
 from claimed_airflow.core.storage import Scope
 
 __all__ = [
@@ -24,10 +24,8 @@ __all__ = [
     "ENGINES",
     "USE_CONFIGURED",
     "EngineTask",
-    "json_setting",
     "load",
     "resolve",
-    "setting",
 ]
 
 ENGINES = ("local", "kubernetes", "spark")

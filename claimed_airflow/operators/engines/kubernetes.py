@@ -54,9 +54,7 @@ def model(kind: str, data: dict):
 
 def describe(task: EngineTask) -> pod.TaskPod:
     """The task's pod (image, resources, environment, secrets, scheduling, security) from the settings now."""
-    from claimed_airflow.operators.engines import setting
-
-    return pod.task_pod(task.kubernetes, task.spec, setting, retries=task.retries, timeout=task.timeout)
+    return pod.task_pod(task.kubernetes, task.spec, retries=task.retries, timeout=task.timeout)
 
 
 def pod_operator(task: EngineTask, context: Any):
@@ -64,7 +62,7 @@ def pod_operator(task: EngineTask, context: Any):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
-    from claimed_airflow.operators.engines import setting
+    from claimed_airflow.core.settings import setting
 
     described = describe(task)
     if storage.is_local(task.root):
