@@ -56,3 +56,19 @@ def test_the_check_sees_an_upward_import(tmp_path):
         "def f():\n    from claimed_airflow.serving import x\n    import claimed_airflow.operators.base\n"
     )
     assert imported_parts(module) == {(2, "serving"), (3, "operators")}
+
+
+def test_readme_layout_names_every_core_module_and_matches_the_development_page():
+    import re
+
+    root = PACKAGE.parent
+    readme = (root / "README.md").read_text()
+    layout = readme.split("## Layout", 1)[1].split("```")[1]
+    assert layout in (root / "docs" / "development.md").read_text()
+    named = set(re.findall(r"([a-z_]+\.py)", layout))
+    core = {p.name for p in (PACKAGE / "core").glob("*.py")} - {"__init__.py"}
+    assert core <= named, f"core modules missing from README's layout: {sorted(core - named)}"
+    top = {p.name for p in PACKAGE.glob("*.py")} - {"__init__.py"}
+    assert top <= named, f"modules missing from README's layout: {sorted(top - named)}"
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert all(f"{folder}/" in layout for folder in folders)
