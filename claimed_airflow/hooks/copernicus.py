@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from claimed_airflow.hooks import with_connection_form
 from claimed_airflow.version_compat import BaseHook
 
 DEFAULT_URL = "https://cds.climate.copernicus.eu/api"
 
 
+@with_connection_form
 class CopernicusHook(BaseHook):
     """Credentials of the Copernicus Climate Data Store (or another ECMWF data store, e.g. ADS).
 
@@ -26,13 +28,6 @@ class CopernicusHook(BaseHook):
     def __init__(self, copernicus_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.copernicus_conn_id = copernicus_conn_id
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
-        from claimed_airflow.hooks import ui_field_behaviour
-
-        return ui_field_behaviour(cls.conn_type)
 
     def credentials(self) -> tuple[str, str]:
         """(url, key) of the connection; a missing key is a clear error naming the connection."""

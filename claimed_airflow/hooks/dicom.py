@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from claimed_airflow.hooks import with_connection_form
 from claimed_airflow.version_compat import BaseHook
 
 
+@with_connection_form
 class DicomHook(BaseHook):
     """A PACS reached by DICOM networking, for input.dicom_network and output.dicom_network.
 
@@ -25,20 +27,6 @@ class DicomHook(BaseHook):
     def __init__(self, dicom_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dicom_conn_id = dicom_conn_id
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
-        from claimed_airflow.hooks import connection_form_widgets
-
-        return connection_form_widgets(cls.conn_type)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
-        from claimed_airflow.hooks import ui_field_behaviour
-
-        return ui_field_behaviour(cls.conn_type)
 
     def server(self):
         """The peer as a ``DimseServer`` of ``claimed_airflow.components._pacs``."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from claimed_airflow.hooks import with_connection_form
 from claimed_airflow.version_compat import BaseHook
 
 
+@with_connection_form
 class DicomWebHook(BaseHook):
     """A PACS's DICOMweb service, for input.dicomweb and output.dicomweb.
 
@@ -27,20 +29,6 @@ class DicomWebHook(BaseHook):
     def __init__(self, dicomweb_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dicomweb_conn_id = dicomweb_conn_id
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
-        from claimed_airflow.hooks import connection_form_widgets
-
-        return connection_form_widgets(cls.conn_type)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
-        from claimed_airflow.hooks import ui_field_behaviour
-
-        return ui_field_behaviour(cls.conn_type)
 
     def server(self):
         """The service as a ``WebServer`` (URL, auth, verification) of ``claimed_airflow.components._pacs``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from claimed_airflow.hooks import with_connection_form
 from claimed_airflow.version_compat import BaseHook
 
 
@@ -19,6 +20,7 @@ def _flag(value: Any) -> bool | str | None:
     return text or None
 
 
+@with_connection_form
 class WatsonMachineLearningHook(BaseHook):
     """Watson Machine Learning through ``ibm_watsonx_ai.APIClient``, credentials from an Airflow connection.
 
@@ -41,20 +43,6 @@ class WatsonMachineLearningHook(BaseHook):
         super().__init__()
         self.watson_ml_conn_id = watson_ml_conn_id
         self._space_id = space_id
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
-        from claimed_airflow.hooks import connection_form_widgets
-
-        return connection_form_widgets(cls.conn_type)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Airflow 2.11 to 3.1 (later ones read the provider info)."""
-        from claimed_airflow.hooks import ui_field_behaviour
-
-        return ui_field_behaviour(cls.conn_type)
 
     def credentials(self):
         """``ibm_watsonx_ai.Credentials`` of the connection (the API key is masked in Airflow logs)."""
