@@ -39,7 +39,10 @@ PASSWORD, SIGNATURE = "pw-S3CRET-7f1", "sig-S3CRET-93a"
         ("simplecache::s3://k:s@bucket/x", "simplecache::s3://***@bucket/x"),
         ("read 'https://u:p@h/x?sig=1' failed", "read 'https://***@h/x?sig=***' failed"),
         # PACS queries keep their filters and AE titles (no credentials there; masking "CR" would blank logs)
-        ("dicomweb://pacs_default?modality=CR&study_date=20200101-", "dicomweb://pacs_default?modality=CR&study_date=20200101-"),
+        (
+            "dicomweb://pacs_default?modality=CR&study_date=20200101-",
+            "dicomweb://pacs_default?modality=CR&study_date=20200101-",
+        ),
         ("dicom://ORTHANC@127.0.0.1:4242?modality=CR", "dicom://ORTHANC@127.0.0.1:4242?modality=CR"),
         ("dicomweb+https://u:p@pacs/dicom-web?modality=CR", "dicomweb+https://***@pacs/dicom-web?modality=CR"),
     ],
