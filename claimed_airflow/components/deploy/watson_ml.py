@@ -149,13 +149,14 @@ def _client(conn_id: str | None, space_id: str | None):
     if not space:
         raise ClaimedError("space_id: no deployment space given (parameter or the connection's space_id)")
     from ibm_watsonx_ai import APIClient
+    from ibm_watsonx_ai.wml_client_error import InvalidCredentialsError
 
     secret = credentials.api_key or ""
     try:
         return APIClient(credentials, space_id=space), secret
     except Exception as exc:
         text = _first_line(exc)
-        refused = exc.__class__.__name__ == "InvalidCredentialsError" or "nauthorized" in text
+        refused = isinstance(exc, InvalidCredentialsError) or "nauthorized" in text
         if refused or any(code in text for code in ("401", "403")):
             raise ClaimedError(_scrub(f"conn_id: Watson ML refused the credentials ({text})", secret)) from None
         raise ClaimedError(_scrub(f"conn_id: cannot connect to Watson ML: {text}", secret)) from None

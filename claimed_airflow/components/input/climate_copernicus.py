@@ -108,6 +108,7 @@ def _credentials(conn_id: str | None, url: str | None) -> tuple[str | None, str 
 def _retrieve(url: str | None, key: str | None, dataset: str, request: dict, target: Path, retries: int) -> None:
     import cdsapi
     import requests
+    from ecmwf.datastores.processing import DownloadError, LinkError, ProcessingFailedError
 
     quiet = logging.getLogger("cdsapi")
     try:
@@ -139,11 +140,9 @@ def _retrieve(url: str | None, key: str | None, dataset: str, request: dict, tar
         raise ClaimedError(f"dataset: request for {dataset!r} failed: {detail}") from None
     except requests.ConnectionError as exc:
         raise ClaimedError(f"url: cannot reach the CDS API at {client.url}: {type(exc).__name__}") from None
-    except Exception as exc:
-        if type(exc).__name__ in ("ProcessingFailedError", "DownloadError", "LinkError"):
-            message = " ".join(str(exc).split())
-            raise ClaimedError(f"dataset: the CDS job for {dataset!r} failed: {message}") from None
-        raise
+    except (ProcessingFailedError, DownloadError, LinkError) as exc:
+        message = " ".join(str(exc).split())
+        raise ClaimedError(f"dataset: the CDS job for {dataset!r} failed: {message}") from None
 
 
 def _to_netcdf(download: Path, target: Path) -> None:
