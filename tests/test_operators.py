@@ -65,8 +65,9 @@ def test_every_operator_name_follows_the_one_rule_and_collides_with_no_provider(
 
 def test_former_operator_names_still_import_with_a_warning():
     import claimed_airflow.operators as operators
+    from claimed_airflow.operators.renamed import RENAMED
 
-    for old, new in generate.RENAMED.items():
+    for old, new in RENAMED.items():
         with pytest.warns(DeprecationWarning, match=f"{old} is now {new}"):
             assert getattr(operators, old) is getattr(operators, new)
     with pytest.raises(AttributeError):

@@ -86,31 +86,5 @@ __all__ = [
     "WatsonMLDeployOperator",
 ]
 
-RENAMED = {
-    "ConditionBlessingOperator": "ConditionBlessingDeployOperator",
-    "FilterOperator": "RowsFilterOperator",
-    "ImagesToDicomOperator": "ImagesToDicomInputOperator",
-    "MapFromCoordinatesOperator": "MapFromCoordinatesVisualizeOperator",
-    "NotificationEmailOperator": "NotificationEmailMonitoringOperator",
-    "PredictImagesOperator": "ImagesPredictOperator",
-    "SparkCohortSplitOperator": "SparkCohortSplitFilterOperator",
-    "SparkCsvToParquetOperator": "SparkCsvToParquetTransformOperator",
-    "SparkParquetToCsvOperator": "SparkParquetToCsvTransformOperator",
-    "SparkSampleOperator": "SparkSampleFilterOperator",
-    "SparkSqlOperator": "SparkSqlTransformOperator",
-    "SparkTimeSeriesTrendsOperator": "SparkTimeSeriesTrendsAnalyzeOperator",
-}
-
-
-def __getattr__(name: str):
-    """A former class name: the class it is now, with a DeprecationWarning naming it."""
-    if name in RENAMED:
-        import warnings
-
-        warnings.warn(
-            f"claimed_airflow.operators.{name} is now {RENAMED[name]}; the former name goes away in 1.0",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return globals()[RENAMED[name]]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Former class names (operators.renamed) still import, with a DeprecationWarning.
+from claimed_airflow.operators.renamed import __getattr__  # noqa: E402, F401

@@ -30,38 +30,10 @@ UI_COLORS = {
     "visualize": "#ede7f6",
     "tune": "#fff8e1",
 }
-# Former class names (before one naming rule, 0.x): importable from claimed_airflow.operators with a warning.
-RENAMED = {
-    "ConditionBlessingOperator": "ConditionBlessingDeployOperator",
-    "FilterOperator": "RowsFilterOperator",
-    "ImagesToDicomOperator": "ImagesToDicomInputOperator",
-    "MapFromCoordinatesOperator": "MapFromCoordinatesVisualizeOperator",
-    "NotificationEmailOperator": "NotificationEmailMonitoringOperator",
-    "PredictImagesOperator": "ImagesPredictOperator",
-    "SparkCohortSplitOperator": "SparkCohortSplitFilterOperator",
-    "SparkCsvToParquetOperator": "SparkCsvToParquetTransformOperator",
-    "SparkParquetToCsvOperator": "SparkParquetToCsvTransformOperator",
-    "SparkSampleOperator": "SparkSampleFilterOperator",
-    "SparkSqlOperator": "SparkSqlTransformOperator",
-    "SparkTimeSeriesTrendsOperator": "SparkTimeSeriesTrendsAnalyzeOperator",
-}
-RENAMED_SOURCE = '''
-RENAMED = {renamed}
-
-
-def __getattr__(name: str):
-    """A former class name: the class it is now, with a DeprecationWarning naming it."""
-    if name in RENAMED:
-        import warnings
-
-        warnings.warn(
-            f"claimed_airflow.operators.{{name}} is now {{RENAMED[name]}}; the former name goes away in 1.0",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return globals()[RENAMED[name]]
-    raise AttributeError(f"module {{__name__!r}} has no attribute {{name!r}}")
-'''
+RENAMED_SOURCE = (
+    "\n# Former class names (operators.renamed) still import, with a DeprecationWarning.\n"
+    "from claimed_airflow.operators.renamed import __getattr__  # noqa: E402, F401\n"
+)
 HEADER = '"""{title} operators, generated from the component specs by ``python -m claimed_airflow.operators.generate``.\n\nDo not edit by hand: change the component, then regenerate.\n"""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\nfrom claimed_airflow.operators.base import ClaimedOperator\n'  # noqa: E501
 
 
@@ -165,8 +137,7 @@ def init_source(sources: dict[str, str]) -> str:
     lines += ["", "__all__ = ["]
     lines += [f'    "{name}",' for name in sorted(["ClaimedOperator", *(op for _, op in names)])]
     lines.append("]")
-    renamed = "{\n" + "".join(f'    "{old}": "{new}",\n' for old, new in sorted(RENAMED.items())) + "}"
-    return "\n".join(lines) + "\n" + RENAMED_SOURCE.format(renamed=renamed)
+    return "\n".join(lines) + "\n" + RENAMED_SOURCE
 
 
 def generated_files() -> dict[Path, str]:
