@@ -159,3 +159,19 @@ def test_every_setting_read_is_declared_in_the_provider_config_and_the_reference
     for name in OPTIONS:
         assert f"| `{name}` |" in page and settings.env_name(name) in page
     assert "Variable `claimed_<option>`" in page
+
+
+def test_the_pod_takes_its_unset_options_from_the_settings(clean):
+    """A task's pod: image pull secrets, node selector and tolerations it does not set come from the settings."""
+    from claimed_airflow.core.options import KubernetesOptions
+    from claimed_airflow.core.pod import task_pod
+
+    spec = registry.get("filter.rows")
+    clean.setenv("CLAIMED_IMAGE_PULL_SECRETS", "regcred, other")
+    clean.setenv("CLAIMED_NODE_SELECTOR", '{"pool": "cpu"}')
+    clean.setenv("CLAIMED_TOLERATIONS", '[{"key": "pool", "operator": "Exists"}]')
+    pod = task_pod(KubernetesOptions(), spec)
+    assert pod.image_pull_secrets == ("regcred", "other")
+    assert pod.node_selector == {"pool": "cpu"}
+    assert pod.tolerations == ({"key": "pool", "operator": "Exists"},)
+    assert task_pod(KubernetesOptions(image_pull_secrets=["mine"]), spec).image_pull_secrets == ("mine",)

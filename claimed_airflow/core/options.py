@@ -116,7 +116,7 @@ class KubernetesOptions(_Options):
             "memory": lambda where, value: _quantity(where, value, "8Gi"),
             "gpus": _gpus,
             "node_selector": lambda where, value: {str(k): str(v) for k, v in _mapping(where, value).items()},
-            "tolerations": _tolerations,
+            "tolerations": lambda where, value: check_tolerations(value, where),
             "image_pull_secrets": _names,
             "secrets": _secrets,
             "env_vars": lambda where, value: {str(k): str(v) for k, v in _mapping(where, value).items()},
@@ -133,10 +133,6 @@ def _gpus(where: str, value: Any) -> int:
     if isinstance(value, bool) or not str(value).isdigit():
         raise ParameterError(f"{where}: expected a whole number of GPUs (0 or more), got {value!r}")
     return int(value)
-
-
-def _tolerations(where: str, value: Any) -> tuple[dict[str, Any], ...]:
-    return check_tolerations(value, where)
 
 
 def _secrets(where: str, value: Any) -> tuple[dict[str, str], ...]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from claimed_airflow import __version__
 from claimed_airflow.core.errors import ParameterError
-from claimed_airflow.core.settings import json_setting, setting
+from claimed_airflow.core.settings import json_setting, list_setting, setting
 
 if TYPE_CHECKING:
     from claimed_airflow.core.options import KubernetesOptions
@@ -171,8 +171,7 @@ def task_pod(options: KubernetesOptions, spec, *, retries: int = 0, timeout: tim
         tolerations = json_setting("gpu_tolerations" if gpus else "tolerations", default)
     pull_secrets = options.image_pull_secrets
     if pull_secrets is None:
-        configured = setting("image_pull_secrets")
-        pull_secrets = [s.strip() for s in str(configured).split(",") if s.strip()] if configured else []
+        pull_secrets = list_setting("image_pull_secrets")
     return TaskPod(
         image=image,
         cpu=cpu,
