@@ -8,12 +8,13 @@ command line from its argparse parser. ``docs/hooks/reference.py`` adds them to 
 from __future__ import annotations
 
 import html
+import re
 
 
 def _text(text: object, cell: bool = False) -> str:
     """Markdown showing ``text`` as written: ``rst`` literals as code; outside code, HTML escaped and ``\\``, ``[``
     (links) backslashed. Text from docstrings (users' components, notebooks) never becomes markup or a link."""
-    text = str(text).replace("``", "`")
+    text = re.sub(r":[a-z]+:`", "`", str(text)).replace("``", "`")  # rst roles and literals as code
     parts = (" ".join(text.split()) if cell else text).split("`")
     last = len(parts) - 1  # with an odd number of backticks the last one opens no code span
     for i, part in enumerate(parts):
@@ -101,24 +102,16 @@ def connections_page() -> str:
 
 
 def settings_page() -> str:
+    import inspect
+
     from claimed_airflow import get_provider_info
+    from claimed_airflow.core import settings
     from claimed_airflow.core.settings import OPTIONS, env_name
 
     lines = [
         "# Settings",
         "",
-        "Options of claimed-airflow (`claimed_airflow.core.settings`). Each is looked up in one order, the first",
-        "value found wins (empty values count as unset):",
-        "",
-        "1. the task argument (an operator's argument or a DAG param), unless it is `default`;",
-        "2. the Airflow Variable `claimed_<option>` (at task run time; not for `components`, read while DAGs are "
-        "parsed);",
-        "3. the option in the `[claimed]` section of `airflow.cfg` (environment: `AIRFLOW__CLAIMED__<OPTION>`);",
-        "4. the environment variable of the table below (`CLAIMED_<OPTION>`);",
-        "5. the default.",
-        "",
-        "Outside Airflow (the `claimed-airflow` command, a component's pod, a KFP step) step 2 is skipped and step 3",
-        "reads `AIRFLOW__CLAIMED__<OPTION>` only: a setting never imports Airflow.",
+        _text(inspect.getdoc(settings)),  # the lookup order, as the settings module states it
     ]
     for section, body in get_provider_info().get("config", {}).items():
         lines += ["", f"## `[{section}]`", "", _cell(body.get("description", "")), ""]

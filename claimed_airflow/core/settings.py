@@ -1,17 +1,17 @@
 """Settings of claimed-airflow: every option, and the one order in which a value is looked up.
 
-A setting ``<name>`` takes the first value found (empty values count as unset):
+A setting ``<option>`` takes the first value found (empty values count as unset):
 
 1. the task argument (an operator's argument or a DAG param, passed as ``value``), unless it is ``"default"``;
-2. the Airflow Variable ``claimed_<name>`` (read at task run time; options read while DAGs are parsed,
+2. the Airflow Variable ``claimed_<option>`` (read at task run time; options read while DAGs are parsed,
    such as ``components``, skip it, and so does a process that cannot read Variables);
-3. the Airflow option ``[claimed] <name>`` (``airflow.cfg``, or ``AIRFLOW__CLAIMED__<NAME>``);
-4. the environment variable ``CLAIMED_<NAME>``;
+3. the Airflow option ``[claimed] <option>`` (``airflow.cfg``, or ``AIRFLOW__CLAIMED__<OPTION>``);
+4. the environment variable ``CLAIMED_<OPTION>``;
 5. the default.
 
 A setting never imports Airflow (seconds) on its own: in a process that has not imported it (the
 ``claimed-airflow`` command, a component's pod, a KFP step) step 2 is skipped and step 3 reads only
-``AIRFLOW__CLAIMED__<NAME>``. Every option is declared in :data:`OPTIONS`, which is also the provider's
+``AIRFLOW__CLAIMED__<OPTION>``. Every option is declared in :data:`OPTIONS`, which is also the provider's
 ``[claimed]`` config section (``get_provider_info()``) and the settings reference.
 """
 
