@@ -26,6 +26,9 @@ os.environ.update(
     {
         "AIRFLOW_HOME": str(_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(_dags),
+        # the scheduled runs put a scheduler, a triggerer, an API server and tasks on one SQLite file and 2
+        # cores: wait up to 60 s for another process's write lock instead of sqlite3's 5 s ("database is locked")
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_home / 'airflow.db'}?timeout=60",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CLAIMED__OUTPUT_ROOT": str(_home / "artifacts"),

@@ -30,8 +30,8 @@ SMALL = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0}
 class Api:
     """Airflow's public REST API with the JWT the UI gets (``/auth/token``)."""
 
-    def __init__(self, base: str):
-        self.base = base
+    def __init__(self, base: str, log: Path):
+        self.base, self.log = base, log
         with urllib.request.urlopen(f"{base}/auth/token", timeout=30) as answer:
             self.token = json.load(answer)["access_token"]
 
@@ -46,10 +46,20 @@ class Api:
             try:
                 with urllib.request.urlopen(request, timeout=120) as answer:
                     return json.load(answer)
-            except (TimeoutError, urllib.error.URLError) as exc:
-                if isinstance(exc, urllib.error.HTTPError) or attempt == 4:
+            except urllib.error.HTTPError as exc:
+                if exc.code >= 500:  # the cause is in the API server's log, not in the answer
+                    raise AssertionError(f"{method} {path}: {exc}\n{self.errors()}") from exc
+                raise
+            except (TimeoutError, urllib.error.URLError):
+                if attempt == 4:
                     raise
                 time.sleep(5)
+
+    def errors(self, lines: int = 60) -> str:
+        """The end of the API server's log from its last traceback on."""
+        text = self.log.read_text(errors="replace").splitlines()
+        start = max((i for i, line in enumerate(text) if line.startswith("Traceback")), default=len(text) - lines)
+        return "\n".join(text[start:][-lines:])
 
     def ready(self, dag_id: str, timeout: float = 300) -> None:
         """Wait until the DAG processor has parsed the DAG, then unpause it (as the UI's toggle does)."""
@@ -140,7 +150,7 @@ def airflow(airflow_home, tmp_path_factory):
     logs = folder / "logs"
     services = ("dag-processor", "scheduler", "triggerer")
     with airflow_ui(env, logs, services=services, start_timeout=900) as base:  # 4 processes start on 2 cores
-        yield SimpleNamespace(api=Api(base), stub=stub, logs=logs)
+        yield SimpleNamespace(api=Api(base, logs / "api-server.log"), stub=stub, logs=logs)
     stub.close()
 
 
