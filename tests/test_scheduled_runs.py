@@ -58,7 +58,7 @@ class Api:
     def errors(self, lines: int = 60) -> str:
         """The end of the API server's log from its last traceback on."""
         text = self.log.read_text(errors="replace").splitlines()
-        start = max((i for i, line in enumerate(text) if line.startswith("Traceback")), default=len(text) - lines)
+        start = max((i for i, line in enumerate(text) if "Traceback" in line), default=len(text) - lines)
         return "\n".join(text[start:][-lines:])
 
     def ready(self, dag_id: str, timeout: float = 300) -> None:
