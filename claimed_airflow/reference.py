@@ -106,26 +106,26 @@ def settings_page() -> str:
 
     from claimed_airflow import get_provider_info
     from claimed_airflow.core import settings
-    from claimed_airflow.core.settings import OPTIONS, env_name
 
+    section = get_provider_info()["config"]["claimed"]  # made from settings.OPTIONS
     lines = [
         "# Settings",
         "",
         _text(inspect.getdoc(settings)),  # the lookup order, as the settings module states it
+        "",
+        "## `[claimed]`",
+        "",
+        _cell(section["description"]),
+        "",
+        "| option | type | default | environment | example | description |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for section, body in get_provider_info().get("config", {}).items():
-        lines += ["", f"## `[{section}]`", "", _cell(body.get("description", "")), ""]
-        lines += [
-            "| option | type | default | environment | example | description |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for name, option in body["options"].items():
-            default = OPTIONS[name].default if name in OPTIONS else option.get("default")
-            lines.append(
-                f"| `{name}` | {option.get('type', '')} | {_cell(default) if default is not None else ''} | "
-                f"`{env_name(name)}` | {_cell(f'`{example}`') if (example := option.get('example')) else ''} | "
-                f"{_cell(OPTIONS[name].description if name in OPTIONS else option.get('description', ''))} |"
-            )
+    for name, option in settings.OPTIONS.items():
+        lines.append(
+            f"| `{name}` | {option.type} | {_cell(option.default) if option.default is not None else ''} | "
+            f"`{settings.env_name(name)}` | {_cell(f'`{option.example}`') if option.example else ''} | "
+            f"{_cell(option.description)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
