@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,19 @@ from pathlib import Path
 from claimed_airflow.core.errors import ClaimedError
 
 DAG_ID = "dicom_to_deployment"
+# the ready DAGs and their sample data installed with the package (a link to dags/ in the repository)
+PACKAGED_DAGS = Path(__file__).resolve().parent / "example_dags"
+# `airflow dags test` (2.11 to 3.3) logs each task between these two lines
+_TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\S+)")
+_TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
+_TASK_FAILED = re.compile(r"new_state=failed|Marking task as FAILED")
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt): (.+)$")
+
+
+def default_dags_folder() -> Path:
+    """``./dags`` when it has the flagship (a checkout), else the DAGs installed with the package."""
+    here = Path("dags")
+    return here if (here / f"{DAG_ID}.py").exists() else PACKAGED_DAGS
 
 
 def airflow_env(airflow_home: Path, dags_folder: Path, output_root: Path) -> dict[str, str]:
@@ -32,13 +46,11 @@ def airflow_env(airflow_home: Path, dags_folder: Path, output_root: Path) -> dic
     return env
 
 
-def run_demo(dags_folder: str, airflow_home: str, output_root: str, conf: dict | None = None) -> dict:
+def run_demo(dags_folder: str | None, airflow_home: str, output_root: str, conf: dict | None = None) -> dict:
     """Migrate the database, ``airflow dags test`` the flagship DAG, and summarise its outputs."""
-    dags = Path(dags_folder).resolve()
+    dags = Path(dags_folder).resolve() if dags_folder else default_dags_folder()
     if not (dags / f"{DAG_ID}.py").exists():
-        raise ClaimedError(
-            f"dags folder: {dags} has no {DAG_ID}.py (run from the repository root or pass --dags-folder)"
-        )
+        raise ClaimedError(f"--dags-folder: {dags} has no {DAG_ID}.py")
     home, root = Path(airflow_home).resolve(), Path(output_root).resolve()
     home.mkdir(parents=True, exist_ok=True)
     env = airflow_env(home, dags, root)
@@ -46,14 +58,44 @@ def run_demo(dags_folder: str, airflow_home: str, output_root: str, conf: dict |
     airflow = str(Path(sys.executable).parent / "airflow")
     with open(log, "w") as handle:
         print(f"migrating the Airflow database in {home} ...", flush=True)
-        subprocess.run([airflow, "db", "migrate"], env=env, stdout=handle, stderr=subprocess.STDOUT, check=True)
-        print(f"running `airflow dags test {DAG_ID}` (log: {log}) ...", flush=True)
+        migrated = subprocess.run([airflow, "db", "migrate"], env=env, stdout=handle, stderr=subprocess.STDOUT)
+        if migrated.returncode != 0:
+            raise ClaimedError(f"airflow db migrate failed (exit {migrated.returncode}){_last_error(log)}; log: {log}")
+        print(f"running `airflow dags test {DAG_ID}` with {dags / (DAG_ID + '.py')} (log: {log}) ...", flush=True)
         command = [airflow, "dags", "test", DAG_ID, *(["-c", json.dumps(conf)] if conf else [])]
         done = subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
     summary = summarize(root / DAG_ID)
     if done.returncode != 0 or not summary.get("tasks"):
-        raise ClaimedError(f"the {DAG_ID} run failed (exit {done.returncode}); see {log}")
+        failed = failed_tasks(log.read_text(errors="replace"))
+        for task_id, error in failed.items():
+            print(f"task {task_id} failed: {error}", file=sys.stderr)
+        where = f"task {', '.join(failed)}" if failed else f"exit {done.returncode}{_last_error(log)}"
+        raise ClaimedError(f"the {DAG_ID} run failed ({where}); log: {log}")
     return summary
+
+
+def failed_tasks(log: str) -> dict[str, str]:
+    """``{task_id: its error}`` of the tasks that failed in an ``airflow dags test`` log (the last exception line)."""
+    failed: dict[str, str] = {}
+    task, error, state_failed = None, "", False
+    for line in log.splitlines():
+        if start := _TASK_START.search(line):
+            task, error, state_failed = start.group(1), "", False
+        elif task and _TASK_END.search(line):
+            if state_failed:
+                failed[task] = error or "(no error message in the log)"
+            task = None
+        elif task:
+            state_failed = state_failed or bool(_TASK_FAILED.search(line))
+            if exception := _EXCEPTION.match(line):
+                error = exception.group(1).strip()
+    return failed
+
+
+def _last_error(log: Path) -> str:
+    """``: <message>`` of the last exception in ``log``, or nothing."""
+    errors = [m.group(1) for m in map(_EXCEPTION.match, log.read_text(errors="replace").splitlines()) if m]
+    return f": {errors[-1].strip()}" if errors else ""
 
 
 def summarize(dag_root: Path) -> dict:
@@ -130,7 +172,12 @@ def print_inference(summary: dict) -> None:
 
 def register(commands) -> None:
     demo = commands.add_parser("demo", help="run the DICOM-to-deployment DAG locally (embedded SQLite)")
-    demo.add_argument("--dags-folder", default="dags", help="folder with dicom_to_deployment.py (default ./dags)")
+    demo.add_argument(
+        "--dags-folder",
+        default=None,
+        help="folder with dicom_to_deployment.py (default: ./dags if it has it, else the DAGs installed with "
+        "the package)",
+    )
     demo.add_argument("--airflow-home", default=".airflow", help="AIRFLOW_HOME to create/use (default ./.airflow)")
     demo.add_argument("--output-root", default="claimed-artifacts", help="outputs (default ./claimed-artifacts)")
     demo.add_argument("--conf", default=None, help="DAG params as JSON, e.g. '{\"epochs\": 5}'")

@@ -12,8 +12,8 @@ import pytest
 CLI = [str(Path(sys.executable).parent / "claimed-airflow")]
 
 
-def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+def cli(*args: str, cwd=None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
 def test_list_and_describe():
@@ -111,3 +111,19 @@ def test_demo_runs_the_flagship_dag_and_prints_the_model(tmp_path):
     answer = json.loads(done.stdout.split("  answer: ", 1)[1].splitlines()[0])
     labels = {o["name"]: o["data"] for o in answer["outputs"]}["label"]
     assert answer["model_name"] == "chestxray_mobilenet_v2" and labels[0] in {"COVID-19", "No Finding"}
+
+
+@pytest.mark.e2e
+def test_a_failed_demo_names_the_task_and_its_error(tmp_path):
+    """Outside a checkout (no ./dags) the demo runs the DAG installed with the package; one task broken on
+    purpose (a labels table that does not exist): the user sees the task, its one-line error and the log."""
+    missing = tmp_path / "no-such-labels.csv"
+    done = cli("demo", "--conf", json.dumps({"labels": str(missing)}), cwd=tmp_path, timeout=600)
+    assert done.returncode != 0
+    assert str(Path("claimed_airflow", "example_dags", "dicom_to_deployment.py")) in done.stdout, done.stdout
+    log = tmp_path / ".airflow" / "demo.log"
+    assert done.stderr.splitlines() == [
+        f"task dicom_input failed: input.dicom: labels: input path does not exist: {missing}",
+        f"claimed-airflow: error: the dicom_to_deployment run failed (task dicom_input); log: {log}",
+    ], done.stderr
+    assert "Traceback" in log.read_text()  # the details stay in the log
