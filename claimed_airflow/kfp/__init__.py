@@ -10,6 +10,7 @@ provider 10.6+ needs ``kubernetes>=32``.
 - :mod:`claimed_airflow.kfp.ui`: the typed outputs a step shows in the Kubeflow UI.
 - :mod:`claimed_airflow.kfp.plan`: a DAG of claimed operators -> an engine-neutral plan, or a clear
   refusal naming the task (no kfp needed).
+- :mod:`claimed_airflow.kfp.approval`: the step a reviewer's approval task becomes (Kubeflow has no reviewer step).
 - :mod:`claimed_airflow.kfp.pipeline`: the plan -> a KFP pipeline, compiled to IR YAML.
 - :mod:`claimed_airflow.kfp.cli`: ``claimed-airflow export-kfp``.
 """

@@ -16,12 +16,13 @@ def register(commands) -> None:
     export = commands.add_parser(
         "export-kfp",
         help="export a DAG as a Kubeflow Pipelines v2 pipeline, or a component as a KFP component (YAML)",
-        description="Compile a DAG of claimed operators to KFP IR YAML (`export-kfp DAG_FILE --dag-id ID`), "
-        "or one component to a KFP component YAML (`export-kfp --component NAME`). Needs kfp "
+        description="Compile a DAG of claimed operators to KFP IR YAML (`export-kfp DAG_FILE [--dag-id ID]`), "
+        "or one component to a KFP component YAML (`export-kfp --component NAME`). A reviewer's approval task "
+        "becomes a step that fails when approval is required (Kubeflow has no reviewer step). Needs kfp "
         "(pip install 'claimed-airflow[kfp]', in its own environment).",
     )
     export.add_argument("dag_file", nargs="?", help="Python file that defines the DAG")
-    export.add_argument("--dag-id", help="id of the DAG in DAG_FILE")
+    export.add_argument("--dag-id", help="id of the DAG in DAG_FILE (needed when the file defines several)")
     export.add_argument("--component", help="export this component instead of a DAG, e.g. train.mobilenet_v2")
     export.add_argument("-o", "--output", default="-", help="YAML file to write (default: standard output)")
     export.add_argument(
@@ -64,8 +65,8 @@ def main(args: argparse.Namespace) -> None:
         _write(args.output, text)
         _done(args.output, f"component {args.component}")
         return
-    if not args.dag_file or not args.dag_id:
-        raise ClaimedError("export-kfp: give DAG_FILE and --dag-id ID (or --component NAME)")
+    if not args.dag_file:
+        raise ClaimedError("export-kfp: give DAG_FILE [--dag-id ID] (or --component NAME)")
     import tempfile
     from pathlib import Path
 
@@ -81,7 +82,7 @@ def main(args: argparse.Namespace) -> None:
     # Settings (Variables claimed_image, ..., [claimed] options) are read now and written into the pipeline.
     _done(
         args.output,
-        f"pipeline {args.dag_id}: {len(plan.steps)} steps"
+        f"pipeline {dag.dag_id}: {len(plan.steps)} steps"
         + (f", GPU: {', '.join(gpu)}" if gpu else "")
         + f"; images: {', '.join(images)}",
     )

@@ -262,8 +262,8 @@ def export_dag(
     return plan
 
 
-def load_dag(dag_file: str | Path, dag_id: str) -> Any:
-    """Parse ``dag_file`` as Airflow does (a DagBag of that file) and return DAG ``dag_id``."""
+def load_dag(dag_file: str | Path, dag_id: str | None = None) -> Any:
+    """Parse ``dag_file`` as Airflow does (a DagBag of that file) and return DAG ``dag_id`` (None: its one DAG)."""
     from claimed_airflow.version_compat import DagBag
 
     dag_file = Path(dag_file)
@@ -274,6 +274,11 @@ def load_dag(dag_file: str | Path, dag_id: str) -> Any:
     if bag.import_errors:
         first = next(iter(bag.import_errors.values())).strip().splitlines()[-1]
         raise ExportError(f"dag file: {dag_file} does not import: {first}")
+    if dag_id is None and len(bag.dags) == 1:
+        return next(iter(bag.dags.values()))
+    if dag_id is None:
+        found = ", ".join(sorted(bag.dags)) or "none"
+        raise ExportError(f"--dag-id: {dag_file} defines {len(bag.dags)} DAGs ({found}); name one")
     if dag_id not in bag.dags:
         raise ExportError(f"--dag-id: no DAG {dag_id!r} in {dag_file}; found: {', '.join(sorted(bag.dags)) or 'none'}")
     return bag.dags[dag_id]

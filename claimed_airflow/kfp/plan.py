@@ -6,7 +6,9 @@ task and the reason, and never turned into a silently different pipeline:
 
 - tasks that are not claimed operators (PythonOperator, BashOperator, sensors, branching; the
   blessing gate is the one supported condition and becomes ``dsl.If`` on its ``blessed`` output);
-  ``skip=[task ids]`` leaves such tasks out on purpose (their ``>>`` edges are bridged);
+  ``skip=[task ids]`` leaves such tasks out on purpose (their ``>>`` edges are bridged). A reviewer's
+  approval (``ModelApprovalOperator``) becomes the step of :mod:`claimed_airflow.kfp.approval`: it passes
+  when its ``required`` is false and fails, saying Kubeflow has no reviewer step, when it is true;
 - dynamic task mapping (``.expand()``), setup/teardown tasks, trigger rules other than
   ``all_success``;
 - templates other than ``{{ params.NAME }}`` (``{{ ds }}``, ``{{ ti.xcom_pull(...) }}``, macros,
@@ -180,10 +182,6 @@ def _refuse_task(task: Any) -> None:
 
     hint = f" (leave it out with --skip {task.task_id})"
     kind = type(task).__name__
-    if getattr(task, "human_approval", False):
-        raise ExportError(
-            f"task {task.task_id!r}: is a reviewer's approval ({kind}); no KFP step waits for a person{hint}"
-        )
     if isinstance(task, MappedOperator):
         raise ExportError(
             f"task {task.task_id!r}: dynamic task mapping (.expand()) is not supported by the KFP export; "
@@ -209,9 +207,25 @@ def _refuse_task(task: Any) -> None:
         )
 
 
+def _approval_step(task: Any, params: dict[str, PipelineParam]) -> Step:
+    """A reviewer's approval -> the Kubeflow approval step on the task's ``required`` value, in the pod the
+    settings give every step (image, pull secrets, node selector)."""
+    from claimed_airflow.core.options import KubernetesOptions
+    from claimed_airflow.core.pod import task_pod
+    from claimed_airflow.kfp.approval import kubeflow_approval
+
+    spec = kubeflow_approval.spec
+    (param,) = spec.arguments
+    required = _argument(task.task_id, param.name, task.required, param, params)
+    pod = task_pod(KubernetesOptions(), spec)
+    return Step(task_id=task.task_id, spec=spec, arguments={param.name: required}, upstream=set(), pod=pod)
+
+
 def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
     from claimed_airflow.core import registry
 
+    if getattr(task, "human_approval", False):
+        return _approval_step(task, params)
     _refuse_task(task)
     spec = registry.get(task.component)
     known = {p.name: p for p in spec.arguments}

@@ -17,7 +17,7 @@ from claimed_airflow import __version__  # noqa: E402
 from claimed_airflow.cli import main as cli  # noqa: E402
 from claimed_airflow.core import registry  # noqa: E402
 from claimed_airflow.kfp.components import python_type  # noqa: E402
-from tests.kfp_export.flagship import skip_options  # noqa: E402
+from tests.kfp_export.flagship import FLAGSHIP  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 KFP_TYPES = {
@@ -82,18 +82,7 @@ def params_of(task: dict) -> dict:
 
 def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
     path = tmp_path / "pipeline.yaml"
-    code = cli(
-        [
-            "export-kfp",
-            str(ROOT / "dags" / "dicom_to_deployment.py"),
-            "--dag-id",
-            "dicom_to_deployment",
-            "-o",
-            str(path),
-            *skip_options(),
-        ]
-    )
-    assert code == 0
+    assert cli(["export-kfp", str(FLAGSHIP), "-o", str(path)]) == 0  # no options: the DAG as it is
     loaded = components.load_component_from_file(str(path))  # kfp's own loader
     spec = _pipeline_dict(loaded)
     root = spec["root"]
@@ -160,6 +149,16 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
     )
     inner = spec["components"][condition_task["componentRef"]["name"]]["dag"]["tasks"]
     assert "deploy" in inner
+    # The reviewer's approval is a step after the gate, on the require_approval parameter; deploy waits for it.
+    assert inner["approval"]["inputs"]["parameters"]["required"] == {
+        "componentInputParameter": "pipelinechannel--require_approval"
+    }
+    assert "approval" in inner["deploy"]["dependentTasks"]
+    approval = spec["deploymentSpec"]["executors"][
+        spec["components"][inner["approval"]["componentRef"]["name"]]["executorLabel"]
+    ]["container"]
+    assert approval["image"] == f"ghcr.io/claimed-framework/claimed-airflow:{__version__}"
+    assert "run_step('claimed_airflow.kfp.approval:kubeflow_approval'" in approval["command"][-1]
     # Compile round trip: kfp's compiler accepts the loaded pipeline and gives the same IR.
     again = tmp_path / "again.yaml"
     compiler.Compiler().compile(loaded, str(again))

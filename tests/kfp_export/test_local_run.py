@@ -21,7 +21,7 @@ from kfp import components, local  # noqa: E402
 from claimed_airflow.cli import main as cli  # noqa: E402
 from claimed_airflow.core.storage import safe_name  # noqa: E402
 from tests.flagship import DETERMINISTIC_TASKS, deterministic_hashes  # noqa: E402
-from tests.kfp_export.flagship import skip_options  # noqa: E402
+from tests.kfp_export.flagship import FLAGSHIP  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE_DAGS = ROOT / "tests" / "dags" / "claimed_test_dags.py"
@@ -94,7 +94,7 @@ def test_unblessed_gate_skips_the_steps_after_it_on_kfp_local(tmp_path, small_pr
 @pytest.mark.e2e
 def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
     """dicom_to_deployment: exported, run on kfp.local and in Airflow with the same small params."""
-    pipeline = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment", *skip_options())
+    pipeline = _export(tmp_path, FLAGSHIP, "dicom_to_deployment")
     conf = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0}
     state, tasks, run_id = run_dag("dicom_to_deployment", conf)
     assert state == "success", tasks
@@ -105,9 +105,12 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
     kfp_dir = _run_kfp(tmp_path, pipeline, "dicom_to_deployment", **conf)
 
     # Same tasks, same files in every task folder (deploy ran: min_accuracy 0 blesses any model); the skipped
-    # targets wrote nothing on either side (on KFP their dsl.If was false), approval has no folder either.
-    assert _files(kfp_dir) == _files(airflow_dir)
+    # targets wrote nothing on either side (on KFP their dsl.If was false). The approval is an Airflow operator
+    # (no folder); on KFP it is a claimed step that passed (require_approval is false).
+    assert _files(kfp_dir) == {**_files(airflow_dir), "approval": {"manifest.json"}}
+    assert _manifests(kfp_dir)["approval"]["values"] == {"reviewed": False}
     assert set(_files(kfp_dir)) == {
+        "approval",
         "dicom_input",
         "cohort",
         "dicom_to_images",
@@ -155,6 +158,35 @@ def test_a_failing_step_fails_the_kfp_run_with_the_components_message(tmp_path, 
     assert f"input.dicom: source: input path does not exist: {missing}" in capfd.readouterr().out
 
 
+APPROVAL_DAG = """
+from datetime import datetime
+from airflow.sdk import DAG, Param
+from claimed_airflow.operators import ConfusionMatrixMetricOperator, RowsFilterOperator
+from claimed_airflow.operators.approval import ModelApprovalOperator
+with DAG("kfp_approval", schedule=None, start_date=datetime(2026, 1, 1),
+         params={"table": Param("t.csv", type="string"), "require_approval": Param(True, type="boolean")}):
+    metrics = ConfusionMatrixMetricOperator(task_id="metrics", predictions="{{ params.table }}")
+    approval = ModelApprovalOperator(task_id="approval", required="{{ params.require_approval }}",
+                                     metrics=metrics.output["metrics"])
+    approval >> RowsFilterOperator(task_id="after", table="{{ params.table }}", condition="label == prediction")
+"""
+
+
+def test_a_required_approval_stops_the_kfp_run_saying_kubeflow_has_no_reviewer(tmp_path, small_predictions, capfd):
+    dag_file = tmp_path / "kfp_approval.py"
+    dag_file.write_text(APPROVAL_DAG)
+    pipeline = _export(tmp_path, dag_file, "kfp_approval")
+    passed = _run_kfp(tmp_path, pipeline, "kfp_approval", table=str(small_predictions), require_approval=False)
+    assert set(_files(passed)) == {"metrics", "approval", "after"}
+    capfd.readouterr()
+    with pytest.raises(RuntimeError, match="approval"):
+        _run_kfp(tmp_path, pipeline, "kfp_approval", table=str(small_predictions))  # the DAG's default: True
+    out = capfd.readouterr().out
+    assert "kubeflow_approval: required: a reviewer must approve this model, but Kubeflow Pipelines has no" in out
+    (stopped,) = set((tmp_path / "kfp-out" / "kfp_approval").iterdir()) - {passed}
+    assert set(_files(stopped)) == {"metrics"}  # nothing after the approval ran
+
+
 def test_nothing_is_downloaded_when_a_step_starts(tmp_path):
     """Steps run kfp's executor from the component image (docker/ installs the exporter's kfp, no deps)."""
     import re
@@ -162,15 +194,14 @@ def test_nothing_is_downloaded_when_a_step_starts(tmp_path):
     import kfp
     import yaml
 
-    default = _export(tmp_path, ROOT / "dags" / "dicom_to_deployment.py", "dicom_to_deployment", *skip_options())
+    default = _export(tmp_path, FLAGSHIP, "dicom_to_deployment")
     spec = next(yaml.safe_load_all(default.read_text()))
     commands = [" ".join(e["container"]["command"][:2]) for e in spec["deploymentSpec"]["executors"].values()]
     assert commands and not any("pip" in command for command in commands)
     assert "pip install" not in default.read_text()
     opted_in = tmp_path / "install.yaml"
     flagship = str(ROOT / "dags" / "dicom_to_deployment.py")
-    options = ["--install-kfp", *skip_options()]
-    assert cli(["export-kfp", flagship, "--dag-id", "dicom_to_deployment", "-o", str(opted_in), *options]) == 0
+    assert cli(["export-kfp", flagship, "--dag-id", "dicom_to_deployment", "-o", str(opted_in), "--install-kfp"]) == 0
     assert "pip install" in opted_in.read_text()  # the check above can fail
     for dockerfile in ("Dockerfile", "Dockerfile.gpu"):
         text = (ROOT / "docker" / dockerfile).read_text()

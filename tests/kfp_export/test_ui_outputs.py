@@ -11,7 +11,7 @@ import pytest
 
 from claimed_airflow.core import registry
 from claimed_airflow.kfp import ui
-from tests.kfp_export.flagship import FLAGSHIP, skip_options
+from tests.kfp_export.flagship import FLAGSHIP
 
 ROOT = Path(__file__).resolve().parents[2]
 GERMAN = ROOT.parent / "shared" / "data" / "german" / "german.data"  # as tests/test_trusted_ai.py
@@ -56,7 +56,7 @@ def test_compiled_ir_declares_the_typed_outputs(tmp_path):
     from claimed_airflow.cli import main as cli
 
     flagship, mitigation = tmp_path / "flagship.yaml", tmp_path / "mitigation.yaml"
-    options = ["--dag-id", "dicom_to_deployment", "-o", str(flagship), *skip_options()]
+    options = ["--dag-id", "dicom_to_deployment", "-o", str(flagship)]
     assert cli(["export-kfp", str(FLAGSHIP), *options]) == 0
     assert cli(["export-kfp", "--component", "train.fairness_mitigation", "-o", str(mitigation)]) == 0
     tasks = _artifacts(flagship)
