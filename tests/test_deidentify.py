@@ -162,7 +162,7 @@ def test_basic_profile_removes_every_identifying_value(tmp_path, phi_folder, mon
 
 def test_uids_are_stable_per_salt_and_options(tmp_path, phi_folder, monkeypatch):
     monkeypatch.setenv("DEID_SALT", SALT)
-    monkeypatch.setenv("OTHER_SALT", "something else")
+    monkeypatch.setenv("OTHER_SALT", "something else entirely")
     monkeypatch.setenv("AIRFLOW_CONN_DEID_SALT", json.dumps({"conn_type": "generic", "password": SALT}))
 
     def uids(**args) -> set[str]:
@@ -293,8 +293,10 @@ def test_every_name_date_and_time_is_identifying_and_dates_can_shift(tmp_path, s
         ds.PatientID, ds.StudyDate, ds.BurnedInAnnotation = patient, study_date or "20210704", "NO"
         ds.SecondaryReviewerName = "Reviewer^Rita"  # PN attributes the profile does not list
         ds.EvaluatorName = "Evaluator^Eve"
-        ds.ExpiryDate = "20301231"  # DA
-        ds.StudyUpdateDateTime = "20200116083000.5+0100"  # DT
+        ds.ExpiryDate = "20301231"  # DA, not in the table: emptied, also when dates shift
+        ds.StudyUpdateDateTime = "20200116083000.5+0100"  # DT, not in the table
+        ds.AcquisitionDate = "20301231"  # DA in the table: shifted with shift_dates
+        ds.AcquisitionDateTime = "20200116083000.5+0100"  # DT in the table
         ds.InstanceCreationTime = "101500"  # TM
         ds.add_new(0x00731234, "LO", "unknown public tag: Doe")  # not in the dictionary
         item = Dataset()
@@ -325,11 +327,12 @@ def test_every_name_date_and_time_is_identifying_and_dates_can_shift(tmp_path, s
         assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
         assert "113107" in [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
         assert ds.SecondaryReviewerName == "" and ds.VerifyingObserverSequence[0].VerifyingObserverName == "ANONYMIZED"
-        days = (_day(ds.ExpiryDate) - _day("20301231")).days
+        assert ds.ExpiryDate == "" and ds.StudyUpdateDateTime == ""  # no action in the table: the allow-list
+        days = (_day(ds.AcquisitionDate) - _day("20301231")).days
         assert -3652 <= days <= -1
         shifts[(_day(ds.StudyDate) - timedelta(days=days)).strftime("%Y%m%d")] = days
         # DT: the date part moves, the time and offset stay; TM stays: intervals are exact
-        assert ds.StudyUpdateDateTime == (_day("20200116") + timedelta(days=days)).strftime("%Y%m%d") + "083000.5+0100"
+        assert ds.AcquisitionDateTime == (_day("20200116") + timedelta(days=days)).strftime("%Y%m%d") + "083000.5+0100"
         item = ds.VerifyingObserverSequence[0]
         assert item.ObservationDateTime == (_day("20200117") + timedelta(days=days)).strftime("%Y%m%d") + "120000"
         assert ds.InstanceCreationTime == "101500"
@@ -375,3 +378,144 @@ def test_files_that_may_show_text_in_the_pixels_are_set_aside_unless_kept(tmp_pa
     )
     assert kept["files_deidentified"] == 6 and kept["burned_in_annotation"] == 4
     assert len(json.loads(Path(kept["report"]).read_text())["burned_in_annotation"]) == 4
+
+
+def _corpus():
+    """tests/data/deid/corpus.py: the hostile corpus (a plain module, also run by the tool benchmark)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("deid_corpus", Path(__file__).parent / "data" / "deid" / "corpus.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _everything(result, caplog) -> list[bytes]:
+    """Every byte a run leaves: output files and their names, table, report, manifest, the log."""
+    blobs = [p.read_bytes() + p.name.encode() for p in Path(result["output"]).rglob("*") if p.is_file()]
+    blobs += [Path(result[k]).read_bytes() for k in ("table", "report", "manifest")]
+    return [*blobs, caplog.text.encode()]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"shift_dates": True, "keep_patient_age": True, "keep_patient_sex": True}],
+    ids=["defaults", "dates-shifted-characteristics-kept"],
+)
+def test_hostile_corpus_leaks_no_planted_value_anywhere(tmp_path, monkeypatch, caplog, options):
+    """PHI in every text VR, sequences, SR content, private tags, preamble, file meta, URLs, dates, ages, pixels."""
+    corpus = _corpus()
+    monkeypatch.setenv("DEID_SALT", SALT)
+    planted = corpus.build(tmp_path / "in")
+    assert len(planted) > 100
+    assert {a for a, _ in corpus.overlaps(planted)} == {"StudyInstanceUID"}  # only inside the URLs that quote it
+    caplog.set_level(logging.DEBUG)
+    caplog.clear()
+    result = run("transform.deidentify", {"files": str(tmp_path / "in"), "salt_env": "DEID_SALT", **options})
+    assert result["files_deidentified"] == 2  # the CT and the report; the 8 images that may show text are set aside
+    rejected = json.loads(Path(result["manifest"]).read_text())["rejected"]
+    assert len(rejected) == 8
+    expected = dict(planted)
+    if options.get("shift_dates"):  # times of day are kept with moved dates (intervals exact), by design
+        expected = {k: v for k, v in planted.items() if "(TM" not in k}
+    assert corpus.leaks(expected, _everything(result, caplog)) == {}
+    ct, sr = sorted((pydicom.dcmread(p) for p in _outputs(result)), key=lambda ds: ds.Modality)
+    assert ct.preamble == sr.preamble == b"\0" * 128
+    assert ct.Modality == "CT" and ct.AnatomicRegionSequence[0].CodeMeaning == "Chest"  # allow-listed: kept
+    assert ct.AnatomicRegionSequence[0].AnatomicRegionModifierSequence[0].ExtendedCodeValue == ""  # two levels deep
+    if options:
+        assert ct.PatientAge == "090Y" and ct.PatientBirthDate == ""  # 95: the age and no date that gives it
+        assert "DateOfLastCalibration" not in ct and "DateOfManufacture" not in ct  # device dates: removed
+        assert ct.StudyDate not in ("", "20260117") and ct.PatientSex == "M"
+        assert pd.read_parquet(result["table"])["PatientAge"].max() == 90
+
+
+def test_structured_content_keeps_codes_and_drops_text(tmp_path, monkeypatch):
+    """A Basic Text SR: report text, title, contact and the RetrieveURL with the original study UID go; codes stay."""
+    corpus = _corpus()
+    monkeypatch.setenv("DEID_SALT", SALT)
+    corpus.build(tmp_path / "in")
+    folder = tmp_path / "sr"
+    folder.mkdir()
+    (tmp_path / "in" / "report_smithson.dcm").rename(folder / "report.dcm")
+    cleaned = run("transform.deidentify", {"files": str(folder), "salt_env": "DEID_SALT"}, root=str(tmp_path / "a"))
+    (sr,) = (pydicom.dcmread(p) for p in _outputs(cleaned))
+    items = {item.ValueType: item for item in sr.ContentSequence}
+    assert items["TEXT"].TextValue == "" and items["TEXT"].ConceptNameCodeSequence[0].CodeMeaning == "Finding"
+    assert items["CODE"].ConceptCodeSequence[0].CodeMeaning == "Pneumonia"  # coded concepts are kept
+    assert items["UIDREF"].UID.startswith("2.25.")
+    assert sr.DocumentTitle == "" and sr.ContactDisplayName == "" and sr.RetrieveURL == ""
+    assert "113104" in [c.CodeValue for c in sr.DeidentificationMethodCodeSequence]
+    removed = run(
+        "transform.deidentify",
+        {"files": str(folder), "salt_env": "DEID_SALT", "clean_structured_content": False},
+        root=str(tmp_path / "b"),
+    )
+    (sr,) = (pydicom.dcmread(p) for p in _outputs(removed))
+    assert len(sr.ContentSequence) == 0
+    assert "113104" not in [c.CodeValue for c in sr.DeidentificationMethodCodeSequence]
+
+
+def test_allow_list_rules_on_single_datasets():
+    """Kept text must fit its VR; a UID quoted in kept text gets the same new UID; safe private tags are kept."""
+    from claimed_airflow.components.transform.deidentify import Deidentifier
+
+    ds = Dataset()
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.10.4711.1"
+    with warnings.catch_warnings():  # pydicom warns about the invalid values written here on purpose
+        warnings.simplefilter("ignore")
+        ds.BodyPartExamined = "chest of smith"  # not a CS value: a safe attribute with a hostile value is emptied
+        ds.PatientSex = "SMITH"  # kept characteristics only with a value the standard defines
+        ds.PatientAge = "JOHN"  # no age in years: removed, not kept
+    ds.Modality = "MR"
+    ds.SeriesType = "SMITHSERIES"  # CS without an action: not on the allow-list
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = "1", "99LOCAL"
+    code.CodeMeaning = "prior study 1.2.826.0.1.3680043.10.4711.1"
+    ds.ConceptNameCodeSequence = [code]
+    block = ds.private_block(0x0019, "ACME 1.0", create=True)
+    block.add_new(0x0B, "DS", "12.5")
+    block.add_new(0x0C, "LO", "SMITH PRIVATE")
+    worker = Deidentifier(
+        b"s" * 16, keep_patient_sex=True, keep_patient_age=True, retain_safe_private=["0019,xx0B,ACME 1.0"]
+    )
+    actions = worker.apply(ds)
+    assert ds.BodyPartExamined == "" and ds.Modality == "MR" and ds.SeriesType == ""
+    assert ds.PatientSex == "" and "PatientAge" not in ds
+    assert ds.ConceptNameCodeSequence[0].CodeMeaning == f"prior study {ds.StudyInstanceUID}"
+    assert ds[0x0019100B].value == 12.5 and ds[0x00190010].value == "ACME 1.0" and 0x0019100C not in ds
+    assert actions["private_kept"] == 2 and actions["private_removed"] == 1
+    assert "113111" in [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
+    with pytest.raises(ClaimedError, match="^retain_safe_private: '0019,0B,ACME' is not 'gggg,xxee,CREATOR'"):
+        Deidentifier(b"s" * 16, False, False, retain_safe_private=["0019,0B,ACME"])
+
+
+@pytest.mark.parametrize("salt", ["pepper", "aaaaaaaaaaaaaaaaaaaaaaaa"], ids=["short", "plain"])
+def test_a_weak_salt_is_refused_naming_where_it_came_from(tmp_path, phi_folder, monkeypatch, salt):
+    monkeypatch.setenv("WEAK_SALT", salt)
+    with pytest.raises(ClaimedError, match="^salt_env: the salt of environment variable WEAK_SALT is too weak"):
+        run("transform.deidentify", {"files": str(phi_folder), "salt_env": "WEAK_SALT"}, root=str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_WEAK_SALT", json.dumps({"conn_type": "generic", "password": salt}))
+    with pytest.raises(ClaimedError, match="^salt_connection: the salt of Airflow connection weak_salt is too weak"):
+        run("transform.deidentify", {"files": str(phi_folder), "salt_connection": "weak_salt"}, root=str(tmp_path))
+
+
+def test_only_an_explicit_no_clears_images_that_often_show_text():
+    from claimed_airflow.components.transform.deidentify import burned_in_text
+
+    def reason(**attributes) -> str:
+        ds = Dataset()
+        for keyword, value in attributes.items():
+            setattr(ds, keyword, value)
+        return burned_in_text(ds)
+
+    us, video = "1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.77.1.4.1"
+    assert reason(Modality="US", BurnedInAnnotation="UNKNOWN") == "BurnedInAnnotation is not NO on a US image"
+    assert reason(Modality="US", BurnedInAnnotation="N") and reason(Modality="OP")
+    assert reason(SOPClassUID=video) == "no BurnedInAnnotation flag on a Video Photographic Image Storage image"
+    assert reason(SOPClassUID="1.2.840.10008.5.1.4.1.1.77.1.1.1") and reason(SOPClassUID=us)
+    assert reason(SOPClassUID="1.2.840.10008.5.1.4.1.1.77.1.5.1", Modality="OP", BurnedInAnnotation="SMITH") == (
+        "BurnedInAnnotation is not NO on a OP image"  # a hostile flag value is never quoted
+    )
+    assert reason(Modality="US", BurnedInAnnotation="NO") == reason(SOPClassUID=video, BurnedInAnnotation="NO") == ""
+    assert reason(Modality="CT") == "" and reason(Modality="CT", BurnedInAnnotation="YES")

@@ -52,20 +52,27 @@ class DeidentifyTransformOperator(ClaimedOperator):
     Applies every attribute of Table E.1-1 in the newest edition of the standard that dicom-
     anonymizer ships (2026c here): removes, empties or replaces with dummy values the identifying
     attributes (names, IDs, dates, institutions, physicians, comments, ...), curves, overlays, all
-    private tags and public tags the DICOM dictionary does not know. Beyond the table, every person
-    name (PN), date (DA, DT) and time (TM) is emptied, anywhere, sequences included; with
-    ``shift_dates`` the dates move instead by a number of days fixed per patient by the salt
-    (intervals kept, times kept). Every UID attribute (by the dictionary's VR, whatever VR the file
-    stored it with) that is not a registered UID is replaced by ``2.25.<HMAC-SHA256(salt, value)>``,
-    a value that is no valid UID included: the same input gets the same new UID, within a run and
-    across runs with the same salt. The salt comes from an Airflow connection (password or extra
-    ``salt``) or an environment variable and is never logged or recorded. Files are written flat as
-    ``<new SOPInstanceUID>.dcm``: a name made by us, never from an input value;
-    PatientIdentityRemoved and the De-identification Method (code 113100, plus 113108 when
-    characteristics are kept and 113107 when dates are shifted) are set. Pixel text is not removed:
-    files flagged BurnedInAnnotation or RecognizableVisualFeatures YES, and files without the flag
-    of a Secondary Capture class or a modality that often burns text into the pixels (US, SC, OT,
-    XC, ES, GM, SM, DOC, XA, RF), are set aside with the reason unless ``burned_in="keep"``.
+    private tags and public tags the DICOM dictionary does not know. Then an allow-list: every other
+    text element (VR AE, AS, CS, DA, DS, DT, IS, LO, LT, PN, SH, ST, TM, UC, UR, UT), sequences
+    included, is emptied unless its attribute is a safe one (Modality, BodyPartExamined, pixel and
+    acquisition description, coded concepts, ...) and its value has its VR's strict form. Structured
+    content (Clean Structured Content Option, ``clean_structured_content``): text values emptied,
+    coded concepts, numbers and references kept. UIDs quoted inside kept text get the same new UID;
+    the 128-byte preamble is zeroed and the file meta rebuilt. With ``shift_dates`` the dates of the
+    attributes the Modified Dates Option modifies move by a number of days fixed per patient by the
+    salt (times kept); birth dates and device dates keep their action (emptied or removed). Every
+    UID attribute (by the dictionary's VR, whatever VR the file stored it with) that is not a
+    registered UID is replaced by ``2.25.<HMAC-SHA256(salt, value)>``: the same input gets the same
+    new UID, within a run and across runs with the same salt. The salt comes from an Airflow
+    connection (password or extra ``salt``) or an environment variable, needs 16 characters (8
+    distinct) and is never logged or recorded. Files are written flat as ``<new
+    SOPInstanceUID>.dcm``: a name made by us, never from an input value; PatientIdentityRemoved and
+    the De-identification Method codes (113100, 113104, 113107, 113108, 113111 as applied) are set.
+    Pixel text is not removed: files flagged BurnedInAnnotation or RecognizableVisualFeatures YES,
+    and files of a modality (US, SC, OT, XC, ES, OP, GM, SM, DOC, XA, RF, IVUS) or SOP class
+    (Secondary Capture, VL, video, ultrasound, ophthalmic photography, ...) that often burns text
+    into the pixels unless flagged BurnedInAnnotation ``NO``, are set aside with the reason unless
+    ``burned_in="keep"``.
 
     Runs the ``transform.deidentify`` component. Outputs (XCom keys): output, table, report.
 
@@ -81,15 +88,24 @@ class DeidentifyTransformOperator(ClaimedOperator):
     :param salt_env: Name of an environment variable holding the salt (no connection given, or it is
         not defined).
     :type salt_env: str | None
-    :param keep_patient_sex: Keep PatientSex (Retain Patient Characteristics Option) for fairness
-        checks.
+    :param keep_patient_sex: Keep PatientSex M, F or O (Retain Patient Characteristics Option) for
+        fairness checks.
     :type keep_patient_sex: bool
     :param keep_patient_age: Keep the age in years (PatientAge ``NNNY``, from 90 on ``090Y``) for
         fairness checks.
     :type keep_patient_age: bool
-    :param shift_dates: Move every date by a per-patient number of days (1 to 3652 back) instead of
-        removing it.
+    :param shift_dates: Move the study, series, acquisition and content dates by a per-patient
+        number of days (1 to 3652 back) instead of removing them (Retain Longitudinal Temporal
+        Information Modified Dates Option).
     :type shift_dates: bool
+    :param clean_structured_content: Keep structured content (SR content items) cleaned: text values
+        emptied, coded concepts, numbers and references kept (Clean Structured Content Option). Off:
+        content emptied.
+    :type clean_structured_content: bool
+    :param retain_safe_private: Private attributes known to be safe, kept (Retain Safe Private
+        Option), each ``"gggg,xxee,CREATOR"`` (e.g. ``"0019,xx0B,GEMS_ACQU_01"``); none by default:
+        every private tag goes.
+    :type retain_safe_private: list[str] | None
     :param burned_in: Files that may show identifying text in the pixels: ``reject`` them (set
         aside, the default) or ``keep`` them (listed in the report; the pixels are not cleaned).
     :type burned_in: str
@@ -104,6 +120,8 @@ class DeidentifyTransformOperator(ClaimedOperator):
         "keep_patient_sex",
         "keep_patient_age",
         "shift_dates",
+        "clean_structured_content",
+        "retain_safe_private",
         "burned_in",
     )
     ui_color = "#e8f5e9"
@@ -119,6 +137,8 @@ class DeidentifyTransformOperator(ClaimedOperator):
         keep_patient_sex: bool = False,
         keep_patient_age: bool = False,
         shift_dates: bool = False,
+        clean_structured_content: bool = True,
+        retain_safe_private: list[str] | None = None,
         burned_in: str = "reject",
         **kwargs: Any,
     ) -> None:
@@ -130,6 +150,8 @@ class DeidentifyTransformOperator(ClaimedOperator):
         self.keep_patient_sex = keep_patient_sex
         self.keep_patient_age = keep_patient_age
         self.shift_dates = shift_dates
+        self.clean_structured_content = clean_structured_content
+        self.retain_safe_private = retain_safe_private
         self.burned_in = burned_in
 
 

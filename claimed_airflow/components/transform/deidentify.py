@@ -74,22 +74,73 @@ def profile_action(tag: int) -> str | None:
 
 
 BASIC_PROFILE_CODE = ("113100", "DCM", "Basic Application Confidentiality Profile")
-RETAIN_CHARACTERISTICS_CODE = ("113108", "DCM", "Retain Patient Characteristics Option")
+CLEAN_STRUCTURED_CONTENT_CODE = ("113104", "DCM", "Clean Structured Content Option")
 MODIFIED_DATES_CODE = ("113107", "DCM", "Retain Longitudinal Temporal Information Modified Dates Option")
-DUMMY = {"PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000"}
+RETAIN_CHARACTERISTICS_CODE = ("113108", "DCM", "Retain Patient Characteristics Option")
+RETAIN_SAFE_PRIVATE_CODE = ("113111", "DCM", "Retain Safe Private Option")
+DUMMY = {
+    "PN": "ANONYMIZED",
+    "DA": "19000101",
+    "TM": "000000",
+    "DT": "19000101000000",
+    "AS": "000Y",
+    "DS": "0",
+    "IS": "0",
+}
 UID_ROOT = "2.25."
-# Beyond Table E.1-1: every person name, date and time is identifying unless kept on purpose.
-IDENTIFYING_VRS = ("PN", "DA", "DT", "TM")
+# The value representations that hold text: an element of one of these that the table gives no action
+# is emptied unless its attribute is on SAFE_ATTRIBUTES (a text value kept is kept on purpose).
+TEXT_VRS = frozenset("AE AS CS DA DS DT IS LO LT PN SH ST TM UC UR UT".split())
+# Text attributes kept: image and pixel description, acquisition parameters, coded concepts of structured
+# content, the flags of this profile. A value that does not fit its VR's strict form is emptied all the same.
+SAFE_ATTRIBUTES = frozenset(
+    """SpecificCharacterSet ImageType Modality ConversionType BodyPartExamined Laterality ImageLaterality
+    ViewPosition PatientPosition PatientOrientation AnatomicalOrientationType PhotometricInterpretation
+    PixelAspectRatio PixelSpacing ImagerPixelSpacing NominalScannedPixelSpacing PixelSpacingCalibrationType
+    SliceThickness SpacingBetweenSlices ImagePositionPatient ImageOrientationPatient SliceLocation WindowCenter
+    WindowWidth VOILUTFunction RescaleIntercept RescaleSlope RescaleType ModalityLUTType PresentationLUTShape
+    PresentationIntentType LossyImageCompression LossyImageCompressionRatio LossyImageCompressionMethod
+    NumberOfFrames InstanceNumber SeriesNumber AcquisitionNumber TemporalPositionIdentifier
+    NumberOfTemporalPositions ImagesInAcquisition BurnedInAnnotation RecognizableVisualFeatures
+    PatientIdentityRemoved LongitudinalTemporalInformationModified QualityControlImage KVP ExposureTime
+    XRayTubeCurrent Exposure ExposureInuAs ConvolutionKernel ScanOptions ReconstructionDiameter FilterType
+    FocalSpots GeneratorPower DataCollectionDiameter TableHeight RotationDirection EchoTime RepetitionTime
+    InversionTime FlipAngle MagneticFieldStrength ScanningSequence SequenceVariant MRAcquisitionType
+    EchoTrainLength NumberOfAverages ImagingFrequency ImagedNucleus PixelBandwidth Manufacturer
+    ManufacturerModelName SoftwareVersions ValueType RelationshipType ContinuityOfContent CodeValue
+    CodingSchemeDesignator CodingSchemeVersion CodeMeaning ContextIdentifier MappingResource TemplateIdentifier
+    NumericValue CompletionFlag VerificationFlag PreliminaryFlag GraphicType ReferencedFrameNumber""".split()
+)
+# Strict forms of the kept values: CS codes, DS/IS numbers, AS ages (one value; multiple values split on \).
+_STRICT = {
+    "CS": re.compile(r"[A-Z0-9 _]{0,16}"),
+    "DS": re.compile(r" *[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)? *"),
+    "IS": re.compile(r" *[-+]?[0-9]{1,12} *"),
+    "AS": re.compile(r"[0-9]{3}[DWMY]"),
+}
+# Date and time attributes of the table that the Modified Dates Option does not modify (PS3.15 Table E.1-1: no
+# C in its column): birth date and time, GPS time stamp. Device dates (calibration, manufacture, installation)
+# are the same for every patient of a device: moved per patient they are a shared anchor (one known real date
+# gives another patient's shift), so they keep their Basic Profile action (removed) too.
+NOT_SHIFTED = frozenset(
+    """PatientBirthDate PatientBirthTime GPSTimeStamp DateOfLastCalibration TimeOfLastCalibration
+    DateTimeOfLastCalibration CalibrationDate CalibrationTime CalibrationDateTime DateOfLastDetectorCalibration
+    TimeOfLastDetectorCalibration DateOfInstallation DateOfManufacture BeamHoldTransitionDateTime""".split()
+)
 _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+_UID_IN_TEXT = re.compile(r"(?<![0-9.])(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*)){3,}(?![0-9.])")
 _NAME = re.compile(r"2\.25\.[0-9]{1,39}\.dcm")
 # Modalities whose images often carry identifying text in the pixels (patient name, dates burned in by the
-# device or the capture): without a BurnedInAnnotation flag, their files are set aside unless kept on purpose.
-# US ultrasound, SC/OT secondary capture and other, XC external camera, ES endoscopy, GM/SM microscopy (slide
-# labels), DOC scanned documents, XA/RF angiography and fluoroscopy (annotated runs).
-BURNS_IN_TEXT = ("US", "SC", "OT", "XC", "ES", "GM", "SM", "DOC", "XA", "RF")
-# The same for Secondary Capture (screenshots, scans) and VL (photographs, endoscopy, slides) SOP classes,
-# whatever the Modality says.
+# device or the capture): only an explicit BurnedInAnnotation NO clears them. US ultrasound, IVUS, SC/OT
+# secondary capture and other, XC external camera, ES endoscopy, OP ophthalmic photography, GM/SM microscopy
+# (slide labels), DOC scanned documents, XA/RF angiography and fluoroscopy (annotated runs).
+BURNS_IN_TEXT = ("US", "IVUS", "SC", "OT", "XC", "ES", "OP", "GM", "SM", "DOC", "XA", "RF")
+# The same for SOP classes, whatever the Modality says (or without one): Secondary Capture (screenshots, scans),
+# VL and video (photographs, endoscopy, microscopy, slides), ultrasound, ophthalmic and dermoscopic photography.
+BURNS_IN_TEXT_CLASSES = ("Secondary Capture", "VL ", "Video ", "Ultrasound", "US Volume", "Photograph", "Microscop")
 MAX_DATE_SHIFT_DAYS = 3652
+MIN_SALT_LENGTH = 16
+MIN_SALT_DISTINCT = 8
 
 
 def new_uid(uid: str, salt: bytes) -> str:
@@ -159,11 +210,21 @@ def age_years(ds) -> str | None:
 class Deidentifier:
     """Applies the basic profile to datasets; one instance per run keeps the UID mapping consistent."""
 
-    def __init__(self, salt: bytes, keep_patient_sex: bool, keep_patient_age: bool, shift_dates: bool = False):
+    def __init__(
+        self,
+        salt: bytes,
+        keep_patient_sex: bool,
+        keep_patient_age: bool,
+        shift_dates: bool = False,
+        clean_structured_content: bool = True,
+        retain_safe_private: list[str] | tuple[str, ...] = (),
+    ):
         self.salt = salt
         self.keep = {"PatientSex"} if keep_patient_sex else set()
         self.keep_age = keep_patient_age
         self.shift_dates = shift_dates
+        self.clean_structured_content = clean_structured_content
+        self.safe_private = [parse_private(entry) for entry in retain_safe_private or ()]
         self.uids: dict[str, str] = {}
 
     def uid(self, value: str) -> str:
@@ -174,34 +235,72 @@ class Deidentifier:
 
     def apply(self, ds) -> dict:
         """De-identify ``ds`` in place; returns the actions taken (attribute keywords, counts)."""
+        from pydicom.dataset import FileMetaDataset
+
         actions = {
             "removed": set(),
             "emptied": set(),
             "dummy": set(),
             "uids_replaced": 0,
             "private_removed": 0,
+            "private_kept": 0,
             "dates_shifted": 0,
         }
         age = age_years(ds) if self.keep_age else None
         days = date_shift_days(str(ds.get("PatientID") or ""), self.salt) if self.shift_dates else 0
         original = _text(ds.get("SOPInstanceUID") or "")
-        private = [elem.tag for elem in _walk(ds) if elem.tag.is_private]
-        actions["private_removed"] = len(private)
-        ds.remove_private_tags()
+        sex = _text(ds.get("PatientSex") or "").upper()
+        structured = self.clean_structured_content and any(e.tag == CONTENT_SEQUENCE for e in _walk(ds))
+        self._private(ds, actions)
         self._scrub(ds, actions, days)
         # the instance UID names the output file: always a new 2.25 UID, whatever was stored (or missing)
         ds.SOPInstanceUID = self.uid(original) if original else new_uid(os.urandom(16).hex(), self.salt)
-        if age is not None:
-            ds.PatientAge = age
+        if self.keep_age:  # the age in years, 090Y from 90 on; no age is kept that was not one
+            if age is not None:
+                ds.PatientAge = age
+            elif "PatientAge" in ds:
+                del ds.PatientAge
+        if self.keep:  # PatientSex: one of the values the standard defines, else empty
+            ds.PatientSex = sex if sex in ("M", "F", "O") else ""
+        # the file meta: only what a Part 10 file needs, made by us (pydicom adds its implementation UID/name)
         meta = getattr(ds, "file_meta", None)
+        new_meta = FileMetaDataset()
+        new_meta.MediaStorageSOPClassUID = _text(ds.get("SOPClassUID") or "") or "1.2.840.10008.5.1.4.1.1.7"
+        new_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         if meta is not None:
-            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            for keyword in ("SourceApplicationEntityTitle", "SendingApplicationEntityTitle", "PrivateInformation"):
-                if keyword in meta:
-                    delattr(meta, keyword)
-                    actions["removed"].add(keyword)
-        self._mark(ds)
+            if "TransferSyntaxUID" in meta:
+                new_meta.TransferSyntaxUID = meta.TransferSyntaxUID
+            actions["removed"] |= {e.keyword for e in meta if e.keyword not in new_meta and e.keyword not in _META}
+        ds.file_meta = new_meta
+        ds.preamble = b"\0" * 128  # 128 bytes a writer may fill with anything (names, IDs)
+        self._mark(ds, structured)
         return {k: sorted(v) if isinstance(v, set) else v for k, v in actions.items()}
+
+    def _private(self, ds, actions: dict) -> None:
+        """Removes every private element, sequences included, except those of ``retain_safe_private``."""
+        keep: set[int] = set()
+        for group, offset, creator in self.safe_private:
+            for item in [ds, *(i for e in _walk(ds) if e.VR == "SQ" for i in e.value or [])]:
+                try:
+                    block = item.private_block(group, creator)
+                except KeyError:
+                    continue
+                keep |= {int(block.get_tag(offset)), (group << 16) | (block.block_start >> 8)}
+
+        def remove(dataset) -> None:
+            for tag in list(dataset.keys()):
+                elem = dataset[tag]
+                if tag.is_private and int(tag) not in keep:
+                    del dataset[tag]
+                    actions["private_removed"] += 1
+                    continue
+                if tag.is_private:
+                    actions["private_kept"] += 1
+                if elem.VR == "SQ":
+                    for item in elem.value or []:
+                        remove(item)
+
+        remove(ds)
 
     def _scrub(self, ds, actions: dict, days: int) -> None:
         from pydicom import config
@@ -210,6 +309,9 @@ class Deidentifier:
 
         for tag in list(ds.keys()):
             elem = ds[tag]
+            if tag.is_private:  # kept by retain_safe_private: its text may still quote a UID
+                self._uids_in_text(ds, tag, elem)
+                continue
             keyword = elem.keyword or f"({tag.group:04X},{tag.element:04X})"
             if keyword in self.keep or (keyword == "PatientAge" and self.keep_age):
                 continue
@@ -219,19 +321,21 @@ class Deidentifier:
                 del ds[tag]
                 actions["removed"].add(keyword)
                 continue
-            if vr in ("UI", *IDENTIFYING_VRS) and elem.VR != vr:
+            if vr in ("UI", *TEXT_VRS) and elem.VR != vr:
                 # re-typed with the value it will get, never with the stored one (pydicom would log it as invalid)
                 value = "" if elem.VM == 0 else elem.value if elem.VM > 1 else _text(elem.value)
                 elem = ds[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
-            if self.shift_dates and vr in ("DA", "DT"):
-                if elem.value not in (None, "", b""):
+            if self.shift_dates and action is not None and keyword not in NOT_SHIFTED and vr in ("DA", "DT", "TM"):
+                # an attribute the Modified Dates Option modifies: dates move, times of day stay (intervals exact)
+                if vr != "TM" and elem.value not in (None, "", b""):
                     ds[tag] = DataElement(tag, vr, shift_date(_text(elem.value), vr, days))
                     actions["dates_shifted"] += 1
                 continue
-            if self.shift_dates and vr == "TM" and action != "X":
-                continue  # times of day are kept with moved dates: intervals stay exact
-            if action is None and vr in IDENTIFYING_VRS:
-                action = "Z"
+            if tag == CONTENT_SEQUENCE and action is not None:
+                # Clean Structured Content: items kept, cleaned below (text values emptied, codes kept); else emptied
+                action = None if self.clean_structured_content else "Z"
+            if action is None and (vr in TEXT_VRS or elem.VR in TEXT_VRS) and not _safe(keyword, elem):
+                action = "Z"  # the allow-list: text nobody said is safe is identifying
             if action == "X":
                 del ds[tag]
                 actions["removed"].add(keyword)
@@ -240,12 +344,12 @@ class Deidentifier:
                 if elem.VR == "SQ":
                     elem.value = Sequence([])
                 elif elem.value not in (None, "", b""):
-                    ds[tag] = DataElement(tag, elem.VR, None if elem.VR in ("US", "SS", "UL", "SL", "FL", "FD") else "")
+                    ds[tag] = DataElement(tag, elem.VR, None if elem.VR in _NUMBER_VRS else "")
                 actions["emptied"].add(keyword)
                 continue
             if action == "D" and elem.VR != "SQ":
-                dummy = DUMMY.get(elem.VR, "ANONYMIZED" if elem.VR in ("LO", "SH", "LT", "ST", "UT") else "")
-                ds[tag] = DataElement(tag, elem.VR, dummy)
+                dummy = DUMMY.get(elem.VR, "ANONYMIZED" if elem.VR in TEXT_VRS - {"UR"} else "")
+                ds[tag] = DataElement(tag, elem.VR, dummy if elem.VR not in _NUMBER_VRS else 0)
                 actions["dummy"].add(keyword)
                 continue
             if elem.VR == "SQ":
@@ -257,14 +361,30 @@ class Deidentifier:
                 replaced = [v if _registered(v) else self.uid(v) for v in values]
                 actions["uids_replaced"] += sum(a != b for a, b in zip(values, replaced, strict=True))
                 ds[tag] = DataElement(tag, "UI", replaced if len(replaced) > 1 else replaced[0])
+            else:
+                self._uids_in_text(ds, tag, elem)
 
-    def _mark(self, ds) -> None:
+    def _uids_in_text(self, ds, tag, elem) -> None:
+        """A UID quoted in a kept text value gets the same new UID as the attribute it came from."""
+        from pydicom.dataelem import DataElement
+
+        if elem.VR not in TEXT_VRS or not isinstance(elem.value, (str, list, tuple)) or not elem.value:
+            return
+        values = [str(v) for v in (elem.value if elem.VM > 1 else [elem.value])]
+        mapped = [_UID_IN_TEXT.sub(lambda m: m[0] if _registered(m[0]) else self.uid(m[0]), v) for v in values]
+        if mapped != values:
+            ds[tag] = DataElement(tag, elem.VR, mapped if len(mapped) > 1 else mapped[0])
+
+    def _mark(self, ds, structured: bool) -> None:
         from pydicom.dataset import Dataset
 
         ds.PatientIdentityRemoved = "YES"
         ds.LongitudinalTemporalInformationModified = "MODIFIED" if self.shift_dates else "REMOVED"
-        codes = [BASIC_PROFILE_CODE] + ([RETAIN_CHARACTERISTICS_CODE] if self.keep or self.keep_age else [])
+        codes = [BASIC_PROFILE_CODE]
+        codes += [CLEAN_STRUCTURED_CONTENT_CODE] if structured else []  # content items kept, cleaned
         codes += [MODIFIED_DATES_CODE] if self.shift_dates else []
+        codes += [RETAIN_CHARACTERISTICS_CODE] if self.keep or self.keep_age else []
+        codes += [RETAIN_SAFE_PRIVATE_CODE] if self.safe_private else []
         method = []
         for value, scheme, meaning in codes:
             item = Dataset()
@@ -284,6 +404,37 @@ class Deidentifier:
             ds.PatientName = ""
         if "PatientID" not in ds:
             ds.PatientID = ""
+
+
+CONTENT_SEQUENCE = 0x0040A730
+_NUMBER_VRS = ("US", "SS", "UL", "SL", "FL", "FD", "SV", "UV")
+_META = {"FileMetaInformationGroupLength", "FileMetaInformationVersion", "ImplementationClassUID"}
+
+
+def _safe(keyword: str, elem) -> bool:
+    """True for an attribute of SAFE_ATTRIBUTES whose every value has its VR's strict form (where it has one)."""
+    if keyword not in SAFE_ATTRIBUTES:
+        return False
+    strict = _STRICT.get(elem.VR)
+    if strict is None or elem.value in (None, ""):
+        return True
+    values = elem.value if elem.VM > 1 else [elem.value]
+    return all(strict.fullmatch(str(v)) for v in values)
+
+
+def parse_private(entry: str) -> tuple[int, int, str]:
+    """``"gggg,xxee,CREATOR"`` (retain_safe_private) -> (group, element offset, private creator)."""
+    parts = [p.strip() for p in str(entry).split(",", 2)]
+    ok = (
+        len(parts) == 3
+        and re.fullmatch(r"[0-9A-Fa-f]{4}", parts[0])
+        and re.fullmatch(r"[xX]{2}[0-9A-Fa-f]{2}", parts[1])
+    )
+    if not ok or not int(parts[0], 16) & 1 or not parts[2]:
+        raise ClaimedError(
+            f"retain_safe_private: {entry!r} is not 'gggg,xxee,CREATOR' (an odd group, e.g. '0019,xx0B,GEMS_ACQU_01')"
+        )
+    return int(parts[0], 16), int(parts[1][2:], 16), parts[2]
 
 
 def _text(value) -> str:
@@ -308,22 +459,25 @@ def _quiet_pydicom():
 
 
 def burned_in_text(ds) -> str:
-    """Why the pixels of ``ds`` may show identifying text ('' when nothing says so)."""
+    """Why the pixels of ``ds`` may show identifying text ('' when nothing says so). Only an explicit
+    BurnedInAnnotation ``NO`` clears a modality or SOP class that often shows text; ``YES`` is never cleared."""
     flag = str(ds.get("BurnedInAnnotation") or "").strip().upper()
     if flag == "YES":
         return "BurnedInAnnotation = YES"
     if str(ds.get("RecognizableVisualFeatures") or "").strip().upper() == "YES":
         return "RecognizableVisualFeatures = YES"
-    if flag:
-        return ""
     modality = str(ds.get("Modality") or "").strip().upper()
+    name = _uid_name(_text(ds.get("SOPClassUID") or ""))
     if modality in BURNS_IN_TEXT:
-        return f"no BurnedInAnnotation flag on a {modality} image"
-    sop_class = _text(ds.get("SOPClassUID") or "")
-    name = _uid_name(sop_class)
-    if "Secondary Capture" in name or name.startswith("VL "):  # screenshots, scans, photographs
-        return f"no BurnedInAnnotation flag on a {name} image"
-    return ""
+        kind = f"a {modality} image"
+    elif name.endswith(("Storage", "Storage - Trial")) and any(part in name for part in BURNS_IN_TEXT_CLASSES):
+        kind = f"a {name} image"  # screenshots, scans, photographs, video, ultrasound
+    else:
+        return ""
+    if flag == "NO":
+        return ""
+    # the value is named only when it is one the standard defines: a stored value is hostile
+    return f"no BurnedInAnnotation flag on {kind}" if not flag else f"BurnedInAnnotation is not NO on {kind}"
 
 
 def _uid_name(uid: str) -> str:
@@ -378,6 +532,18 @@ def read_salt(salt_connection: str | None, salt_env: str | None) -> tuple[bytes,
     return os.urandom(32), "random per run"
 
 
+def check_salt(salt: bytes, source: str) -> None:
+    """A salt keys every new UID and date shift: one too short or too plain can be guessed from one known
+    (original UID, new UID) pair, which undoes the mapping of every file. Raises naming where it came from."""
+    param = "salt_connection" if source.startswith("Airflow connection") else "salt_env"
+    if len(salt) < MIN_SALT_LENGTH or len(set(salt)) < MIN_SALT_DISTINCT:
+        raise ClaimedError(
+            f"{param}: the salt of {source} is too weak ({len(salt)} characters, {len(set(salt))} distinct); "
+            f"use at least {MIN_SALT_LENGTH} characters with {MIN_SALT_DISTINCT} distinct ones, e.g. a random "
+            "32-character string"
+        )
+
+
 @component("transform")
 def deidentify(
     files: InputPath,
@@ -387,6 +553,8 @@ def deidentify(
     keep_patient_sex: bool = False,
     keep_patient_age: bool = False,
     shift_dates: bool = False,
+    clean_structured_content: bool = True,
+    retain_safe_private: list[str] | None = None,
     burned_in: Literal["reject", "keep"] = "reject",
     output: OutputPath = "files",
     table: OutputPath = "metadata.parquet",
@@ -397,28 +565,39 @@ def deidentify(
     Applies every attribute of Table E.1-1 in the newest edition of the standard that dicom-anonymizer
     ships (2026c here): removes, empties or replaces with dummy values the identifying attributes
     (names, IDs, dates, institutions, physicians, comments, ...), curves, overlays, all private tags
-    and public tags the DICOM dictionary does not know. Beyond the table, every person name (PN),
-    date (DA, DT) and time (TM) is emptied, anywhere, sequences included; with ``shift_dates`` the
-    dates move instead by a number of days fixed per patient by the salt (intervals kept, times
-    kept). Every UID attribute (by the dictionary's VR, whatever VR the file stored it with) that
-    is not a registered UID is replaced by ``2.25.<HMAC-SHA256(salt, value)>``, a value that is no
-    valid UID included: the same input gets the same new UID, within a run and across runs with the
-    same salt. The salt comes from an Airflow connection (password or extra ``salt``) or an
-    environment variable and is never logged or recorded. Files are written flat as ``<new
-    SOPInstanceUID>.dcm``: a name made by us, never from an input value; PatientIdentityRemoved and
-    the De-identification Method (code 113100, plus 113108 when characteristics are kept and 113107
-    when dates are shifted) are set. Pixel text is not removed: files flagged BurnedInAnnotation or
-    RecognizableVisualFeatures YES, and files without the flag of a Secondary Capture class or a
-    modality that often burns text into the pixels (US, SC, OT, XC, ES, GM, SM, DOC, XA, RF), are
-    set aside with the reason unless ``burned_in="keep"``.
+    and public tags the DICOM dictionary does not know. Then an allow-list: every other text element
+    (VR AE, AS, CS, DA, DS, DT, IS, LO, LT, PN, SH, ST, TM, UC, UR, UT), sequences included, is
+    emptied unless its attribute is a safe one (Modality, BodyPartExamined, pixel and acquisition
+    description, coded concepts, ...) and its value has its VR's strict form. Structured content
+    (Clean Structured Content Option, ``clean_structured_content``): text values emptied, coded
+    concepts, numbers and references kept. UIDs quoted inside kept text get the same new UID; the
+    128-byte preamble is zeroed and the file meta rebuilt. With ``shift_dates`` the dates of the
+    attributes the Modified Dates Option modifies move by a number of days fixed per patient by the
+    salt (times kept); birth dates and device dates keep their action (emptied or removed). Every UID
+    attribute (by the dictionary's VR, whatever VR the file stored it with) that is not a registered
+    UID is replaced by ``2.25.<HMAC-SHA256(salt, value)>``: the same input gets the same new UID,
+    within a run and across runs with the same salt. The salt comes from an Airflow connection
+    (password or extra ``salt``) or an environment variable, needs 16 characters (8 distinct) and is
+    never logged or recorded. Files are written flat as ``<new SOPInstanceUID>.dcm``: a name made by
+    us, never from an input value; PatientIdentityRemoved and the De-identification Method codes
+    (113100, 113104, 113107, 113108, 113111 as applied) are set. Pixel text is not removed: files
+    flagged BurnedInAnnotation or RecognizableVisualFeatures YES, and files of a modality (US, SC, OT,
+    XC, ES, OP, GM, SM, DOC, XA, RF, IVUS) or SOP class (Secondary Capture, VL, video, ultrasound,
+    ophthalmic photography, ...) that often burns text into the pixels unless flagged
+    BurnedInAnnotation ``NO``, are set aside with the reason unless ``burned_in="keep"``.
 
     :param files: Folder of DICOM files (e.g. the ``files`` output of ``input.dicom``), searched recursively.
     :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names and UIDs.
     :param salt_connection: Airflow connection whose password (or extra ``salt``) keys the UID replacement.
     :param salt_env: Name of an environment variable holding the salt (no connection given, or it is not defined).
-    :param keep_patient_sex: Keep PatientSex (Retain Patient Characteristics Option) for fairness checks.
+    :param keep_patient_sex: Keep PatientSex M, F or O (Retain Patient Characteristics Option) for fairness checks.
     :param keep_patient_age: Keep the age in years (PatientAge ``NNNY``, from 90 on ``090Y``) for fairness checks.
-    :param shift_dates: Move every date by a per-patient number of days (1 to 3652 back) instead of removing it.
+    :param shift_dates: Move the study, series, acquisition and content dates by a per-patient number of days
+        (1 to 3652 back) instead of removing them (Retain Longitudinal Temporal Information Modified Dates Option).
+    :param clean_structured_content: Keep structured content (SR content items) cleaned: text values emptied,
+        coded concepts, numbers and references kept (Clean Structured Content Option). Off: content emptied.
+    :param retain_safe_private: Private attributes known to be safe, kept (Retain Safe Private Option), each
+        ``"gggg,xxee,CREATOR"`` (e.g. ``"0019,xx0B,GEMS_ACQU_01"``); none by default: every private tag goes.
     :param burned_in: Files that may show identifying text in the pixels: ``reject`` them (set aside, the
         default) or ``keep`` them (listed in the report; the pixels are not cleaned).
     :param output: Folder of de-identified files ``<new SOPInstanceUID>.dcm``.
@@ -429,11 +608,14 @@ def deidentify(
 
     import pydicom
 
-    from claimed_airflow.components.input.dicom import has_dicm_magic
+    from claimed_airflow.components.input.dicom import age_in_years, has_dicm_magic
     from claimed_airflow.core.tables import read_table, write_table
 
     salt, salt_source = read_salt(salt_connection, salt_env)
-    worker = Deidentifier(salt, keep_patient_sex, keep_patient_age, shift_dates)
+    check_salt(salt, salt_source)
+    worker = Deidentifier(
+        salt, keep_patient_sex, keep_patient_age, shift_dates, clean_structured_content, retain_safe_private or ()
+    )
     base = Path(files)
     candidates = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
     out = Path(output)
@@ -477,6 +659,9 @@ def deidentify(
                 "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),
                 "StudyInstanceUID": str(ds.get("StudyInstanceUID", "")),
                 "SeriesInstanceUID": str(ds.get("SeriesInstanceUID", "")),
+                # the kept characteristics as written in the file (090Y from 90 on, a defined sex or empty)
+                "PatientSex": _text(ds.get("PatientSex") or ""),
+                "PatientAge": age_in_years(_text(ds.get("PatientAge") or "") or None),
             }
     if not entries:
         raise ClaimedError(f"files: no DICOM file could be de-identified in {files}")
@@ -492,6 +677,8 @@ def deidentify(
             "keep_patient_sex": keep_patient_sex,
             "keep_patient_age": keep_patient_age,
             "shift_dates": shift_dates,
+            "clean_structured_content": clean_structured_content,
+            "retain_safe_private": list(retain_safe_private or []),
             "burned_in": burned_in,
         },
         "salt_source": salt_source,
@@ -508,41 +695,44 @@ def _new(worker: Deidentifier, value):
     return worker.uid(value) if isinstance(value, str) and value and not _registered(value) else value
 
 
-_DROP = {"PatientName", "PatientID", "PatientBirthDate", "StudyDate", "AccessionNumber", "InstitutionName"}
-
-
 def _rewrite_metadata(table, done: dict[str, dict], worker: Deidentifier, kept: set[str]):
-    """The input metadata with new file names and UIDs, identifying columns dropped (dates moved when
-    ``shift_dates``); or a new table."""
+    """The input metadata with new file names and UIDs; DICOM columns kept by the same rules as the files
+    (allow-list; dates moved when ``shift_dates``; kept characteristics as written); or a new table."""
     import pandas as pd
 
     if table is None:
-        return pd.DataFrame(list(done.values()))
+        return pd.DataFrame(
+            [{k: v for k, v in row.items() if k not in _CHARACTERISTICS or k in kept} for row in done.values()]
+        )
     require_columns(table, ["file"], param="metadata", hint="; expected the output of input.dicom")
     table = table[table["file"].astype(str).isin(done)].copy()
     rows = [done[str(f)] for f in table["file"]]
     table["file"] = [row["file"] for row in rows]
-    if worker.shift_dates and "PatientID" in table.columns:
-        days = [date_shift_days("" if pd.isna(p) else str(p), worker.salt) for p in table["PatientID"]]
-        for column in table.columns:
-            vr = _column_vr(column)
-            if vr in ("DA", "DT"):
-                values = [
-                    "" if pd.isna(v) else shift_date(str(v), vr, d) for v, d in zip(table[column], days, strict=True)
-                ]
-                table[column] = values
-                kept = kept | {column}
+    patients = table["PatientID"] if "PatientID" in table.columns else [""] * len(table)
+    days = [date_shift_days("" if pd.isna(p) else str(p), worker.salt) for p in patients]
+    drop = []
     for column in table.columns:
-        if column in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        vr, action = _column_vr(column), _column_action(column)
+        if column in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID") or column in kept:
             table[column] = [row[column] for row in rows]
-        elif _column_vr(column) == "UI":
+        elif vr is None:  # not a DICOM attribute: file, label, HasPixelData
+            continue
+        elif vr == "UI" and action in (None, "U"):
             table[column] = [_new(worker, v) for v in table[column]]
-    identifying = [
-        c
-        for c in table.columns
-        if (c in _DROP or _column_action(c) not in (None, "U") or _column_vr(c) in IDENTIFYING_VRS) and c not in kept
-    ]
-    return table.drop(columns=identifying)
+        elif worker.shift_dates and vr in ("DA", "DT") and action is not None and column not in NOT_SHIFTED:
+            table[column] = [
+                "" if pd.isna(v) else shift_date(str(v), vr, d) for v, d in zip(table[column], days, strict=True)
+            ]
+        elif action is None and (vr not in TEXT_VRS or column in SAFE_ATTRIBUTES):
+            strict = _STRICT.get(vr)
+            if strict is not None and table[column].dtype == object:
+                table[column] = [v if pd.isna(v) or strict.fullmatch(str(v)) else "" for v in table[column]]
+        else:
+            drop.append(column)
+    return table.drop(columns=drop)
+
+
+_CHARACTERISTICS = ("PatientSex", "PatientAge")
 
 
 def _column_vr(column: str) -> str | None:
