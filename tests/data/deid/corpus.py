@@ -230,6 +230,29 @@ def build(folder: Path) -> dict[str, str]:
     return planted
 
 
+CATEGORIES = (
+    ("pixel text", "pixels of images that may show text"),
+    ("preamble", "128-byte preamble"),
+    ("file meta", "file meta (group 0002)"),
+    ("SR ", "structured report content"),
+    ("ContactDisplayName", "structured report content"),
+    ("private", "private tags"),
+    ("unknown public", "unknown public tag, overlay"),
+    ("overlay", "unknown public tag, overlay"),
+    (">", "inside sequences"),
+    ("URL", "URLs, original UIDs"),
+    ("UID", "URLs, original UIDs"),
+    ("device date", "device dates"),
+    ("no action", "text VRs the table does not list"),
+    ("table", "text VRs the table lists"),
+)
+
+
+def category(where: str) -> str:
+    """The kind of place a planted value is at (for the benchmark's table)."""
+    return next((name for key, name in CATEGORIES if key in where), "patient and study attributes")
+
+
 def overlaps(planted: dict[str, str]) -> list[tuple[str, str]]:
     """(a, b) where the value planted at a is part of the value at b (case-insensitive): a leak of b would
     count a twice. Only the original StudyInstanceUID inside the URLs that quote it should be here."""
