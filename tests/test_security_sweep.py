@@ -221,4 +221,4 @@ def test_spark_sql_cannot_call_java(tmp_path, monkeypatch):
     for where in ("reflect('java.lang.System', 'getenv', 'HOME') IS NOT NULL", "TRY_REFLECT('a', 'b') IS NULL"):
         with pytest.raises(ClaimedError, match=r"^where: .*reflect \(Java from SQL\) is not allowed"):
             cohort_query(where, "file", 0.2, 1, "split")
-    assert "label = 'x'" in cohort_query("label = 'x'", "file", 0.2, 1, "split")
+    assert "`label` = 'x'" in cohort_query("label = 'x'", "file", 0.2, 1, "split")

@@ -241,6 +241,29 @@ def test_cohort_split_is_a_seeded_hash_of_the_key(tmp_path, root, backend):
             run("filter.spark_cohort_split", {**args, **bad}, root=root)
 
 
+def test_sql_cannot_run_a_program_or_read_the_environment(tmp_path, root, backend):
+    """Issue 30: script transformation in a cohort condition ran a shell command as the worker (on Spark
+    the marker file held ``uid=0(root)``), and ``${env:...}`` in a string read the worker's environment.
+    Refused before anything runs, on both backends, by the allow-list in ``core.sql``."""
+    marker = tmp_path / "ran"
+    table = tmp_path / "metadata.parquet"
+    pd.DataFrame({"SOPInstanceUID": ["1.2.3", "1.2.4"], "label": ["a", "b"]}).to_parquet(table)
+    script = f"TRANSFORM(label) USING 'sh -c \"id > {marker}; cat\"' AS (x)"
+    where = f"label IS NOT NULL AND EXISTS (SELECT {script} FROM input)"
+    refused = r"TRANSFORM \.\.\. USING \(runs a program on the worker\) is not allowed$"
+    with pytest.raises(ClaimedError, match=f"^where: {refused}"):
+        run("filter.spark_cohort_split", {"table": str(table), "where": where, "backend": backend}, root=root)
+    args = {"table": str(table), "backend": backend}
+    with pytest.raises(ClaimedError, match=f"^query: {refused}"):
+        run("transform.spark_sql", {**args, "query": f"SELECT {script} FROM input"}, root=root)
+    assert not marker.exists()
+    with pytest.raises(ClaimedError, match=r"^query: \$\{\.\.\.\} \(Spark variable substitution"):
+        run("transform.spark_sql", {**args, "query": "SELECT '${env:PATH}' AS leaked FROM input"}, root=root)
+    # the same condition without the script runs: the check refuses the construct, not the query
+    kept = run("filter.spark_cohort_split", {**args, "where": "label IS NOT NULL AND label <> 'b'"}, root=root)
+    assert kept["rows_out"] == 1
+
+
 # -- engine=spark -----------------------------------------------------------------------------------
 
 

@@ -241,26 +241,9 @@ def write_local(
     os.replace(staging, path)
 
 
-JVM_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})  # call any static Java method (System.getenv)
-
-
-def check_query(query: str, param: str = "query") -> None:
-    """Refuse a Spark SQL query (or a condition inside one) that calls Java from SQL: ``reflect`` and
-    ``java_method`` read the worker's environment (``System.getenv``) or stop it (``System.exit``)."""
-    import sqlglot
-    from sqlglot import exp
-
-    try:
-        trees = sqlglot.parse(query, read="spark")
-    except sqlglot.errors.SqlglotError:
-        return  # not parsable here: Spark reports it in one line
-    called = {node.name.lower() for tree in trees if tree for node in tree.find_all(exp.Anonymous)}
-    if called & JVM_FUNCTIONS:
-        raise ClaimedError(f"{param}: {', '.join(sorted(called & JVM_FUNCTIONS))} (Java from SQL) is not allowed")
-
-
 def sql_local(table, query: str, view: str):
-    """Run one Spark SQL query over a pyarrow Table in DuckDB (translated by sqlglot); no file access from SQL."""
+    """Run one Spark SQL query (as ``core.sql.check`` returns it) over a pyarrow Table in DuckDB, translated
+    by sqlglot; no file access from SQL."""
     import duckdb
     import sqlglot
 

@@ -57,7 +57,8 @@ class SparkCohortSplitFilterOperator(ClaimedOperator):
 
     :param table: Input table: file or folder (CSV with a header, Parquet, JSON lines).
     :type table: str
-    :param where: Cohort condition in Spark SQL over the table's columns (``true``: every row).
+    :param where: Cohort condition in Spark SQL over the table's columns (``true``: every row): one
+        condition of allowed functions and constructs (``claimed_airflow.core.sql``).
     :type where: str
     :param key: Column that identifies a row (the split is a hash of it), e.g. SOPInstanceUID or
         PatientID (all images of a patient on one side).

@@ -373,13 +373,13 @@ class SparkSqlTransformOperator(ClaimedOperator):
     """Run a Spark SQL ``SELECT`` over a table (CSV, Parquet or JSON lines) and write the result as Parquet.
 
     The table is registered as the temporary view ``view``, e.g. ``SELECT sensor, avg(value) AS mean
-    FROM input GROUP BY sensor``. Only one ``SELECT`` or ``WITH ... SELECT`` query is accepted, and
-    reading files by path from SQL is switched off, so the query sees only the given table.
-    ``backend="auto"`` runs small tables in-process: the query is translated from Spark SQL to
-    DuckDB's dialect (sqlglot) and run by DuckDB, no JVM to start; large tables, or any table when a
-    Spark master is configured, go to Spark (see ``claimed_airflow.core.spark.backend_for``). A
-    Spark function DuckDB lacks fails with a clear error on the local backend; ``backend="spark"``
-    then runs it.
+    FROM input GROUP BY sensor``. Only one ``SELECT`` or ``WITH ... SELECT`` query of allowed parts
+    is accepted (``claimed_airflow.core.sql``: no ``TRANSFORM ... USING``, Java, file or URL tables,
+    DDL or commands), so the query sees only the given table. ``backend="auto"`` runs small tables
+    in-process: the query is translated from Spark SQL to DuckDB's dialect (sqlglot) and run by
+    DuckDB, no JVM to start; large tables, or any table when a Spark master is configured, go to
+    Spark (see ``claimed_airflow.core.spark.backend_for``). A Spark function DuckDB lacks fails with
+    a clear error on the local backend; ``backend="spark"`` then runs it.
 
     Runs the ``transform.spark_sql`` component. Outputs (XCom keys): output.
 

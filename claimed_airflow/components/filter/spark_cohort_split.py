@@ -34,7 +34,8 @@ def spark_cohort_split(
     ``claimed_airflow.core.spark.backend_for``); both give the same rows and split.
 
     :param table: Input table: file or folder (CSV with a header, Parquet, JSON lines).
-    :param where: Cohort condition in Spark SQL over the table's columns (``true``: every row).
+    :param where: Cohort condition in Spark SQL over the table's columns (``true``: every row): one
+        condition of allowed functions and constructs (``claimed_airflow.core.sql``).
     :param key: Column that identifies a row (the split is a hash of it), e.g. SOPInstanceUID or PatientID
         (all images of a patient on one side).
     :param test_fraction: Expected share of the cohort in the test split, in [0, 1].
@@ -62,6 +63,7 @@ def spark_cohort_split(
     else:
         spark = sp.session()
         spark.conf.set("spark.sql.runSQLOnFiles", "false")
+        spark.conf.set("spark.sql.variable.substitute", "false")  # ${env:...} would read the environment
         frame = sp.read(spark, table)
         _check_key(key, frame.columns)
         frame.createOrReplaceTempView("input")
@@ -78,27 +80,19 @@ def spark_cohort_split(
 
 
 def cohort_query(where: str, key: str, test_fraction: float, seed: int, split_column: str) -> str:
-    """The Spark SQL query of the cohort and split; refused unless it stays one SELECT over ``input``."""
-    import sqlglot
-    from sqlglot import exp
+    """The Spark SQL query of the cohort and split; ``where`` must be one condition of allowed parts
+    (``claimed_airflow.core.sql``), and the query runs as sqlglot writes it back from the checked tree."""
+    from claimed_airflow.core.sql import check
 
+    condition = check(where, "where", condition=True)
     threshold = "g" if test_fraction >= 1 else f"{int(test_fraction * 16**8):08x}"  # "g" sorts after every hex
     # equal-length lowercase hex strings compare like the numbers they spell, in Spark and DuckDB alike
     bucket = f"substr(sha2(concat('{int(seed)}:', CAST(`{key}` AS STRING)), 256), 1, 8)"
     query = (
         f"SELECT *, CASE WHEN {bucket} < '{threshold}' THEN 'test' ELSE 'train' END AS `{split_column}` "
-        f"FROM input WHERE `{key}` IS NOT NULL AND ({where})"
+        f"FROM input WHERE `{key}` IS NOT NULL AND ({condition})"
     )
-    try:
-        statements = sqlglot.parse(query, read="spark")
-    except sqlglot.errors.SqlglotError as exc:
-        raise ClaimedError(f"where: not a Spark SQL condition: {str(exc).strip().splitlines()[0]}") from None
-    if len(statements) != 1 or not isinstance(statements[0], exp.Select):
-        raise ClaimedError(f"where: expected one condition, got {where[:80]!r}")
-    from claimed_airflow.core.spark import check_query
-
-    check_query(query, "where")
-    return query
+    return check(query, "where")
 
 
 def _check_key(key: str, columns: list[str]) -> None:

@@ -9,7 +9,6 @@ from claimed_airflow.core import InputPath, OutputPath, component
 from claimed_airflow.core.errors import ClaimedError
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_QUERY_START = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
 
 
 @component("transform", cpu="2", memory="4Gi")
@@ -24,8 +23,9 @@ def spark_sql(
 
     The table is registered as the temporary view ``view``, e.g.
     ``SELECT sensor, avg(value) AS mean FROM input GROUP BY sensor``. Only one ``SELECT`` or
-    ``WITH ... SELECT`` query is accepted, and reading files by path from SQL is switched off, so the
-    query sees only the given table. ``backend="auto"`` runs small tables in-process: the query is
+    ``WITH ... SELECT`` query of allowed parts is accepted (``claimed_airflow.core.sql``: no
+    ``TRANSFORM ... USING``, Java, file or URL tables, DDL or commands), so the query sees only the given
+    table. ``backend="auto"`` runs small tables in-process: the query is
     translated from Spark SQL to DuckDB's dialect (sqlglot) and run by DuckDB, no JVM to start; large
     tables, or any table when a Spark master is configured, go to Spark (see
     ``claimed_airflow.core.spark.backend_for``). A Spark function DuckDB lacks fails with a clear
@@ -40,18 +40,17 @@ def spark_sql(
     """
     if not _IDENTIFIER.match(view):
         raise ClaimedError(f"view: expected a plain identifier (letters, digits, _), got {view!r}")
-    statement = query.strip().rstrip(";").strip()
-    if not _QUERY_START.match(statement):
-        raise ClaimedError(f"query: expected one SELECT (or WITH ... SELECT) query, got {query[:80]!r}")
     from claimed_airflow.core import spark as sp
+    from claimed_airflow.core.sql import check
 
-    sp.check_query(statement)
+    statement = check(query, "query", views=(view,))  # the allow-list; what runs is what was checked
     if sp.backend_for(backend, table) == "local":
         result = sp.sql_local(sp.read_local(table), statement, view)
         sp.write_local(result, output)
         return {"rows": result.num_rows, "columns": result.num_columns}
     spark = sp.session()
     spark.conf.set("spark.sql.runSQLOnFiles", "false")
+    spark.conf.set("spark.sql.variable.substitute", "false")  # ${env:...} would read the environment
     sp.read(spark, table).createOrReplaceTempView(view)
     try:
         result = spark.sql(statement)
