@@ -10,10 +10,10 @@ Tools: transform.deidentify (this project, in this environment); dicognito, deid
 dicom-anonymizer (Kitware) and the RSNA Anonymizer (rsna-anonymizer), run by ``--tools-python``, the
 interpreter of a separate environment that has them (they are no dependency of this project):
 
-    uv venv /tmp/deid-tools && uv pip install --python /tmp/deid-tools/bin/python \\
-        dicognito deid dicom-anonymizer rsna-anonymizer
+    uv venv ../deid-tools && uv pip install --python ../deid-tools/bin/python dicognito deid dicom-anonymizer
 
-usage: .venv/bin/python tests/benchmarks/deidentify_tools.py --tools-python /tmp/deid-tools/bin/python
+(rsna-anonymizer brings PyTorch and pins pydicom 2.4.5: an environment of its own, run with it as well.)
+usage: .venv/bin/python tests/benchmarks/deidentify_tools.py --tools-python ../deid-tools/bin/python
 A tool that is not installed there is reported as skipped with the reason.
 """
 
