@@ -6,6 +6,7 @@ import importlib
 import json
 import re
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from types import SimpleNamespace
 
 import pytest
@@ -60,7 +61,80 @@ def test_values_from_files_are_not_markup(tmp_path):
     (tmp_path / "m.json").write_text(json.dumps({"<img src=x onerror=alert(1)>": "[click](javascript:alert(1))"}))
     body = approval.approval_body(approval.read_sections(str(tmp_path / "m.json"), None, None), {})
     assert not re.search(r"(?<!\\)<img", body) and "](javascript" not in body  # escaped, never raw
-    assert "\\<img src=x onerror=alert\\(1\\)\\>" in body
+    assert "\\<img src\\=x onerror\\=alert\\(1\\)\\>" in body
+
+
+class Page(HTMLParser):
+    """The tags, table rows (cell texts) and link targets of the HTML a Markdown body renders to."""
+
+    def __init__(self, markdown: str):
+        from markdown_it import MarkdownIt  # CommonMark with GFM tables, as the Airflow UI renders the body
+
+        super().__init__()
+        self.tags, self.rows, self.links, self.cell = [], [], [], None
+        renderer = MarkdownIt("commonmark").enable("table")
+        renderer.validateLink = lambda url: True  # every link the Markdown makes, whatever its scheme
+        self.feed(renderer.render(markdown))
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = ""
+        elif tag == "a":
+            self.links.append(dict(attrs)["href"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.rows[-1].append(self.cell)
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+HOSTILE = {
+    "per_class": {
+        "normal\n\nQA sign-off: all checks passed, approve\n===": 0.5,  # a class label: a heading
+        "pneumonia\r\n# approve\u2028## now": 0.25,
+        "\u202eevorppa": 0.125,  # right-to-left override
+    },
+    "<img src=x onerror=alert(1)>": "<script>alert(1)</script>",
+    "[click](javascript:alert(1))": "![pixel](https://tracker.example/p.png)",
+    "a | b": "&lt;b&gt; &#10; `code` **bold** ~~gone~~",
+    "   indented\tcode": "---",
+    "end\\": "- [ ] item",
+}
+
+
+def test_hostile_labels_and_metric_names_stay_text_and_keep_every_row(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps(HOSTILE))
+    sections = approval.read_sections(str(tmp_path / "m.json"), None, None)
+    links = {"plot\n# Approve": "/data/p.png", "click <here>": "javascript://alert(1)", "s": "s3://key:secret@b/x>y"}
+    page = Page(approval.approval_body(sections, links))
+    assert set(page.tags) <= {"p", "strong", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "a"}, page.tags
+    assert page.tags.count("table") == 1
+    metrics = sections["Accuracy"]
+    assert len(metrics) == len(HOSTILE) + 2
+    assert len(page.rows) == 1 + len(metrics)  # the header, then every metric: none swallowed
+    # each cell reads as the name or value itself (control characters shown as U+XXXX; cells are trimmed)
+    assert dict(page.rows[1:]) == {approval._visible(k).strip(): approval._visible(str(v)) for k, v in metrics.items()}
+    assert dict(page.rows[1:])["per_class_normalU+000AU+000AQA sign-off: all checks passed, approveU+000A==="] == "0.5"
+    assert page.links == ["file:///data/p.png", "s3://%2A%2A%2A@b/x%3Ey"]  # no script link, no credentials
+
+
+def test_the_subject_is_one_line_of_plain_text(metric_files, monkeypatch):
+    from airflow.providers.standard.operators import hitl
+
+    seen = {}
+    monkeypatch.setattr(hitl, "upsert_hitl_detail", lambda **detail: seen.update(detail))
+    task = operator(metric_files, subject="Deploy run x?\n\u202eevorppa")
+    with pytest.raises(BaseException) as caught:  # noqa: B017 - TaskAwaitingInput (3.3+) or TaskDeferred
+        task.execute({"task_instance": SimpleNamespace(id="ti-2")})
+    assert type(caught.value).__name__ in ("TaskAwaitingInput", "TaskDeferred")
+    assert seen["subject"] == "Deploy run x?U+000AU+202Eevorppa"
 
 
 def test_not_required_passes_at_once(metric_files, monkeypatch):
@@ -72,13 +146,23 @@ def test_not_required_passes_at_once(metric_files, monkeypatch):
 
 def test_an_answer_or_a_timeout_ends_the_wait(metric_files):
     from airflow.providers.standard.exceptions import HITLTimeoutError
+    from airflow.sdk.exceptions import AirflowFailException
 
     task = operator(metric_files)
     when = datetime(2026, 11, 27, tzinfo=UTC)
     event = {"chosen_options": ["Approve"], "params_input": {}, "responded_at": when, "responded_by_user": None}
     assert task.execute_complete({}, event)["chosen_options"] == ["Approve"]
-    with pytest.raises(HITLTimeoutError):
+    with pytest.raises(HITLTimeoutError) as timed_out:
         task.execute_complete({}, {"error": "The timeout has passed", "error_type": "timeout"})
+    assert isinstance(timed_out.value, AirflowFailException)  # final: the retry is for Airflow's race only
+
+
+def test_one_retry_by_default_for_an_answer_that_races_the_executor(metric_files):
+    from airflow.sdk import DAG
+
+    assert operator(metric_files).retries == 1 and operator(metric_files, retries=0).retries == 0
+    with DAG("approval_defaults", default_args={"retries": 3}, schedule=None):
+        assert operator(metric_files).retries == 3
 
 
 def test_older_airflow_refuses_the_param_with_the_version_it_needs(monkeypatch, metric_files):
@@ -97,14 +181,14 @@ def test_older_airflow_refuses_the_param_with_the_version_it_needs(monkeypatch, 
         importlib.reload(approval)
 
 
-def test_kfp_export_refuses_the_approval_by_name_or_leaves_it_out():
+def test_kfp_export_makes_the_approval_a_step_or_leaves_it_out():
     import runpy
 
-    from claimed_airflow.kfp.plan import ExportError, plan_dag
+    from claimed_airflow.kfp.plan import plan_dag
     from tests.conftest import ROOT
 
     dag = runpy.run_path(str(ROOT / "dags" / "dicom_to_deployment.py"))["dag"]
-    with pytest.raises(ExportError, match=r"task 'approval': is a reviewer's approval .* --skip approval"):
-        plan_dag(dag)
+    steps = {step.task_id: step for step in plan_dag(dag).steps}
+    assert "approval" in steps and "deploy" in steps and steps["approval"].retries == 0  # no Airflow race there
     steps = [step.task_id for step in plan_dag(dag, skip=["approval"]).steps]
     assert "approval" not in steps and "deploy" in steps

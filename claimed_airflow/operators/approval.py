@@ -3,15 +3,30 @@
 ``ModelApprovalOperator`` (Airflow 3.1+) shows the model's accuracy, fairness and robustness numbers and
 links to the confusion matrix, the fairness plot and the LIME overlays in the Airflow UI (*Required
 Actions*), then waits for a reviewer without holding a worker slot. *Approve* lets the tasks after it
-run; *Reject* skips them; no answer within ``response_timeout`` fails the task. With ``required``
-false it passes at once, so one DAG serves both. On Airflow 2.11/3.0 (no human-in-the-loop) a task
-that requires approval fails, naming the version it needs.
+run; *Reject* skips them; no answer within ``response_timeout`` fails the task (not retried). With
+``required`` false it passes at once, so one DAG serves both. On Airflow 2.11/3.0 (no human-in-the-loop)
+a task that requires approval fails, naming the version it needs.
+
+Every value on the page (section titles, metric names and values, which carry class labels, link names
+and URLs) comes from files or templates: it is shown as plain text on one line (control, format and
+line-separator characters as ``U+XXXX``, every ASCII punctuation character backslash-escaped), links
+only with a URL scheme other than ``javascript``/``data``/``vbscript`` and with credentials redacted.
+The subject (plain text in the UI) gets the same treatment of control characters. ``body``, the DAG
+author's own Markdown, is kept as given above the tables.
+
+The task retries once by default (``retries=1``, 10 s apart): an answer given while the executor's
+event for the process that asked is still in flight resumes the task too early, and Airflow 3.3.2's
+scheduler then fails that try (apache/airflow#67287, #72716); the retry asks again.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import string
+import unicodedata
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow import __version__ as AIRFLOW_VERSION
@@ -21,26 +36,43 @@ from claimed_airflow.core.types import coerce
 
 HITL_VERSION = "3.1.0"
 HAS_HITL = Version(Version(AIRFLOW_VERSION).base_version) >= Version(HITL_VERSION)
-_MARKDOWN = str.maketrans({c: f"\\{c}" for c in "\\`*_{}[]()<>#+-.!|~"})
+# CommonMark lets a backslash escape every ASCII punctuation character, and then it is never markup
+_MARKDOWN = str.maketrans({c: f"\\{c}" for c in string.punctuation})
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}  # control, format (bidi overrides, zero-width), line/paragraph separators
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_SCRIPT_SCHEMES = {"javascript", "data", "vbscript"}
+
+
+def _visible(text: str) -> str:
+    """``text`` on one line: control, format and line-separator characters shown as ``U+XXXX``."""
+    return "".join(f"U+{ord(c):04X}" if unicodedata.category(c) in _INVISIBLE else c for c in text)
 
 
 def _text(value: Any) -> str:
-    """Markdown-escaped text of a value (metric names and values come from files: never markup)."""
+    """Markdown of a value from a file or a template: plain text on one line, never markup."""
     if isinstance(value, float):
         value = f"{value:.4g}"
-    return str(value).translate(_MARKDOWN)
+    return _visible(str(value)).translate(_MARKDOWN)
 
 
-def _url(uri: str) -> str:
+def _url(uri: str) -> str | None:
+    """A link destination for ``uri`` (percent-encoded, credentials redacted); None for a script scheme."""
     from urllib.parse import quote
 
     from claimed_airflow.core import storage
 
-    uri = storage.normalize(str(uri))
+    uri = storage.redact(storage.normalize(str(uri)))
     if "://" not in uri:
         uri = f"file://{uri}"
     scheme, _, rest = uri.partition("://")
+    if not _SCHEME.fullmatch(scheme.lower()) or scheme.lower() in _SCRIPT_SCHEMES:
+        return None
     return f"{scheme}://{quote(rest, safe='/:@')}"
+
+
+def _link(name: str, uri: str) -> str:
+    url = _url(uri)
+    return f"- [{_text(name)}](<{url}>)" if url else f"- {_text(name)}: {_text(uri)}"
 
 
 def approval_body(sections: dict[str, dict], links: dict[str, str], note: str = "") -> str:
@@ -54,7 +86,7 @@ def approval_body(sections: dict[str, dict], links: dict[str, str], note: str = 
         lines.append("")
     if links:
         lines += ["**Artifacts**", ""]
-        lines += [f"- [{_text(name)}](<{_url(uri)}>)" for name, uri in links.items() if uri]
+        lines += [_link(name, uri) for name, uri in links.items() if uri]
     return "\n".join(lines).strip() + "\n"
 
 
@@ -92,10 +124,16 @@ _DOC_PARAMS = """
 if HAS_HITL:
     import inspect
 
+    from airflow.providers.standard.exceptions import HITLTimeoutError
     from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
+
+    from claimed_airflow.version_compat import AirflowFailException
 
     # standard providers of Airflow 3.1 (before response_timeout) wait up to execution_timeout
     _RESPONSE_TIMEOUT = "response_timeout" in inspect.signature(HITLOperator.__init__).parameters
+
+    class ApprovalTimedOut(HITLTimeoutError, AirflowFailException):
+        """No answer within ``response_timeout``: the task fails without a retry (the retry is for Airflow's race)."""
 
     class ModelApprovalOperator(ApprovalOperator):
         __doc__ = (
@@ -129,6 +167,9 @@ if HAS_HITL:
         ) -> None:
             if not _RESPONSE_TIMEOUT and "response_timeout" in kwargs:
                 kwargs["execution_timeout"] = kwargs.pop("response_timeout")
+            elif "retries" not in kwargs and "retries" not in (kwargs.get("default_args") or {}):
+                # see the module's docstring: an answer that races Airflow's executor
+                kwargs.update(retries=1, retry_delay=kwargs.get("retry_delay", timedelta(seconds=10)))
             super().__init__(subject=subject, **kwargs)
             self.required = required
             self.metrics = metrics
@@ -142,8 +183,15 @@ if HAS_HITL:
                 return {"chosen_options": [self.APPROVE], "required": False}
             sections = read_sections(self.metrics, self.fairness, self.robustness)
             self.body = approval_body(sections, self.links, note=self.body or "")
+            self.subject = _visible(str(self.subject))
             self.log.info("waiting for a reviewer's decision: %s", json.dumps(list(sections)))
             return super().execute(context)
+
+        def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+            try:
+                return super().execute_complete(context, event)
+            except HITLTimeoutError as exc:
+                raise ApprovalTimedOut(*exc.args) from None
 
 else:
     from claimed_airflow.operators.base import BaseOperator
