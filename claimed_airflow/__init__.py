@@ -141,6 +141,13 @@ def get_provider_info() -> dict:
                         "schema": {"type": ["string", "null"], "default": "CLAIMED"},
                     },
                     "timeout": {"label": "Timeout (seconds)", "schema": {"type": ["number", "null"]}},
+                    "retrieve": {
+                        "label": "Retrieve with (get: C-GET, move: C-MOVE to our storage SCP)",
+                        "schema": {"type": ["string", "null"], "enum": ["get", "move", None]},
+                    },
+                    "move_ae_title": {"label": "C-MOVE: our storage AE title", "schema": {"type": ["string", "null"]}},
+                    "move_port": {"label": "C-MOVE: our storage port", "schema": {"type": ["integer", "null"]}},
+                    "move_bind": {"label": "C-MOVE: address to listen on", "schema": {"type": ["string", "null"]}},
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login", "password"],

@@ -1,7 +1,8 @@
 """A real Orthanc PACS (Debian's ``orthanc`` + ``orthanc-dicomweb``) on loopback ports, for the PACS tests.
 
 Each server gets a temporary configuration and storage, HTTP basic auth (a random password) and
-the AE title ``TESTPACS``; it knows our calling AE title ``CLAIMED`` (C-FIND, C-GET, C-STORE).
+the AE title ``TESTPACS``; it knows our calling AE title ``CLAIMED`` (C-FIND, C-GET, C-STORE) and
+sends C-MOVEs to it at ``127.0.0.1:move_port``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def available() -> bool:
 class Orthanc:
     """``with Orthanc(folder) as pacs:`` starts Orthanc, waits until it answers, stops it on exit."""
 
-    def __init__(self, folder: Path, http_threads: int = 50):
+    def __init__(self, folder: Path, http_threads: int = 50, move_port: int | None = None):
         self.folder = folder
         self.http_port, self.dicom_port = free_port(), free_port()
+        self.move_port = move_port or free_port()  # where Orthanc sends a C-MOVE to CLAIMED
         self.password = secrets.token_hex(12)
         self.http_threads = http_threads
         self.process: subprocess.Popen | None = None
@@ -56,8 +58,9 @@ class Orthanc:
             {"conn_type": "dicomweb", "host": self.dicomweb_url, "login": USER, "password": self.password}
         )
 
-    def dimse_connection(self) -> str:
-        extra = {"ae_title": AE_TITLE, "calling_ae_title": "CLAIMED"}
+    def dimse_connection(self, **more) -> str:
+        """``AIRFLOW_CONN_*`` JSON of a ``dicom`` connection (``more``: extras such as ``retrieve="move"``)."""
+        extra = {"ae_title": AE_TITLE, "calling_ae_title": "CLAIMED", **more}
         return json.dumps({"conn_type": "dicom", "host": "127.0.0.1", "port": self.dicom_port, "extra": extra})
 
     def start(self) -> Orthanc:
@@ -75,7 +78,7 @@ class Orthanc:
             "AuthenticationEnabled": True,
             "RegisteredUsers": {USER: self.password},
             "HttpThreadsCount": self.http_threads,
-            "DicomModalities": {"claimed": ["CLAIMED", "127.0.0.1", free_port()]},
+            "DicomModalities": {"claimed": ["CLAIMED", "127.0.0.1", self.move_port]},
             "DicomAlwaysAllowFind": False,
             "DicomAlwaysAllowGet": False,
             "StorageCompression": False,

@@ -1,4 +1,4 @@
-"""Connection to a DICOM peer over DIMSE (C-ECHO, C-FIND, C-GET, C-STORE): AE titles, host and port."""
+"""Connection to a DICOM peer over DIMSE (C-ECHO, C-FIND, C-GET or C-MOVE, C-STORE): AE titles, host and port."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ class DicomHook(BaseHook):
     """A PACS reached by DICOM networking, for input.dicom_network and output.dicom_network.
 
     Connection fields: **Host** and **Port** of the PACS, and the extras ``ae_title`` (the PACS's AE
-    title, called), ``calling_ae_title`` (ours; default ``CLAIMED``; the PACS must know it) and
-    ``timeout`` (seconds). DIMSE carries no password here.
+    title, called), ``calling_ae_title`` (ours; default ``CLAIMED``; the PACS must know it),
+    ``timeout`` (seconds) and how instances are retrieved: ``retrieve`` = ``get`` (C-GET, default) or
+    ``move`` (C-MOVE, for a PACS that answers only that: our storage SCP listens on ``move_port``,
+    on the address ``move_bind`` (default all), as ``move_ae_title`` (default the calling AE title);
+    the PACS must list that AE title with our host and that port). DIMSE carries no password here.
 
     :param dicom_conn_id: Airflow connection id (type ``dicom``).
     """
@@ -48,6 +51,21 @@ class DicomHook(BaseHook):
         )
         if extra.get("timeout"):
             server.timeout = float(extra["timeout"])
+        retrieve = str(extra.get("retrieve") or "get").strip().lower()
+        if retrieve not in ("get", "move"):
+            raise ClaimedError(f"conn_id: connection {name!r}: retrieve must be get or move, not {retrieve!r}")
+        server.retrieve = retrieve
+        server.move_ae_title = _aet(str(extra.get("move_ae_title") or server.calling_ae_title), "conn_id")
+        server.move_bind = str(extra.get("move_bind") or "")
+        if retrieve == "move":
+            try:
+                server.move_port = int(extra.get("move_port") or 0)
+            except ValueError:
+                server.move_port = 0
+            if not 0 < server.move_port < 65536:
+                raise ClaimedError(
+                    f"conn_id: connection {name!r}: retrieve=move needs move_port (our storage SCP's port)"
+                )
         return server
 
     def get_conn(self):

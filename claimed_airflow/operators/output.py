@@ -89,10 +89,12 @@ class DicomOutputOperator(ClaimedOperator):
 class DicomNetworkOutputOperator(ClaimedOperator):
     """Store a folder of DICOM files in a PACS without DICOMweb (C-STORE over one association).
 
-    The DIMSE twin of output.dicomweb: every DICOM file under ``dicom`` is sent in its own transfer
-    syntax; the instances keep their SOP Instance UIDs, so a second store does not duplicate them.
-    The peer comes from an Airflow connection of type ``dicom`` or from ``address``
-    (``AET@host:port``).
+    The DIMSE twin of output.dicomweb. Each SOP class is proposed in the files' own transfer
+    syntaxes and in the uncompressed ones; a file goes as it is where the PACS accepted its syntax,
+    else decompressed (pydicom's JPEG, JPEG-LS, JPEG 2000 and RLE decoders) to an uncompressed one.
+    A file the PACS takes neither way, or refuses, gets its reason in ``stored`` and the rest goes
+    on. The instances keep their SOP Instance UIDs, so a second store does not duplicate them. The
+    peer comes from an Airflow connection of type ``dicom`` or from ``address`` (``AET@host:port``).
 
     Runs the ``output.dicom_network`` component. Outputs (XCom keys): stored.
 
@@ -105,10 +107,13 @@ class DicomNetworkOutputOperator(ClaimedOperator):
     :type address: str | None
     :param calling_ae_title: Our AE title; default the connection's, else CLAIMED.
     :type calling_ae_title: str | None
+    :param max_rejected: Fail the task when more files than this are not stored (default: never,
+        unless all).
+    :type max_rejected: int | None
     """
 
     component = "output.dicom_network"
-    component_fields = ("dicom", "conn_id", "address", "calling_ae_title")
+    component_fields = ("dicom", "conn_id", "address", "calling_ae_title", "max_rejected")
     ui_color = "#efebe9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -119,6 +124,7 @@ class DicomNetworkOutputOperator(ClaimedOperator):
         conn_id: str | None = "dicom_default",
         address: str | None = None,
         calling_ae_title: str | None = None,
+        max_rejected: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -126,6 +132,7 @@ class DicomNetworkOutputOperator(ClaimedOperator):
         self.conn_id = conn_id
         self.address = address
         self.calling_ae_title = calling_ae_title
+        self.max_rejected = max_rejected
 
 
 class DicomwebOutputOperator(ClaimedOperator):
@@ -152,10 +159,13 @@ class DicomwebOutputOperator(ClaimedOperator):
     :type verify: bool | None
     :param batch_size: Instances per STOW-RS request.
     :type batch_size: int
+    :param max_rejected: Fail the task when more files than this are not stored (default: never,
+        unless all).
+    :type max_rejected: int | None
     """
 
     component = "output.dicomweb"
-    component_fields = ("dicom", "conn_id", "url", "verify", "batch_size")
+    component_fields = ("dicom", "conn_id", "url", "verify", "batch_size", "max_rejected")
     ui_color = "#efebe9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -167,6 +177,7 @@ class DicomwebOutputOperator(ClaimedOperator):
         url: str | None = None,
         verify: bool | None = None,
         batch_size: int = 20,
+        max_rejected: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -175,3 +186,4 @@ class DicomwebOutputOperator(ClaimedOperator):
         self.url = url
         self.verify = verify
         self.batch_size = batch_size
+        self.max_rejected = max_rejected

@@ -12,6 +12,7 @@ def dicomweb(
     url: str | None = None,
     verify: bool | None = None,
     batch_size: int = 20,
+    max_rejected: int | None = None,
     stored: OutputPath = "stored.csv",
 ) -> dict:
     """Store a folder of DICOM files in a PACS over DICOMweb (STOW-RS), e.g. the SR or SC of output.dicom.
@@ -28,14 +29,17 @@ def dicomweb(
     :param url: Base URL of the DICOMweb service; overrides the connection's.
     :param verify: TLS certificate verification; default the connection's.
     :param batch_size: Instances per STOW-RS request.
+    :param max_rejected: Fail the task when more files than this are not stored (default: never, unless all).
     :param stored: CSV table: file, SOPInstanceUID, outcome (stored or the PACS's failure reason).
     """
     from claimed_airflow.components import _pacs
 
-    return _store("dicomweb", _pacs.web_server(conn_id, url, verify), dicom, stored, batch_size)
+    return _store("dicomweb", _pacs.web_server(conn_id, url, verify), dicom, stored, batch_size, max_rejected)
 
 
-def _store(protocol: str, server, dicom: str, stored: str, batch_size: int = 20) -> dict:
+def _store(
+    protocol: str, server, dicom: str, stored: str, batch_size: int = 20, max_rejected: int | None = None
+) -> dict:
     import pandas as pd
 
     from claimed_airflow.components import _pacs
@@ -44,7 +48,7 @@ def _store(protocol: str, server, dicom: str, stored: str, batch_size: int = 20)
 
     if batch_size < 1:
         raise ClaimedError(f"batch_size: must be positive, got {batch_size}")
-    rows = _pacs.store_folder(protocol, server, dicom, batch_size)
+    rows = _pacs.store_folder(protocol, server, dicom, batch_size, max_rejected)
     write_table(pd.DataFrame(rows), stored)
     count = sum(r["outcome"] == "stored" for r in rows)
     return {"instances_stored": count, "instances_failed": len(rows) - count, "server": server.name}
