@@ -467,7 +467,9 @@ def test_allow_list_rules_on_single_datasets():
         ds.BodyPartExamined = "chest of smith"  # not a CS value: a safe attribute with a hostile value is emptied
         ds.PatientSex = "SMITH"  # kept characteristics only with a value the standard defines
         ds.PatientAge = "JOHN"  # no age in years: removed, not kept
+        ds.Manufacturer = "ACME " * 13  # 65 characters: over LO's 64, emptied although Manufacturer is safe
     ds.Modality = "MR"
+    ds.ManufacturerModelName = "Scanner 3000"
     ds.SeriesType = "SMITHSERIES"  # CS without an action: not on the allow-list
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator = "1", "99LOCAL"
@@ -481,6 +483,7 @@ def test_allow_list_rules_on_single_datasets():
     )
     actions = worker.apply(ds)
     assert ds.BodyPartExamined == "" and ds.Modality == "MR" and ds.SeriesType == ""
+    assert ds.Manufacturer == "" and ds.ManufacturerModelName == "Scanner 3000"
     assert ds.PatientSex == "" and "PatientAge" not in ds
     assert ds.ConceptNameCodeSequence[0].CodeMeaning == f"prior study {ds.StudyInstanceUID}"
     assert ds[0x0019100B].value == 12.5 and ds[0x00190010].value == "ACME 1.0" and 0x0019100C not in ds

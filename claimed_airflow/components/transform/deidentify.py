@@ -111,12 +111,14 @@ SAFE_ATTRIBUTES = frozenset(
     CodingSchemeDesignator CodingSchemeVersion CodeMeaning ContextIdentifier MappingResource TemplateIdentifier
     NumericValue CompletionFlag VerificationFlag PreliminaryFlag GraphicType ReferencedFrameNumber""".split()
 )
-# Strict forms of the kept values: CS codes, DS/IS numbers, AS ages (one value; multiple values split on \).
+# Strict forms of the kept values: CS codes, DS/IS numbers, AS ages, LO/SH within their length (each value).
 _STRICT = {
     "CS": re.compile(r"[A-Z0-9 _]{0,16}"),
     "DS": re.compile(r" *[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)? *"),
     "IS": re.compile(r" *[-+]?[0-9]{1,12} *"),
     "AS": re.compile(r"[0-9]{3}[DWMY]"),
+    "LO": re.compile(r"[^\x00-\x1f\\]{0,64}"),  # any text within the VR's length, no control characters
+    "SH": re.compile(r"[^\x00-\x1f\\]{0,16}"),
 }
 # Date and time attributes of the table that the Modified Dates Option does not modify (PS3.15 Table E.1-1: no
 # C in its column): birth date and time, GPS time stamp. Device dates (calibration, manufacture, installation)
@@ -447,15 +449,15 @@ def _text(value) -> str:
 @contextlib.contextmanager
 def _quiet_pydicom():
     """pydicom warns about invalid values with the value in the message (and logs it): hostile values must not
-    reach the task log, so it reads without validating; what is written is ours and valid."""
+    reach the task log, so it reads, sets and writes without validating (a kept value is kept as written)."""
     from pydicom import config
 
-    before = config.settings.reading_validation_mode
-    config.settings.reading_validation_mode = config.IGNORE
+    before = config.settings.reading_validation_mode, config.settings.writing_validation_mode
+    config.settings.reading_validation_mode = config.settings.writing_validation_mode = config.IGNORE
     try:
         yield
     finally:
-        config.settings.reading_validation_mode = before
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = before
 
 
 def burned_in_text(ds) -> str:
