@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -73,3 +75,32 @@ def _no_prediction(tmp_path) -> Path:
     path = tmp_path / "bad.csv"
     path.write_text("file,label\nCT_small.dcm,a\n")
     return path
+
+
+@pytest.mark.parametrize("kind", ["sr", "sc"])
+def test_what_we_write_passes_an_iod_validator(tmp_path, shared_data, kind):
+    """dciodvfy (dicom3tools, an IOD validator no one here wrote) finds no error in any SR or SC written
+    from the shared files and the flagship's sample (files with odd values, e.g. an age of ``62``)."""
+    dciodvfy = shutil.which("dciodvfy")
+    if dciodvfy is None:
+        pytest.skip("dciodvfy is not installed (apt-get install -y dicom3tools; CI installs it)")
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    sample = Path(__file__).resolve().parents[1] / "dags" / "sample_data" / "chestxray" / "dicom"
+    for path in [*(shared_data / "dicom").rglob("*.dcm"), *sample.glob("*.dcm")]:
+        shutil.copy(path, sources / path.name)
+    read = run("input.dicom", {"source": str(sources)}, root=str(tmp_path))
+    table = pd.read_parquet(read["metadata"])
+    table["prediction"] = ["COVID-19" if n % 2 else "No Finding" for n in range(len(table))]
+    table["score"] = 0.5
+    table.to_csv(tmp_path / "predictions.csv", index=False)
+    args = {"predictions": str(tmp_path / "predictions.csv"), "files": read["files"], "kind": kind}
+    result = run("output.dicom", args, root=str(tmp_path / kind))
+    assert result["dicom_written"] == len(table) >= 25
+    errors = {}
+    for path in sorted(Path(result["dicom"]).glob("*.dcm")):
+        answer = subprocess.run([dciodvfy, "-new", str(path)], capture_output=True, text=True, timeout=60)
+        found = [line for line in (answer.stdout + answer.stderr).splitlines() if line.startswith("Error")]
+        if found:
+            errors[path.name] = found
+    assert not errors, errors

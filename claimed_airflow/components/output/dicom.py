@@ -128,15 +128,44 @@ def build_sc(source, path: Path, prediction: str, score: float | None, model_nam
         reference.ReferencedFrameNumber = frame + 1
     sc.SourceImageSequence = [reference]
     sc.ReferencedSeriesSequence = [_series_reference(source)]
+    sc.Laterality = source.get("Laterality", "")  # Type 2C (General Series): empty when unknown
     return sc
 
 
 def _series_reference(source):
+    """A Common Instance Reference item: the source's series and, Type 1, the source instance in it."""
     from pydicom.dataset import Dataset
 
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = source.SOPClassUID
+    instance.ReferencedSOPInstanceUID = source.SOPInstanceUID
     series = Dataset()
     series.SeriesInstanceUID = source.SeriesInstanceUID
+    series.ReferencedInstanceSequence = [instance]
     return series
+
+
+def conformant_header(source):
+    """``source``'s header made safe to copy into what we write: Type 2 patient/study attributes that
+    files in the wild lack are added empty, and top-level values invalid for their VR (an age of
+    ``62``, a date ``2020-01-01``) are repaired (``062Y``) or emptied, so the result passes an IOD check."""
+    from pydicom import config
+    from pydicom.valuerep import validate_value
+
+    for keyword in TYPE2_COPIED:
+        if keyword not in source:
+            setattr(source, keyword, "")
+    for elem in list(source):
+        if elem.VR in ("SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN", "UT", "UR") or elem.tag.group == 0x0002:
+            continue
+        values = elem.value if isinstance(elem.value, (list, tuple)) or elem.VM > 1 else [elem.value]
+        try:
+            for value in values:
+                validate_value(elem.VR, value, config.RAISE)
+        except (ValueError, TypeError):
+            text = str(elem.value).strip()
+            elem.value = f"{int(text):03d}Y" if elem.VR == "AS" and text.isdigit() and int(text) < 1000 else ""
+    return source
 
 
 @component("output")
@@ -208,10 +237,7 @@ def dicom(
         score = row.get(score_column)
         score = None if score is None or pd.isna(score) else float(score)
         try:
-            source = pydicom.dcmread(path, stop_before_pixels=True)
-            for keyword in TYPE2_COPIED:  # highdicom copies them; files in the wild often lack some
-                if keyword not in source:
-                    setattr(source, keyword, "")
+            source = conformant_header(pydicom.dcmread(path, stop_before_pixels=True))  # highdicom copies it
             if kind == "sr":
                 instance = build_sr(source, str(row[prediction_column]), score, model_name, frame)
             else:
