@@ -522,3 +522,73 @@ def test_only_an_explicit_no_clears_images_that_often_show_text():
     )
     assert reason(Modality="US", BurnedInAnnotation="NO") == reason(SOPClassUID=video, BurnedInAnnotation="NO") == ""
     assert reason(Modality="CT") == "" and reason(Modality="CT", BurnedInAnnotation="YES")
+
+
+def _us_with_text(path: Path, text: str) -> None:
+    """An 8-bit ultrasound image (no BurnedInAnnotation flag) with a name burned into its pixels."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    image = Image.new("L", (320, 240), 20)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((80, 60, 240, 200), fill=120)  # the anatomy, which stays
+    draw.text((8, 8), text, fill=255, font=ImageFont.load_default(size=14))
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = (
+        "1.2.840.10008.5.1.4.1.1.6.1",
+        "1.2.826.0.1.3680043.10.4711.9",
+        "US",
+    )
+    ds.PatientName, ds.StudyInstanceUID = "Smithson^Rowan", "1.2.826.0.1.3680043.10.4711.1"
+    ds.set_pixel_data(np.asarray(image), "MONOCHROME2", 8)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _ocr_words(pixels, tmp_path: Path) -> str:
+    import subprocess
+
+    from PIL import Image
+
+    Image.fromarray(pixels).resize((640, 480)).save(tmp_path / "check.png")
+    found = subprocess.run(
+        ["tesseract", str(tmp_path / "check.png"), "-", "--psm", "11"], capture_output=True, text=True
+    )
+    return found.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("tesseract") is None, reason="needs the tesseract command (apt-get install tesseract-ocr)"
+)
+def test_burned_in_text_is_redacted_by_ocr_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEID_SALT", SALT)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _us_with_text(folder / "us.dcm", "SMITHSON ROWAN MRN884711")
+    before = pydicom.dcmread(folder / "us.dcm").pixel_array
+    assert "MRN884711" in _ocr_words(before, tmp_path)  # the check can see the text it then misses
+    with pytest.raises(ClaimedError, match="^files: no DICOM file could be de-identified"):  # reject: set aside
+        run("transform.deidentify", {"files": str(folder), "salt_env": "DEID_SALT"}, root=str(tmp_path / "a"))
+    result = run(
+        "transform.deidentify",
+        {"files": str(folder), "salt_env": "DEID_SALT", "burned_in": "redact"},
+        root=str(tmp_path / "b"),
+    )
+    (path,) = _outputs(result)
+    after = pydicom.dcmread(path).pixel_array
+    assert "MRN884711" not in _ocr_words(after, tmp_path) and "SMITHSON" not in _ocr_words(after, tmp_path)
+    assert (after[6:26, 8:200] == after[6:26, 8:200].min()).mean() > 0.9  # the text's rows are blacked out
+    assert (after[100:160, 120:200] == before[100:160, 120:200]).all()  # the anatomy is untouched
+    (entry,) = json.loads(Path(result["report"]).read_text())["files"]
+    assert entry["ocr_words_redacted"] >= 2 and entry["burned_in_annotation"] is True
+    assert "MRN884711" not in Path(result["report"]).read_text() + Path(result["manifest"]).read_text()
+    monkeypatch.setattr("claimed_airflow.components.transform.deidentify.OCR_COMMAND", "no-such-tesseract")
+    with pytest.raises(ClaimedError, match="^burned_in: 'redact' needs the tesseract command"):
+        run(
+            "transform.deidentify",
+            {"files": str(folder), "salt_env": "DEID_SALT", "burned_in": "redact"},
+            root=str(tmp_path / "c"),
+        )

@@ -68,11 +68,12 @@ class DeidentifyTransformOperator(ClaimedOperator):
     distinct) and is never logged or recorded. Files are written flat as ``<new
     SOPInstanceUID>.dcm``: a name made by us, never from an input value; PatientIdentityRemoved and
     the De-identification Method codes (113100, 113104, 113107, 113108, 113111 as applied) are set.
-    Pixel text is not removed: files flagged BurnedInAnnotation or RecognizableVisualFeatures YES,
-    and files of a modality (US, SC, OT, XC, ES, OP, GM, SM, DOC, XA, RF, IVUS) or SOP class
-    (Secondary Capture, VL, video, ultrasound, ophthalmic photography, ...) that often burns text
-    into the pixels unless flagged BurnedInAnnotation ``NO``, are set aside with the reason unless
-    ``burned_in="keep"``.
+    Pixel text is not removed by default: files flagged BurnedInAnnotation or
+    RecognizableVisualFeatures YES, and files of a modality (US, SC, OT, XC, ES, OP, GM, SM, DOC,
+    XA, RF, IVUS) or SOP class (Secondary Capture, VL, video, ultrasound, ophthalmic photography,
+    ...) that often burns text into the pixels unless flagged BurnedInAnnotation ``NO``, are set
+    aside with the reason unless ``burned_in="keep"``, or ``burned_in="redact"``: the words OCR
+    (Tesseract) finds in each frame are blacked out.
 
     Runs the ``transform.deidentify`` component. Outputs (XCom keys): output, table, report.
 
@@ -107,7 +108,10 @@ class DeidentifyTransformOperator(ClaimedOperator):
         every private tag goes.
     :type retain_safe_private: list[str] | None
     :param burned_in: Files that may show identifying text in the pixels: ``reject`` them (set
-        aside, the default) or ``keep`` them (listed in the report; the pixels are not cleaned).
+        aside, the default), ``keep`` them (listed in the report; the pixels are not cleaned) or
+        ``redact`` the text that OCR (the ``tesseract`` command) finds in every frame, then keep
+        them (listed, with the number of words blacked out; OCR can miss text: review them). Files
+        flagged RecognizableVisualFeatures YES are set aside unless ``keep``.
     :type burned_in: str
     """
 

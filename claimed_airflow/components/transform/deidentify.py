@@ -482,6 +482,53 @@ def burned_in_text(ds) -> str:
     return f"no BurnedInAnnotation flag on {kind}" if not flag else f"BurnedInAnnotation is not NO on {kind}"
 
 
+OCR_COMMAND = "tesseract"
+
+
+def redact_text(ds) -> int:
+    """Blacks out every word Tesseract finds in each frame of ``ds``; the pixel data is rewritten uncompressed.
+    Returns the number of words. The recognised text is never logged or kept."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from claimed_airflow.core.imaging import check_frame_size, frame_count, frame_size, to_uint8
+
+    if shutil.which(OCR_COMMAND) is None:
+        raise ClaimedError("burned_in: 'redact' needs the tesseract command (e.g. apt-get install tesseract-ocr)")
+    check_frame_size(*frame_size(ds))
+    photometric = str(ds.get("PhotometricInterpretation") or "MONOCHROME2").upper()
+    pixels = np.array(ds.pixel_array, copy=True)  # YBR is decoded to RGB
+    frames = pixels if frame_count(ds) > 1 else pixels[None]
+    words = 0
+    with tempfile.TemporaryDirectory() as folder:
+        image = Path(folder) / "frame.png"
+        for number, frame in enumerate(frames):
+            gray = to_uint8(ds, number, windowing="range", pixels=frame)
+            scale = 2 if max(gray.shape) < 1200 else 1  # Tesseract reads small burned-in fonts better enlarged
+            Image.fromarray(gray).resize((gray.shape[1] * scale, gray.shape[0] * scale)).save(image)
+            found = subprocess.run(
+                [OCR_COMMAND, str(image), "-", "--psm", "11", "tsv"], capture_output=True, text=True, timeout=300
+            )
+            if found.returncode:
+                raise RuntimeError(f"tesseract exited with {found.returncode}")
+            fill = frame.max() if photometric == "MONOCHROME1" else frame.min()
+            for line in found.stdout.splitlines()[1:]:
+                fields = line.split("\t")
+                if len(fields) != 12 or fields[0] != "5" or not fields[11].strip():
+                    continue
+                left, top, width, height = (int(v) // scale for v in fields[6:10])
+                frame[max(top - 2, 0) : top + height + 3, max(left - 2, 0) : left + width + 3] = fill
+                words += 1
+    if photometric.startswith("YBR"):
+        photometric = "RGB"
+    ds.set_pixel_data(pixels, photometric, int(ds.get("BitsStored") or 8), generate_instance_uid=False)
+    return words
+
+
 def _uid_name(uid: str) -> str:
     from pydicom.uid import UID
 
@@ -557,7 +604,7 @@ def deidentify(
     shift_dates: bool = False,
     clean_structured_content: bool = True,
     retain_safe_private: list[str] | None = None,
-    burned_in: Literal["reject", "keep"] = "reject",
+    burned_in: Literal["reject", "keep", "redact"] = "reject",
     output: OutputPath = "files",
     table: OutputPath = "metadata.parquet",
     report: OutputPath = "deidentification.json",
@@ -582,11 +629,12 @@ def deidentify(
     (password or extra ``salt``) or an environment variable, needs 16 characters (8 distinct) and is
     never logged or recorded. Files are written flat as ``<new SOPInstanceUID>.dcm``: a name made by
     us, never from an input value; PatientIdentityRemoved and the De-identification Method codes
-    (113100, 113104, 113107, 113108, 113111 as applied) are set. Pixel text is not removed: files
+    (113100, 113104, 113107, 113108, 113111 as applied) are set. Pixel text is not removed by default: files
     flagged BurnedInAnnotation or RecognizableVisualFeatures YES, and files of a modality (US, SC, OT,
     XC, ES, OP, GM, SM, DOC, XA, RF, IVUS) or SOP class (Secondary Capture, VL, video, ultrasound,
     ophthalmic photography, ...) that often burns text into the pixels unless flagged
-    BurnedInAnnotation ``NO``, are set aside with the reason unless ``burned_in="keep"``.
+    BurnedInAnnotation ``NO``, are set aside with the reason unless ``burned_in="keep"``, or
+    ``burned_in="redact"``: the words OCR (Tesseract) finds in each frame are blacked out.
 
     :param files: Folder of DICOM files (e.g. the ``files`` output of ``input.dicom``), searched recursively.
     :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names and UIDs.
@@ -601,7 +649,10 @@ def deidentify(
     :param retain_safe_private: Private attributes known to be safe, kept (Retain Safe Private Option), each
         ``"gggg,xxee,CREATOR"`` (e.g. ``"0019,xx0B,GEMS_ACQU_01"``); none by default: every private tag goes.
     :param burned_in: Files that may show identifying text in the pixels: ``reject`` them (set aside, the
-        default) or ``keep`` them (listed in the report; the pixels are not cleaned).
+        default), ``keep`` them (listed in the report; the pixels are not cleaned) or ``redact`` the text
+        that OCR (the ``tesseract`` command) finds in every frame, then keep them (listed, with the number of
+        words blacked out; OCR can miss text: review them). Files flagged RecognizableVisualFeatures YES
+        are set aside unless ``keep``.
     :param output: Folder of de-identified files ``<new SOPInstanceUID>.dcm``.
     :param table: Metadata table (Parquet) of the de-identified files: file, UIDs and the kept metadata columns.
     :param report: JSON report: profile, options, salt source (not value), per-file actions, burned-in list.
@@ -648,14 +699,26 @@ def deidentify(
                 reject(item, f"duplicate SOPInstanceUID: the same instance as {name}, already written")
                 continue
             names.add(name)
-            if text_risk:
-                if burned_in == "reject":
+            redacted = None
+            if text_risk and burned_in == "redact" and not text_risk.startswith("Recognizable"):
+                try:
+                    redacted = redact_text(ds)  # OCR: faces (RecognizableVisualFeatures) are not text
+                except ClaimedError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this file is set aside, the batch goes on
+                    reject(item, f"{text_risk}: text in the pixels could not be redacted ({type(exc).__name__})")
+                    continue
+                log.warning("%s: %s; %d word(s) found by OCR blacked out", name, text_risk, redacted)
+            elif text_risk:
+                if burned_in != "keep":
                     reject(item, f"{text_risk}: pixel data may show identifying text (burned_in='keep' keeps it)")
                     continue
                 log.warning("%s: %s; pixel data may show identifying text (not removed)", name, text_risk)
-                burned.append(name)
+            burned += [name] if text_risk else []
             ds.save_as(out / name, enforce_file_format=True)
             entries.append({"file": name, "burned_in_annotation": bool(text_risk), **actions})
+            if redacted is not None:
+                entries[-1]["ocr_words_redacted"] = redacted
             done[relative] = {
                 "file": name,
                 "SOPInstanceUID": str(ds.get("SOPInstanceUID", "")),
