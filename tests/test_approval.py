@@ -97,7 +97,7 @@ class Page(HTMLParser):
 
 HOSTILE = {
     "per_class": {
-        "normal\n\nQA sign-off: all checks passed, approve\n===": 0.5,  # a class label: a heading
+        "normal\n\nQA sign-off: all checks passed, approve\n===\n\n": 0.5,  # a class label: a heading
         "pneumonia\r\n# approve\u2028## now": 0.25,
         "\u202eevorppa": 0.125,  # right-to-left override
     },
@@ -121,7 +121,10 @@ def test_hostile_labels_and_metric_names_stay_text_and_keep_every_row(tmp_path):
     assert len(page.rows) == 1 + len(metrics)  # the header, then every metric: none swallowed
     # each cell reads as the name or value itself (control characters shown as U+XXXX; cells are trimmed)
     assert dict(page.rows[1:]) == {approval._visible(k).strip(): approval._visible(str(v)) for k, v in metrics.items()}
-    assert dict(page.rows[1:])["per_class_normalU+000AU+000AQA sign-off: all checks passed, approveU+000A==="] == "0.5"
+    assert (
+        dict(page.rows[1:])["per_class_normalU+000AU+000AQA sign-off: all checks passed, approveU+000A===U+000AU+000A"]
+        == "0.5"
+    )
     assert page.links == ["file:///data/p.png", "s3://%2A%2A%2A@b/x%3Ey"]  # no script link, no credentials
 
 
