@@ -30,10 +30,10 @@ NODES = frozenset(
 # or as written for the functions sqlglot does not model (exp.Anonymous)
 FUNCTIONS = frozenset(
     """count count_if sum avg mean min max median stddev stddev_pop stddev_samp variance variance_pop
-    variance_samp corr covar_pop covar_samp first last any_value approx_quantile quantile approx_distinct
+    corr covar_pop covar_samp first last any_value approx_quantile quantile approx_distinct
     arg_min arg_max array_agg array_unique_agg logical_and logical_or
     row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
-    abs ceil floor round bround sqrt cbrt exp ln log pow sign greatest least pmod
+    abs ceil floor round bround sqrt cbrt exp ln log power sign greatest least pmod
     coalesce nullif nvl2 if case isnull isnotnull is_nan nanvl safe_divide safe_add safe_subtract
     safe_multiply cast try_cast exists
     lower upper length trim substring left right concat concat_ws replace translate pad split_part
