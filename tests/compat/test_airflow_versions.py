@@ -233,9 +233,12 @@ def test_flagship_parses_and_its_input_and_image_tasks_run(dag_of, output_root):
     state, tasks, dag_run = run(dag, {"image_size": 32})
     assert state == "success" and set(tasks.values()) == {"success"}, tasks
     assert {"dicom_input", "dicom_to_images"} <= set(tasks), tasks
-    images = output_root / "dicom_to_deployment" / safe_name(dag_run.run_id) / "dicom_to_images" / "images"
+    run_dir = output_root / "dicom_to_deployment" / safe_name(dag_run.run_id)
+    images = run_dir / "dicom_to_images" / "images"
     index = pd.read_csv(images / "index.csv")
-    assert len(index) == 10 and all((images / name).is_file() for name in index["image"])
+    cohort = pd.read_parquet(run_dir / "cohort" / "cohort.parquet")  # whatever sample the DAG bundles
+    assert len(cohort) > 0 and set(index["SOPInstanceUID"]) == set(cohort["SOPInstanceUID"])
+    assert all((images / name).is_file() for name in index["image"])
 
 
 def test_kubernetes_engine_builds_its_pod(airflow_home):
