@@ -24,7 +24,7 @@ def test_list_and_describe():
     spec = json.loads(described.stdout)
     assert spec["resources"]["gpus"] == 1
     assert {p["name"]: p["type"] for p in spec["parameters"]}["epochs"] == "int"
-    assert "epochs: int = 3" in cli("describe", "train.mobilenet_v2").stdout
+    assert "epochs: int = 10" in cli("describe", "train.mobilenet_v2").stdout
 
 
 def test_run_prints_output_uris(tmp_path):
@@ -96,7 +96,7 @@ def test_demo_runs_the_flagship_dag_and_prints_the_model(tmp_path):
             "--output-root",
             str(tmp_path / "out"),
             "--conf",
-            '{"epochs": 1, "image_size": 32, "min_accuracy": 0}',
+            '{"epochs": 1, "image_size": 32, "min_accuracy": 0, "min_over_majority": -1}',
         ],
         capture_output=True,
         text=True,

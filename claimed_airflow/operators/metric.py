@@ -135,6 +135,9 @@ class LimeMetricOperator(ClaimedOperator):
     :type num_segments: int
     :param label_column: Label column of a table (tabular models only).
     :type label_column: str
+    :param split: Use only the samples of this split (column ``split`` of the image folder's
+        ``index.csv`` or of the table, e.g. ``test``: the held-out samples); empty: all.
+    :type split: str
     :param seed: Random seed of the perturbations.
     :type seed: int
     """
@@ -149,6 +152,7 @@ class LimeMetricOperator(ClaimedOperator):
         "num_features",
         "num_segments",
         "label_column",
+        "split",
         "seed",
     )
     ui_color = "#f3e5f5"
@@ -165,6 +169,7 @@ class LimeMetricOperator(ClaimedOperator):
         num_features: int = 5,
         num_segments: int = 30,
         label_column: str = "label",
+        split: str = "",
         seed: int = 42,
         **kwargs: Any,
     ) -> None:
@@ -177,6 +182,7 @@ class LimeMetricOperator(ClaimedOperator):
         self.num_features = num_features
         self.num_segments = num_segments
         self.label_column = label_column
+        self.split = split
         self.seed = seed
 
 
@@ -209,6 +215,9 @@ class RobustnessMetricOperator(ClaimedOperator):
     :type num_examples: int
     :param label_column: Label column of a table (tabular models only).
     :type label_column: str
+    :param split: Use only the samples of this split (column ``split`` of the image folder's
+        ``index.csv`` or of the table, e.g. ``test``: the held-out samples); empty: all.
+    :type split: str
     :param seed: Random seed (PGD's random start).
     :type seed: int
     """
@@ -223,6 +232,7 @@ class RobustnessMetricOperator(ClaimedOperator):
         "pgd_steps",
         "num_examples",
         "label_column",
+        "split",
         "seed",
     )
     ui_color = "#f3e5f5"
@@ -239,6 +249,7 @@ class RobustnessMetricOperator(ClaimedOperator):
         pgd_steps: int = 10,
         num_examples: int = 3,
         label_column: str = "label",
+        split: str = "",
         seed: int = 42,
         **kwargs: Any,
     ) -> None:
@@ -251,4 +262,5 @@ class RobustnessMetricOperator(ClaimedOperator):
         self.pgd_steps = pgd_steps
         self.num_examples = num_examples
         self.label_column = label_column
+        self.split = split
         self.seed = seed

@@ -11,7 +11,7 @@ from claimed_airflow.operators.base import ClaimedOperator
 
 
 class ImagesPredictOperator(ClaimedOperator):
-    """Score every labelled image of an image folder; one row per image with true and predicted label.
+    """Score the labelled images of an image folder; one row per image with true and predicted label.
 
     Runs the ``predict.images`` component. Outputs (XCom keys): predictions.
 
@@ -22,10 +22,14 @@ class ImagesPredictOperator(ClaimedOperator):
     :type images: str
     :param batch_size: Images per prediction batch.
     :type batch_size: int
+    :param split: Score only the images of this split (``index.csv`` column ``split``, e.g.
+        ``test``, the held-out images of ``filter.spark_cohort_split``); empty: every labelled
+        image.
+    :type split: str
     """
 
     component = "predict.images"
-    component_fields = ("model", "images", "batch_size")
+    component_fields = ("model", "images", "batch_size", "split")
     ui_color = "#fce4ec"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -35,9 +39,11 @@ class ImagesPredictOperator(ClaimedOperator):
         model: str,
         images: str,
         batch_size: int = 32,
+        split: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.model = model
         self.images = images
         self.batch_size = batch_size
+        self.split = split

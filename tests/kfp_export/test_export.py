@@ -117,12 +117,12 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
     # DAG Params -> pipeline parameters with their defaults and types, plus output_root.
     params = root["inputDefinitions"]["parameters"]
     assert params["epochs"] == {
-        "defaultValue": 3.0,
+        "defaultValue": 10.0,
         "description": "Training epochs.",
         "isOptional": True,
         "parameterType": "NUMBER_INTEGER",
     }
-    assert params["min_accuracy"]["parameterType"] == "NUMBER_DOUBLE" and params["min_accuracy"]["defaultValue"] == 0.5
+    assert params["min_accuracy"]["parameterType"] == "NUMBER_DOUBLE" and params["min_accuracy"]["defaultValue"] == 0.8
     assert params["output_root"]["defaultValue"] == ""
     # {{ params.x }} -> the pipeline parameter; XComArg -> the upstream output; caching off, run-scoped outputs.
     inputs = tasks["train"]["inputs"]["parameters"]

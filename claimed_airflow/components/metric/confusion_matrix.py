@@ -21,8 +21,9 @@ def confusion_matrix(
     :param predictions: Table with a true-label and a predicted-label column.
     :param label_column: Column with the true label.
     :param prediction_column: Column with the predicted label.
-    :param metrics: JSON: accuracy, count, classes, matrix (rows true, columns predicted), per-class
-        precision and recall.
+    :param metrics: JSON: accuracy, count (images scored), classes, matrix (rows true, columns predicted),
+        per-class precision and recall, and ``majority_accuracy``: the accuracy of always answering the
+        most frequent true label (``majority_class``), the score a model must beat to have learned anything.
     :param plot: PNG heat map of the matrix.
     """
     import pandas as pd
@@ -35,9 +36,12 @@ def confusion_matrix(
     classes = sorted(set(truth) | set(predicted))
     matrix = pd.crosstab(truth, predicted).reindex(index=classes, columns=classes, fill_value=0)
     correct = int((truth == predicted).sum())
+    counts = truth.value_counts()
     result = {
         "accuracy": correct / len(table) if len(table) else 0.0,
         "count": len(table),
+        "majority_class": str(counts.index[0]) if len(counts) else None,
+        "majority_accuracy": float(counts.iloc[0]) / len(table) if len(table) else 0.0,
         "classes": classes,
         "matrix": matrix.values.tolist(),
         "precision": {c: _ratio(matrix.at[c, c], matrix[c].sum()) for c in classes},
@@ -46,7 +50,7 @@ def confusion_matrix(
     with open(metrics, "w") as handle:
         json.dump(result, handle, indent=2)
     _plot(matrix, result["accuracy"], plot)
-    return {"accuracy": result["accuracy"]}
+    return {"accuracy": result["accuracy"], "count": len(table), "majority_accuracy": result["majority_accuracy"]}
 
 
 def _ratio(part, whole) -> float | None:

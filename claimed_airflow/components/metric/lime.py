@@ -20,6 +20,7 @@ def lime(
     num_features: int = 5,
     num_segments: int = 30,
     label_column: str = "label",
+    split: str = "",
     seed: int = 42,
     explanations: OutputPath = "lime",
 ) -> dict:
@@ -39,6 +40,8 @@ def lime(
     :param num_features: Superpixels or features reported (and shown) per explanation.
     :param num_segments: Approximate number of SLIC superpixels per image.
     :param label_column: Label column of a table (tabular models only).
+    :param split: Use only the samples of this split (column ``split`` of the image folder's ``index.csv`` or
+        of the table, e.g. ``test``: the held-out samples); empty: all.
     :param seed: Random seed of the perturbations.
     :param explanations: Folder: ``explanations.json`` (per sample: true and predicted class, the top
         superpixels or features with their weights) and one PNG per sample.
@@ -49,7 +52,7 @@ def lime(
         raise ClaimedError(f"num_samples: LIME needs at least 10 perturbed samples, got {num_samples}")
     if num_features < 1:
         raise ClaimedError(f"num_features: must be at least 1, got {num_features}")
-    loaded = load(model, data, label_column=label_column)
+    loaded = load(model, data, label_column=label_column, split=split)
     rows = select(loaded, samples, num_explained)
     out = Path(explanations)
     out.mkdir(parents=True)

@@ -55,8 +55,11 @@ def _sklearn_file(model: str) -> Path | None:
     return None
 
 
-def load(model: str, data: str, *, label_column: str = "label") -> Loaded:
-    """The model and its evaluation data (inputs, true class indices) from a model and a data path."""
+def load(model: str, data: str, *, label_column: str = "label", split: str = "") -> Loaded:
+    """The model and its evaluation data (inputs, true class indices) from a model and a data path.
+
+    ``split``: only the rows whose ``split`` column (``index.csv`` of an image folder, or the table) has that value.
+    """
     import numpy as np
 
     if network_file(model) is not None:
@@ -65,7 +68,7 @@ def load(model: str, data: str, *, label_column: str = "label") -> Loaded:
         if not Path(data).is_dir():
             raise ClaimedError(f"data: an image model needs an image folder, got {Path(data).name}")
         network = ImageClassifier(model)
-        x, y, classes, index = load_image_folder(data, network.image_size, network.classes)
+        x, y, classes, index = load_image_folder(data, network.image_size, network.classes, split)
         return Loaded("image", network, x, y, list(classes), [str(n) for n in index["image"]])
     path = _sklearn_file(model)
     if path is None:
@@ -82,6 +85,11 @@ def load(model: str, data: str, *, label_column: str = "label") -> Loaded:
         raise ClaimedError(f"model: {type(estimator).__name__} has no predict_proba")
     table = read_table(data, name="data")
     require_columns(table, [label_column], param="data")
+    if split:
+        require_columns(table, ["split"], param="data")
+        table = table[table["split"].astype(str) == split].reset_index(drop=True)
+        if table.empty:
+            raise ClaimedError(f"split: no row in the {split!r} split of data")
     names = getattr(estimator, "feature_names_in_", None)
     if names is not None:
         names = [str(n) for n in names]

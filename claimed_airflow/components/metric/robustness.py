@@ -76,6 +76,7 @@ def robustness(
     pgd_steps: int = 10,
     num_examples: int = 3,
     label_column: str = "label",
+    split: str = "",
     seed: int = 42,
     metrics: OutputPath = "robustness.json",
     examples: OutputPath = "adversarial",
@@ -98,6 +99,8 @@ def robustness(
     :param pgd_steps: Iterations of PGD (step size ``epsilon / 4``).
     :param num_examples: Adversarial examples saved as PNG (images only; at the largest epsilon).
     :param label_column: Label column of a table (tabular models only).
+    :param split: Use only the samples of this split (column ``split`` of the image folder's ``index.csv`` or
+        of the table, e.g. ``test``: the held-out samples); empty: all.
     :param seed: Random seed (PGD's random start).
     :param metrics: JSON: clean accuracy, accuracy per attack and epsilon, ``min_accuracy`` over all
         attacks, ``fgsm_accuracy`` / ``pgd_accuracy`` at the largest epsilon.
@@ -120,7 +123,7 @@ def robustness(
     if pgd_steps < 1:
         raise ClaimedError(f"pgd_steps: must be at least 1, got {pgd_steps}")
     np.random.seed(seed)
-    loaded = load(model, data, label_column=label_column)
+    loaded = load(model, data, label_column=label_column, split=split)
     labelled = np.flatnonzero(loaded.y >= 0)[:max_samples]
     if labelled.size == 0:
         raise ClaimedError("data: no sample with a label the model knows")

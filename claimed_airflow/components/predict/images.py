@@ -11,13 +11,16 @@ def images(
     model: InputPath,
     images: InputPath,
     batch_size: int = 32,
+    split: str = "",
     predictions: OutputPath = "predictions.csv",
 ) -> dict:
-    """Score every labelled image of an image folder; one row per image with true and predicted label.
+    """Score the labelled images of an image folder; one row per image with true and predicted label.
 
     :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` or ``model.onnx`` + ``labels.json``).
     :param images: Image folder from ``transform.dicom_to_images``.
     :param batch_size: Images per prediction batch.
+    :param split: Score only the images of this split (``index.csv`` column ``split``, e.g. ``test``, the
+        held-out images of ``filter.spark_cohort_split``); empty: every labelled image.
     :param predictions: CSV: image, label, prediction, score, one probability column per class and the
         metadata columns of the image index (PatientSex, PatientAge, ...).
     """
@@ -29,7 +32,7 @@ def images(
     if batch_size < 1:
         raise ClaimedError(f"batch_size: must be at least 1, got {batch_size}")
     network = ImageClassifier(model)
-    x, _, classes, index = load_image_folder(images, network.image_size, network.classes)
+    x, _, classes, index = load_image_folder(images, network.image_size, network.classes, split)
     progress = Progress("predict.images", len(x))
     batches = []
     for start in range(0, len(x), batch_size):
@@ -43,4 +46,4 @@ def images(
     for i, name in enumerate(classes):
         table[f"p_{name}"] = probabilities[:, i]
     write_table(table, predictions)
-    return {"predicted": len(table)}
+    return {"predicted": len(table), "split": split or "all"}

@@ -20,12 +20,14 @@ from claimed_airflow.core.paths import inside
 
 INDEX = "index.csv"
 LABELS = "labels.json"
+SPLIT = "split"  # the column filter.spark_cohort_split adds: train or test
 NETWORK_FILES = {"model.keras": "keras", "model.onnx": "onnx"}
 
 
-def load_gray_images(images: str, size: int, classes: list[str] | None = None):
+def load_gray_images(images: str, size: int, classes: list[str] | None = None, split: str = ""):
     """Labelled images of ``<images>/index.csv`` as uint8 grayscale ``(N, size, size)`` (:func:`image_pixels`).
 
+    ``split`` (e.g. ``test``) keeps the rows whose ``split`` column has that value; empty keeps all.
     Returns (pixels, y, classes, index) where y holds class indices (-1 for a label not in ``classes``).
     """
     import numpy as np
@@ -39,6 +41,12 @@ def load_gray_images(images: str, size: int, classes: list[str] | None = None):
     index = index[~index["label"].astype(str).str.startswith("_")].reset_index(drop=True)
     if index.empty:
         raise ClaimedError(f"images: no labelled image in {images}")
+    if split:
+        if SPLIT not in index.columns:
+            raise ClaimedError(f"split: {INDEX} in {images} has no {SPLIT} column; split needs a cohort split")
+        index = index[index[SPLIT].astype(str) == split].reset_index(drop=True)
+        if index.empty:
+            raise ClaimedError(f"split: no labelled image in the {split!r} split of {images}")
     classes = classes or sorted(index["label"].astype(str).unique())
     lookup = {name: i for i, name in enumerate(classes)}
     pixels = np.empty((len(index), size, size), dtype=np.uint8)
@@ -55,9 +63,9 @@ def load_gray_images(images: str, size: int, classes: list[str] | None = None):
     return pixels, y, classes, index
 
 
-def load_image_folder(images: str, size: int, classes: list[str] | None = None):
+def load_image_folder(images: str, size: int, classes: list[str] | None = None, split: str = ""):
     """Like :func:`load_gray_images`, with the pixels as :func:`network_input`."""
-    pixels, y, classes, index = load_gray_images(images, size, classes)
+    pixels, y, classes, index = load_gray_images(images, size, classes, split)
     return network_input(pixels), y, classes, index
 
 
