@@ -303,6 +303,7 @@ def test_flagship_from_orthanc_back_to_orthanc(tmp_path, run_dag, airflow_home, 
             "epochs": 1,
             "image_size": 32,
             "min_accuracy": 0.0,
+            "min_over_majority": -1.0,
         }
         state, tasks, run_id = run_dag("dicom_to_deployment", conf)
         assert state == "success" and tasks["dicom_results"] == "success", tasks

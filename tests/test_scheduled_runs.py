@@ -24,7 +24,7 @@ from tests.kube_stub import InferenceServiceStub
 from tests.ui.airflow_ui import airflow_ui
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
-SMALL = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0}
+SMALL = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0, "min_over_majority": -1.0}  # the gate blesses any model
 
 
 class Api:
