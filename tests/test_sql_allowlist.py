@@ -272,6 +272,34 @@ def test_fuzz_conditions_are_accepted_exactly_when_every_part_is_allowed(tree):
         assert check(sql, "where") == sql
 
 
+def spark_functions() -> list[str]:
+    from sqlglot.dialects.spark import Spark
+
+    return sorted(Spark.parser_class.FUNCTIONS)  # the ~700 function names sqlglot's Spark parser knows
+
+
+UNSAFE = {"reflect", "java_method", "try_reflect", "read_csv", "read_parquet", "read_json", "input_file_name"}
+
+
+@FUZZ
+@given(st.one_of(st.sampled_from(spark_functions()), st.sampled_from(sorted(UNSAFE))), st.lists(LEAVES, max_size=4))
+def test_fuzz_every_function_sqlglot_knows(name, args):
+    """Any function sqlglot's Spark dialect knows, with 0 to 4 arguments: accepted only when it is on the
+    allow-list (as sqlglot names it), refused in one line otherwise; never another error."""
+    from sqlglot import exp, parse_one
+
+    from claimed_airflow.core.sql import FUNCTIONS, _function
+
+    text = f"{name}({', '.join(sql for sql, _ in args)}) IS NULL"
+    try:
+        sql = check(text, "where", condition=True)
+    except ClaimedError as exc:
+        assert str(exc).startswith("where: ") and "\n" not in str(exc)
+    else:
+        assert name.lower() not in UNSAFE
+        assert {_function(n) for n in parse_one(sql, read="spark").find_all(exp.Func) if n.key != "and"} <= FUNCTIONS
+
+
 TOKENS = [
     "SELECT", "*", "FROM", "input", "WHERE", "TRANSFORM", "(", ")", "USING", "'cat'", "MAP", "REDUCE", "AS",
     "x", ",", "reflect", "java_method", "'java.lang.System'", "ADD", "JAR", "SET", "CREATE", "FUNCTION",
