@@ -116,6 +116,11 @@ def get_provider_info() -> dict:
                         "schema": {"type": ["string", "null"], "default": "true"},
                     },
                     "timeout": {"label": "Timeout (seconds)", "schema": {"type": ["number", "null"]}},
+                    "allow_http": {"label": "Credentials over plain http", "schema": {"type": ["boolean", "null"]}},
+                    "allowed_hosts": {
+                        "label": "Hosts a dicomweb+https:// URI may name (comma-separated)",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port"],
@@ -148,6 +153,10 @@ def get_provider_info() -> dict:
                     "move_ae_title": {"label": "C-MOVE: our storage AE title", "schema": {"type": ["string", "null"]}},
                     "move_port": {"label": "C-MOVE: our storage port", "schema": {"type": ["integer", "null"]}},
                     "move_bind": {"label": "C-MOVE: address to listen on", "schema": {"type": ["string", "null"]}},
+                    "allowed_hosts": {
+                        "label": "Hosts a dicom://AET@host:port URI may name (comma-separated)",
+                        "schema": {"type": ["string", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "login", "password"],

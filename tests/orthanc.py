@@ -55,7 +55,13 @@ class Orthanc:
     def connection(self) -> str:
         """``AIRFLOW_CONN_*`` JSON of a ``dicomweb`` connection to this server (basic auth)."""
         return json.dumps(
-            {"conn_type": "dicomweb", "host": self.dicomweb_url, "login": USER, "password": self.password}
+            {
+                "conn_type": "dicomweb",
+                "host": self.dicomweb_url,
+                "login": USER,
+                "password": self.password,
+                "extra": {"allow_http": True},  # loopback
+            }
         )
 
     def dimse_connection(self, **more) -> str:

@@ -119,8 +119,11 @@ def test_input_dicom_takes_a_pacs_query_uri_with_labels_by_uid(tmp_path, pacs, s
 
 def test_a_url_without_connection_takes_credentials_from_the_environment(tmp_path, pacs, monkeypatch):
     source = {"source": "dicomweb+" + pacs.dicomweb_url + "?modality=CT"}
+    monkeypatch.setenv("CLAIMED_PACS_ALLOWED_HOSTS", "127.0.0.1")  # a host in a URI must be allowed
     with pytest.raises(ClaimedError, match="refused the credentials"):
         run("input.dicom", source, root=str(tmp_path))
+    monkeypatch.setenv("DICOMWEB_URL", pacs.dicomweb_url)  # the environment's credentials go there only
+    monkeypatch.setenv("DICOMWEB_ALLOW_HTTP", "true")  # loopback
     monkeypatch.setenv("DICOMWEB_USERNAME", orthanc.USER)
     monkeypatch.setenv("DICOMWEB_PASSWORD", pacs.password)
     assert set(_table(run("input.dicom", source, root=str(tmp_path)))["Modality"]) == {"CT"}

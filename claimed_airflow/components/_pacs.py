@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -46,6 +46,10 @@ DEFAULT_CALLING_AET = "CLAIMED"
 ATTEMPTS = 3  # tries of a request that failed to connect or got a transient answer (429, 502, 503, 504)
 TRANSIENT = (408, 429, 502, 503, 504)
 PAGE = 1000  # QIDO-RS results asked for per request
+MAX_PAGES = 100  # QIDO-RS pages of one search (a server that pages forever stops here)
+MAX_INSTANCES = 100_000  # instances of one retrieval unless max_instances says otherwise
+MAX_CONCURRENCY = 32  # retrieve requests in flight
+MAX_INSTANCE_BYTES = 2 << 30  # one instance (a connection's max_instance_mb lowers or raises it)
 NAMED_FILTERS = {
     "modality": "Modality",
     "body_part": "BodyPartExamined",
@@ -81,10 +85,16 @@ class WebServer:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     verify: bool | str = True
     timeout: float = 60.0
+    allow_http: bool = False  # send the credentials over plain http (a connection must say so)
+    max_instance_bytes: int = MAX_INSTANCE_BYTES
 
     @property
     def name(self) -> str:
         return self.url
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.auth or self.headers.get("Authorization"))
 
     def client(self):
         import requests
@@ -142,12 +152,37 @@ def _no_userinfo(url: str, name: str) -> None:
         raise ClaimedError(f"{name}: put credentials in an Airflow connection, not in the URL")
 
 
-def web_server(conn_id: str | None, url: str | None = None, verify: bool | None = None) -> WebServer:
-    """The DICOMweb server of an Airflow connection (``url`` overrides its base URL), else ``url`` + environment.
+def origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a URL: where credentials bound to it may go."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise ClaimedError(f"url: {redacted(url)} has no valid port") from None
+    return scheme, (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
 
-    Without a connection (none given, or not defined, or no Airflow here: :mod:`claimed_airflow.core.credentials`),
-    credentials come from ``DICOMWEB_TOKEN`` (bearer) or ``DICOMWEB_USERNAME`` and ``DICOMWEB_PASSWORD`` (basic),
-    TLS verification from ``DICOMWEB_VERIFY``; the URL from ``url`` or ``DICOMWEB_URL``.
+
+def secret(value: str | None, name: str) -> str | None:
+    """A secret as read (file, environment, connection): surrounding whitespace stripped; one that still
+    holds whitespace or control characters is refused without showing it (it would break the header)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ClaimedError(f"{name}: the secret holds whitespace or control characters (not shown); check its source")
+    return value or None
+
+
+def web_server(conn_id: str | None, url: str | None = None, verify: bool | None = None) -> WebServer:
+    """The DICOMweb server of an Airflow connection, else ``url`` + environment; credentials bound to their origin.
+
+    A connection's credentials go only to its own origin: ``url`` may change the path, not the scheme,
+    host or port. Without a connection (none given, or not defined, or no Airflow here:
+    :mod:`claimed_airflow.core.credentials`), ``DICOMWEB_TOKEN`` (bearer) or ``DICOMWEB_USERNAME`` and
+    ``DICOMWEB_PASSWORD`` (basic) are sent only to the origin of ``DICOMWEB_URL``; TLS verification
+    from ``DICOMWEB_VERIFY``. Credentials never go over plain http unless the connection says
+    ``allow_http`` (environment: ``DICOMWEB_ALLOW_HTTP=true``).
     """
     if url:
         _no_userinfo(url, "url")
@@ -166,35 +201,84 @@ def web_server(conn_id: str | None, url: str | None = None, verify: bool | None 
     if verify is not None:
         server.verify = verify
     if not server.url.startswith(("http://", "https://")):
-        raise ClaimedError(f"url: {server.url!r} is not an http(s) URL of a DICOMweb service")
+        raise ClaimedError(f"url: {redacted(server.url)} is not an http(s) URL of a DICOMweb service")
+    if server.has_credentials and server.url.startswith("http://") and not server.allow_http:
+        raise ClaimedError(f"url: no credentials over plain http to {server.url} (use https, or allow_http)")
     return server
 
 
 def _connection_server(conn_id: str, url: str | None) -> WebServer:
-    """The server of DICOMweb connection ``conn_id``, ``url`` overriding its base URL."""
+    """The server of DICOMweb connection ``conn_id``; ``url`` may replace its path, not its origin."""
     from claimed_airflow.hooks.dicomweb import DicomWebHook
 
     server = DicomWebHook(conn_id).server()
     if url:
+        if origin(url) != origin(server.url):
+            raise ClaimedError(
+                f"url: {redacted(url)} is not on the origin of connection {conn_id!r}; "
+                "its credentials go only there (use a connection of that server)"
+            )
         server.url = url.rstrip("/")
     return server
 
 
 def _environment_server(url: str | None) -> WebServer | None:
-    """The server of ``url`` or ``$DICOMWEB_URL`` with the ``DICOMWEB_*`` credentials; None without a URL."""
-    url = url or os.environ.get("DICOMWEB_URL")
+    """The server of ``url`` or ``$DICOMWEB_URL``; the ``DICOMWEB_*`` credentials only on DICOMWEB_URL's origin."""
+    home = os.environ.get("DICOMWEB_URL")
+    url = url or home
     if not url:
         return None
     _no_userinfo(url, "url")
-    token, user = os.environ.get("DICOMWEB_TOKEN"), os.environ.get("DICOMWEB_USERNAME")
     server = WebServer(url=url.rstrip("/"), verify=flag(os.environ.get("DICOMWEB_VERIFY")))
+    server.allow_http = flag(os.environ.get("DICOMWEB_ALLOW_HTTP", "false")) is True
+    if not home or origin(url) != origin(home):
+        return server  # another server than the one the credentials are for: none sent
+    token = secret(os.environ.get("DICOMWEB_TOKEN"), "DICOMWEB_TOKEN")
+    user = secret(os.environ.get("DICOMWEB_USERNAME"), "DICOMWEB_USERNAME")
     if token:
         mask(token)
         server.headers["Authorization"] = f"Bearer {token}"
     elif user:
-        mask(os.environ.get("DICOMWEB_PASSWORD"))
-        server.auth = (user, os.environ.get("DICOMWEB_PASSWORD", ""))
+        password = secret(os.environ.get("DICOMWEB_PASSWORD"), "DICOMWEB_PASSWORD") or ""
+        mask(password)
+        server.auth = (user, password)
     return server
+
+
+def allowed_hosts(protocol: str) -> set[str]:
+    """Hosts a URI may name instead of a connection: ``allowed_hosts`` of connection ``dicomweb_default``
+    or ``dicom_default`` (``host`` or ``host:port``, comma-separated or a list), else
+    ``$CLAIMED_PACS_ALLOWED_HOSTS``; none by default."""
+    conn_id = "dicomweb_default" if protocol == "dicomweb" else "dicom_default"
+
+    def read(name: str) -> set[str]:
+        from claimed_airflow.version_compat import BaseHook
+
+        return split_hosts(BaseHook.get_connection(name).extra_dejson.get("allowed_hosts"))
+
+    try:
+        return from_connection(
+            conn_id, read, kind="PACS", environment=lambda: split_hosts(os.environ.get("CLAIMED_PACS_ALLOWED_HOSTS"))
+        )
+    except ClaimedError:
+        return set()
+
+
+def split_hosts(value) -> set[str]:
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    return {str(item).strip().lower() for item in items if str(item).strip()}
+
+
+def _check_allowed(protocol: str, host: str, port: int | None, uri: str, param: str) -> None:
+    allowed = allowed_hosts(protocol)
+    host = host.lower()
+    if host in allowed or (port is not None and f"{host}:{port}" in allowed):
+        return
+    conn = "dicomweb_default" if protocol == "dicomweb" else "dicom_default"
+    raise ClaimedError(
+        f"{param}: {redacted(uri)} names a host; use a connection id ({protocol}://<conn_id>), "
+        f"or list the host in allowed_hosts of connection {conn!r}"
+    )
 
 
 def dimse_server(conn_id: str | None, address: str | None = None, calling_ae_title: str | None = None) -> DimseServer:
@@ -280,9 +364,10 @@ def make_query(
     return Query(level=level, filters=values, limit=limit)
 
 
-def parse_source(uri: str) -> tuple[str, str | None, str | None, Query, dict]:
+def parse_source(uri: str, param: str = "source") -> tuple[str, str | None, str | None, Query, dict]:
     """``(protocol, conn_id, url_or_address, query, options)`` of a PACS source URI (see the module doc).
 
+    A URI naming a host instead of a connection id must name one of :func:`allowed_hosts`.
     Query keys: ``level``, the named filters (``modality``, ``body_part``, ``study_date``,
     ``accession_number``, ``patient_id``), ``max_instances``, ``concurrency``, ``transfer_syntax``,
     ``calling_ae_title``, and any DICOM keyword (``SeriesDescription=CHEST*``).
@@ -309,8 +394,11 @@ def parse_source(uri: str) -> tuple[str, str | None, str | None, Query, dict]:
         return "dicomweb", parts.netloc, None, query, options
     if scheme.startswith("dicomweb+"):
         url = f"{scheme.split('+', 1)[1]}://{parts.netloc}{parts.path}"
+        _check_allowed("dicomweb", parts.hostname or "", origin(url)[2], uri, param)
         return "dicomweb", None, url, query, options
     if "@" in parts.netloc:
+        peer = parse_address(parts.netloc)
+        _check_allowed("dicom", peer.host, peer.port, uri, param)
         return "dicom", None, parts.netloc, query, options
     return "dicom", parts.netloc or None, None, query, options
 
@@ -368,6 +456,8 @@ def _web_call(server: WebServer, what: str, call: Callable, attempts: int = ATTE
             raise ClaimedError(
                 f"conn_id: cannot reach DICOMweb server {server.name} ({type(exc).__name__}) after {attempts} tries"
             ) from None
+        except (requests.RequestException, ValueError) as exc:  # its text may hold a header value (the token)
+            raise ClaimedError(f"conn_id: {server.name}: {what} failed ({type(exc).__name__})") from None
 
 
 class PacsAnswer(ClaimedError):
@@ -397,7 +487,7 @@ def _pages(server: WebServer, what: str, search: Callable[..., list[dict]], key:
     """
     seen: set[str] = set()
     offset = 0
-    while True:
+    for _ in range(MAX_PAGES):
         page = _web_call(server, what, lambda offset=offset: search(offset=offset, limit=PAGE))
         fresh = [item for item in page if _value(item, key) not in seen]
         if not fresh:
@@ -408,6 +498,7 @@ def _pages(server: WebServer, what: str, search: Callable[..., list[dict]], key:
         if len(page) < PAGE:
             return
         offset += len(page)
+    raise ClaimedError(f"source: {server.name}: {what} still had results after {MAX_PAGES} pages; narrow the query")
 
 
 def web_search(server: WebServer, query: Query) -> list[Instance]:
@@ -472,6 +563,8 @@ def web_search(server: WebServer, query: Query) -> list[Instance]:
             instances.append(instance)
             if query.limit and len(instances) >= query.limit:
                 return instances
+            if len(instances) > MAX_INSTANCES:
+                raise ClaimedError(f"source: more than {MAX_INSTANCES} instances match; narrow it or set max_instances")
     return instances
 
 
@@ -504,10 +597,7 @@ def web_fetch(
         data = _web_call(server, what, lambda: _instance_bytes(client, server, instance, transfer_syntax, media))
         staging = folder / f".{instance.file}.{uuid.uuid4().hex[:8]}.part"
         try:
-            if isinstance(data, (bytes, bytearray)):
-                staging.write_bytes(data)
-            else:
-                data.save_as(staging, enforce_file_format=False)
+            staging.write_bytes(data)
             os.replace(staging, target)
         finally:
             staging.unlink(missing_ok=True)
@@ -516,30 +606,52 @@ def web_fetch(
     yield from _bounded(fetch, instances, concurrency, on_error)
 
 
-def _instance_bytes(client, server: WebServer, instance: Instance, transfer_syntax: str, media):
-    """The instance as the server sent it (Part 10 bytes, nothing decoded or re-encoded), else a Dataset.
+class SetAside(ClaimedError):
+    """One instance that cannot be used (too large, not DICOM, a malformed answer): set aside, the rest goes on."""
 
-    The bytes come through dicomweb-client's own GET and multipart decoding; where those internals
-    are missing (another dicomweb-client release) or the part is not a Part 10 file, its public
-    ``retrieve_instance`` (a pydicom Dataset) is used instead.
+
+def _instance_bytes(client, server: WebServer, instance: Instance, transfer_syntax: str, media) -> bytes:
+    """The instance as the server sent it (Part 10 bytes, nothing decoded or re-encoded), read as a stream.
+
+    More than ``server.max_instance_bytes``, an answer that is not a Part 10 file, or a multipart
+    message without a readable part sets this instance aside (:class:`SetAside`); nothing is parsed
+    with ``force``.
     """
-    get, decode = getattr(client, "_http_get", None), getattr(client, "_decode_multipart_message", None)
-    if get is None or decode is None:
-        return client.retrieve_instance(instance.study, instance.series, instance.sop, media_types=media)
     url = f"{server.url}/studies/{instance.study}/series/{instance.series}/instances/{instance.sop}"
     accept = 'multipart/related; type="application/dicom"'
     if transfer_syntax:
         accept += f"; transfer-syntax={transfer_syntax}"
-    response = get(url, headers={"Accept": accept})
-    if response.headers.get("Content-Type", "").startswith("application/dicom"):
-        data = response.content
-    else:
-        data = next(iter(decode(response, stream=False)), b"")
+    cap = server.max_instance_bytes
+    with client._session.get(url, headers={"Accept": accept}, stream=True, timeout=server.timeout) as response:
+        response.raise_for_status()
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap + 65536:
+            raise SetAside(f"larger than the {cap} bytes allowed for an instance ({declared} bytes)")
+        body = bytearray()
+        for chunk in response.iter_content(1 << 20):
+            body += chunk
+            if len(body) > cap + 65536:  # multipart framing aside
+                raise SetAside(f"larger than the {cap} bytes allowed for an instance")
+        content_type = response.headers.get("Content-Type", "")
+    data = _first_part(content_type, bytes(body)) if content_type.startswith("multipart/") else bytes(body)
+    if len(data) > cap:
+        raise SetAside(f"larger than the {cap} bytes allowed for an instance")
     if data[128:132] != b"DICM":
-        import pydicom
-
-        return pydicom.dcmread(io.BytesIO(data), force=True)
+        raise SetAside("the server's answer is not a DICOM file (no Part 10 header)")
     return data
+
+
+def _first_part(content_type: str, body: bytes) -> bytes:
+    """The first part of a multipart/related answer (Python's MIME parser)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    payload = parts[0].get_payload(decode=True) if parts else None
+    if not payload:
+        raise SetAside("a malformed multipart answer (no readable part)")
+    return payload
 
 
 def _bounded(
@@ -566,6 +678,11 @@ def _bounded(
                     instance = pending.pop(future)
                     try:
                         yield instance, future.result()
+                    except SetAside as exc:
+                        if on_error is None:
+                            raise
+                        on_error(instance, str(exc))
+                        continue
                     except PacsAnswer as exc:
                         if exc.status in (404, 410) and on_error is not None:
                             on_error(instance, str(exc))
@@ -1023,20 +1140,33 @@ def dimse_store(server: DimseServer, files: list[Path]) -> dict[str, str]:
 # ---------------------------------------------------------------- shared by the input components
 
 
-def partial_folder(key: str) -> Path:
-    """A folder that survives a failed attempt of the same task (under a local output root, else the temp dir)."""
+def partial_folder(key: str) -> tuple[Path, bool]:
+    """``(folder, kept)``: where a retrieval puts its files, private to us (0700, our own).
+
+    Under a local output root it is ``<task folder>/.partial-<digest>``, kept after a failed attempt so a
+    retry fetches only what is missing; a folder there that is not ours or is open to others is refused.
+    Otherwise a fresh folder in the temp dir (unpredictable name, removed when the retrieval ends).
+    """
     from claimed_airflow.core import storage
     from claimed_airflow.core.context import current
 
     ctx = current()
     task = getattr(ctx, "task_uri", "") or ""
+    if not (task and storage.is_local(task)):
+        return Path(tempfile.mkdtemp(prefix="claimed-pacs-")), False
     digest = hashlib.sha256(f"{task}\0{key}".encode()).hexdigest()[:24]
-    if task and storage.is_local(task):
-        folder = Path(storage.local_path(task)) / f".partial-{digest}"
-    else:
-        folder = Path(tempfile.gettempdir()) / "claimed-pacs" / digest
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    folder = Path(storage.local_path(task)) / f".partial-{digest}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        info = folder.lstat()
+        if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise ClaimedError(
+                f"source: the retrieval folder {folder.name} in the task's folder is not a private folder of ours "
+                "(another owner, a link, or open to others): remove it"
+            ) from None
+    return folder, True
 
 
 def retrieve(
@@ -1052,13 +1182,17 @@ def retrieve(
     one while the next ones arrive. Instances the server no longer has are reported and left out.
     """
     from claimed_airflow.core import reject
+    from claimed_airflow.core.identifying import redact_query
 
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ClaimedError(f"concurrency: expected 1 to {MAX_CONCURRENCY}, got {concurrency}")
     search = web_search if protocol == "dicomweb" else dimse_search
     instances = search(server, query)
-    log.info("%s: %d instance(s) match %s at level %s", server.name, len(instances), query.filters, query.level)
+    shown = redact_query(query.filters)
+    log.info("%s: %d instance(s) match %s at level %s", server.name, len(instances), shown, query.level)
     if not instances:
-        raise ClaimedError(f"source: no instance on {server.name} matches {query.filters or 'the query'}")
-    folder = partial_folder(f"{protocol}\0{server.name}\0{query.level}\0{sorted(query.filters.items())}")
+        raise ClaimedError(f"source: no instance on {server.name} matches {shown or 'the query'}")
+    folder, kept = partial_folder(f"{protocol}\0{server.name}\0{query.level}\0{sorted(query.filters.items())}")
     reused = sum(1 for i in instances if (folder / i.file).exists())
     if reused:
         log.info("%s: %d instance(s) already fetched by an earlier attempt", server.name, reused)
@@ -1067,12 +1201,16 @@ def retrieve(
         reject(instance.sop, reason)
 
     def files() -> Iterator[Path]:
-        if protocol == "dicomweb":
-            fetched = web_fetch(server, instances, folder, concurrency, transfer_syntax, missing)
-        else:
-            fetched = dimse_fetch(server, instances, folder, missing)
-        for _, path in fetched:
-            yield path
+        try:
+            if protocol == "dicomweb":
+                fetched = web_fetch(server, instances, folder, concurrency, transfer_syntax, missing)
+            else:
+                fetched = dimse_fetch(server, instances, folder, missing)
+            for _, path in fetched:
+                yield path  # the caller links it into its output before asking for the next
+        finally:
+            if not kept:
+                shutil.rmtree(folder, ignore_errors=True)
 
     return folder, instances, files(), reused
 
@@ -1087,7 +1225,7 @@ def destination_server(destination: str) -> tuple[str, WebServer | DimseServer]:
         raise ClaimedError(f"destination: {destination!r} is not a dicomweb://, dicomweb+http(s):// or dicom:// URI")
     if urlsplit(destination).query:
         raise ClaimedError(f"destination: {redacted(destination)} takes no query (filters are for sources)")
-    protocol, conn_id, where, _, _ = parse_source(destination)
+    protocol, conn_id, where, _, _ = parse_source(destination, "destination")
     if protocol == "dicomweb":
         return protocol, web_server(conn_id, where)
     return protocol, dimse_server(conn_id, where)

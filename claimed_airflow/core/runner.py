@@ -19,6 +19,7 @@ from claimed_airflow.core import manifest, registry, storage
 from claimed_airflow.core.component import ComponentSpec
 from claimed_airflow.core.context import RunContext, active, cancel
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.identifying import redact_parameters
 from claimed_airflow.core.storage import Scope
 
 log = logging.getLogger("claimed_airflow")
@@ -71,7 +72,7 @@ def run(
             cache_record = {"key": key, "hit": False}
     record = manifest.build(
         spec,
-        parameters=parameters,
+        parameters=redact_parameters(parameters),
         inputs=input_records,
         outputs=output_records,
         values=returned,
@@ -190,7 +191,7 @@ def _cache_lookup(root: str, key: str, workdir: Path) -> tuple[str, dict] | None
 
 
 def _printable(values: dict) -> str:
-    return storage.redact(", ".join(f"{k}={v!r}" for k, v in values.items()))
+    return storage.redact(", ".join(f"{k}={v!r}" for k, v in redact_parameters(values).items()))
 
 
 def _mask_uri_secrets(values: Any) -> None:

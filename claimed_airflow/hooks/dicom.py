@@ -17,7 +17,8 @@ class DicomHook(BaseHook):
     ``timeout`` (seconds) and how instances are retrieved: ``retrieve`` = ``get`` (C-GET, default) or
     ``move`` (C-MOVE, for a PACS that answers only that: our storage SCP listens on ``move_port``,
     on the address ``move_bind`` (default all), as ``move_ae_title`` (default the calling AE title);
-    the PACS must list that AE title with our host and that port). DIMSE carries no password here.
+    the PACS must list that AE title with our host and that port). On ``dicom_default``,
+    ``allowed_hosts`` lists the hosts a ``dicom://AET@host:port`` URI may name. DIMSE carries no password.
 
     :param dicom_conn_id: Airflow connection id (type ``dicom``).
     """
@@ -73,11 +74,15 @@ class DicomHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: a C-ECHO (verification)."""
+        from claimed_airflow.core.errors import ClaimedError
+
         try:
             from claimed_airflow.components._pacs import echo
 
             server = self.server()
             echo(server)
             return True, f"C-ECHO answered by {server.name}"
-        except Exception as exc:  # shown in the UI
-            return False, f"{type(exc).__name__}: {exc}"
+        except ClaimedError as exc:  # our messages name the peer
+            return False, str(exc)
+        except Exception as exc:  # a client's text is not shown
+            return False, f"{type(exc).__name__} (details withheld)"

@@ -15,7 +15,10 @@ class DicomWebHook(BaseHook):
     Connection fields: **Base URL** (host, e.g. ``https://pacs.example.org/dicom-web``), **Username** and
     **Password** (basic auth), or the password alone as a **bearer token**, and the extras
     ``auth_type`` (``basic`` or ``bearer``; default basic with a username, else bearer), ``verify``
-    (true/false or a CA bundle path) and ``timeout`` (seconds). The password or token is registered with
+    (true/false or a CA bundle path), ``timeout`` (seconds), ``allow_http`` (send the credentials over
+    plain http; default no) and ``allowed_hosts`` (on ``dicomweb_default``: the hosts a
+    ``dicomweb+https://host/...`` URI may name). The secret is stripped of surrounding whitespace and
+    refused if it still holds any. The password or token is registered with
     Airflow's secrets masker and stays inside the HTTP session: never logged, returned or put in XCom.
 
     :param dicomweb_conn_id: Airflow connection id (type ``dicomweb``).
@@ -32,7 +35,7 @@ class DicomWebHook(BaseHook):
 
     def server(self):
         """The service as a ``WebServer`` (URL, auth, verification) of ``claimed_airflow.components._pacs``."""
-        from claimed_airflow.components._pacs import WebServer, flag
+        from claimed_airflow.components._pacs import WebServer, flag, secret
         from claimed_airflow.core.errors import ClaimedError
         from claimed_airflow.version_compat import mask_secret
 
@@ -46,14 +49,18 @@ class DicomWebHook(BaseHook):
         if auth_type not in ("basic", "bearer"):
             raise ClaimedError(f"conn_id: connection {name!r}: auth_type must be basic or bearer, not {auth_type!r}")
         server = WebServer(url=url.rstrip("/"), verify=flag(extra.get("verify")))
+        server.allow_http = flag(extra.get("allow_http", False)) is True
         if extra.get("timeout"):
             server.timeout = float(extra["timeout"])
-        if conn.password:
-            mask_secret(conn.password)
+        if extra.get("max_instance_mb"):
+            server.max_instance_bytes = int(float(extra["max_instance_mb"]) * (1 << 20))
+        password = secret(conn.password, f"conn_id: connection {name!r}: password")
+        if password:
+            mask_secret(password)
             if auth_type == "bearer":
-                server.headers["Authorization"] = f"Bearer {conn.password}"
+                server.headers["Authorization"] = f"Bearer {password}"
             else:
-                server.auth = (conn.login or "", conn.password)
+                server.auth = (secret(conn.login, f"conn_id: connection {name!r}: login") or "", password)
         elif conn.login:
             raise ClaimedError(f"conn_id: connection {name!r} has a username but no password")
         return server
@@ -64,9 +71,13 @@ class DicomWebHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: one QIDO-RS search for a single study."""
+        from claimed_airflow.core.errors import ClaimedError
+
         try:
             server = self.server()
             server.client().search_for_studies(limit=1)
             return True, f"QIDO-RS answered at {server.url}"
-        except Exception as exc:  # shown in the UI
-            return False, f"{type(exc).__name__}: {exc}"
+        except ClaimedError as exc:  # our messages name the server, never a secret
+            return False, str(exc)
+        except Exception as exc:  # a client's text may hold a header value: its type only
+            return False, f"{type(exc).__name__} (details withheld: they may hold the credentials)"

@@ -310,11 +310,12 @@ def read_pacs(
     what is missing), read like files, then moved into ``files`` as ``<hash of SOPInstanceUID>.dcm``.
     """
     from claimed_airflow.components import _pacs
+    from claimed_airflow.core.identifying import redact_query
 
     if concurrency < 1:
         raise ClaimedError(f"concurrency: must be positive, got {concurrency}")
     folder, instances, fetched, reused = _pacs.retrieve(protocol, server, query, concurrency, transfer_syntax)
-    where = f"{server.name} ({query.level} level, {query.filters or 'no filter'})"
+    where = f"{server.name} ({query.level} level, {redact_query(query.filters) or 'no filter'})"
     position = {instance.file: n for n, instance in enumerate(instances)}
     result = read_files(
         folder,
