@@ -843,6 +843,8 @@ def dimse_search(server: DimseServer, query: Query) -> list[Instance]:
             )
         )
     instances = [i for i in instances if i.sop]
+    if not query.limit and len(instances) > MAX_INSTANCES:
+        raise ClaimedError(f"source: more than {MAX_INSTANCES} instances match; narrow it or set max_instances")
     return instances[: query.limit] if query.limit else instances
 
 
