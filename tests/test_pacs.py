@@ -201,11 +201,11 @@ def test_output_dicom_stores_in_the_destination_pacs(tmp_path, pacs):
 def test_a_retry_fetches_only_the_missing_instances(tmp_path, pacs, monkeypatch):
     import requests
 
-    from claimed_airflow.components import _pacs
+    from claimed_airflow.pacs import dicomweb
 
-    monkeypatch.setattr(_pacs, "_backoff", lambda *a: None)
+    monkeypatch.setattr(dicomweb, "backoff", lambda *a: None)
     calls = []
-    original = _pacs._instance_bytes
+    original = dicomweb._instance_bytes
 
     def failing_after_five(client, server, instance, *args):  # the PACS goes away after five instances
         calls.append(instance.sop)
@@ -215,7 +215,7 @@ def test_a_retry_fetches_only_the_missing_instances(tmp_path, pacs, monkeypatch)
 
     scope = Scope(dag_id="pacs", run_id="retry", task_id="input")
     args = {"conn_id": CONN, "level": "instance", "concurrency": 1}
-    monkeypatch.setattr(_pacs, "_instance_bytes", failing_after_five)
+    monkeypatch.setattr(dicomweb, "_instance_bytes", failing_after_five)
     with pytest.raises(ClaimedError, match=rf"^conn_id: cannot reach DICOMweb server {pacs.dicomweb_url} "):
         run("input.dicomweb", args, root=str(tmp_path), scope=scope)
     task = tmp_path / "pacs" / "retry" / "input"
@@ -223,7 +223,7 @@ def test_a_retry_fetches_only_the_missing_instances(tmp_path, pacs, monkeypatch)
     assert not list(task.rglob("*.part"))
     fetched_before = set(calls[:5])
     calls.clear()
-    monkeypatch.setattr(_pacs, "_instance_bytes", lambda c, s, i, *a: calls.append(i.sop) or original(c, s, i, *a))
+    monkeypatch.setattr(dicomweb, "_instance_bytes", lambda c, s, i, *a: calls.append(i.sop) or original(c, s, i, *a))
     result = run("input.dicomweb", args, root=str(tmp_path), scope=scope)
     assert result["instances_reused"] == 5
     assert not fetched_before & set(calls) and len(calls) == result["files_read"] - 5  # only what was missing
@@ -231,9 +231,9 @@ def test_a_retry_fetches_only_the_missing_instances(tmp_path, pacs, monkeypatch)
 
 
 def test_pacs_down_is_a_clear_error_after_retries_and_writes_nothing(tmp_path, pacs, monkeypatch, caplog):
-    from claimed_airflow.components import _pacs
+    import time
 
-    monkeypatch.setattr(_pacs.time, "sleep", lambda s: None)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
     pacs.stop()
     scope = Scope(dag_id="pacs", run_id="down", task_id="input")
     with caplog.at_level(logging.WARNING, logger="claimed_airflow"):

@@ -17,6 +17,7 @@ import pytest
 from claimed_airflow.components import _pacs
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
+from claimed_airflow.pacs import dicomweb, transfer
 from tests import orthanc
 
 pytest.importorskip("dicomweb_client")
@@ -47,7 +48,7 @@ class FakeDicomWeb:
                     return self.answer(body, kind)
                 if fake.pages_forever:
                     offset = int(self.path.split("offset=")[1].split("&")[0]) if "offset=" in self.path else 0
-                    items = [fake.item(f"1.2.3.{offset + n}") for n in range(_pacs.PAGE)]
+                    items = [fake.item(f"1.2.3.{offset + n}") for n in range(dicomweb.PAGE)]
                 else:
                     items = [fake.item(uid) for uid in fake.instances] if "offset=0" in self.path else []
                 self.answer(json.dumps(items).encode(), "application/dicom+json")
@@ -131,8 +132,8 @@ def test_hosts_in_uris_only_from_the_allow_list(tmp_path, monkeypatch, dicom_fol
 
 
 def test_the_working_folder_is_private_fresh_and_removed(tmp_path):
-    first, kept = _pacs.partial_folder("key")  # no task folder: the temp dir
-    second, _ = _pacs.partial_folder("key")
+    first, kept = transfer.partial_folder("key")  # no task folder: the temp dir
+    second, _ = transfer.partial_folder("key")
     assert not kept and first != second and "claimed-pacs" not in first.parent.name
     assert first.stat().st_mode & 0o777 == 0o700 and first.stat().st_uid == os.getuid()
     first.rmdir()
@@ -141,11 +142,11 @@ def test_the_working_folder_is_private_fresh_and_removed(tmp_path):
 
     task = tmp_path / "task"
     with active(RunContext(component="input.dicomweb", root=str(tmp_path), task_uri=str(task))):
-        folder, kept = _pacs.partial_folder("key")
+        folder, kept = transfer.partial_folder("key")
         assert kept and folder.parent == task and folder.stat().st_mode & 0o777 == 0o700
         folder.chmod(0o777)  # another local user could write there
         with pytest.raises(ClaimedError, match="is not a private folder of ours"):
-            _pacs.partial_folder("key")
+            transfer.partial_folder("key")
 
 
 # ---------------------------------------------------------------- 3. secrets checked when read
@@ -216,7 +217,7 @@ def test_a_hostile_server_is_bounded_and_one_bad_instance_set_aside(tmp_path, mo
         assert reasons["1.2.3.4"].startswith("a malformed multipart answer")
         with pytest.raises(ClaimedError, match="^concurrency: expected 1 to 32, got 1000"):
             run("input.dicomweb", {"conn_id": "pacs_fake", "concurrency": 1000}, root=str(tmp_path))
-    monkeypatch.setattr(_pacs, "MAX_PAGES", 3)
+    monkeypatch.setattr(dicomweb, "MAX_PAGES", 3)
     with FakeDicomWeb(pages_forever=True) as fake:
         monkeypatch.setenv("AIRFLOW_CONN_PACS_FAKE", json.dumps({"conn_type": "dicomweb", "host": fake.url}))
         with pytest.raises(ClaimedError, match="still had results after 3 pages"):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.hooks import with_connection_form
+from claimed_airflow.pacs.dimse import echo
+from claimed_airflow.pacs.servers import DEFAULT_CALLING_AET, DimseServer, check_ae_title
 from claimed_airflow.version_compat import BaseHook
 
 
@@ -33,9 +36,7 @@ class DicomHook(BaseHook):
         self.dicom_conn_id = dicom_conn_id
 
     def server(self):
-        """The peer as a ``DimseServer`` of ``claimed_airflow.components._pacs``."""
-        from claimed_airflow.components._pacs import DEFAULT_CALLING_AET, DimseServer, _aet
-        from claimed_airflow.core.errors import ClaimedError
+        """The peer as a :class:`claimed_airflow.pacs.servers.DimseServer`."""
 
         name = self.dicom_conn_id
         conn = self.get_connection(name)
@@ -45,10 +46,10 @@ class DicomHook(BaseHook):
         if not extra.get("ae_title"):
             raise ClaimedError(f"conn_id: connection {name!r} has no ae_title (the PACS's AE title)")
         server = DimseServer(
-            ae_title=_aet(str(extra["ae_title"]), "conn_id"),
+            ae_title=check_ae_title(str(extra["ae_title"]), "conn_id"),
             host=conn.host,
             port=int(conn.port),
-            calling_ae_title=_aet(str(extra.get("calling_ae_title") or DEFAULT_CALLING_AET), "conn_id"),
+            calling_ae_title=check_ae_title(str(extra.get("calling_ae_title") or DEFAULT_CALLING_AET), "conn_id"),
         )
         if extra.get("timeout"):
             server.timeout = float(extra["timeout"])
@@ -56,7 +57,7 @@ class DicomHook(BaseHook):
         if retrieve not in ("get", "move"):
             raise ClaimedError(f"conn_id: connection {name!r}: retrieve must be get or move, not {retrieve!r}")
         server.retrieve = retrieve
-        server.move_ae_title = _aet(str(extra.get("move_ae_title") or server.calling_ae_title), "conn_id")
+        server.move_ae_title = check_ae_title(str(extra.get("move_ae_title") or server.calling_ae_title), "conn_id")
         server.move_bind = str(extra.get("move_bind") or "")
         if retrieve == "move":
             try:
@@ -74,11 +75,7 @@ class DicomHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: a C-ECHO (verification)."""
-        from claimed_airflow.core.errors import ClaimedError
-
         try:
-            from claimed_airflow.components._pacs import echo
-
             server = self.server()
             echo(server)
             return True, f"C-ECHO answered by {server.name}"

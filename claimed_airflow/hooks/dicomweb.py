@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.hooks import with_connection_form
+from claimed_airflow.pacs.servers import WebServer, flag, secret
 from claimed_airflow.version_compat import BaseHook
 
 
@@ -34,9 +36,7 @@ class DicomWebHook(BaseHook):
         self.dicomweb_conn_id = dicomweb_conn_id
 
     def server(self):
-        """The service as a ``WebServer`` (URL, auth, verification) of ``claimed_airflow.components._pacs``."""
-        from claimed_airflow.components._pacs import WebServer, flag, secret
-        from claimed_airflow.core.errors import ClaimedError
+        """The service as a :class:`claimed_airflow.pacs.servers.WebServer` (URL, auth, verification)."""
         from claimed_airflow.version_compat import mask_secret
 
         name = self.dicomweb_conn_id
@@ -71,8 +71,6 @@ class DicomWebHook(BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: one QIDO-RS search for a single study."""
-        from claimed_airflow.core.errors import ClaimedError
-
         try:
             server = self.server()
             server.client().search_for_studies(limit=1)

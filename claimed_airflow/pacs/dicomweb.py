@@ -1,0 +1,307 @@
+"""DICOMweb: QIDO-RS search (paged, bounded), WADO-RS retrieve (streamed, capped, concurrent), STOW-RS store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.pacs.query import _UID, INSTANCE_KEYS, MAX_INSTANCES, Instance, Query
+from claimed_airflow.pacs.servers import ATTEMPTS, WebServer, backoff
+
+log = logging.getLogger("claimed_airflow")
+
+
+TRANSIENT = (408, 429, 502, 503, 504)
+
+
+PAGE = 1000  # QIDO-RS results asked for per request
+
+
+MAX_PAGES = 100  # QIDO-RS pages of one search (a server that pages forever stops here)
+
+
+def _value(item: dict, keyword: str) -> str:
+    from pydicom.datadict import tag_for_keyword
+
+    element = item.get(f"{tag_for_keyword(keyword):08X}", {})
+    values = element.get("Value") or [""]
+    return str(values[0])
+
+
+def _web_call(server: WebServer, what: str, call: Callable, attempts: int = ATTEMPTS):
+    """``call()`` with retries of connection errors and transient answers; errors name the server."""
+    import requests
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status in TRANSIENT and attempt < attempts:
+                backoff(server.name, what, attempt, f"HTTP {status}")
+                continue
+            if status in (401, 403):
+                raise ClaimedError(
+                    f"conn_id: {server.name} refused the credentials for {what} (HTTP {status})"
+                ) from None
+            raise PacsAnswer(status, f"{server.name}: {what} failed with HTTP {status} {_reason(exc)}") from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if attempt < attempts:
+                backoff(server.name, what, attempt, type(exc).__name__)
+                continue
+            raise ClaimedError(
+                f"conn_id: cannot reach DICOMweb server {server.name} ({type(exc).__name__}) after {attempts} tries"
+            ) from None
+        except (requests.RequestException, ValueError) as exc:  # its text may hold a header value (the token)
+            raise ClaimedError(f"conn_id: {server.name}: {what} failed ({type(exc).__name__})") from None
+
+
+class PacsAnswer(ClaimedError):
+    """An error answer of the server, with its HTTP ``status`` (0 when unknown)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _reason(exc) -> str:
+    response = exc.response
+    return (response.reason or "") if response is not None else ""
+
+
+def _pages(server: WebServer, what: str, search: Callable[..., list[dict]], key: str) -> Iterator[dict]:
+    """All results of a QIDO-RS search, page by page (``offset``), until a page brings nothing new.
+
+    Some servers ignore ``offset`` for some queries (Orthanc 1.10 with ModalitiesInStudy) and answer
+    the same page again; paging stops there instead of looping.
+    """
+    seen: set[str] = set()
+    offset = 0
+    for _ in range(MAX_PAGES):
+        page = _web_call(server, what, lambda offset=offset: search(offset=offset, limit=PAGE))
+        fresh = [item for item in page if _value(item, key) not in seen]
+        if not fresh:
+            return
+        for item in fresh:
+            seen.add(_value(item, key))
+            yield item
+        if len(page) < PAGE:
+            return
+        offset += len(page)
+    raise ClaimedError(f"source: {server.name}: {what} still had results after {MAX_PAGES} pages; narrow the query")
+
+
+def web_search(server: WebServer, query: Query) -> list[Instance]:
+    """QIDO-RS: the instances matching ``query`` (studies or series first, then their instances)."""
+    client = server.client()
+    filters = dict(query.filters)
+    fields = list(INSTANCE_KEYS)
+    instances: list[Instance] = []
+
+    def instances_of(what: str, **uids: str) -> Iterator[dict]:
+        def search(**page):
+            return client.search_for_instances(
+                **uids, search_filters=filters if not uids else {}, fields=fields, **page
+            )
+
+        return _pages(server, what, search, "SOPInstanceUID")
+
+    if query.level == "instance":
+        groups: Iterable[Iterator[dict]] = [instances_of("QIDO-RS search for instances")]
+    elif query.level == "series":
+        series = _pages(
+            server,
+            "QIDO-RS search for series",
+            lambda **page: client.search_for_series(search_filters=filters, **page),
+            "SeriesInstanceUID",
+        )
+        groups = (
+            instances_of(
+                f"QIDO-RS instances of series {_value(item, 'SeriesInstanceUID')}",
+                study_instance_uid=_value(item, "StudyInstanceUID"),
+                series_instance_uid=_value(item, "SeriesInstanceUID"),
+            )
+            for item in series
+        )
+    else:
+        studies = _pages(
+            server,
+            "QIDO-RS search for studies",
+            lambda **page: client.search_for_studies(search_filters=filters, **page),
+            "StudyInstanceUID",
+        )
+        groups = (
+            instances_of(
+                f"QIDO-RS instances of study {_value(item, 'StudyInstanceUID')}",
+                study_instance_uid=_value(item, "StudyInstanceUID"),
+            )
+            for item in studies
+        )
+    for group in groups:
+        for item in group:
+            instance = Instance(
+                _value(item, "StudyInstanceUID"),
+                _value(item, "SeriesInstanceUID"),
+                _value(item, "SOPInstanceUID"),
+                _value(item, "SOPClassUID"),
+            )
+            if not all(_UID.fullmatch(uid) for uid in (instance.study, instance.series, instance.sop)):
+                from claimed_airflow.core import reject
+
+                reject(instance.sop[:80] or "(no SOPInstanceUID)", "the server answered an invalid UID")
+                continue
+            instances.append(instance)
+            if query.limit and len(instances) >= query.limit:
+                return instances
+            if len(instances) > MAX_INSTANCES:
+                raise ClaimedError(f"source: more than {MAX_INSTANCES} instances match; narrow it or set max_instances")
+    return instances
+
+
+def web_fetch(
+    server: WebServer,
+    instances: list[Instance],
+    folder: Path,
+    concurrency: int = 8,
+    transfer_syntax: str = "*",
+    on_error: Callable[[Instance, str], None] | None = None,
+) -> Iterator[tuple[Instance, Path]]:
+    """WADO-RS: each instance into ``folder/<hash>.dcm`` with at most ``concurrency`` requests in flight.
+
+    Files already there (an earlier, failed attempt) are not fetched again. Each file is written under
+    a temporary name and renamed, so a killed task leaves no partial file. An instance the server
+    does not have (404, 410) goes to ``on_error``; other errors stop the retrieval. Yields
+    ``(instance, path)`` as they complete.
+    """
+    local = threading.local()
+    media = (("application/dicom", transfer_syntax),) if transfer_syntax else None
+
+    def fetch(instance: Instance) -> Path:
+        target = folder / instance.file
+        if target.exists():
+            return target
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = server.client()
+        what = f"WADO-RS retrieve of instance {instance.sop}"
+        data = _web_call(server, what, lambda: _instance_bytes(client, server, instance, transfer_syntax, media))
+        staging = folder / f".{instance.file}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            staging.write_bytes(data)
+            os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)
+        return target
+
+    yield from _bounded(fetch, instances, concurrency, on_error)
+
+
+class SetAside(ClaimedError):
+    """One instance that cannot be used (too large, not DICOM, a malformed answer): set aside, the rest goes on."""
+
+
+def _instance_bytes(client, server: WebServer, instance: Instance, transfer_syntax: str, media) -> bytes:
+    """The instance as the server sent it (Part 10 bytes, nothing decoded or re-encoded), read as a stream.
+
+    More than ``server.max_instance_bytes``, an answer that is not a Part 10 file, or a multipart
+    message without a readable part sets this instance aside (:class:`SetAside`); nothing is parsed
+    with ``force``.
+    """
+    url = f"{server.url}/studies/{instance.study}/series/{instance.series}/instances/{instance.sop}"
+    accept = 'multipart/related; type="application/dicom"'
+    if transfer_syntax:
+        accept += f"; transfer-syntax={transfer_syntax}"
+    cap = server.max_instance_bytes
+    with client._session.get(url, headers={"Accept": accept}, stream=True, timeout=server.timeout) as response:
+        response.raise_for_status()
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap + 65536:
+            raise SetAside(f"larger than the {cap} bytes allowed for an instance ({declared} bytes)")
+        body = bytearray()
+        for chunk in response.iter_content(1 << 20):
+            body += chunk
+            if len(body) > cap + 65536:  # multipart framing aside
+                raise SetAside(f"larger than the {cap} bytes allowed for an instance")
+        content_type = response.headers.get("Content-Type", "")
+    data = _first_part(content_type, bytes(body)) if content_type.startswith("multipart/") else bytes(body)
+    if len(data) > cap:
+        raise SetAside(f"larger than the {cap} bytes allowed for an instance")
+    if data[128:132] != b"DICM":
+        raise SetAside("the server's answer is not a DICOM file (no Part 10 header)")
+    return data
+
+
+def _first_part(content_type: str, body: bytes) -> bytes:
+    """The first part of a multipart/related answer (Python's MIME parser)."""
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    parts = list(message.iter_parts()) if message.is_multipart() else []
+    payload = parts[0].get_payload(decode=True) if parts else None
+    if not payload:
+        raise SetAside("a malformed multipart answer (no readable part)")
+    return payload
+
+
+def _bounded(
+    work: Callable[[Instance], Path],
+    instances: Iterable[Instance],
+    concurrency: int,
+    on_error: Callable[[Instance, str], None] | None,
+) -> Iterator[tuple[Instance, Path]]:
+    """Run ``work`` over ``instances`` with at most ``concurrency`` in flight; keeps memory flat."""
+    pending: dict[Future, Instance] = {}
+    items = iter(instances)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="claimed-pacs") as pool:
+        try:
+            while True:
+                while len(pending) < max(1, concurrency):
+                    instance = next(items, None)
+                    if instance is None:
+                        break
+                    pending[pool.submit(work, instance)] = instance
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    instance = pending.pop(future)
+                    try:
+                        yield instance, future.result()
+                    except SetAside as exc:
+                        if on_error is None:
+                            raise
+                        on_error(instance, str(exc))
+                        continue
+                    except PacsAnswer as exc:
+                        if exc.status in (404, 410) and on_error is not None:
+                            on_error(instance, str(exc))
+                            continue
+                        raise
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def web_store(server: WebServer, files: list[Path], batch: int = 20) -> dict[str, str]:
+    """STOW-RS of ``files`` in batches; returns SOPInstanceUID -> "stored" or the server's failure reason."""
+    import pydicom
+
+    client = server.client()
+    outcome: dict[str, str] = {}
+    for start in range(0, len(files), batch):
+        datasets = [pydicom.dcmread(path) for path in files[start : start + batch]]
+        answer = _web_call(server, "STOW-RS store", lambda datasets=datasets: client.store_instances(datasets))
+        for item in answer.get("ReferencedSOPSequence", []):
+            outcome[str(item.ReferencedSOPInstanceUID)] = "stored"
+        for item in answer.get("FailedSOPSequence", []):
+            outcome[str(item.ReferencedSOPInstanceUID)] = f"failed (reason {item.get('FailureReason', '?')})"
+        for ds in datasets:
+            outcome.setdefault(str(ds.SOPInstanceUID), "stored")
+    return outcome
