@@ -21,6 +21,7 @@ from claimed_airflow.operators.input import (
     DicomwebInputOperator,
     GermanCreditInputOperator,
     ImagesToDicomInputOperator,
+    LabelsInputOperator,
 )
 from claimed_airflow.operators.metric import (
     ConfusionMatrixMetricOperator,
@@ -29,7 +30,12 @@ from claimed_airflow.operators.metric import (
     RobustnessMetricOperator,
 )
 from claimed_airflow.operators.monitoring import NotificationEmailMonitoringOperator
-from claimed_airflow.operators.output import DicomNetworkOutputOperator, DicomOutputOperator, DicomwebOutputOperator
+from claimed_airflow.operators.output import (
+    DicomNetworkOutputOperator,
+    DicomOutputOperator,
+    DicomwebOutputOperator,
+    LabelStudioTasksOutputOperator,
+)
 from claimed_airflow.operators.predict import ImagesPredictOperator
 from claimed_airflow.operators.train import (
     FairnessMitigationTrainOperator,
@@ -69,6 +75,8 @@ __all__ = [
     "ImagesPredictOperator",
     "ImagesToDicomInputOperator",
     "KServeDeployOperator",
+    "LabelStudioTasksOutputOperator",
+    "LabelsInputOperator",
     "LimeMetricOperator",
     "LocalDeployOperator",
     "MapFromCoordinatesVisualizeOperator",

@@ -551,3 +551,64 @@ class ImagesToDicomInputOperator(ClaimedOperator):
         self.modality = modality
         self.max_size = max_size
         self.burned_in_annotation = burned_in_annotation
+
+
+class LabelsInputOperator(ClaimedOperator):
+    """Read radiologists' labels from a labelling tool's export into the labels table of input.dicom.
+
+    Exports: IBM Cloud Annotations' ``_annotations.json`` (a classification project: ``annotations``
+    maps each image name to ``[{"label": ...}]``), a Label Studio JSON export (a list of tasks; the
+    single choice of each task's annotations, the one marked ground truth if any, cancelled ones
+    left out; the image is the task's ``data.SOPInstanceUID``, ``data.file`` or the file named by
+    ``data.image``, as output.label_studio_tasks writes them) or a CSV (``label_column`` and one of
+    SOPInstanceUID, file, image). ``auto`` tells them by suffix (``.csv``) and JSON shape. Image
+    names (files, PNG names) are looked up in ``metadata``: its ``file``, ``image``, their base
+    names and the PNG name transform.dicom_to_images gives each file. Images without a label are
+    left out; the same label twice is kept once. A malformed entry, an unknown image (with
+    ``metadata``), a label outside letters, digits, space and ``_ . + -`` (labels become folder
+    names), or two labels for one image fail the task with one line naming the file and the entry.
+
+    Runs the ``input.labels`` component. Outputs (XCom keys): labels.
+
+    :param source: The export: ``_annotations.json``, Label Studio JSON export or CSV.
+    :type source: str
+    :param tool: The export's tool: auto, cloud_annotations, label_studio or csv.
+    :type tool: str
+    :param label_key: Key column of the table written: SOPInstanceUID (the default, a PACS source)
+        or file (input.dicom's file column); give it as input.dicom's label_key.
+    :type label_key: str
+    :param metadata: Table of the known images (input.dicom's metadata, transform.dicom_to_images'
+        index.csv or predict.images' predictions: columns SOPInstanceUID, file and optionally
+        image); needed to key images named by file to SOPInstanceUID. Entries for images not in it
+        are refused.
+    :type metadata: str | None
+    :param label_column: Column of a CSV export that holds the label.
+    :type label_column: str
+    :param from_name: Name of the Label Studio Choices control to read; empty: the only one there
+        is.
+    :type from_name: str
+    """
+
+    component = "input.labels"
+    component_fields = ("source", "tool", "label_key", "metadata", "label_column", "from_name")
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        tool: str = "auto",
+        label_key: str = "SOPInstanceUID",
+        metadata: str | None = None,
+        label_column: str = "label",
+        from_name: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.tool = tool
+        self.label_key = label_key
+        self.metadata = metadata
+        self.label_column = label_column
+        self.from_name = from_name

@@ -187,3 +187,81 @@ class DicomwebOutputOperator(ClaimedOperator):
         self.verify = verify
         self.batch_size = batch_size
         self.max_rejected = max_rejected
+
+
+class LabelStudioTasksOutputOperator(ClaimedOperator):
+    """Write a Label Studio import file (JSON tasks) of the least confident predictions, for radiologists to label.
+
+    Reads predict.images' table (image, prediction, score, one ``p_<class>`` probability column per
+    class, SOPInstanceUID, file, PatientSex, ...). The margin between the two highest class
+    probabilities (the score alone with fewer than two ``p_`` columns) orders the images, smallest
+    first; one task per SOPInstanceUID (else file, else image), at most ``limit``. With ``group_by``
+    (e.g. PatientSex) the groups take turns, each giving its least confident image, so that every
+    group is reviewed. Each task has ``data.image`` (``base_url`` + the image's path, URL-escaped),
+    SOPInstanceUID and file (the keys input.labels reads the answers back by) and the group, and the
+    model's prediction as a Label Studio ``predictions`` entry (a pre-annotation with its score).
+    Rows without probabilities or with an image path that is absolute or climbs (``..``) are set
+    aside. The tasks expect a labelling config with an Image control ``to_name``
+    (``value="$image"``) and a single-choice Choices control ``from_name`` on it, one Choice per
+    model class (the module's docstring and the Labels guide show it). Export the answers as Label
+    Studio's JSON and read them back with input.labels.
+
+    Runs the ``output.label_studio_tasks`` component. Outputs (XCom keys): tasks.
+
+    :param predictions: Predictions table from predict.images (CSV or Parquet).
+    :type predictions: str
+    :param base_url: Where Label Studio finds the images folder of transform.dicom_to_images: an
+        http(s), s3 or gs URL, or a path such as ``/data/local-files/?d=images/``; the image's
+        relative path is appended.
+    :type base_url: str
+    :param limit: Most tasks written.
+    :type limit: int
+    :param group_by: Column whose groups take turns (e.g. PatientSex); empty: least confident first
+        overall.
+    :type group_by: str
+    :param image_column: Column with the image's path relative to the images folder.
+    :type image_column: str
+    :param model_version: Shown in Label Studio with each prediction (e.g. the model's version).
+    :type model_version: str
+    :param from_name: Name of the labelling config's Choices control.
+    :type from_name: str
+    :param to_name: Name of the labelling config's Image control.
+    :type to_name: str
+    """
+
+    component = "output.label_studio_tasks"
+    component_fields = (
+        "predictions",
+        "base_url",
+        "limit",
+        "group_by",
+        "image_column",
+        "model_version",
+        "from_name",
+        "to_name",
+    )
+    ui_color = "#efebe9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        predictions: str,
+        base_url: str,
+        limit: int = 100,
+        group_by: str = "",
+        image_column: str = "image",
+        model_version: str = "",
+        from_name: str = "label",
+        to_name: str = "image",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.predictions = predictions
+        self.base_url = base_url
+        self.limit = limit
+        self.group_by = group_by
+        self.image_column = image_column
+        self.model_version = model_version
+        self.from_name = from_name
+        self.to_name = to_name
