@@ -1,15 +1,17 @@
 """Benchmark: does the saved model predict what training learned? (train.mobilenet_v2, both frameworks)
 
-On 48 noisy bright/dark squares (32 px, batch 8, an easily separable task) it trains with each
-framework and epoch count, then scores the *saved* model in inference mode through ``predict.images``
-(the loader the server and the metrics use) on the same images. It prints one Markdown row per run:
-framework, epochs, the train accuracy ``train.mobilenet_v2`` reports, the saved model's accuracy and
-how many images it called each class. ``--flagship`` also runs ``dicom_to_deployment`` with its
-default Params (``dag.test`` in a temporary AIRFLOW_HOME) on a generated cohort of CR phantoms
-(``tests/synthetic_chestxray.py``) and on the bundled sample, and prints the confusion matrix's
-accuracy, how many images it counted, the gate's outcome and the run's wall time.
+On 48 noisy bright/dark squares (32 px, batch 8, an easily separable task; ``--size``, ``--batch``
+and ``--count`` change that) it trains with each framework and epoch count, then scores the *saved*
+model in inference mode through ``predict.images`` (the loader the server and the metrics use) on
+the same images. It prints one Markdown row per run: framework, epochs, the train accuracy
+``train.mobilenet_v2`` reports, the saved model's accuracy and how many images it called each class.
+``--flagship`` also runs ``dicom_to_deployment`` with its default Params (``airflow dags test`` in a
+temporary AIRFLOW_HOME) on a generated cohort of CR phantoms (``tests/synthetic_chestxray.py``)
+and/or the bundled sample, and prints the confusion matrix's accuracy, how many images it counted,
+the gate's outcome and the run's wall time.
 
-    .venv/bin/python tests/benchmarks/training_outcome.py [--epochs 10 30] [--frameworks keras torch] [--flagship]
+    .venv/bin/python tests/benchmarks/training_outcome.py [--epochs 10 30] [--frameworks keras torch]
+        [--size 32] [--batch 8] [--count 48] [--flagship [cohort] [sample]]
 """
 
 from __future__ import annotations
@@ -34,13 +36,13 @@ def squares(folder: Path, count: int = 48, size: int = 40) -> Path:
     return bright_and_dark(folder, count, size)
 
 
-def one_run(framework: str, epochs: int, work: Path) -> dict:
+def one_run(framework: str, epochs: int, work: Path, size: int = 32, batch: int = 8, count: int = 48) -> dict:
     import pandas as pd
 
     from claimed_airflow.core.runner import run
 
-    images = squares(work / "images")
-    args = {"images": str(images), "framework": framework, "epochs": epochs, "batch_size": 8, "image_size": 32}
+    images = squares(work / "images", count)
+    args = {"images": str(images), "framework": framework, "epochs": epochs, "batch_size": batch, "image_size": size}
     start = time.perf_counter()
     trained = run("train.mobilenet_v2", args, root=str(work / "train"))
     seconds = time.perf_counter() - start
@@ -102,24 +104,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--frameworks", nargs="+", default=["keras", "torch"])
-    parser.add_argument("--flagship", action="store_true")
+    parser.add_argument("--size", type=int, default=32, help="image_size (the component's default: 64)")
+    parser.add_argument("--batch", type=int, default=8, help="batch_size (the component's default: 16)")
+    parser.add_argument("--count", type=int, default=48, help="squares")
+    parser.add_argument("--flagship", nargs="*", choices=["cohort", "sample"], help="default: both")
     options = parser.parse_args()
     import torch
 
-    print(f"torch {torch.__version__}")
+    print(f"torch {torch.__version__}; {options.count} squares, {options.size} px, batch {options.batch}")
     print("| framework | epochs | train accuracy reported | saved model, inference mode, same images | calls | s |")
     print("|---|---|---|---|---|---|")
     for framework in options.frameworks:
         for epochs in options.epochs:
             with tempfile.TemporaryDirectory(prefix="outcome-") as work:
-                r = one_run(framework, epochs, Path(work))
+                r = one_run(framework, epochs, Path(work), options.size, options.batch, options.count)
             print(
                 f"| {framework} | {epochs} | {r['train_accuracy']:.2f} | {r['saved_accuracy']:.2f} | {r['calls']} "
                 f"| {r['seconds']:.0f} |",
                 flush=True,
             )
-    if options.flagship:
-        for source in ("cohort", "sample"):
+    if options.flagship is not None:
+        for source in options.flagship or ("cohort", "sample"):
             with tempfile.TemporaryDirectory(prefix="outcome-flagship-") as work:
                 print(json.dumps(flagship(source, Path(work))), flush=True)
 

@@ -175,7 +175,7 @@ def _train_keras(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learni
     # as update_bn in torch: each moving mean/variance becomes the average over the training batches
     norms = [layer for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in norms]
-    for k, batch in enumerate(_statistics_batches(len(x), batch_size)):
+    for k, batch in enumerate(_statistics_batches(len(x), batch_size, seed)):
         for layer in norms:
             layer.momentum = k / (k + 1)  # 0 first: the previous (lagging) value is dropped
         network(x[batch], training=True)
@@ -253,7 +253,10 @@ def _train_torch(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learni
     # the running batch-norm statistics lag behind the weights (badly so after a short training):
     # recompute them over the training images so that the exported, eval-mode network is the one trained
     images = torch.from_numpy(pixels)
-    batches = (_normalise(images[batch].to(device)) for batch in _statistics_batches(len(images), batch_size))
+    batches = (
+        _normalise(images[torch.from_numpy(batch)].to(device))
+        for batch in _statistics_batches(len(images), batch_size, seed)
+    )
     with autocast:
         torch.optim.swa_utils.update_bn(batches, network)
     export_servable(network.float().eval(), out)
@@ -272,11 +275,15 @@ def _one_cycle(step: int, steps: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(step - warmup, steps - warmup) / max(steps - warmup, 1)))
 
 
-def _statistics_batches(count: int, batch_size: int) -> list[slice]:
-    """The batches batch-norm statistics are recomputed over: the training batch size, whole batches only
-    (a last image alone would have no variance), unless there are fewer images than one batch."""
+def _statistics_batches(count: int, batch_size: int, seed: int) -> list:
+    """The batches (index arrays) batch-norm statistics are recomputed over: shuffled (seeded), as in training,
+    so that no batch holds one class only; the training batch size, whole batches only (a last image alone
+    has no variance), unless there are fewer images than one batch."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(count)
     whole = max(count // batch_size, 1)
-    return [slice(i * batch_size, min((i + 1) * batch_size, count) if whole > 1 else count) for i in range(whole)]
+    return [order[i * batch_size : (i + 1) * batch_size] if whole > 1 else order for i in range(whole)]
 
 
 def _normalise(x):
