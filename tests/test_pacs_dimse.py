@@ -99,6 +99,7 @@ def test_every_transfer_syntax_round_trips_through_dcmqrscp(tmp_path, every_synt
         unsendable = {u for u, (s, _) in expected.items() if s not in UNCOMPRESSED}
         missing_ok = unsendable if compressed and retrieve == "move" else set()
         result = run("input.dicom_network", {"conn_id": CONN, "level": "study"}, root=str(tmp_path / "back"))
+        assert result["instances_found"] == len(expected)  # each once (dcmqrscp answers a series once per instance)
         assert_round_trip(result, expected, missing_ok)
         ct = run("input.dicom_network", {"conn_id": CONN, "modality": "CT"}, root=str(tmp_path / "ct"))  # C-FIND
         assert set(pd.read_parquet(ct["metadata"])["Modality"]) == {"CT"}

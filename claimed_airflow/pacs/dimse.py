@@ -122,22 +122,31 @@ def _find(assoc, server: DimseServer, identifier) -> list:
     return found
 
 
+def _unique(answers: Iterable, *keys: str) -> list:
+    """The answers with distinct values of ``keys`` (a PACS may answer a study or series once per instance)."""
+    seen: dict[tuple, object] = {}
+    for answer in answers:
+        seen.setdefault(tuple(str(answer.get(k, "")) for k in keys), answer)
+    return list(seen.values())
+
+
 def dimse_search(server: DimseServer, query: Query) -> list[Instance]:
-    """C-FIND (Study Root): studies or series matching ``query``, then their instances."""
+    """C-FIND (Study Root): studies or series matching ``query``, then their instances, each once."""
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-    instances: list[Instance] = []
     with association(server, [StudyRootQueryRetrieveInformationModelFind]) as assoc:
         if query.level == "instance":
             answers = _find(assoc, server, _identifier("IMAGE", query.filters, INSTANCE_KEYS))
         else:
             keys = STUDY_KEYS if query.level == "study" else SERIES_KEYS
             answers = []
-            for parent in _find(assoc, server, _identifier(QR_LEVEL[query.level], query.filters, keys)):
+            parents = _find(assoc, server, _identifier(QR_LEVEL[query.level], query.filters, keys))
+            for parent in _unique(parents, *keys):
                 if query.level == "study":
-                    series = _find(
+                    found = _find(
                         assoc, server, _identifier("SERIES", {}, SERIES_KEYS, StudyInstanceUID=parent.StudyInstanceUID)
                     )
+                    series = _unique(found, *SERIES_KEYS)
                 else:
                     series = [parent]
                 for item in series:
@@ -147,15 +156,15 @@ def dimse_search(server: DimseServer, query: Query) -> list[Instance]:
                         break
                 if query.limit and len(answers) >= query.limit:
                     break
-    for answer in answers:
-        instances.append(
-            Instance(
-                str(answer.get("StudyInstanceUID", "")),
-                str(answer.get("SeriesInstanceUID", "")),
-                str(answer.get("SOPInstanceUID", "")),
-                str(answer.get("SOPClassUID", "")),
-            )
+    instances = [
+        Instance(
+            str(answer.get("StudyInstanceUID", "")),
+            str(answer.get("SeriesInstanceUID", "")),
+            str(answer.get("SOPInstanceUID", "")),
+            str(answer.get("SOPClassUID", "")),
         )
+        for answer in _unique(answers, "SOPInstanceUID")
+    ]
     instances = [i for i in instances if i.sop]
     if not query.limit and len(instances) > MAX_INSTANCES:
         raise ClaimedError(f"source: more than {MAX_INSTANCES} instances match; narrow it or set max_instances")
