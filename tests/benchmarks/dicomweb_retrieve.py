@@ -59,6 +59,16 @@ def load(pacs: orthanc.Orthanc, count: int) -> None:
         list(pool.map(one, range(count)))
 
 
+def credentials(pacs: orthanc.Orthanc) -> dict[str, str]:
+    """The DICOMWEB_* environment of this server (credentials go only to DICOMWEB_URL; http on loopback)."""
+    return {
+        "DICOMWEB_URL": pacs.dicomweb_url,
+        "DICOMWEB_ALLOW_HTTP": "true",
+        "DICOMWEB_USERNAME": orthanc.USER,
+        "DICOMWEB_PASSWORD": pacs.password,
+    }
+
+
 def plain_loop(pacs: orthanc.Orthanc, out: Path) -> int:
     import requests
     from dicomweb_client.api import DICOMwebClient
@@ -107,7 +117,7 @@ def peak_memory(pacs: orthanc.Orthanc, folder: Path, limit: int | None, concurre
         concurrency=concurrency,
         limit=limit,
     )
-    env = {**os.environ, "DICOMWEB_USERNAME": orthanc.USER, "DICOMWEB_PASSWORD": pacs.password}
+    env = {**os.environ, **credentials(pacs)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -127,7 +137,7 @@ def main() -> None:
         started = time.perf_counter()
         load(pacs, options.instances)
         print(f"loaded {options.instances} instances into Orthanc in {time.perf_counter() - started:.1f} s")
-        os.environ["DICOMWEB_USERNAME"], os.environ["DICOMWEB_PASSWORD"] = orthanc.USER, pacs.password
+        os.environ.update(credentials(pacs))
         component(pacs, folder / "warm-up", options.concurrency, limit=10)  # imports, connections
         plain, ours = [], []
         for attempt in range(options.repeat):
