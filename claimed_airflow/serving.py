@@ -23,6 +23,8 @@ stack trace. HTTP is served by uvicorn (httptools) and Starlette (the ``serve`` 
 prediction run in a bounded pool of threads. Limits: request bodies (counted while they arrive),
 batch size, image and DICOM frame size (the ``max_pixels`` guard of ``transform.dicom_to_images``,
 checked from the header before decoding), connections, idle time and the time to receive a request.
+JSON is decoded into typed structures with fixed-length lists and tensors straight into numpy arrays,
+so that a body costs the server a few times its size at most (see "JSON documents" below).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import argparse
 import base64
 import binascii
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -171,7 +174,8 @@ class ServedModel:
                 raise RequestError(400, "Inference-Header-Content-Length: binary data is only accepted by V2 infer")
             if not _DIGITS.fullmatch(header_length) or int(header_length) > len(payload):
                 raise RequestError(400, f"Inference-Header-Content-Length: {header_length!r} does not fit the body")
-            return self.infer_v2(_json(payload[: int(header_length)]), payload[int(header_length) :])
+            request = _decode(payload[: int(header_length)], _schema().InferRequest, "request")
+            return self.infer_v2(request, payload[int(header_length) :])
         if content_type.startswith(IMAGE_TYPES) or content_type in DICOM_TYPES:
             reader = self.dicom_file if content_type in DICOM_TYPES else self.image_file
             probabilities = self.predict(reader(payload)[None])
@@ -180,19 +184,15 @@ class ServedModel:
             raise RequestError(
                 415, f"Content-Type: expected application/json, image/* or application/dicom, got {content_type}"
             )
-        request = _json(payload)
-        return self.infer_v2(request) if v2 else self.predict_v1(request)
+        if v2:
+            return self.infer_v2(_decode(payload, _schema().InferRequest, "request"))
+        return self.predict_v1(_decode(payload, _schema().PredictRequest, "request"))
 
-    def infer_v2(self, request: dict, binary: bytes | None = None) -> dict:
-        """Answer a V2 inference request; ``binary``: the tensor bytes of the binary data extension."""
-        if not isinstance(request, dict):
-            raise RequestError(400, "request: expected a JSON object with 'inputs'")
-        inputs = request.get("inputs")
-        if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-            raise RequestError(400, "inputs: expected a list with one tensor object named 'input'")
-        wanted = _requested_outputs(request.get("outputs"))
-        batch = self.tensor_v2(inputs[0], binary)
-        return self.response_v2(self.predict(batch), wanted, request.get("id"))
+    def infer_v2(self, request: Any, binary: bytes | None = None) -> dict:
+        """Answer a V2 inference request (``_schema().InferRequest``); ``binary``: the binary extension's bytes."""
+        wanted = _requested_outputs(request.outputs)
+        batch = self.tensor_v2(request.inputs[0], binary)
+        return self.response_v2(self.predict(batch), wanted, request.id)
 
     def response_v2(self, probabilities, wanted=OUTPUTS, request_id=None) -> dict:
         best = probabilities.argmax(axis=1)
@@ -216,76 +216,80 @@ class ServedModel:
         answer["outputs"] = [tensors[name] for name in wanted]
         return answer
 
-    def tensor_v2(self, tensor: dict, binary: bytes | None = None):
-        """A float32 network batch from one V2 input tensor; RequestError (400) for what does not fit.
+    def tensor_v2(self, tensor: Any, binary: bytes | None = None):
+        """A float32 network batch from one V2 input tensor (``_schema().Tensor``); RequestError (400) for what
+        does not fit.
 
         With the binary data extension, ``parameters.binary_data_size`` bytes of ``binary`` hold the
         tensor (little-endian values; BYTES items each prefixed by a 4-byte little-endian length).
         """
         import numpy as np
 
-        name, datatype, shape, data = (tensor.get(k) for k in ("name", "datatype", "shape", "data"))
-        if name != "input":
-            raise RequestError(400, f"inputs[0].name: expected 'input', got {name!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-            raise RequestError(400, f"input.shape: expected a list of integers, got {shape!r}")
+        if tensor.name != "input":
+            raise RequestError(400, f"inputs[0].name: expected 'input', got {tensor.name!r}")
+        shape = _decode(_small(tensor.shape, "input.shape"), list[int], "input.shape")
         if not shape or any(d < 0 for d in shape) or shape[0] == 0:
             raise RequestError(400, f"input.shape: expected a batch of at least one item, got {shape}")
         self._check_batch(shape[0])
-        parameters = tensor.get("parameters") if isinstance(tensor.get("parameters"), dict) else {}
-        if "binary_data_size" in parameters:
-            data = _binary_tensor(datatype, parameters["binary_data_size"], binary)
-        elif data is None:
+        datatype, size, s = tensor.datatype, tensor.parameters.binary_data_size, self.image_size
+        if datatype not in (*FLOAT_TYPES, *INT_TYPES, "BYTES"):
+            known = ", ".join([*FLOAT_TYPES, "UINT8 (and other integer types)", "BYTES"])
+            raise RequestError(400, f"input.datatype: expected one of {known}, got {datatype!r}")
+        if size is None and not len(tensor.data):
             raise RequestError(400, "input.data: missing")
-        s = self.image_size
         if datatype == "BYTES":
             if len(shape) != 1:
                 raise RequestError(400, f"input.shape: BYTES input is one image file per item, [N], got {shape}")
-            items = data if isinstance(data, list) else [data]
+            if size is not None:
+                items = _binary_tensor(datatype, size, binary)
+            else:
+                items = _decode(tensor.data, _strings(shape[0]), "input.data")
+                items = [items] if isinstance(items, str) else items
             if len(items) != shape[0]:
                 raise RequestError(400, f"input.data: {len(items)} item(s) for shape {shape}")
             files = (
                 item if isinstance(item, bytes) else _b64(item, f"input.data[{i}]") for i, item in enumerate(items)
             )
             return network_input(np.stack([image_file_pixels(f, s, self.max_pixels) for f in files]))
-        if datatype in FLOAT_TYPES:
-            allowed = ([shape[0], s, s, 3], [shape[0], s, s, 1])
-            if shape not in allowed:
-                raise RequestError(400, f"input.shape: expected [N, {s}, {s}, 3] (or 1 channel), got {shape}")
-            array = _array(data, shape, FLOAT_TYPES[datatype]).astype(np.float32, copy=False)
-            if not np.isfinite(array).all():
-                raise RequestError(400, "input.data: values must be finite numbers")
-            return np.broadcast_to(array, (shape[0], s, s, 3)).astype(np.float32, copy=False)
-        if datatype in INT_TYPES:
-            if shape not in ([shape[0], s, s], [shape[0], s, s, 1], [shape[0], s, s, 3]):
-                raise RequestError(400, f"input.shape: expected [N, {s}, {s}] pixels (or 1 or 3 channels), got {shape}")
-            array = _array(data, shape, "int64")
+        pixels = datatype in INT_TYPES
+        expected = f"[N, {s}, {s}] pixels (or 1 or 3 channels)" if pixels else f"[N, {s}, {s}, 3] (or 1 channel)"
+        if shape not in ([shape[0], s, s, 3], [shape[0], s, s, 1], *([[shape[0], s, s]] if pixels else [])):
+            raise RequestError(400, f"input.shape: expected {expected}, got {shape}")
+        if size is not None:
+            values = np.asarray(_binary_tensor(datatype, size, binary))
+            if values.size != math.prod(shape):
+                raise RequestError(400, f"input.data: {values.size} value(s) do not fill shape {shape}")
+            array = values.reshape(shape)
+        else:
+            array = _numbers(tensor.data, [tuple(shape), (math.prod(shape),)], "input.data", pixels).reshape(shape)
+        if pixels:
             if array.size and (array.min() < 0 or array.max() > 255):
                 raise RequestError(400, "input.data: pixel values must be within 0..255")
             return network_input(gray(array))
-        known = ", ".join([*FLOAT_TYPES, "UINT8 (and other integer types)", "BYTES"])
-        raise RequestError(400, f"input.datatype: expected one of {known}, got {datatype!r}")
+        with np.errstate(over="ignore"):  # values beyond the datatype's range become inf, refused below
+            array = array.astype(FLOAT_TYPES[datatype], copy=False).astype(np.float32, copy=False)
+        if not np.isfinite(array).all():
+            raise RequestError(400, "input.data: values must be finite numbers")
+        return np.broadcast_to(array, (shape[0], s, s, 3)).astype(np.float32, copy=False)
 
-    def predict_v1(self, request: dict) -> dict:
+    def predict_v1(self, request: Any) -> dict:
+        """Answer a V1 request (``_schema().PredictRequest``): instances of nested numbers or ``{"b64": ...}``."""
         import numpy as np
 
-        if not isinstance(request, dict) or not isinstance(request.get("instances"), list):
-            raise RequestError(400, "request: expected a JSON object with a list 'instances'")
-        instances = request["instances"]
-        self._check_batch(len(instances))
         s = self.image_size
+        shapes = [(s, s, 3), (s, s, 1)]
+        raw = bytes(request.instances)
+        kinds = (b'{"":""}', *(_skeleton(shape) for shape in shapes))  # an item's skeleton: {"b64": ...} or numbers
+        _count_items(raw.translate(None, _TEXT), kinds, self.max_batch, "instances")
         rows = []
-        for i, item in enumerate(instances):
-            if isinstance(item, dict):
-                if set(item) != {"b64"}:
-                    raise RequestError(400, f"instances[{i}]: expected {{'b64': <base64 image file>}} or a nested list")
-                rows.append(self.image_file(_b64(item["b64"], f"instances[{i}].b64")))
+        for i, item in enumerate(_decode(raw, list[_schema().Raw], "instances")):
+            where = f"instances[{i}]"
+            if memoryview(item)[:1] == b"{":
+                rows.append(self.image_file(_b64(_decode(item, _schema().B64, where).b64, f"{where}.b64")))
                 continue
-            array = _array(item, None, "float32", where=f"instances[{i}]")
-            if array.shape not in ((s, s, 3), (s, s, 1)):
-                raise RequestError(400, f"instances[{i}]: expected shape [{s}, {s}, 3], got {list(array.shape)}")
+            array = _numbers(item, shapes, where)
             if not np.isfinite(array).all():
-                raise RequestError(400, f"instances[{i}]: values must be finite numbers")
+                raise RequestError(400, f"{where}: values must be finite numbers")
             rows.append(np.broadcast_to(array, (s, s, 3)))
         batch = np.stack(rows).astype(np.float32) if rows else self.blank(0)
         return self.response_v1(self.predict(batch) if len(batch) else np.zeros((0, len(self.classes))))
@@ -416,42 +420,170 @@ def _binary_tensor(datatype: Any, size: Any, binary: bytes | None):
     return np.frombuffer(binary, dtype=dtype)
 
 
+# --- JSON documents: memory a few times the body's size, whatever the body ---------------------------
+# Decoded as is, a JSON value becomes a Python object of 16 to 60 bytes for as little as 2 bytes of JSON
+# (a body of ``[[],[],...]`` took 36 times its size). Requests are decoded into msgspec structures whose
+# arrays are fixed-length tuples (refused at their first extra item) or are kept raw (``msgspec.Raw``: a
+# view of the body) until their size is known; tensors are checked against their shape from their
+# brackets and commas alone, then decoded a chunk at a time straight into numpy arrays.
+_NUMBER_TEXT = b"0123456789+-.eE \t\r\n"  # what JSON numbers and blanks are made of
+_TEXT = _NUMBER_TEXT + b"ABCDFGHIJKLMNOPQRSTUVWXYZabcdfghijklmnopqrstuvwxyz/=_"  # ... and base64 strings
+_CHUNK = 2**20  # bytes of numbers decoded at a time
+_SMALL = 1024  # bytes of JSON a shape or the outputs may take
+
+
+@functools.cache
+def _schema() -> Any:
+    """The request documents as msgspec structures (made on first use: msgspec is in the ``serve`` extra)."""
+    from types import SimpleNamespace
+    from typing import Annotated
+
+    import msgspec
+
+    # defstruct: real types, as this module's annotations are strings (from __future__ import annotations)
+    struct = msgspec.defstruct
+    output = struct("Output", [("name", str)])
+    parameters = struct("TensorParameters", [("binary_data_size", int | None, None)])
+    tensor = struct(
+        "Tensor",
+        [
+            ("name", str),
+            ("datatype", str),
+            ("shape", msgspec.Raw),
+            ("data", msgspec.Raw, msgspec.Raw()),
+            ("parameters", parameters, msgspec.field(default_factory=parameters)),
+        ],
+    )
+    request_id = Annotated[str, msgspec.Meta(max_length=256)] | None
+    infer = struct(
+        "InferRequest",
+        [("inputs", tuple[tensor]), ("outputs", msgspec.Raw, msgspec.Raw()), ("id", request_id, None)],
+    )
+    predict = struct("PredictRequest", [("instances", msgspec.Raw)])
+    b64 = struct("B64", [("b64", str)], forbid_unknown_fields=True)
+    return SimpleNamespace(
+        Raw=msgspec.Raw,
+        Output=output,
+        Tensor=tensor,
+        InferRequest=infer,
+        PredictRequest=predict,
+        B64=b64,
+        floats=msgspec.json.Decoder(list[float]),
+        integers=msgspec.json.Decoder(list[int]),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _strings(n: int) -> Any:
+    """The type of a BYTES tensor's JSON data of ``n`` items: one string, or exactly ``n`` (refused at the n+1st)."""
+    return str | tuple[(str,) * n]  # type: ignore[misc]
+
+
+def _decode(document: Any, kind: Any, where: str) -> Any:
+    """``document`` (JSON) decoded as ``kind``; RequestError 400 naming where it does not fit."""
+    import msgspec
+
+    try:
+        return msgspec.json.decode(document, type=kind)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).partition(" - at `$")
+        message = message[:1].lower() + message[1:].replace("`", "")
+        raise RequestError(400, f"{where}{path.rstrip('`')}: {message}") from None
+    except msgspec.DecodeError as exc:
+        raise RequestError(400, f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RequestError(400, f"{where}: JSON nested too deeply") from None
+
+
+def _small(raw: Any, where: str) -> Any:
+    if len(raw) > _SMALL:
+        raise RequestError(400, f"{where}: more than {_SMALL} bytes of JSON")
+    return raw
+
+
 def _requested_outputs(outputs: Any) -> tuple[str, ...]:
-    if outputs is None:
+    if not len(outputs):
         return OUTPUTS
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) and "name" in o for o in outputs):
-        raise RequestError(400, "outputs: expected a list of {'name': ...} objects")
-    names = tuple(o["name"] for o in outputs)
+    names = tuple(o.name for o in _decode(_small(outputs, "outputs"), list[_schema().Output], "outputs"))
     unknown = [n for n in names if n not in OUTPUTS]
     if unknown:
         raise RequestError(400, f"outputs: unknown output(s) {unknown}; known: {', '.join(OUTPUTS)}")
     return names
 
 
-def _array(data: Any, shape: list[int] | None, dtype: str, where: str = "input.data"):
+def _skeleton(shape: tuple[int, ...]) -> bytes:
+    """The brackets and commas of a JSON array of numbers nested as ``shape``: ``(2, 3)`` -> ``[[,,],[,,]]``."""
+    bones = b""
+    for size in reversed(shape):
+        bones = b"[" + b",".join([bones] * size) + b"]"
+    return bones
+
+
+def _skeleton_length(shape: tuple[int, ...]) -> int:
+    length = 0
+    for size in reversed(shape):
+        length = 2 + max(size - 1, 0) + size * length
+    return length
+
+
+def _count_items(bones: bytes, kinds: tuple[bytes, ...], limit: int, where: str) -> int:
+    """The number of items of a JSON array from its skeleton, each item's one of ``kinds``; 413 beyond ``limit``."""
+    if not bones.startswith(b"[") or bones == b"[]":
+        if bones == b"[]":
+            return 0
+        raise RequestError(400, f"{where}: expected a list")
+    position, count = 1, 0
+    while True:
+        kind = next((k for k in kinds if bones.startswith(k, position)), None)
+        if kind is None:
+            raise RequestError(400, f"{where}[{count}]: expected {{'b64': <base64 image file>}} or nested numbers")
+        count += 1
+        if count > limit:
+            raise RequestError(413, f"batch: more than the server's limit of {limit} items")
+        position += len(kind)
+        if bones[position:] == b"]":
+            return count
+        if bones[position : position + 1] != b",":
+            raise RequestError(400, f"{where}: expected a list of items separated by commas")
+        position += 1
+
+
+def _numbers(raw: Any, shapes: list[tuple[int, ...]], where: str, pixels: bool = False):
+    """The numbers of a JSON array nested as one of ``shapes`` as an array of that shape: float32, or uint8
+    ``pixels`` (refused outside 0..255). Memory: about three times the JSON, never an object per number."""
+    import msgspec
     import numpy as np
 
-    try:
-        array = np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError, RecursionError):
-        raise RequestError(400, f"{where}: expected {'nested lists of ' if shape is None else ''}numbers") from None
+    text = bytes(raw)
+    bones = text.translate(None, _NUMBER_TEXT)
+    shape = next((s for s in shapes if len(bones) == _skeleton_length(s) and bones == _skeleton(s)), None)
     if shape is None:
-        return array
-    if array.size != math.prod(shape):
-        raise RequestError(400, f"{where}: {array.size} value(s) do not fill shape {shape}")
-    return array.reshape(shape)
-
-
-def _json(payload: bytes) -> Any:
-    """The parsed JSON document (msgspec: several times faster than ``json`` on large number arrays)."""
-    import msgspec
-
-    try:
-        return msgspec.json.decode(payload)
-    except msgspec.DecodeError as exc:
-        raise RequestError(400, f"request: not valid JSON ({exc})") from None
-    except RecursionError:
-        raise RequestError(400, "request: JSON nested too deeply") from None
+        if bones.translate(None, b"[],"):
+            raise RequestError(400, f"{where}: expected numbers")
+        raise RequestError(400, f"{where}: the values do not fill shape {list(shapes[0])} (nested or flat)")
+    del bones
+    flat, count = text.translate(None, b"[]"), math.prod(shape)
+    del text
+    out = np.empty(count, np.uint8 if pixels else np.float32)
+    decoder = _schema().integers if pixels else _schema().floats
+    start = filled = 0
+    while start < len(flat):
+        end = flat.find(b",", start + _CHUNK)
+        end = len(flat) if end < 0 else end
+        try:
+            values = np.asarray(decoder.decode(b"[" + flat[start:end] + b"]"))
+        except (msgspec.DecodeError, OverflowError):  # a chunk holds whole numbers: the error is in them
+            raise RequestError(400, f"{where}: expected {'integers' if pixels else 'numbers'}") from None
+        if filled + len(values) > count:
+            raise RequestError(400, f"{where}: the values do not fill shape {list(shape)}")
+        if pixels and values.size and (values.min() < 0 or values.max() > 255):
+            raise RequestError(400, f"{where}: pixel values must be within 0..255")
+        with np.errstate(over="ignore"):  # beyond float32: inf, refused by the caller
+            out[filled : filled + len(values)] = values
+        filled, start = filled + len(values), end + 1
+    if filled != count:
+        raise RequestError(400, f"{where}: the values do not fill shape {list(shape)}")
+    return out.reshape(shape)
 
 
 def _b64(item: Any, where: str) -> bytes:
