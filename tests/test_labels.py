@@ -360,3 +360,83 @@ def test_image_names_need_metadata_for_a_sopinstanceuid_key(tmp_path):
         read_labels(tmp_path, source)
     labels, _ = read_labels(tmp_path, source, label_key="file")  # without metadata the names are the keys
     assert labels["file"].tolist() == ["study1__a.png", "study1__b.png", "study2__d.png"]
+
+
+def test_an_export_written_by_label_studio_itself_reads_back(tmp_path):
+    """tests/data/labels/label_studio_1.23_export.json: Label Studio 1.23.2's JSON export of 5 tasks that
+    output.label_studio_tasks wrote (limit 5, group_by PatientSex), each answered through its API."""
+    labels, result = read_labels(tmp_path, DATA / "label_studio_1.23_export.json")
+    expected = {
+        "1.2.826.0.1.6": "PNEUMONIA",
+        "1.2.826.0.1.4": "NORMAL",
+        "1.2.826.0.1.3": "PNEUMONIA",
+        "1.2.826.0.1.2": "NORMAL",
+        "1.2.826.0.1.5": "PNEUMONIA",
+    }
+    pd.testing.assert_frame_equal(labels, table("SOPInstanceUID", expected))
+    assert result["labelled"] == 5 and result["unlabelled"] == 0
+
+
+@pytest.mark.e2e
+def test_real_label_studio_imports_the_tasks_and_its_export_reads_back(tmp_path):
+    """Against a real Label Studio on loopback (``$LABEL_STUDIO``: its ``label-studio`` command, e.g. from
+    ``pip install label-studio`` in a separate environment): a project with the documented labelling config
+    imports the tasks with their predictions; answers posted through the API come back from its JSON export."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.smtp_server import free_port
+
+    command = os.environ.get("LABEL_STUDIO")
+    if not command:
+        pytest.skip("set LABEL_STUDIO to a label-studio command to run against a real Label Studio")
+    port, token = free_port(), "0123456789abcdef0123456789abcdef01234567"
+    base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    arguments = ["start", "--no-browser", "--internal-host", "127.0.0.1", "-p", str(port), "--data-dir"]
+    arguments += [str(tmp_path / "ls"), "--username", "rad@example.org", "--password", "radpass123"]
+    arguments += ["--user-token", token, "--enable-legacy-api-token"]
+    environment = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(tmp_path / "ls")}
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([command, *arguments], stdout=log, stderr=subprocess.STDOUT, env=environment)
+
+    def call(method: str, path: str, body=None, raw: bool = False):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            content = answer.read()
+        return content if raw else json.loads(content or b"null")
+
+    try:
+        for _ in range(300):
+            try:
+                call("GET", "/health")
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+                time.sleep(1)
+        tasks = write_tasks(tmp_path, limit=5, group_by="PatientSex", model_version="v7")
+        module = Path(__file__).parents[1] / "claimed_airflow" / "components" / "output" / "label_studio_tasks.py"
+        documented = module.read_text().split("::\n\n", 1)[1].split('"""')[0]
+        config = "\n".join(line[4:] for line in documented.splitlines())
+        project = call("POST", "/api/projects/", {"title": "claimed round trip", "label_config": config})["id"]
+        imported = call("POST", f"/api/projects/{project}/import", tasks)
+        assert (imported["task_count"], imported["prediction_count"]) == (5, 5)
+        listed = call("GET", f"/api/tasks/?project={project}&page_size=100")
+        answers = {}
+        for n, task in enumerate(listed["tasks"] if isinstance(listed, dict) else listed):
+            answers[task["data"]["SOPInstanceUID"]] = choice = ("PNEUMONIA", "NORMAL")[n % 2]
+            result = [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [choice]}}]
+            call("POST", f"/api/tasks/{task['id']}/annotations/", {"result": result, "was_cancelled": False})
+        export = tmp_path / "export.json"
+        export.write_bytes(call("GET", f"/api/projects/{project}/export?exportType=JSON", raw=True))
+        assert [t["annotations"][0]["prediction"]["model_version"] for t in json.loads(export.read_text())] == [
+            "v7"
+        ] * 5
+        labels, _ = read_labels(tmp_path, export)
+        assert dict(labels.values) == answers and len(answers) == 5
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
