@@ -321,7 +321,11 @@ MALFORMED = {
         r"task 1 \(id 8\): label 'PNEUMONIA' conflicts with 'NORMAL' for SOPInstanceUID '1\.2\.826\.0\.1\.1' "
         r"\(task 0 \(id 7\)\)",
     ),
-    "csv_missing_column": ("labels.csv", "image,diagnosis\na.png,NORMAL\n", r"labels\.csv: needs a column 'label'"),
+    "csv_missing_column": (
+        "labels.csv",
+        'image,"diag\nnosis"\na.png,NORMAL\n',
+        r"labels\.csv: needs a column 'label' and one of SOPInstanceUID, file, image \(has 'image', 'diag\\nnosis'\)",
+    ),
     "csv_hostile_label": (
         "labels.csv",
         "SOPInstanceUID,label\n1.2.826.0.1.1,_shards\n",

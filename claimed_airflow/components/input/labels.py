@@ -145,7 +145,7 @@ def _csv(path: Path, name: str, label_column: str) -> Iterator[tuple[str, str, s
         raise ClaimedError(f"{name}: not a readable CSV ({' '.join(str(exc).split())})") from None
     field = next((f for f in KEY_FIELDS if f in frame.columns), None)
     if field is None or label_column not in frame.columns:
-        have = ", ".join(map(str, frame.columns))
+        have = ", ".join(show(c, 40) for c in frame.columns[:20])
         raise ClaimedError(f"{name}: needs a column {label_column!r} and one of {', '.join(KEY_FIELDS)} (has {have})")
     for n, (value, label) in enumerate(zip(frame[field], frame[label_column], strict=True)):
         where = f"{name}: line {n + 2}"
