@@ -100,7 +100,7 @@ def store_folder(
         except Exception as exc:  # noqa: BLE001 - this file is set aside, the rest is stored
             reject(path.relative_to(base).as_posix(), f"not a readable DICOM file ({type(exc).__name__}: {exc})")
     if protocol == "dicomweb":
-        outcome = web_store(server, files, batch)
+        outcome = web_store(server, files, batch, [uids[p] for p in files])
     else:
         outcome = dimse_store(server, files)
     rows = []

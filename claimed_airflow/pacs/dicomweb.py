@@ -289,19 +289,59 @@ def _bounded(
                 future.cancel()
 
 
-def web_store(server: WebServer, files: list[Path], batch: int = 20) -> dict[str, str]:
-    """STOW-RS of ``files`` in batches; returns SOPInstanceUID -> "stored" or the server's failure reason."""
+STORE_CONCURRENCY = 4  # STOW-RS requests in flight
+
+
+def web_store(server: WebServer, files: list[Path], batch: int = 20, uids: list[str] | None = None) -> dict[str, str]:
+    """STOW-RS of ``files``, ``batch`` a request, ``STORE_CONCURRENCY`` requests in flight; the files' bytes
+    as they are (nothing decoded or re-encoded). SOPInstanceUID -> "stored" or the server's failure reason.
+
+    ``uids``: the files' SOP Instance UIDs when the caller has them (else read from the headers).
+    """
+    import threading
+
     import pydicom
 
-    client = server.client()
-    outcome: dict[str, str] = {}
-    for start in range(0, len(files), batch):
-        datasets = [pydicom.dcmread(path) for path in files[start : start + batch]]
-        answer = _web_call(server, "STOW-RS store", lambda datasets=datasets: client.store_instances(datasets))
-        for item in answer.get("ReferencedSOPSequence", []):
-            outcome[str(item.ReferencedSOPInstanceUID)] = "stored"
+    if uids is None:
+        uids = [
+            str(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+            for p in files
+        ]
+    local = threading.local()
+    url = f"{server.url}/studies"
+
+    def send(start: int) -> dict[str, str]:
+        client = getattr(local, "client", None) or setattr(local, "client", server.client()) or local.client
+        boundary = uuid.uuid4().hex
+        parts = [
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + path.read_bytes() + b"\r\n"
+            for path in files[start : start + batch]
+        ]
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        headers = {
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Accept": "application/dicom+json",
+        }
+
+        def post():
+            response = client._session.post(url, data=body, headers=headers, timeout=server.timeout)
+            if response.status_code != 409:  # 409: none stored, the answer says why
+                response.raise_for_status()
+            return response
+
+        response = _web_call(server, "STOW-RS store", post)
+        try:
+            answer = pydicom.Dataset.from_json(response.json()) if response.content else pydicom.Dataset()
+        except ValueError:
+            answer = pydicom.Dataset()
+        found = {str(item.ReferencedSOPInstanceUID): "stored" for item in answer.get("ReferencedSOPSequence", [])}
         for item in answer.get("FailedSOPSequence", []):
-            outcome[str(item.ReferencedSOPInstanceUID)] = f"failed (reason {item.get('FailureReason', '?')})"
-        for ds in datasets:
-            outcome.setdefault(str(ds.SOPInstanceUID), "stored")
+            found[str(item.ReferencedSOPInstanceUID)] = f"failed (reason {item.get('FailureReason', '?')})"
+        default = "stored" if response.status_code < 300 else f"failed (HTTP {response.status_code})"
+        return {uid: found.get(uid, default) for uid in uids[start : start + batch]}
+
+    outcome: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=STORE_CONCURRENCY, thread_name_prefix="claimed-stow") as pool:
+        for result in pool.map(send, range(0, len(files), batch)):
+            outcome.update(result)
     return outcome

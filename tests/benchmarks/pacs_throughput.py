@@ -17,7 +17,7 @@ dcmqrscp (DIMSE, default configuration), against the same archive:
 The files are the shared DICOM files cycled with new UIDs (50 instances a series); reported in
 instances/s with ours / raw and ours / sequential ratios.
 
-    .venv/bin/python tests/benchmarks/pacs_throughput.py [--instances 2000] [--concurrency 8]
+    .venv/bin/python tests/benchmarks/pacs_throughput.py [--instances 2000] [--concurrency 8] [--pacs both]
 """
 
 from __future__ import annotations
@@ -167,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--pacs", choices=["both", "orthanc", "dcmqrscp"], default="both")
     options = parser.parse_args()
     if not (orthanc.available() and dcmtk.available()):
         sys.exit(f"needs Orthanc and DCMTK ({orthanc.INSTALL}; {dcmtk.INSTALL})")
@@ -188,7 +189,8 @@ def main() -> None:
         os.environ["DICOMWEB_ALLOW_HTTP"] = "true"  # loopback
         # ---- Orthanc, DICOMweb
         stores, retrieves = {}, {}
-        for name in ("raw parallel STOW-RS", "sequential client", "output.dicomweb"):
+        names = ("raw parallel STOW-RS", "sequential client", "output.dicomweb")
+        for name in names if options.pacs in ("both", "orthanc") else ():
             with orthanc.Orthanc(tmp / f"orthanc-{len(stores)}") as pacs:
                 os.environ[f"AIRFLOW_CONN_{CONN.upper()}"] = pacs.connection()
                 if name.startswith("raw"):
@@ -221,11 +223,13 @@ def main() -> None:
                             count, seconds = timed(work)
                             assert count == n, (label, count)
                             retrieves[label] = max(retrieves.get(label, 0), rate(count, seconds))
-        report("Orthanc store (DICOMweb)", stores, "output.dicomweb")
-        report("Orthanc retrieve (DICOMweb, best of 2)", retrieves, "input.dicomweb")
+        if stores:
+            report("Orthanc store (DICOMweb)", stores, "output.dicomweb")
+            report("Orthanc retrieve (DICOMweb, best of 2)", retrieves, "input.dicomweb")
         # ---- dcmqrscp, DIMSE
         stores, retrieves = {}, {}
-        for name in ("storescu (DCMTK)", "sequential pynetdicom", "output.dicom_network"):
+        names = ("storescu (DCMTK)", "sequential pynetdicom", "output.dicom_network")
+        for name in names if options.pacs in ("both", "dcmqrscp") else ():
             with dcmtk.Dcmqrscp(tmp / f"dcmqr-{len(stores)}") as pacs:
                 os.environ[f"AIRFLOW_CONN_{CONN.upper()}"] = pacs.dimse_connection()
                 if name.startswith("storescu"):  # the files decompressed beforehand: what the archive takes at best
@@ -261,8 +265,9 @@ def main() -> None:
                     result, seconds = timed(lambda a=args: run("input.dicom_network", a, root=str(tmp / "g")))
                     retrieves["input.dicom_network"] = rate(result["files_read"], seconds)
                     print(f"  input.dicom_network: {result['files_read']} of {stored} retrieved")
-        report("dcmqrscp store (C-STORE)", stores, "output.dicom_network")
-        report("dcmqrscp retrieve (C-GET)", retrieves, "input.dicom_network")
+        if stores:
+            report("dcmqrscp store (C-STORE)", stores, "output.dicom_network")
+            report("dcmqrscp retrieve (C-GET)", retrieves, "input.dicom_network")
         shutil.rmtree(tmp / "files", ignore_errors=True)
     print(f"load average after: {os.getloadavg()}")
     print(json.dumps({"instances": n}))
