@@ -75,20 +75,25 @@ def run_demo(dags_folder: str | None, airflow_home: str, output_root: str, conf:
 
 
 def failed_tasks(log: str) -> dict[str, str]:
-    """``{task_id: its error}`` of the tasks that failed in an ``airflow dags test`` log (the last exception line)."""
-    failed: dict[str, str] = {}
-    task, error, state_failed = None, "", False
+    """``{task_id: its error}`` of the tasks that failed in an ``airflow dags test`` log: the exception line
+    after "Task failed with exception" in the task's part of the log (its last try), else its last one."""
+    parts: dict[str, list[str]] = {}
+    lines: list[str] | None = None
     for line in log.splitlines():
         if start := _TASK_START.search(line):
-            task, error, state_failed = start.group(1), "", False
-        elif task and _TASK_END.search(line):
-            if state_failed:
-                failed[task] = error or "(no error message in the log)"
-            task = None
-        elif task:
-            state_failed = state_failed or bool(_TASK_FAILED.search(line))
-            if exception := _EXCEPTION.match(line):
-                error = exception.group(1).strip()
+            lines = parts[start.group(1)] = []  # a retry starts the task's part again
+        elif _TASK_END.search(line):
+            lines = None
+        elif lines is not None:
+            lines.append(line)
+    failed = {}
+    for task_id, lines in parts.items():
+        if not any(_TASK_FAILED.search(line) for line in lines):
+            continue
+        after = next((i for i, line in enumerate(lines) if "Task failed with exception" in line), 0)
+        errors = [m.group(1).strip() for m in map(_EXCEPTION.match, lines[after:]) if m]
+        errors = errors or [m.group(1).strip() for m in map(_EXCEPTION.match, lines) if m]
+        failed[task_id] = errors[0] if errors else "(no error message in the log)"
     return failed
 
 
