@@ -90,7 +90,8 @@ def _component(name: str):
 def test_confusion_matrix_step_shows_metrics_matrix_and_report(kfp_local, small_predictions):
     task = _component("metric.confusion_matrix")(predictions=str(small_predictions), claimed_output_root=str(kfp_local))
     metrics = json.loads(Path(task.outputs["metrics"]).read_text())
-    assert task.outputs["ui_metrics"].metadata == {"accuracy": 0.75}
+    shown = task.outputs["ui_metrics"].metadata  # every number the step returned, e.g. accuracy 3 of 4
+    assert shown["accuracy"] == 0.75 and shown == {k: float(v) for k, v in task.outputs["values"].items()}
     matrix = task.outputs["ui_confusion_matrix"].metadata["confusionMatrix"]
     assert [c["displayName"] for c in matrix["annotationSpecs"]] == metrics["classes"] == ["a", "b"]
     assert [row["row"] for row in matrix["rows"]] == metrics["matrix"] == [[1, 1], [0, 2]]
