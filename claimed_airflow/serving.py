@@ -515,7 +515,7 @@ def _skeleton(shape: tuple[int, ...]) -> bytes:
     """The brackets and commas of a JSON array of numbers nested as ``shape``: ``(2, 3)`` -> ``[[,,],[,,]]``."""
     bones = b""
     for size in reversed(shape):
-        bones = b"[" + b",".join([bones] * size) + b"]"
+        bones = b"[" + (bones + b",") * (size - 1) + bones + b"]" if size else b"[]"
     return bones
 
 
@@ -550,39 +550,45 @@ def _count_items(bones: bytes, kinds: tuple[bytes, ...], limit: int, where: str)
 
 def _numbers(raw: Any, shapes: list[tuple[int, ...]], where: str, pixels: bool = False):
     """The numbers of a JSON array nested as one of ``shapes`` as an array of that shape: float32, or uint8
-    ``pixels`` (refused outside 0..255). Memory: about three times the JSON, never an object per number."""
+    ``pixels`` (refused outside 0..255). Memory: at most about three times the JSON, never an object per number."""
     import msgspec
     import numpy as np
 
-    text = bytes(raw)
-    bones = text.translate(None, _NUMBER_TEXT)
-    shape = next((s for s in shapes if len(bones) == _skeleton_length(s) and bones == _skeleton(s)), None)
-    if shape is None:
-        if bones.translate(None, b"[],"):
+    text = bytes(raw).strip()
+    if text[:1] == b"[" and text[-1:] == b"]" and text.find(b"[", 1) < 0:  # flat: counted while decoded
+        flat, start, stop = text, 1, len(text) - 1
+        shape = next((s for s in shapes if len(s) == 1), None)
+    else:  # nested: its brackets and commas, without the numbers, must be the shape's
+        bones = text.translate(None, _NUMBER_TEXT)
+        shape = next((s for s in shapes if len(bones) == _skeleton_length(s) and bones == _skeleton(s)), None)
+        if shape is None and bones.translate(None, b"[],"):
             raise RequestError(400, f"{where}: expected numbers")
-        raise RequestError(400, f"{where}: the values do not fill shape {list(shapes[0])} (nested or flat)")
-    del bones
-    flat, count = text.translate(None, b"[]"), math.prod(shape)
+        del bones
+        flat, start = text.translate(None, b"[]"), 0
+        stop = len(flat)
     del text
+    count = math.prod(shape or (0,))
+    if shape is None or count > (stop - start + 1) // 2:  # n numbers take 2n - 1 bytes at least
+        raise RequestError(400, f"{where}: the values do not fill shape {list(shapes[0])} (nested or flat)")
     out = np.empty(count, np.uint8 if pixels else np.float32)
     decoder = _schema().integers if pixels else _schema().floats
-    start = filled = 0
-    while start < len(flat):
-        end = flat.find(b",", start + _CHUNK)
-        end = len(flat) if end < 0 else end
+    filled = 0
+    while start < stop:
+        end = flat.find(b",", start + _CHUNK, stop)
+        end = stop if end < 0 else end
         try:
-            values = np.asarray(decoder.decode(b"[" + flat[start:end] + b"]"))
+            with np.errstate(over="ignore"):  # beyond float32: inf, refused by the caller
+                values = np.asarray(decoder.decode(b"[" + flat[start:end] + b"]"), None if pixels else out.dtype)
         except (msgspec.DecodeError, OverflowError):  # a chunk holds whole numbers: the error is in them
             raise RequestError(400, f"{where}: expected {'integers' if pixels else 'numbers'}") from None
         if filled + len(values) > count:
-            raise RequestError(400, f"{where}: the values do not fill shape {list(shape)}")
+            raise RequestError(400, f"{where}: the values do not fill shape {list(shapes[0])} (nested or flat)")
         if pixels and values.size and (values.min() < 0 or values.max() > 255):
             raise RequestError(400, f"{where}: pixel values must be within 0..255")
-        with np.errstate(over="ignore"):  # beyond float32: inf, refused by the caller
-            out[filled : filled + len(values)] = values
+        out[filled : filled + len(values)] = values
         filled, start = filled + len(values), end + 1
     if filled != count:
-        raise RequestError(400, f"{where}: the values do not fill shape {list(shape)}")
+        raise RequestError(400, f"{where}: the values do not fill shape {list(shapes[0])} (nested or flat)")
     return out.reshape(shape)
 
 
