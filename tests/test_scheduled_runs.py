@@ -30,8 +30,8 @@ SMALL = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0, "min_over_majority"
 class Api:
     """Airflow's public REST API with the JWT the UI gets (``/auth/token``)."""
 
-    def __init__(self, base: str, log: Path):
-        self.base, self.log = base, log
+    def __init__(self, base: str, logs: Path):
+        self.base, self.log, self.scheduler_log = base, logs / "api-server.log", logs / "scheduler.log"
         with urllib.request.urlopen(f"{base}/auth/token", timeout=30) as answer:
             self.token = json.load(answer)["access_token"]
 
@@ -94,18 +94,31 @@ class Api:
         return {ti["task_id"]: ti["state"] for ti in found}
 
     def hitl(self, dag_id: str, run_id: str, task_id: str, timeout: float = 1800) -> dict:
-        """The task's human-in-the-loop request, once it waits for an answer."""
-        path = f"{self.run_path(dag_id, run_id)}/taskInstances/{task_id}/-1/hitlDetails"
+        """The task's human-in-the-loop request, once Airflow can take the answer.
+
+        That is: the task waits for input (``awaiting_input``; ``deferred`` before Airflow 3.3) and the
+        scheduler has processed the executor's event for the process that asked (its "TaskInstance
+        Finished" line). An answer before that event resumes the task while the event is in flight,
+        and the scheduler then fails the resumed try ("finished with state success, but the task
+        instance's state attribute is queued"; apache/airflow#67287, #72716).
+        """
+        ti_path = f"{self.run_path(dag_id, run_id)}/taskInstances/{task_id}"
+        finished = ("TaskInstance Finished:", f"task_id={task_id}, run_id={run_id},")
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                return self.call("GET", path)
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 404, exc
-                state = self.call("GET", self.run_path(dag_id, run_id))["state"]
-                assert state in ("queued", "running"), f"{run_id} ended ({state}): {self.tasks(dag_id, run_id)}"
-                assert time.monotonic() < deadline, f"{task_id} of {run_id} never asked"
-                time.sleep(5)
+            ti = self.call("GET", ti_path)
+            if ti["state"] in ("awaiting_input", "deferred"):
+                lines = self.scheduler_log.read_text(errors="replace").splitlines()
+                parked = f"state={ti['state']}, executor="
+                if any(all(part in line for part in (*finished, parked)) for line in lines):
+                    return self.call("GET", f"{ti_path}/-1/hitlDetails")
+            state = self.call("GET", self.run_path(dag_id, run_id))["state"]
+            assert state in ("queued", "running"), f"{run_id} ended ({state}): {self.tasks(dag_id, run_id)}"
+            assert ti["state"] not in ("success", "failed", "upstream_failed", "skipped", "removed"), (
+                f"{task_id} of {run_id} will not ask: {self.tasks(dag_id, run_id)}"
+            )
+            assert time.monotonic() < deadline, f"{task_id} of {run_id} never asked ({ti['state']})"
+            time.sleep(2)
 
     def answer(self, dag_id: str, run_id: str, task_id: str, option: str) -> dict:
         path = f"{self.run_path(dag_id, run_id)}/taskInstances/{task_id}/-1/hitlDetails"
@@ -150,7 +163,7 @@ def airflow(airflow_home, tmp_path_factory):
     logs = folder / "logs"
     services = ("dag-processor", "scheduler", "triggerer")
     with airflow_ui(env, logs, services=services, start_timeout=900) as base:  # 4 processes start on 2 cores
-        yield SimpleNamespace(api=Api(base, logs / "api-server.log"), stub=stub, logs=logs)
+        yield SimpleNamespace(api=Api(base, logs), stub=stub, logs=logs)
     stub.close()
 
 
