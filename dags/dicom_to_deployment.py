@@ -43,9 +43,9 @@ Airflow UI (*Required Actions*: accuracy, fairness and robustness numbers, links
 fairness plot and LIME overlays); *Reject* skips **deploy**, no answer within three days fails the task.
 
 Outputs go to `<output root>/dicom_to_deployment/<run_id>/<task_id>/`; the default data is the
-bundled sample `sample_data/chestxray_phantoms`: 300 synthetic chest phantoms (CR, 64 px, written by
+bundled sample `sample_data/chestxray_phantoms`: 400 synthetic chest phantoms (CR, 64 px, written by
 `tests/synthetic_chestxray.py`; `COVID-19` images carry bright opacities in the lungs), a cohort the
-default Params learn (about 60 test images). `sample_data/chestxray` holds 10 real chest X-rays, too few
+default Params learn (about 80 test images). `sample_data/chestxray` holds 10 real chest X-rays, too few
 to learn from.
 
 The `engine` param picks where the tasks run: `local` (the worker), `kubernetes` (one pod per task
@@ -142,7 +142,7 @@ with DAG(
             description="Store the DICOM results in this PACS: dicomweb://<conn> or dicom://<conn>; empty: not stored.",
         ),
         "image_size": Param(64, type="integer", minimum=32, maximum=512, description="Image width/height in pixels."),
-        "epochs": Param(10, type="integer", minimum=1, maximum=200, description="Training epochs."),
+        "epochs": Param(20, type="integer", minimum=1, maximum=200, description="Training epochs."),
         "seed": Param(42, type="integer", description="Random seed of the training."),
         "framework": Param(
             "keras",

@@ -1,14 +1,14 @@
 """A learnable, synthetic chest X-ray cohort: CR DICOM files and their labels, written deterministically.
 
 Each image is a chest phantom (body, two dark lung fields, mediastinum, ribs, noise, a random shift,
-scale and exposure); the ``COVID-19`` class carries one to three bright ground-glass opacities in the
+scale and exposure); the ``COVID-19`` class carries one or two large bright opacities in the
 lungs, ``No Finding`` none. Patients get a seeded sex and age. The pixels are made here; the DICOM
 files are written by ``input.images_to_dicom`` (Modality CR), as a user would convert images.
 
 ``python -m tests.synthetic_chestxray <folder> [--count N] [--seed S] [--size PX]`` writes
 ``<folder>/dicom/phantom_NNNN.dcm`` and appends their rows to ``<folder>/labels.csv`` (creating it
 when missing); the bundled sample ``dags/sample_data/chestxray_phantoms`` is the default
-``--count 300 --seed 0 --size 64``.
+``--count 400 --seed 0 --size 64``.
 """
 
 from __future__ import annotations
@@ -40,16 +40,16 @@ def phantom(rng: np.random.Generator, size: int, finding: bool) -> np.ndarray:
     if finding:
         rows, columns = np.mgrid[0:size, 0:size]
         inside = np.argwhere(lungs)
-        for _ in range(rng.integers(1, 4)):
+        for _ in range(rng.integers(1, 3)):
             cy, cx = inside[rng.integers(len(inside))]
-            radius = rng.uniform(0.07, 0.12) * size
-            image += rng.uniform(0.3, 0.45) * np.exp(-((rows - cy) ** 2 + (columns - cx) ** 2) / radius**2) * lungs
-    exposure = rng.uniform(0.85, 1.15)
+            radius = rng.uniform(0.12, 0.18) * size
+            image += rng.uniform(0.55, 0.75) * np.exp(-((rows - cy) ** 2 + (columns - cx) ** 2) / radius**2) * lungs
+    exposure = rng.uniform(0.9, 1.1)
     image = image * exposure + rng.normal(0, 0.04, (size, size))
     return (np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
-def write_cohort(folder: str | Path, count: int = 300, seed: int = 0, size: int = 64) -> pd.DataFrame:
+def write_cohort(folder: str | Path, count: int = 400, seed: int = 0, size: int = 64) -> pd.DataFrame:
     """Write ``count`` phantoms as CR DICOM files under ``<folder>/dicom`` and their rows to ``labels.csv``."""
     from PIL import Image
 
@@ -87,7 +87,7 @@ def write_cohort(folder: str | Path, count: int = 300, seed: int = 0, size: int 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
-    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--count", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=64)
     options = parser.parse_args(argv)

@@ -24,7 +24,7 @@ def test_list_and_describe():
     spec = json.loads(described.stdout)
     assert spec["resources"]["gpus"] == 1
     assert {p["name"]: p["type"] for p in spec["parameters"]}["epochs"] == "int"
-    assert "epochs: int = 10" in cli("describe", "train.mobilenet_v2").stdout
+    assert "epochs: int = 20" in cli("describe", "train.mobilenet_v2").stdout
 
 
 def test_run_prints_output_uris(tmp_path):

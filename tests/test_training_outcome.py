@@ -169,13 +169,13 @@ def test_the_default_gate_refuses_a_model_no_better_than_the_majority_class(tmp_
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
 def test_flagship_learns_a_generated_cohort_with_default_params(run_dag, output_root, tmp_path):
-    """dicom_to_deployment with every default Param but the data: 300 CR phantoms of another seed than the
+    """dicom_to_deployment with every default Param but the data: 400 CR phantoms of another seed than the
     bundled sample. It trains on the train split, evaluates on the test split and deploys a blessed model."""
     pytest.importorskip("keras")
     from claimed_airflow.core.storage import safe_name
     from tests.synthetic_chestxray import write_cohort
 
-    write_cohort(tmp_path / "cohort", count=300, seed=1)
+    write_cohort(tmp_path / "cohort", count=400, seed=1)
     conf = {"dicom_source": str(tmp_path / "cohort" / "dicom"), "labels": str(tmp_path / "cohort" / "labels.csv")}
     state, tasks, run_id = run_dag("dicom_to_deployment", conf)
     assert state == "success" and tasks["deploy"] == "success", tasks
@@ -189,11 +189,11 @@ def test_flagship_learns_a_generated_cohort_with_default_params(run_dag, output_
 
     index = pd.read_csv(output("dicom_to_images", "images") / "index.csv")
     tested = index.loc[index["split"] == "test", "image"]
-    assert len(index) == 300 and 30 <= len(tested) <= 90  # test_fraction 0.2 of 300, by a seeded hash
+    assert len(index) == 400 and 50 <= len(tested) <= 110  # test_fraction 0.2 of 400, by a seeded hash
     train = manifest("train")
     assert train["parameters"]["framework"] == "keras" and train["parameters"]["holdout"] is True
     values = train["values"]
-    assert values["train_images"] == 300 - len(tested) and values["test_images"] == len(tested)
+    assert values["train_images"] == 400 - len(tested) and values["test_images"] == len(tested)
     assert values["saved_train_accuracy"] >= 0.9 and values["accuracy_gap"] <= 0.05, values
     metrics = json.loads(output("confusion_matrix", "metrics").read_text())
     assert metrics["count"] == len(tested) and metrics["accuracy"] >= 0.9, metrics

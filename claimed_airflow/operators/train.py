@@ -105,20 +105,21 @@ class MobileNetV2TrainOperator(ClaimedOperator):
     """Train MobileNetV2 (``weights=None``) to classify the labels of an image folder, on a GPU when one is present.
 
     Both frameworks train the same recipe: Adam with a one-cycle learning rate (warm-up to
-    ``learning_rate``, then cosine annealing to zero), and after the last epoch the batch-norm
-    statistics are recomputed over the training images (the moving averages of a short training lag
-    far behind the weights; Keras' MobileNetV2 keeps 99.9 % of them per step), so the saved,
-    inference-mode network is the one trained. The saved model is then loaded as ``predict.images``
-    loads it and scored on the training images (``saved_train_accuracy``) and, with a held-out
-    split, on the test images (``test_accuracy``); a saved model more than 5 points below the
-    training accuracy is logged as a warning (``accuracy_gap``). ``framework="keras"``: Keras 3
-    (``model.keras``); seeded with deterministic TensorFlow ops, so the same data and parameters
-    give the same model. ``framework="torch"``: torchvision's MobileNetV2 in channels-last layout,
-    bf16 autocast on a GPU, a DataLoader with pinned memory feeding uint8 images that are normalised
-    on the device. It writes ``model.onnx``, served with onnxruntime by ``predict.images``,
-    ``deploy.local``/``serve``, KServe's ``onnx`` format and Watson ML's ``onnxruntime`` types, and
-    ``model.pt`` (weights, for ``metric.robustness``). Needs the ``torch`` extra. Both take (N,
-    size, size, 3) in [-1, 1] and output class probabilities.
+    ``learning_rate``, then cosine annealing to zero), each epoch on a copy of the images mirrored
+    and shifted at random (seeded; a small cohort is otherwise learnt by heart), and after the last
+    epoch the batch-norm statistics are recomputed over the training images (the moving averages of
+    a short training lag far behind the weights; Keras' MobileNetV2 keeps 99.9 % of them per step),
+    so the saved, inference-mode network is the one trained. The saved model is then loaded as
+    ``predict.images`` loads it and scored on the training images (``saved_train_accuracy``) and,
+    with a held-out split, on the test images (``test_accuracy``); a saved model more than 5 points
+    below the training accuracy is logged as a warning (``accuracy_gap``). ``framework="keras"``:
+    Keras 3 (``model.keras``); seeded with deterministic TensorFlow ops, so the same data and
+    parameters give the same model. ``framework="torch"``: torchvision's MobileNetV2 in channels-
+    last layout, bf16 autocast on a GPU, a DataLoader with pinned memory feeding uint8 images that
+    are normalised on the device. It writes ``model.onnx``, served with onnxruntime by
+    ``predict.images``, ``deploy.local``/``serve``, KServe's ``onnx`` format and Watson ML's
+    ``onnxruntime`` types, and ``model.pt`` (weights, for ``metric.robustness``). Needs the
+    ``torch`` extra. Both take (N, size, size, 3) in [-1, 1] and output class probabilities.
 
     Runs the ``train.mobilenet_v2`` component. Outputs (XCom keys): model.
 
@@ -167,7 +168,7 @@ class MobileNetV2TrainOperator(ClaimedOperator):
         self,
         *,
         images: str,
-        epochs: int = 10,
+        epochs: int = 20,
         batch_size: int = 16,
         image_size: int = 64,
         alpha: float = 0.35,

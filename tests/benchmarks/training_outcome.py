@@ -76,7 +76,7 @@ def flagship(source: str, work: Path) -> dict:
     if source != "sample":
         from tests.synthetic_chestxray import write_cohort
 
-        write_cohort(work / "cohort", count=300, seed=1)
+        write_cohort(work / "cohort", count=400, seed=1)
         conf = {"dicom_source": str(work / "cohort" / "dicom"), "labels": str(work / "cohort" / "labels.csv")}
     start = time.perf_counter()
     done = subprocess.run(
@@ -103,7 +103,7 @@ def flagship(source: str, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, nargs="+", default=[10, 30])
-    parser.add_argument("--frameworks", nargs="+", default=["keras", "torch"])
+    parser.add_argument("--frameworks", nargs="*", default=["keras", "torch"])
     parser.add_argument("--size", type=int, default=32, help="image_size (the component's default: 64)")
     parser.add_argument("--batch", type=int, default=8, help="batch_size (the component's default: 16)")
     parser.add_argument("--count", type=int, default=48, help="squares")

@@ -117,7 +117,7 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
     # DAG Params -> pipeline parameters with their defaults and types, plus output_root.
     params = root["inputDefinitions"]["parameters"]
     assert params["epochs"] == {
-        "defaultValue": 10.0,
+        "defaultValue": 20.0,
         "description": "Training epochs.",
         "isOptional": True,
         "parameterType": "NUMBER_INTEGER",
