@@ -1,4 +1,4 @@
-"""The import direction reads top-down: core <- components <- adapters (operators, kfp, cli, serving, ...)."""
+"""The import direction reads top-down: core <- pacs <- components <- adapters (operators, kfp, cli, serving, ...)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ PACKAGE = Path(claimed_airflow.__file__).parent
 # ``version_compat`` are the Airflow boundary that components reach for connections, lazily.
 ALLOWED = {
     "core": {"core", "version_compat", "__init__"},
-    "components": {"core", "components", "hooks", "version_compat", "__init__"},
+    "pacs": {"core", "pacs", "version_compat", "__init__"},
+    "components": {"core", "pacs", "components", "hooks", "version_compat", "__init__"},
 }
 
 
