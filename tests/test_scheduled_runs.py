@@ -156,6 +156,9 @@ def airflow(airflow_home, tmp_path_factory):
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",  # parse each DAG file once
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",  # a busy machine: slow answers, not failures
             "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
+            # a task's token is made when it is queued; under load one waited 11 min for a worker, past the 10 min
+            # default, and failed at its start with "Invalid auth token"
+            "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "3600",
             "AIRFLOW_CONN_K8S_E2E": json.dumps({"conn_type": "kubernetes", "extra": extra}),
             "NO_PROXY": "127.0.0.1,localhost",
         }
