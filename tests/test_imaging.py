@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,7 @@ def test_one_dicom_file_gives_one_network_input_everywhere(tmp_path, model, seen
         np.testing.assert_array_equal(seen[0], trained[i : i + 1], err_msg=f"PNG body of {file.name}")
     seen.clear()
     tensor = {"name": "input", "datatype": "BYTES", "shape": [2], "data": [base64.b64encode(p).decode() for p in pngs]}
-    served.infer_v2({"inputs": [tensor]})
+    served.answer(True, json.dumps({"inputs": [tensor]}).encode(), "application/json", None)
     np.testing.assert_array_equal(seen[0], trained)
 
     # (d) Watson ML scoring: the sample image (a folder: its first labelled image) as the scored payload
@@ -148,7 +149,7 @@ def test_rgb_pixels_become_grey_as_an_rgb_image_file_does(model, seen):
     served = ServedModel(model)
     seen.clear()
     tensor = {"name": "input", "datatype": "UINT8", "shape": list(rgb.shape), "data": rgb.tolist()}
-    served.infer_v2({"inputs": [tensor]})
+    served.answer(True, json.dumps({"inputs": [tensor]}).encode(), "application/json", None)
     served.answer(True, buffer.getvalue(), "image/png", None)
     np.testing.assert_array_equal(seen[0], seen[1])
 
