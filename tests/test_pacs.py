@@ -307,6 +307,7 @@ def test_flagship_from_orthanc_back_to_orthanc(tmp_path, run_dag, airflow_home, 
             "image_size": 32,
             "min_accuracy": 0.0,
             "min_over_majority": -1.0,
+            "test_fraction": 0.5,  # evaluation is on the test split: 5 of the 10 images, some with an age
         }
         state, tasks, run_id = run_dag("dicom_to_deployment", conf)
         assert state == "success" and tasks["dicom_results"] == "success", tasks
