@@ -12,9 +12,9 @@ import json
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
+from tests.service import Service
 from tests.smtp_server import free_port
 
 DCMQRSCP = shutil.which("dcmqrscp") or "/usr/bin/dcmqrscp"
@@ -63,7 +63,7 @@ def _profile(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-class Dcmqrscp:
+class Dcmqrscp(Service):
     """``with Dcmqrscp(folder) as pacs:`` starts dcmqrscp, waits until it answers, stops it on exit."""
 
     def __init__(self, folder: Path, compressed: bool = False, move_destinations: dict | None = None):
@@ -105,35 +105,13 @@ class Dcmqrscp:
         if self.compressed:
             _profile(self.folder / "profile.cfg")
             command += ["-xf", str(self.folder / "profile.cfg"), "Archive", "Archive"]
-        self.log = open(self.folder / "dcmqrscp.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.folder)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"dcmqrscp exited: {(self.folder / 'dcmqrscp.log').read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("dcmqrscp did not listen within 30 s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if getattr(self, "log", None):
-            self.log.close()
-
-    def __enter__(self) -> Dcmqrscp:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        self.launch(
+            "dcmqrscp",
+            command,
+            lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close(),
+            cwd=self.folder,
+        )
+        return self
 
     def stored(self) -> list[Path]:
         """The files the archive holds."""

@@ -11,11 +11,11 @@ import json
 import secrets
 import shutil
 import subprocess
-import time
 import urllib.request
 from base64 import b64encode
 from pathlib import Path
 
+from tests.service import Service
 from tests.smtp_server import free_port
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
@@ -29,7 +29,7 @@ def available() -> bool:
     return Path(ORTHANC).exists() and DICOMWEB_PLUGIN.exists()
 
 
-class Orthanc:
+class Orthanc(Service):
     """``with Orthanc(folder) as pacs:`` starts Orthanc, waits until it answers, stops it on exit."""
 
     def __init__(self, folder: Path, http_threads: int = 50, move_port: int | None = None):
@@ -93,35 +93,8 @@ class Orthanc:
         }
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(config))
-        self.log = open(self.folder / "orthanc.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen([ORTHANC, str(path)], stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Orthanc exited: {(self.folder / 'orthanc.log').read_text()[-2000:]}")
-            try:
-                self.request("GET", "/system")
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("Orthanc did not answer within 30 s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if getattr(self, "log", None):
-            self.log.close()
-
-    def __enter__(self) -> Orthanc:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        self.launch("Orthanc", [ORTHANC, str(path)], lambda: self.request("GET", "/system"))
+        return self
 
     def request(self, method: str, path: str, data: bytes | None = None) -> bytes:
         """Orthanc's REST API (basic auth)."""
