@@ -23,7 +23,7 @@ def test_trigger_form_shows_the_dag_params(airflow_home, tmp_path):
         dialog.wait_for(timeout=30_000)
         page.screenshot(path=str(tmp_path / "trigger.png"))
         text = dialog.inner_text()
-        for description in ("Blessing threshold: deploy if accuracy >= this.", "Training epochs."):
+        for description in ("Blessing: deploy if the accuracy on the test split >= this.", "Training epochs."):
             assert description in text, text
         browser.close()
 
