@@ -114,34 +114,23 @@ def web_search(server: WebServer, query: Query) -> list[Instance]:
 
     if query.level == "instance":
         groups: Iterable[Iterator[dict]] = [instances_of("QIDO-RS search for instances")]
-    elif query.level == "series":
-        series = _pages(
+    else:  # studies or series first, then the instances of each
+        series = query.level == "series"
+        key = "SeriesInstanceUID" if series else "StudyInstanceUID"
+        search = client.search_for_series if series else client.search_for_studies
+        found = _pages(
             server,
-            "QIDO-RS search for series",
-            lambda **page: client.search_for_series(search_filters=filters, **page),
-            "SeriesInstanceUID",
+            f"QIDO-RS search for {'series' if series else 'studies'}",
+            lambda **page: search(search_filters=filters, **page),
+            key,
         )
         groups = (
             instances_of(
-                f"QIDO-RS instances of series {_value(item, 'SeriesInstanceUID')}",
+                f"QIDO-RS instances of {'series' if series else 'study'} {_value(item, key)}",
                 study_instance_uid=_value(item, "StudyInstanceUID"),
-                series_instance_uid=_value(item, "SeriesInstanceUID"),
+                **({"series_instance_uid": _value(item, key)} if series else {}),
             )
-            for item in series
-        )
-    else:
-        studies = _pages(
-            server,
-            "QIDO-RS search for studies",
-            lambda **page: client.search_for_studies(search_filters=filters, **page),
-            "StudyInstanceUID",
-        )
-        groups = (
-            instances_of(
-                f"QIDO-RS instances of study {_value(item, 'StudyInstanceUID')}",
-                study_instance_uid=_value(item, "StudyInstanceUID"),
-            )
-            for item in studies
+            for item in found
         )
     for group in groups:
         for item in group:
