@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "claimed_airflow.create",
     "claimed_airflow.demo",
     "claimed_airflow.kfp.cli",
+    "claimed_airflow.pacs.listener",
     "claimed_airflow.reproduce",
     "claimed_airflow.serving",
 )
