@@ -10,6 +10,7 @@ from claimed_airflow.operators.deploy import (
 )
 from claimed_airflow.operators.filter import (
     RowsFilterOperator,
+    SeriesFilterOperator,
     SparkCohortSplitFilterOperator,
     SparkSampleFilterOperator,
 )
@@ -35,8 +36,13 @@ from claimed_airflow.operators.output import (
     DicomOutputOperator,
     DicomwebOutputOperator,
     LabelStudioTasksOutputOperator,
+    PredictionLogOutputOperator,
 )
-from claimed_airflow.operators.predict import ImagesPredictOperator
+from claimed_airflow.operators.predict import (
+    DeployedPredictOperator,
+    ImagesPredictOperator,
+    ResolveModelPredictOperator,
+)
 from claimed_airflow.operators.train import (
     FairnessMitigationTrainOperator,
     MobileNetV2TrainOperator,
@@ -61,6 +67,7 @@ __all__ = [
     "ConfusionMatrixMetricOperator",
     "CovidChestXrayInputOperator",
     "DeidentifyTransformOperator",
+    "DeployedPredictOperator",
     "DicomInputOperator",
     "DicomNetworkInputOperator",
     "DicomNetworkOutputOperator",
@@ -82,8 +89,11 @@ __all__ = [
     "MapFromCoordinatesVisualizeOperator",
     "MobileNetV2TrainOperator",
     "NotificationEmailMonitoringOperator",
+    "PredictionLogOutputOperator",
+    "ResolveModelPredictOperator",
     "RobustnessMetricOperator",
     "RowsFilterOperator",
+    "SeriesFilterOperator",
     "SparkCohortSplitFilterOperator",
     "SparkCsvToParquetTransformOperator",
     "SparkParquetToCsvTransformOperator",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from claimed_airflow.operators.base import ClaimedOperator
+from claimed_airflow.version_compat import SkipMixin
 
 
 class RowsFilterOperator(ClaimedOperator):
@@ -39,6 +40,69 @@ class RowsFilterOperator(ClaimedOperator):
         super().__init__(**kwargs)
         self.table = table
         self.condition = condition
+
+
+class SeriesFilterOperator(ClaimedOperator, SkipMixin):
+    """Keep the instances of the series that match every rule; nothing matching ends the run without a result.
+
+    Instances without pixel data (an SR, a presentation state, ... : not an image) are set aside
+    with their SOP class named. An empty rule matches anything; values compare without case. When no
+    series matches, the gate is false: the tasks after it are skipped (nothing predicted, nothing
+    stored) and ``reason`` says in one line what the rules asked for and what the study holds.
+    Truncated or unreadable instances were already set aside by ``input.dicom``.
+
+    Runs the ``filter.series`` component. Outputs (XCom keys): selected.
+
+    :param metadata: Metadata table of the study from ``input.dicom`` (Modality, BodyPartExamined,
+        SOPClassUID, ...).
+    :type metadata: str
+    :param modalities: Modalities the model is for, e.g. ``["CR", "DX"]``; empty: any.
+    :type modalities: list[str] | None
+    :param body_parts: BodyPartExamined values, e.g. ``["CHEST"]``; empty: any (a series without one
+        matches only when this is empty).
+    :type body_parts: list[str] | None
+    :param sop_classes: SOP Class UIDs, e.g. ``["1.2.840.10008.5.1.4.1.1.1"]`` (CR Image Storage);
+        empty: any image.
+    :type sop_classes: list[str] | None
+    :param series_description: Shell pattern over SeriesDescription when the metadata has it, e.g.
+        ``*PA*``.
+    :type series_description: str
+    :param study_instance_uid: Keep only this study (instances of other studies, e.g. in a landing
+        folder, are set aside); empty: every study of ``metadata``.
+    :type study_instance_uid: str
+    """
+
+    component = "filter.series"
+    component_fields = (
+        "metadata",
+        "modalities",
+        "body_parts",
+        "sop_classes",
+        "series_description",
+        "study_instance_uid",
+    )
+    gate = True
+    ui_color = "#f1f8e9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        metadata: str,
+        modalities: list[str] | None = None,
+        body_parts: list[str] | None = None,
+        sop_classes: list[str] | None = None,
+        series_description: str = "",
+        study_instance_uid: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.metadata = metadata
+        self.modalities = modalities
+        self.body_parts = body_parts
+        self.sop_classes = sop_classes
+        self.series_description = series_description
+        self.study_instance_uid = study_instance_uid
 
 
 class SparkCohortSplitFilterOperator(ClaimedOperator):

@@ -265,3 +265,52 @@ class LabelStudioTasksOutputOperator(ClaimedOperator):
         self.model_version = model_version
         self.from_name = from_name
         self.to_name = to_name
+
+
+class PredictionLogOutputOperator(ClaimedOperator):
+    """Write one row per scored image to ``<log_root>/prediction_log/model=<name>/version=<version>/``.
+
+    One Parquet file per (model, version, study), written in one step, so a retried or repeated run
+    of a study replaces its rows instead of adding them twice (see
+    :mod:`claimed_airflow.core.prediction_log`; ``core.prediction_log.read`` reads the dataset
+    back). Each row: StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, frame, Modality,
+    BodyPartExamined, PatientSex, PatientAge, prediction, score, probabilities (class ->
+    probability), image_mean/std/min/max, arrived_at, started_at, ended_at (now) and run_id.
+
+    Runs the ``output.prediction_log`` component. Outputs (XCom keys): none.
+
+    :param predictions: Predictions of ``predict.deployed`` (model_name, model_version, p_<class>,
+        image stats).
+    :type predictions: str
+    :param arrived_at: When the study arrived (ISO 8601), e.g. from the run's conf; empty: unknown.
+    :type arrived_at: str | None
+    :param started_at: When the run started (ISO 8601), e.g. ``{{ dag_run.start_date }}``.
+    :type started_at: str | None
+    :param run_id: The run, recorded in each row.
+    :type run_id: str
+    :param log_root: Root of the log (folder or URI, local or object storage); default the output
+        root.
+    :type log_root: str | None
+    """
+
+    component = "output.prediction_log"
+    component_fields = ("predictions", "arrived_at", "started_at", "run_id", "log_root")
+    ui_color = "#efebe9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        predictions: str,
+        arrived_at: str | None = None,
+        started_at: str | None = None,
+        run_id: str = "",
+        log_root: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.predictions = predictions
+        self.arrived_at = arrived_at
+        self.started_at = started_at
+        self.run_id = run_id
+        self.log_root = log_root

@@ -12,15 +12,17 @@ def images(
     images: InputPath,
     batch_size: int = 32,
     split: str = "",
+    unlabelled: bool = False,
     predictions: OutputPath = "predictions.csv",
 ) -> dict:
-    """Score the labelled images of an image folder; one row per image with true and predicted label.
+    """Score the images of an image folder; one row per image with true (if known) and predicted label.
 
     :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` or ``model.onnx`` + ``labels.json``).
     :param images: Image folder from ``transform.dicom_to_images``.
     :param batch_size: Images per prediction batch.
     :param split: Score only the images of this split (``index.csv`` column ``split``, e.g. ``test``, the
         held-out images of ``filter.spark_cohort_split``); empty: every labelled image.
+    :param unlabelled: Also score the images without a label (a new study: its ``label`` is left empty).
     :param predictions: CSV: image, label, prediction, score, one probability column per class and the
         metadata columns of the image index (PatientSex, PatientAge, ...).
     """
@@ -32,7 +34,7 @@ def images(
     if batch_size < 1:
         raise ClaimedError(f"batch_size: must be at least 1, got {batch_size}")
     network = ImageClassifier(model)
-    x, _, classes, index = load_image_folder(images, network.image_size, network.classes, split)
+    x, _, classes, index = load_image_folder(images, network.image_size, network.classes, split, unlabelled)
     progress = Progress("predict.images", len(x))
     batches = []
     for start in range(0, len(x), batch_size):
@@ -41,6 +43,7 @@ def images(
     probabilities = np.concatenate(batches)
     best = probabilities.argmax(axis=1)
     table = index.copy()
+    table["label"] = table["label"].mask(table["label"].astype(str).str.startswith("_"))  # no label: empty
     table["prediction"] = [classes[i] for i in best]
     table["score"] = probabilities[np.arange(len(best)), best]
     for i, name in enumerate(classes):

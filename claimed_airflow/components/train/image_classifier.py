@@ -24,10 +24,13 @@ SPLIT = "split"  # the column filter.spark_cohort_split adds: train or test
 NETWORK_FILES = {"model.keras": "keras", "model.onnx": "onnx"}
 
 
-def load_gray_images(images: str, size: int, classes: list[str] | None = None, split: str = ""):
+def load_gray_images(
+    images: str, size: int, classes: list[str] | None = None, split: str = "", unlabelled: bool = False
+):
     """Labelled images of ``<images>/index.csv`` as uint8 grayscale ``(N, size, size)`` (:func:`image_pixels`).
 
     ``split`` (e.g. ``test``) keeps the rows whose ``split`` column has that value; empty keeps all.
+    ``unlabelled`` keeps the images without a label too (``_unlabelled``: a new study to predict).
     Returns (pixels, y, classes, index) where y holds class indices (-1 for a label not in ``classes``).
     """
     import numpy as np
@@ -38,9 +41,10 @@ def load_gray_images(images: str, size: int, classes: list[str] | None = None, s
     if not index_path.exists():
         raise ClaimedError(f"images: {INDEX} missing in {images}; expected the output of transform.dicom_to_images")
     index = read_table(index_path, name="images index")
-    index = index[~index["label"].astype(str).str.startswith("_")].reset_index(drop=True)
+    if not unlabelled:
+        index = index[~index["label"].astype(str).str.startswith("_")].reset_index(drop=True)
     if index.empty:
-        raise ClaimedError(f"images: no labelled image in {images}")
+        raise ClaimedError(f"images: no {'' if unlabelled else 'labelled '}image in {images}")
     if split:
         if SPLIT not in index.columns:
             raise ClaimedError(f"split: {INDEX} in {images} has no {SPLIT} column; split needs a cohort split")
@@ -63,9 +67,11 @@ def load_gray_images(images: str, size: int, classes: list[str] | None = None, s
     return pixels, y, classes, index
 
 
-def load_image_folder(images: str, size: int, classes: list[str] | None = None, split: str = ""):
+def load_image_folder(
+    images: str, size: int, classes: list[str] | None = None, split: str = "", unlabelled: bool = False
+):
     """Like :func:`load_gray_images`, with the pixels as :func:`network_input`."""
-    pixels, y, classes, index = load_gray_images(images, size, classes, split)
+    pixels, y, classes, index = load_gray_images(images, size, classes, split, unlabelled)
     return network_input(pixels), y, classes, index
 
 
