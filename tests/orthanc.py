@@ -32,8 +32,9 @@ def available() -> bool:
 class Orthanc(Service):
     """``with Orthanc(folder) as pacs:`` starts Orthanc, waits until it answers, stops it on exit."""
 
-    def __init__(self, folder: Path, http_threads: int = 50, move_port: int | None = None):
+    def __init__(self, folder: Path, http_threads: int = 50, move_port: int | None = None, **config):
         self.folder = folder
+        self.config = config  # more configuration options (e.g. StableAge=1)
         self.http_port, self.dicom_port = free_port(), free_port()
         self.move_port = move_port or free_port()  # where Orthanc sends a C-MOVE to CLAIMED
         self.password = secrets.token_hex(12)
@@ -90,6 +91,7 @@ class Orthanc(Service):
             "StorageCompression": False,
             "Plugins": [str(DICOMWEB_PLUGIN)],
             "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "StudiesMetadata": "MainDicomTags"},
+            **self.config,
         }
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(config))
