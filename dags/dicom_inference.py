@@ -91,6 +91,7 @@ with DAG(
     catchup=False,
     max_active_runs=8,
     tags=["claimed", "dicom", "inference"],
+    default_args={"owner": "claimed"},
     user_defined_macros={"study_source": study_source, "study_destination": study_destination},
     params={
         "study_instance_uid": Param(
