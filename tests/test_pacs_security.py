@@ -223,3 +223,33 @@ def test_a_hostile_server_is_bounded_and_one_bad_instance_set_aside(tmp_path, mo
         with pytest.raises(ClaimedError, match="still had results after 3 pages"):
             run("input.dicomweb", {"conn_id": "pacs_fake", "level": "instance"}, root=str(tmp_path))
         assert len(fake.headers) == 3
+
+
+def test_a_multipart_answer_split_anywhere_gives_its_first_part_only():
+    part = b"\0" * 128 + b"DICM" + bytes(range(256)) * 40
+    body, content_type = multipart(part)
+    body = body.replace(b"--b0undary--", b"--b0undary\r\nContent-Type: application/dicom\r\n\r\nsecond\r\n--b0undary--")
+    for size in (1, 7, 4096, len(body)):
+        reader = dicomweb._FirstPart(content_type, cap=len(part))
+        for start in range(0, len(body), size):
+            reader.write(body[start : start + size])
+        assert reader.finish() == part
+    with pytest.raises(dicomweb.SetAside, match="^larger than the 100 bytes allowed"):
+        dicomweb._FirstPart(content_type, cap=100).write(body)
+
+
+def test_requests_go_on_while_the_caller_reads_a_file():
+    """The caller busy with one file does not hold the other retrieve requests back."""
+    from claimed_airflow.pacs.query import Instance
+
+    instances = [Instance("1.2", "1.2.3", f"1.2.3.{n}") for n in range(6)]
+    fetched = threading.Semaphore(0)
+
+    def work(instance: Instance) -> Path:
+        fetched.release()
+        return Path(instance.file)
+
+    results = dicomweb._bounded(work, instances, 2, None)
+    next(results)  # the caller now reads its first file; the generator waits
+    assert all(fetched.acquire(timeout=60) for _ in instances)  # meanwhile every instance was fetched
+    assert len(list(results)) == len(instances) - 1

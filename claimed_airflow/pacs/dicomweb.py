@@ -7,7 +7,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from claimed_airflow.core.errors import ClaimedError
@@ -212,31 +212,68 @@ def _instance_bytes(client, server: WebServer, instance: Instance, transfer_synt
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap + 65536:
             raise SetAside(f"larger than the {cap} bytes allowed for an instance ({declared} bytes)")
-        body = bytearray()
+        body = _FirstPart(response.headers.get("Content-Type", ""), cap)
         for chunk in response.iter_content(1 << 20):
-            body += chunk
-            if len(body) > cap + 65536:  # multipart framing aside
-                raise SetAside(f"larger than the {cap} bytes allowed for an instance")
-        content_type = response.headers.get("Content-Type", "")
-    data = _first_part(content_type, bytes(body)) if content_type.startswith("multipart/") else bytes(body)
-    if len(data) > cap:
-        raise SetAside(f"larger than the {cap} bytes allowed for an instance")
+            body.write(chunk)
+    data = body.finish()
     if data[128:132] != b"DICM":
         raise SetAside("the server's answer is not a DICOM file (no Part 10 header)")
     return data
 
 
-def _first_part(content_type: str, body: bytes) -> bytes:
-    """The first part of a multipart/related answer (Python's MIME parser)."""
-    from email import policy
-    from email.parser import BytesParser
+class _FirstPart:
+    """The first part of a multipart/related answer (the whole body of any other), capped as it streams.
 
-    message = BytesParser(policy=policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-    parts = list(message.iter_parts()) if message.is_multipart() else []
-    payload = parts[0].get_payload(decode=True) if parts else None
-    if not payload:
-        raise SetAside("a malformed multipart answer (no readable part)")
-    return payload
+    The parts are split by python-multipart's streaming parser as the chunks arrive (Python's MIME
+    parser reads a body line by line: 100 times slower on binary data).
+    """
+
+    def __init__(self, content_type: str, cap: int):
+        from python_multipart.multipart import MultipartParser, parse_options_header
+
+        self.cap, self.received, self.parts, self.data = cap, 0, 0, bytearray()
+        kind, options = parse_options_header(content_type)
+        self.parser = None
+        if kind.startswith(b"multipart/"):
+            if not options.get(b"boundary"):
+                raise SetAside("a malformed multipart answer (no boundary)")
+            callbacks = {"on_part_begin": self._begin, "on_part_data": self._part}
+            self.parser = MultipartParser(options[b"boundary"], callbacks)
+
+    def _begin(self) -> None:
+        self.parts += 1
+
+    def _part(self, data: bytes, start: int, end: int) -> None:
+        if self.parts == 1:
+            self._keep(data[start:end])
+
+    def _keep(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) > self.cap:
+            raise SetAside(f"larger than the {self.cap} bytes allowed for an instance")
+
+    def write(self, chunk: bytes) -> None:
+        """One more chunk of the body."""
+        from python_multipart.exceptions import MultipartParseError
+
+        self.received += len(chunk)
+        if self.received > self.cap + 65536:  # multipart framing aside
+            raise SetAside(f"larger than the {self.cap} bytes allowed for an instance")
+        if self.parser is None:
+            self._keep(chunk)
+            return
+        try:
+            self.parser.write(chunk)
+        except MultipartParseError as exc:
+            raise SetAside(f"a malformed multipart answer ({exc})") from None
+
+    def finish(self) -> bytes:
+        """The first part (or the body)."""
+        if self.parser is not None:
+            self.parser.finalize()
+            if not self.parts or not self.data:
+                raise SetAside("a malformed multipart answer (no readable part)")
+        return bytes(self.data)
 
 
 def _bounded(
@@ -245,37 +282,54 @@ def _bounded(
     concurrency: int,
     on_error: Callable[[Instance, str], None] | None,
 ) -> Iterator[tuple[Instance, Path]]:
-    """Run ``work`` over ``instances`` with at most ``concurrency`` in flight; keeps memory flat."""
-    pending: dict[Future, Instance] = {}
+    """Run ``work`` over ``instances`` in ``concurrency`` threads; yields ``(instance, result)`` as they complete.
+
+    Each thread takes the next instance as soon as it is done with one, so the requests stay in flight
+    while the caller handles a result (results are paths: memory stays flat). Closing the generator
+    stops the threads after their current instance.
+    """
+    import queue
+
     items = iter(instances)
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="claimed-pacs") as pool:
+    lock, stop = threading.Lock(), threading.Event()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    finished = object()
+
+    def drain() -> None:
         try:
-            while True:
-                while len(pending) < max(1, concurrency):
+            while not stop.is_set():
+                with lock:
                     instance = next(items, None)
-                    if instance is None:
-                        break
-                    pending[pool.submit(work, instance)] = instance
-                if not pending:
+                if instance is None:
                     return
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    instance = pending.pop(future)
-                    try:
-                        yield instance, future.result()
-                    except SetAside as exc:
-                        if on_error is None:
-                            raise
-                        on_error(instance, str(exc))
-                        continue
-                    except PacsAnswer as exc:
-                        if exc.status in (404, 410) and on_error is not None:
-                            on_error(instance, str(exc))
-                            continue
-                        raise
+                try:
+                    results.put((instance, work(instance), None))
+                except Exception as exc:  # noqa: BLE001 - handed to the caller's thread below
+                    results.put((instance, None, exc))
         finally:
-            for future in pending:
-                future.cancel()
+            results.put(finished)
+
+    threads = max(1, concurrency)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="claimed-pacs") as pool:
+        for _ in range(threads):
+            pool.submit(drain)
+        try:
+            while threads:
+                item = results.get()
+                if item is finished:
+                    threads -= 1
+                    continue
+                instance, result, error = item
+                if error is None:
+                    yield instance, result
+                elif on_error is not None and (
+                    isinstance(error, SetAside) or (isinstance(error, PacsAnswer) and error.status in (404, 410))
+                ):
+                    on_error(instance, str(error))
+                else:
+                    raise error
+        finally:
+            stop.set()
 
 
 STORE_CONCURRENCY = 4  # STOW-RS requests in flight
