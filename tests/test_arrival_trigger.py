@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,34 @@ def test_trigger_serializes_to_what_the_triggerer_rebuilds_it_from():
 def test_run_ids_are_one_per_study():
     assert study_run_id("1.2.3") == study_run_id("1.2.3") != study_run_id("1.2.4")
     assert study_run_id("1.2.3").startswith("study__") and "1.2.3" not in study_run_id("1.2.3")
+
+
+def test_the_watch_dag_starts_one_dicom_inference_run_per_announced_study():
+    from types import SimpleNamespace
+
+    from claimed_airflow.version_compat import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[1] / "dags" / "dicom_inference_watch.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["dicom_inference_watch"]
+    (asset,) = dag.timetable.asset_condition.objects
+    (watcher,) = asset.watchers
+    assert watcher.trigger.serialize()[0] == "claimed_airflow.triggers.studies.StableStudyTrigger"
+    events = [
+        {"study_instance_uid": "1.2.3", "source": "pacs"},
+        {"study_instance_uid": "1.2.4", "source": "pacs"},
+        {"study_instance_uid": "1.2.3", "source": "pacs"},  # announced twice (a triggerer restart)
+        {"study_instance_uid": "../etc", "source": "pacs"},  # not a UID: ignored
+    ]
+    asset_events = {
+        "pacs_stable_studies": [SimpleNamespace(extra={"from_trigger": True, "payload": e}) for e in events]
+    }
+    runs = dag.get_task("studies_of").python_callable(triggering_asset_events=asset_events)
+    assert runs == [
+        {"trigger_run_id": study_run_id(uid), "conf": {"study_instance_uid": uid, "source": "pacs"}}
+        for uid in ("1.2.3", "1.2.4")
+    ]
+    start = dag.get_task("start_inference")
+    assert (
+        start.partial_kwargs["skip_when_already_exists"] and start.partial_kwargs["trigger_dag_id"] == "dicom_inference"
+    )

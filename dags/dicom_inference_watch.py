@@ -1,0 +1,78 @@
+"""PACS pull: start ``dicom_inference`` once for every new stable study of a PACS (Airflow 3 event-driven scheduling).
+
+An ``AssetWatcher`` runs :class:`~claimed_airflow.triggers.studies.StableStudyTrigger` in the triggerer: it
+watches the DICOMweb PACS of connection ``$CLAIMED_WATCH_CONN_ID`` (default ``dicomweb_default``; Orthanc's
+change feed when the server is Orthanc, else a QIDO-RS poll) and emits one asset event per study. Each
+event queues a run of this DAG; events that arrive together land in one run. Its first task reads the
+studies from ``triggering_asset_events`` (each event's ``extra["payload"]``: ``study_instance_uid``,
+``source``), the second starts one ``dicom_inference`` run per study with the run id
+``study__<hash of the study UID>`` (the one ``claimed-airflow listen`` uses): Airflow accepts that id
+once, so a study announced twice (a triggerer restart re-announces the last poll's studies) is
+skipped, not read twice.
+
+On Airflow before 3.0 (no AssetWatcher) use ``claimed-airflow listen`` (push), or a short schedule
+with a deferrable sensor (see docs/guides/study-arrival.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+from claimed_airflow.version_compat import require_airflow
+
+require_airflow("3.0.0", "dicom_inference_watch (event-driven scheduling with an AssetWatcher)")
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator  # noqa: E402
+from airflow.sdk import DAG, Asset, AssetWatcher, task  # noqa: E402
+
+from claimed_airflow.triggers.studies import StableStudyTrigger  # noqa: E402
+
+PACS_CONN = os.environ.get("CLAIMED_WATCH_CONN_ID", "dicomweb_default")
+
+STUDIES = Asset(
+    name="pacs_stable_studies",
+    uri=f"dicomweb://{PACS_CONN}",
+    watchers=[AssetWatcher(name="pacs_stable_studies_watcher", trigger=StableStudyTrigger(dicomweb_conn_id=PACS_CONN))],
+)
+
+
+@task
+def studies_of(triggering_asset_events=None) -> list[dict]:
+    """One ``{"trigger_run_id", "conf"}`` per study announced in the events that started this run."""
+    import logging
+
+    from claimed_airflow.pacs.listener import study_run_id
+    from claimed_airflow.pacs.query import _UID
+
+    found: dict[str, str] = {}
+    for events in (triggering_asset_events or {}).values():
+        for event in events:
+            payload = (event.extra or {}).get("payload") or {}
+            uid = str(payload.get("study_instance_uid") or "")
+            if _UID.fullmatch(uid):
+                found[uid] = payload.get("source") or PACS_CONN
+            else:
+                logging.getLogger("claimed_airflow").warning("an event without a valid study_instance_uid was ignored")
+    return [
+        {"trigger_run_id": study_run_id(uid), "conf": {"study_instance_uid": uid, "source": source}}
+        for uid, source in found.items()
+    ]
+
+
+with DAG(
+    "dicom_inference_watch",
+    description="One dicom_inference run per new stable study of a PACS (an AssetWatcher on its change feed).",
+    schedule=[STUDIES],
+    catchup=False,
+    max_active_runs=1,
+    tags=["claimed", "dicom", "inference"],
+    doc_md=__doc__,
+    default_args={"owner": "claimed"},
+):
+    TriggerDagRunOperator.partial(
+        task_id="start_inference",
+        trigger_dag_id="dicom_inference",
+        logical_date=None,
+        skip_when_already_exists=True,
+        wait_for_completion=False,
+    ).expand_kwargs(studies_of())
