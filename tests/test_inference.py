@@ -299,6 +299,9 @@ def test_dicom_inference_from_orthanc_back_to_orthanc_once(tmp_path, run_dag, ou
             assert linked == images
             log = prediction_log.read(str(output_root), name, "1")
             assert sorted(log["SOPInstanceUID"]) == sorted(images) and set(log["run_id"]) == {run_id}
+            assert (log["arrived_at"] == pd.Timestamp(conf["arrived_at"])).all()
+            assert (log["started_at"] > log["arrived_at"]).all() and (log["ended_at"] > log["started_at"]).all()
+        password = pacs.password
     first, second = runs
     assert first[0]["notify"] == "success" and second[0]["notify"] == "skipped"
     assert len(smtp.messages) == 1 and smtp.messages[0].rcpt_tos == ["radiology@example.com"]
@@ -311,3 +314,5 @@ def test_dicom_inference_from_orthanc_back_to_orthanc_once(tmp_path, run_dag, ou
     assert [r["reason"] for r in selected["rejected"]] == [
         f"not an image: SOP class {BASIC_TEXT_SR} (Basic Text SR Storage) has no pixel data"
     ]
+    written = [p for folder in (task, output_root / "prediction_log") for p in folder.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if password.encode() in p.read_bytes()]  # the secret is nowhere
