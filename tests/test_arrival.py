@@ -28,30 +28,17 @@ from tests.smtp_server import free_port
 pytest.importorskip("pynetdicom")
 STORESCU = shutil.which("storescu")
 BIN = Path(sys.executable).parent
-# what the API server checks a run's conf against: the contract of dags/dicom_inference.py
-STAND_IN = """
-from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import DAG, Param
-
-with DAG(
-    "dicom_inference",
-    schedule=None,
-    params={
-        "study_instance_uid": Param(type="string", pattern=r"^[0-9]+(\\.[0-9]+)*$", maxLength=64),
-        "source": Param(type="string"),
-    },
-):
-    EmptyOperator(task_id="infer")
-"""
+DAG = Path(__file__).resolve().parents[1] / "dags" / "dicom_inference.py"  # its Params check the conf
 
 
 class AirflowServer(Service):
-    """``airflow api-server`` and ``airflow dag-processor`` on a copy of the session's migrated database."""
+    """``airflow api-server`` and ``airflow dag-processor`` (the real ``dicom_inference`` DAG only) on a copy of
+    the session's migrated database."""
 
     def __init__(self, folder: Path, database: Path):
         self.folder, self.port, self.password = folder, free_port(), secrets.token_hex(12)
         (folder / "dags").mkdir(parents=True)
-        (folder / "dags" / "dicom_inference.py").write_text(STAND_IN)
+        (folder / "dags" / "dicom_inference.py").symlink_to(DAG)  # parsed, never run (no scheduler)
         shutil.copy(database, folder / "airflow.db")
         (folder / "passwords.json").write_text(json.dumps({"listener": self.password}))
         self.env = {
@@ -105,9 +92,7 @@ class AirflowServer(Service):
     def call(self, method: str, path: str) -> tuple[int, dict]:
         if not self.api.token:
             self.api._login()
-        answer = self.api._http().request(
-            method, f"/api/v2{path}", headers={"Authorization": f"Bearer {self.api.token}"}
-        )
+        answer = self.api._request(method, f"/api/v2{path}", headers={"Authorization": f"Bearer {self.api.token}"})
         return answer.status_code, answer.json()
 
     def runs(self) -> dict[str, dict]:
@@ -249,3 +234,22 @@ def test_the_api_login_fails_with_one_line_and_a_wrong_conf_is_refused(airflow_a
         AirflowApi(airflow_api.url, username="listener", password="wrong").trigger("dicom_inference", "x", {})
     with pytest.raises(ClaimedError, match="starting a run of dicom_inference answered 400"):
         airflow_api.api.trigger("dicom_inference", "study__bad", {"study_instance_uid": "not a uid", "source": "x"})
+
+
+def test_the_kubernetes_listener_runs_a_valid_listen_command_from_an_image_with_pynetdicom():
+    import tomllib
+
+    import yaml
+
+    from claimed_airflow.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    documents = list(yaml.safe_load_all((root / "docker" / "listener.yaml").read_text()))
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert args.func.__name__ == "listen_command" and args.bind == "0.0.0.0" and args.landing == "/data/landing"
+    assert {"name": "landing", "mountPath": args.landing} in container["volumeMounts"]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(p.startswith("pynetdicom") for p in extras["pacs"])  # the SCP; requests comes with dicomweb-client
+    assert "--build-arg EXTRAS=pacs" in (root / "docker" / "listener.yaml").read_text()

@@ -16,7 +16,7 @@ Per study folder, hidden files (which ``input.dicom`` skips): ``.study.json`` (t
 rescan) and ``.started`` (written once Airflow has the run: it saves a request per old study on restart;
 Airflow's run id, not this file, is what makes a start happen once).
 
-Nothing heavy is imported here at module level: pynetdicom and httpx load when the listener starts.
+Nothing heavy is imported here at module level: pynetdicom and requests (the ``pacs`` extra) load when used.
 """
 
 from __future__ import annotations
@@ -138,18 +138,21 @@ class AirflowApi:
 
     def _http(self):
         if self._client is None:
-            import httpx
+            import requests
 
-            logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request at INFO
-            self._client = httpx.Client(base_url=self.url, timeout=self.timeout)
+            self._client = requests.Session()
         return self._client
+
+    def _request(self, method: str, path: str, **kwargs):
+        """One request to the API (``path`` under its base URL)."""
+        return self._http().request(method, self.url + path, timeout=self.timeout, **kwargs)
 
     def _login(self) -> None:
         if self.username:
             body = {"username": self.username, "password": self.password or ""}
-            answer = self._http().post("/auth/token", json=body)
+            answer = self._request("POST", "/auth/token", json=body)
         else:
-            answer = self._http().get("/auth/token")
+            answer = self._request("GET", "/auth/token")
         if answer.status_code not in (200, 201):
             status = answer.status_code
             raise ClaimedError(f"Airflow API {self.url}: /auth/token answered {status} (check the credentials)")
@@ -164,8 +167,8 @@ class AirflowApi:
         for attempt in (1, 2):
             if not self.token:
                 self._login()
-            answer = self._http().post(
-                f"/api/v2/dags/{dag_id}/dagRuns", json=body, headers={"Authorization": f"Bearer {self.token}"}
+            answer = self._request(
+                "POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body, headers={"Authorization": f"Bearer {self.token}"}
             )
             if answer.status_code == 401 and attempt == 1 and not self._fixed:
                 self.token = None  # expired: log in again once
