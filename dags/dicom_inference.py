@@ -91,9 +91,15 @@ with DAG(
     catchup=False,
     max_active_runs=8,
     tags=["claimed", "dicom", "inference"],
-    default_args={"owner": "claimed"},
+    default_args={"owner": "claimed", "engine": "{{ params.engine }}"},
     user_defined_macros={"study_source": study_source, "study_destination": study_destination},
     params={
+        "engine": Param(
+            "default",
+            type="string",
+            enum=["default", "local", "kubernetes"],
+            description="Where tasks run; default: Variable claimed_engine / [claimed] engine / local.",
+        ),
         "study_instance_uid": Param(
             "0",
             type="string",
