@@ -56,7 +56,12 @@ def get_provider_info() -> dict:
             "claimed_airflow.operators.links.DeploymentLink",
         ],
         "hooks": [{"integration-name": "CLAIMED", "python-modules": list(_HOOK_MODULES)}],
-        "triggers": [{"integration-name": "CLAIMED", "python-modules": ["claimed_airflow.triggers.poll"]}],
+        "triggers": [
+            {
+                "integration-name": "CLAIMED",
+                "python-modules": ["claimed_airflow.triggers.poll", "claimed_airflow.triggers.studies"],
+            }
+        ],
         "connection-types": [
             {
                 "hook-class-name": "claimed_airflow.hooks.copernicus.CopernicusHook",

@@ -258,6 +258,7 @@ class Listener:
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.counts = {"instances": 0, "refused": 0, "started": 0, "already": 0, "late": 0}
+        self.late: set[str] = set()  # studies whose late instances were logged
         self.server = None
 
     # --- receiving -------------------------------------------------------------------------------
@@ -281,13 +282,15 @@ class Listener:
             self.counts["instances"] += 1
             if self.landing.started(key):
                 self.counts["late"] += 1
-                log.warning(
-                    "study %s: an instance arrived after its run was started; not started again "
-                    "(delete run %s%s in Airflow and resend to read it again)",
-                    key,
-                    RUN_PREFIX,
-                    key,
-                )
+                if key not in self.late:  # once per study
+                    self.late.add(key)
+                    log.warning(
+                        "study %s: instances arrived after its run was started; not started again "
+                        "(delete run %s%s in Airflow and resend to read it again)",
+                        key,
+                        RUN_PREFIX,
+                        key,
+                    )
             else:
                 self.pending[key] = now
         return SUCCESS
@@ -336,10 +339,7 @@ class Listener:
             return
         self.landing.mark_started(key, run_id)
         with self.lock:
-            if self.pending.get(key) == last:
-                del self.pending[key]
-            else:  # an instance arrived while starting: the run has it or reads it; nothing to start again
-                self.pending.pop(key, None)
+            self.pending.pop(key, None)  # an instance that arrived while starting is in the folder the run reads
             self.not_before.pop(key, None)
             self.counts["started" if now else "already"] += 1
         count = len(self.landing.instances(key))

@@ -148,8 +148,13 @@ class StableStudyTrigger(BaseEventTrigger):
     async def _orthanc(self, client, root: str, state) -> AsyncIterator[TriggerEvent]:
         cursor = (await state.aget(STATE_KEY)) or {}
         seq = cursor.get("orthanc_seq")
-        if seq is None:
-            seq = self.since if self.since is not None else (await _json(client, f"{root}/changes?last"))["Last"]
+        while seq is None:
+            try:
+                seq = self.since if self.since is not None else (await _json(client, f"{root}/changes?last"))["Last"]
+            except Exception as exc:  # noqa: BLE001 - the PACS is down at the first start: try again
+                self._poll_failed(exc)
+                await asyncio.sleep(self.interval)
+                continue
             await state.aset(STATE_KEY, {"orthanc_seq": seq})
         saved = seq
         while True:
