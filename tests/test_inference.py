@@ -155,6 +155,13 @@ def test_kserve_v2_endpoint_gives_the_store_models_answers(study, tmp_path, monk
     assert (a[["p_bright", "p_dark"]] - b[["p_bright", "p_dark"]]).abs().max().max() < 1e-5
     summary = json.loads(Path(served["summary"]).read_text())
     assert summary["images"] == summary["findings"] == served["findings"] == 3  # threshold 0: every image
+    for conn, error in (
+        ({"host": "127.0.0.1", "login": "u", "password": "p"}, "would send credentials over plain http; use https"),
+        ({"host": "file:///etc"}, "is not an http:// or https:// server"),
+    ):
+        monkeypatch.setenv("AIRFLOW_CONN_KSERVE_TEST", json.dumps({"conn_type": "http", **conn}))
+        with pytest.raises(ClaimedError, match=f"^model: connection 'kserve_test' {error}"):
+            run("predict.resolve_model", {"model": "kserve://kserve_test/tiny"}, root=str(tmp_path))
 
 
 def test_watson_ml_deployment_with_the_classes_of_a_store_version(study, tmp_path):

@@ -38,6 +38,7 @@ _CONN = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _DEPLOYMENT = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 NETWORK_FILES = ("model.onnx", "model.keras")
 TIMEOUT = 60.0
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 SYNTAX = (
     "<name>, <name>@<version>, kserve://<conn_id>/<model name> or watsonml://<conn_id>/<deployment id>?labels=<name>"
 )
@@ -140,18 +141,31 @@ class Endpoint:
     headers: dict
 
     def call(self, path: str = "", body: dict | None = None) -> dict:
+        """One request; its JSON answer (at most MAX_ANSWER_BYTES; redirects are not followed, so the
+        credentials go to the connection's server only)."""
         data = json.dumps(body).encode() if body is not None else None
         headers = {**self.headers, **({"Content-Type": "application/json"} if data else {})}
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method="POST" if data else "GET")
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
-                return json.loads(answer.read())
+            with _OPENER.open(request, timeout=TIMEOUT) as answer:
+                payload = answer.read(MAX_ANSWER_BYTES + 1)
+            if len(payload) > MAX_ANSWER_BYTES:
+                raise ClaimedError(f"model: {self.url}{path} answered more than {MAX_ANSWER_BYTES} bytes")
+            return json.loads(payload)
         except urllib.error.HTTPError as exc:
-            detail = " ".join(exc.read()[:300].decode(errors="replace").split())
+            detail = " ".join(exc.read(300).decode(errors="replace").split())
             raise ClaimedError(f"model: {self.url}{path} answered HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ClaimedError(f"model: cannot reach {self.url}{path}: {reason}") from None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        return None  # a 3xx answer becomes an HTTPError
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def kserve_endpoint(spec: ModelSpec) -> Endpoint:
@@ -166,8 +180,12 @@ def kserve_endpoint(spec: ModelSpec) -> Endpoint:
         if not host:
             raise ClaimedError(f"model: connection {conn_id!r} has no host")
         base = host if "://" in host else f"{conn.schema or 'http'}://{host}" + (f":{conn.port}" if conn.port else "")
+        scheme = base.split("://", 1)[0].lower()
+        if scheme not in ("http", "https"):
+            raise ClaimedError(f"model: connection {conn_id!r} is not an http:// or https:// server")
+        extra = conn.extra_dejson or {}
         headers = {}
-        token = (conn.extra_dejson or {}).get("token")
+        token = extra.get("token")
         if token:
             mask(token)
             headers["Authorization"] = f"Bearer {token}"
@@ -175,6 +193,11 @@ def kserve_endpoint(spec: ModelSpec) -> Endpoint:
             mask(conn.password)
             pair = f"{conn.login}:{conn.password or ''}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        if headers and scheme == "http" and not extra.get("allow_http"):
+            raise ClaimedError(
+                f"model: connection {conn_id!r} would send credentials over plain http; use https "
+                "(or set allow_http in its extra, e.g. for a loopback server)"
+            )
         return Endpoint(f"{base}/v2/models/{spec.name}", headers)
 
     return from_connection(spec.conn_id, read, kind="KServe (http)", param="model")
