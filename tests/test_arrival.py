@@ -64,6 +64,13 @@ class AirflowServer(Service):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> AirflowServer:
+        try:
+            return self._start()
+        except BaseException:  # __exit__ is not called when __enter__ fails: stop what was started
+            self.stop()
+            raise
+
+    def _start(self) -> AirflowServer:
         self.log = open(self.folder / "airflow.log", "wb")  # noqa: SIM115 - closed in stop()
         self.processor = subprocess.Popen(
             [str(BIN / "airflow"), "dag-processor"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT
@@ -122,13 +129,18 @@ class ListenCommand(Service):
         command = [str(BIN / "claimed-airflow"), "listen", "--landing", str(self.landing), "--port", str(self.port)]
         command += ["--ae-title", "CLAIMED", "--allow", "MODALITY", "--settle", "2", *self.more]
         command += ["--conf", json.dumps({"model": "tiny"})]
-        self.launch(
-            f"listen-{self.number}",
-            command,
-            lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close(),
-            env=self.env,
-        )
-        return self
+        self.log = open(self.folder / f"listen-{self.number}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + 120  # importing Airflow and pydicom: 8 s on 2 busy cores
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    raise AssertionError(f"the listener did not start: {self.text()[-2000:]}") from None
+                time.sleep(0.1)
 
     def kill(self) -> None:
         if self.process:
