@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import html
+import re
 from pathlib import Path
 
 from claimed_airflow import __version__
 from claimed_airflow.core import registry
 from claimed_airflow.core.component import ComponentSpec
-from claimed_airflow.reference import _cell, _text  # one escaping rule for text from docstrings
+
+
+def _text(text: object, cell: bool = False) -> str:
+    """Markdown showing ``text`` as written: ``rst`` literals as code; outside code, HTML escaped and ``\\``, ``[``
+    (links) backslashed. Text from docstrings (users' components, notebooks) never becomes markup or a link."""
+    text = re.sub(r":[a-z]+:`", "`", str(text)).replace("``", "`")  # rst roles and literals as code
+    parts = (" ".join(text.split()) if cell else text).split("`")
+    last = len(parts) - 1  # with an odd number of backticks the last one opens no code span
+    for i, part in enumerate(parts):
+        if not (i % 2 and i < last and "\n" not in part):  # code spans end at a paragraph: one line is code
+            part = html.escape(part, quote=False).replace("\\", "\\\\").replace("[", "\\[")
+            parts[i] = part.replace("|", "\\|") if cell else part  # tables leave pipes inside code spans alone
+    return "`".join(parts)
+
+
+def _cell(text: object) -> str:
+    """Markdown table cell: :func:`_text` on one line, pipes escaped."""
+    return _text(text, cell=True)
 
 
 def summary_table(links: bool = False) -> str:

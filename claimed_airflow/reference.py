@@ -7,31 +7,10 @@ command line from its argparse parser. ``docs/hooks/reference.py`` adds them to 
 
 from __future__ import annotations
 
-import html
-import re
-
-
-def _text(text: object, cell: bool = False) -> str:
-    """Markdown showing ``text`` as written: ``rst`` literals as code; outside code, HTML escaped and ``\\``, ``[``
-    (links) backslashed. Text from docstrings (users' components, notebooks) never becomes markup or a link."""
-    text = re.sub(r":[a-z]+:`", "`", str(text)).replace("``", "`")  # rst roles and literals as code
-    parts = (" ".join(text.split()) if cell else text).split("`")
-    last = len(parts) - 1  # with an odd number of backticks the last one opens no code span
-    for i, part in enumerate(parts):
-        if not (i % 2 and i < last and "\n" not in part):  # code spans end at a paragraph: one line is code
-            part = html.escape(part, quote=False).replace("\\", "\\\\").replace("[", "\\[")
-            parts[i] = part.replace("|", "\\|") if cell else part  # tables leave pipes inside code spans alone
-    return "`".join(parts)
-
-
-def _cell(text: object) -> str:
-    """Markdown table cell: :func:`_text` on one line, pipes escaped."""
-    return _text(text, cell=True)
+from claimed_airflow.catalog import _cell, _text, catalog_markdown
 
 
 def components_page() -> str:
-    from claimed_airflow.catalog import catalog_markdown
-
     return catalog_markdown()
 
 
@@ -41,7 +20,7 @@ def operators_page() -> str:
     import docstring_parser
 
     from claimed_airflow.core import registry
-    from claimed_airflow.core.options import KubernetesOptions, SparkOptions, flat_name
+    from claimed_airflow.core.options import KubernetesOptions, SparkOptions
     from claimed_airflow.operators.base import ClaimedOperator
 
     lines = [
@@ -78,7 +57,7 @@ def operators_page() -> str:
         lines.append("| --- | --- | --- | --- |")
         described = {p.arg_name: p.description or "" for p in docstring_parser.parse(options.__doc__ or "").params}
         for field in dataclasses.fields(options):
-            text = f"{described.get(field.name, '')} Flat form: `{flat_name(options.engine, field.name)}=`."
+            text = described.get(field.name, "")
             lines.append(f"| `{field.name}` | {_cell(f'`{field.type}`')} | `{field.default!r}` | {_cell(text)} |")
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,5 @@
-"""Engine options: typed per engine (core.options), apart from the component's parameters; the flat keyword
-arguments of earlier releases folded in; engines run from an EngineTask, never the operator."""
+"""Engine options: typed per engine (core.options), given only as ``kubernetes=``/``spark=``, apart from the
+component's parameters; engines run from an EngineTask, never the operator."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 import pytest
 
 from claimed_airflow.core import registry
-from claimed_airflow.core.component import component, derive_spec
 from claimed_airflow.core.errors import ClaimedError, ParameterError
 from claimed_airflow.core.options import KubernetesOptions, SparkOptions
 from claimed_airflow.core.storage import Scope
@@ -16,7 +15,7 @@ from tests.test_kubernetes_engine import SCOPE, build_pod, context_for
 
 pytest.importorskip("airflow.providers.cncf.kubernetes", reason="needs the kubernetes extra")
 
-FLAT = {
+OPTIONS = {
     "image": "registry.example.com/claimed:7",
     "namespace": "ml",
     "cpu": "3",
@@ -45,11 +44,10 @@ def pod_of(operator):
     return pod
 
 
-def test_the_options_object_and_the_flat_arguments_give_the_same_pod():
-    flat, typed, as_dict = rows(**FLAT), rows(kubernetes=KubernetesOptions(**FLAT)), rows(kubernetes=FLAT)
-    assert flat.kubernetes == typed.kubernetes == as_dict.kubernetes
-    assert rows(kubernetes_conn_id="cluster").kubernetes == rows(kubernetes={"conn_id": "cluster"}).kubernetes
-    assert pod_of(flat) == pod_of(typed) == pod_of(as_dict)
+def test_the_options_object_and_a_dict_give_the_same_pod():
+    typed, as_dict = rows(kubernetes=KubernetesOptions(**OPTIONS)), rows(kubernetes=OPTIONS)
+    assert typed.kubernetes == as_dict.kubernetes
+    assert pod_of(typed) == pod_of(as_dict)
     pod = pod_of(typed)
     container = pod["spec"]["containers"][0]
     assert container["image"] == "registry.example.com/claimed:7" and pod["metadata"]["namespace"] == "ml"
@@ -57,35 +55,34 @@ def test_the_options_object_and_the_flat_arguments_give_the_same_pod():
     assert container["resources"]["limits"] == {"memory": "5Gi", "nvidia.com/gpu": "1"}
     assert pod["spec"]["serviceAccountName"] == "runner" and pod["spec"]["nodeSelector"] == {"pool": "gpu"}
     assert {"name": "N", "value": "3"} in container["env"]
-    spark = rows(spark_conn_id="spark_yarn", spark_conf={"spark.executor.cores": 2})
+    spark = rows(spark={"conn_id": "spark_yarn", "conf": {"spark.executor.cores": 2}})
     assert spark.spark == SparkOptions(conn_id="spark_yarn", conf={"spark.executor.cores": 2})
-    assert rows(spark={"conn_id": "spark_yarn", "conf": {"spark.executor.cores": 2}}).spark == spark.spark
 
 
-def test_an_option_given_flat_and_in_the_object_is_an_error():
-    with pytest.raises(ParameterError, match=r"^task 't': cpu: given both as cpu=\.\.\. and in kubernetes=\{'cpu'"):
-        rows(cpu="2", kubernetes={"cpu": "2"})
-    with pytest.raises(ParameterError, match=r"^task 't': spark_conf: given both as spark_conf=\.\.\. and in spark="):
-        rows(spark_conf={"spark.a": 1}, spark=SparkOptions(conf={"spark.b": 2}))
-    rows(cpu="2", kubernetes={"memory": "4Gi"})  # different options: both kept
+@pytest.mark.parametrize("flat", [{"cpu": "2"}, {"kubernetes_conn_id": "cluster"}, {"spark_conf": {"spark.a": 1}}])
+def test_an_engine_option_outside_its_object_is_refused(flat):
+    """The flat keyword arguments (``cpu=`` meaning the pod's) are gone: Airflow refuses an unknown argument."""
+    with pytest.raises(TypeError, match=f"(?s)Invalid arguments were passed to RowsFilterOperator.*{next(iter(flat))}"):
+        rows(**flat)
 
 
 @pytest.mark.parametrize(
-    ("options", "message"),
+    ("kubernetes", "message"),
     [
         ({"cpu": "two"}, "kubernetes.cpu: expected a Kubernetes quantity such as '2', got 'two'"),
         ({"gpus": -1}, "kubernetes.gpus: expected a whole number of GPUs (0 or more), got -1"),
         ({"image_pull_secrets": "regcred"}, "kubernetes.image_pull_secrets: expected a list of names, got 'regcred'"),
         ({"tolerations": [{"key": "a", "operater": "Exists"}]}, "kubernetes.tolerations: {'key': 'a', 'operater'"),
-        ({"kubernetes": {"cpus": "2"}}, "kubernetes: unknown option(s) cpus; expected: image, namespace, cpu,"),
-        ({"kubernetes": "big"}, "kubernetes: expected KubernetesOptions(...) or a dict, got 'big'"),
-        ({"spark_conf": {"executor.cores": 2}}, "spark.conf: 'executor.cores' is not a Spark setting (spark.*)"),
-        ({"kubernetes_conn_id": ""}, "kubernetes.conn_id: expected a non-empty string, got ''"),
+        ({"conn_id": ""}, "kubernetes.conn_id: expected a non-empty string, got ''"),
+        ({"cpus": "2"}, "kubernetes: unknown option(s) cpus; expected: image, namespace, cpu,"),
+        ("big", "kubernetes: expected KubernetesOptions(...) or a dict, got 'big'"),
     ],
 )
-def test_options_are_checked_when_the_dag_is_parsed(options, message):
+def test_options_are_checked_when_the_dag_is_parsed(kubernetes, message):
+    with pytest.raises(ParameterError, match=r"^task 't': spark.conf: 'executor.cores' is not a Spark setting"):
+        rows(spark={"conf": {"executor.cores": 2}})
     with pytest.raises(ParameterError) as caught:
-        rows(**options)
+        rows(kubernetes=kubernetes)
     assert str(caught.value).startswith(f"task 't': {message}") and "\n" not in str(caught.value)
 
 
@@ -94,9 +91,9 @@ def test_dag_wide_options_from_default_args_are_overridden_option_by_option():
 
     from claimed_airflow.operators import RowsFilterOperator
 
-    default_args = {"cpu": "5", "kubernetes_conn_id": "cluster", "kubernetes": {"memory": "1Gi", "namespace": "ml"}}
+    default_args = {"kubernetes": {"cpu": "5", "conn_id": "cluster", "memory": "1Gi", "namespace": "ml"}}
     with DAG("options", default_args=default_args, schedule=None, start_date=datetime(2026, 1, 1)):
-        own = RowsFilterOperator(task_id="own", table="t", condition="a", kubernetes={"cpu": "3"}, memory="2Gi")
+        own = RowsFilterOperator(task_id="own", table="t", condition="a", kubernetes={"cpu": "3", "memory": "2Gi"})
         inherited = RowsFilterOperator(task_id="inherited", table="t", condition="a")
     assert (own.kubernetes.cpu, own.kubernetes.memory, own.kubernetes.namespace) == ("3", "2Gi", "ml")
     assert (inherited.kubernetes.cpu, inherited.kubernetes.memory, inherited.kubernetes.conn_id) == (
@@ -133,21 +130,14 @@ def test_a_component_parameter_named_like_an_engine_option_is_the_components():
     assert {"--cpu=4", "--gpus=1", "--namespace=models", "--image=registry.example.com/serve"} <= set(args)
 
 
-def test_former_tfjob_image_name_still_works_with_a_deprecation_warning():
-    spec = registry.get("train.tfjob")
-    given = {"trainer": "train.mobilenet_v2", "job_root": "s3://b/jobs"}
-    with pytest.warns(DeprecationWarning, match=r"^train.tfjob: parameter job_image is now image; "):
-        assert spec.bind({**given, "job_image": "registry.example.com/t:1"})["image"] == "registry.example.com/t:1"
-
-
-def test_renamed_must_name_a_current_parameter_and_no_former_one():
-    def scale(table: str, factor: float = 1.0) -> dict:
-        return {}
-
-    with pytest.raises(TypeError, match=r"^transform.scale: renamed 'ratio' -> 'scale_factor' needs a parameter"):
-        derive_spec(scale, category="transform", renamed={"ratio": "scale_factor"})
-    with pytest.raises(TypeError, match="and none 'table'"):
-        component("transform", renamed={"table": "factor"})(scale)
+def test_former_parameter_names_are_unknown_parameters():
+    """The names before the natural ones (``job_image``, ``predictor_cpu``, ...) were never released: no shim."""
+    tfjob = {"trainer": "train.mobilenet_v2", "job_root": "s3://b/jobs", "job_image": "registry.example.com/t:1"}
+    with pytest.raises(ParameterError, match=r"^train.tfjob: unknown parameter\(s\) job_image; expected: "):
+        registry.get("train.tfjob").bind(tfjob)
+    kserve = {"storage_uri": "s3://b/m", "service_name": "xray", "predictor_cpu": "2"}
+    with pytest.raises(ParameterError, match=r"^deploy.kserve: unknown parameter\(s\) predictor_cpu; "):
+        registry.get("deploy.kserve").bind(kserve)
 
 
 def test_engines_run_from_an_engine_task_without_an_operator(tmp_path):

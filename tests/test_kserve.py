@@ -140,29 +140,6 @@ def test_manifest_scale_to_zero_and_service_account():
     assert body["spec"]["predictor"]["minReplicas"] == 0 and body["spec"]["predictor"]["serviceAccountName"] == "reader"
 
 
-def test_former_parameter_names_still_work_with_a_deprecation_warning():
-    """predictor_* and service_namespace (before natural names) bind to the current names, with a warning
-    naming them; through the operator too (its own cpu/memory/gpus/image/namespace are the predictor's)."""
-    from claimed_airflow.operators import KServeDeployOperator
-
-    former = {"predictor_cpu": "2", "predictor_memory": "4Gi", "predictor_gpus": 1, "service_namespace": "models"}
-    current = {"cpu": "2", "memory": "4Gi", "gpus": 1, "namespace": "models"}
-    base = {"storage_uri": "s3://b/m", "service_name": "xray"}
-    with pytest.warns(DeprecationWarning, match="parameter predictor_cpu is now cpu") as warned:
-        bound = kserve.spec.bind({**base, **former, "predictor_image": "registry.example.com/serve"})
-    assert bound == kserve.spec.bind({**base, **current, "image": "registry.example.com/serve"})
-    assert {str(w.message).split(": ", 1)[1] for w in warned} >= {
-        "parameter service_namespace is now namespace; the former name goes away in 1.0",
-        "parameter predictor_image is now image; the former name goes away in 1.0",
-    }
-    operator = KServeDeployOperator(task_id="kserve", **base, **former, kubernetes={"cpu": "500m"})
-    assert operator.cpu == "1" and operator.kubernetes.cpu == "500m"  # the pod's cpu, apart from the predictor's
-    with pytest.warns(DeprecationWarning, match="predictor_gpus is now gpus"):
-        assert kserve.spec.bind(operator.component_arguments()) == kserve.spec.bind({**base, **current})
-    with pytest.raises(ClaimedError, match="^predictor_cpu: former name of cpu \\(both given\\); give only cpu$"):
-        kserve.spec.bind({**base, "predictor_cpu": "2", "cpu": "3"})
-
-
 @pytest.mark.e2e
 def test_airflow_task_deploys_and_a_timeout_fails_it_clearly(run_dag, connection, capfd, caplog):
     with InferenceServiceStub() as stub:

@@ -123,27 +123,30 @@ def test_every_operator_builds_its_pod(spec):
 
 
 def test_kubernetes_options_reach_the_pod():
+    from claimed_airflow.core.options import KubernetesOptions
     from claimed_airflow.operators import MobileNetV2TrainOperator
 
     operator = MobileNetV2TrainOperator(
         task_id="train",
         images="s3://bucket/images",
         engine="kubernetes",
-        image="registry.example.com/claimed:1-gpu",
-        namespace="ml",
-        cpu="8",
-        memory="32Gi",
-        gpus=2,
-        node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
-        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
-        image_pull_secrets=["regcred"],
-        secrets=[
-            {"env": "AWS_SECRET_ACCESS_KEY", "secret": "s3-credentials", "key": "secret_key"},
-            {"secret": "wandb"},
-            {"secret": "certs", "mount": "/etc/claimed/certs"},
-        ],
-        env_vars={"AWS_ENDPOINT_URL": "http://minio.storage:9000"},
-        pod_options={"service_account_name": "claimed-runner"},
+        kubernetes=KubernetesOptions(
+            image="registry.example.com/claimed:1-gpu",
+            namespace="ml",
+            cpu="8",
+            memory="32Gi",
+            gpus=2,
+            node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+            tolerations=[{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}],
+            image_pull_secrets=["regcred"],
+            secrets=[
+                {"env": "AWS_SECRET_ACCESS_KEY", "secret": "s3-credentials", "key": "secret_key"},
+                {"secret": "wandb"},
+                {"secret": "certs", "mount": "/etc/claimed/certs"},
+            ],
+            env_vars={"AWS_ENDPOINT_URL": "http://minio.storage:9000"},
+            pod_options={"service_account_name": "claimed-runner"},
+        ),
     )
     pod = build_pod(operator)
     container = pod.spec.containers[0]
@@ -191,7 +194,9 @@ def test_bad_secret_entry_is_a_clear_error():
     from claimed_airflow.operators import RowsFilterOperator
 
     with pytest.raises(ValueError, match=r"^task 't': kubernetes.secrets: .* names an env variable but no key"):
-        RowsFilterOperator(task_id="t", table="t.csv", condition="a > 1", secrets=[{"env": "X", "secret": "s"}])
+        RowsFilterOperator(
+            task_id="t", table="t.csv", condition="a > 1", kubernetes={"secrets": [{"env": "X", "secret": "s"}]}
+        )
 
 
 def test_engine_and_image_come_from_configuration(monkeypatch):

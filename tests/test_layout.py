@@ -1,8 +1,10 @@
-"""The import direction reads top-down: core <- pacs <- components <- adapters (operators, kfp, cli, serving, ...)."""
+"""The import direction reads top-down: core <- pacs <- components <- adapters (operators, kfp, cli, serving, ...),
+and no module of the package is in an import circle."""
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
@@ -57,6 +59,63 @@ def test_the_check_sees_an_upward_import(tmp_path):
         "def f():\n    from claimed_airflow.serving import x\n    import claimed_airflow.operators.base\n"
     )
     assert imported_parts(module) == {(2, "serving"), (3, "operators")}
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports: anywhere in it (inside functions, under TYPE_CHECKING too),
+    each name resolved to the module or package that defines it."""
+    paths = {
+        ".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in package.rglob("*.py")
+    }
+
+    def owner(name: str) -> str:
+        while name not in paths:
+            name = name.rpartition(".")[0]
+        return name
+
+    def ours(name: str | None) -> bool:
+        return (name or "").split(".")[0] == package.name
+
+    graph = {}
+    for module, path in paths.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {owner(a.name) for a in node.names if ours(a.name)}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and ours(node.module):
+                found |= {owner(f"{node.module}.{a.name}") for a in node.names}
+        graph[module] = found - {module}
+    return graph
+
+
+def circle(graph: dict[str, set[str]]) -> list[str]:
+    """One import circle of ``graph`` (``[a, b, a]``), or ``[]``."""
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        return exc.args[1]
+    return []
+
+
+def test_no_module_is_in_an_import_circle():
+    """Every module: core, pacs, components, hooks, operators, kfp, the CLI modules (cli, catalog, reference, ...)."""
+    graph = import_graph()
+    assert {"claimed_airflow.hooks.dicomweb", "claimed_airflow.kfp.plan", "claimed_airflow.cli"} <= set(graph)
+    assert "claimed_airflow.core.options" in graph["claimed_airflow.core.pod"]  # it sees the imports
+    assert circle(graph) == []
+
+
+def test_the_check_sees_a_circle(tmp_path):
+    package = tmp_path / "claimed_airflow"
+    (package / "core").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "core" / "__init__.py").write_text("")
+    (package / "core" / "a.py").write_text("from claimed_airflow.core import b\n")
+    (package / "core" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import claimed_airflow.core.a\n"
+    )
+    assert sorted(set(circle(import_graph(package)))) == ["claimed_airflow.core.a", "claimed_airflow.core.b"]
 
 
 def test_readme_layout_names_every_core_module_and_matches_the_development_page():

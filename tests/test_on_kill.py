@@ -102,8 +102,7 @@ def test_killing_a_kubernetes_task_deletes_its_pod(tmp_path, monkeypatch):
             table=str(table),
             condition="a > 0",
             engine="kubernetes",
-            namespace="ml",
-            kubernetes_conn_id=conn_id,
+            kubernetes={"namespace": "ml", "conn_id": conn_id},
         )
         outcome = start(operator, context("filter"))
         until(lambda: stub.processes or outcome.get("error"), 60, what="the pod to start")

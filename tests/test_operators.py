@@ -63,15 +63,13 @@ def test_every_operator_name_follows_the_one_rule_and_collides_with_no_provider(
     assert names & theirs == set()
 
 
-def test_former_operator_names_still_import_with_a_warning():
+def test_no_former_operator_name_is_kept():
+    """Names of unreleased revisions (``FilterOperator``, ``SparkSqlOperator``, ...) have no shim."""
     import claimed_airflow.operators as operators
-    from claimed_airflow.operators.renamed import RENAMED
 
-    for old, new in RENAMED.items():
-        with pytest.warns(DeprecationWarning, match=f"{old} is now {new}"):
-            assert getattr(operators, old) is getattr(operators, new)
     with pytest.raises(AttributeError):
-        operators.NoSuchOperator  # noqa: B018
+        operators.FilterOperator  # noqa: B018
+    assert not hasattr(operators, "SparkSqlOperator") and not hasattr(operators, "__getattr__")
 
 
 def test_template_fields_are_constructor_arguments():

@@ -144,9 +144,10 @@ def test_bad_sources_fail_with_a_clear_message(tmp_path):
 
 
 def test_no_parameter_shadows_an_operator_attribute(tmp_path):
+    import dataclasses
     import inspect
 
-    from claimed_airflow.core.options import FLAT, reserved_names
+    from claimed_airflow.core.options import KubernetesOptions, reserved_names
     from claimed_airflow.operators import ClaimedOperator
 
     reserved = reserved_names()
@@ -154,7 +155,7 @@ def test_no_parameter_shadows_an_operator_attribute(tmp_path):
     # declared once (core.options), complete for ClaimedOperator: its arguments and public attributes
     assert set(inspect.signature(ClaimedOperator.__init__).parameters) - {"self", "kwargs"} <= reserved
     assert {name for name in dir(ClaimedOperator) if not name.startswith("_")} <= reserved
-    assert not set(FLAT) & reserved  # cpu, image, namespace, ...: a component may name its parameters so
+    assert not {f.name for f in dataclasses.fields(KubernetesOptions)} & reserved  # cpu, image: free for components
     clashes = [f"{s.name}.{p.name}" for s in registry.library().values() for p in s.arguments if p.name in reserved]
     assert not clashes
     script = tmp_path / "clash.py"

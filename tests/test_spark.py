@@ -276,7 +276,7 @@ def test_spark_submit_runs_the_component_through_the_one_launcher(name):
     values = {p.name: f"s3://in/{p.name}" if p.kind == "input" else p.default for p in spec.arguments}
     values = {k: v if v is not None else "x" for k, v in values.items()}
     operator = getattr(operators, spec.operator)(
-        task_id="t", engine="spark", spark_conf={"spark.executor.cores": 2}, **values
+        task_id="t", engine="spark", spark={"conf": {"spark.executor.cores": 2}}, **values
     )
     scope = Scope("d", "r", "t")
     submit = spark.submit_operator(operator.engine_task(spec, "s3://out", scope), {})

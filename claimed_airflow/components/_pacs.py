@@ -82,12 +82,12 @@ def store_folder(
     them on the PACS, it never duplicates.
     """
     import pydicom
+    from pydicom.misc import is_dicom
 
-    from claimed_airflow.components.input.dicom import has_dicm_magic
     from claimed_airflow.core import reject
 
     base = Path(folder)
-    candidates = sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".") and has_dicm_magic(p))
+    candidates = sorted(p for p in base.rglob("*") if p.is_file() and not p.name.startswith(".") and is_dicom(p))
     if not candidates:
         raise ClaimedError(f"dicom: no DICOM file in {folder}")
     uids, files = {}, []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import typing
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -58,7 +57,6 @@ class ComponentSpec:
     image: str = DEFAULT_IMAGE
     operator: str = ""
     gate: bool = False
-    renamed: Mapping[str, str] = field(default_factory=dict)  # former parameter name -> current name
 
     @property
     def reference(self) -> str:
@@ -85,28 +83,8 @@ class ComponentSpec:
         """What a caller passes: parameters and input artifacts (outputs are placed by the runner)."""
         return tuple(p for p in self.parameters if p.kind != "output")
 
-    def current_names(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """``values`` with former parameter names (``renamed``) replaced by the current ones, each with a
-        DeprecationWarning; a former name and its current one both given (not at its default) is an error."""
-        current = dict(values)
-        defaults = {p.name: p.default for p in self.arguments}
-        for old, new in self.renamed.items():
-            if old not in current:
-                continue
-            warnings.warn(
-                f"{self.name}: parameter {old} is now {new}; the former name goes away in 1.0",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            value = current.pop(old)
-            if new in current and current[new] != defaults[new]:
-                raise ParameterError(f"{old}: former name of {new} (both given); give only {new}")
-            current[new] = value
-        return current
-
     def bind(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate and coerce caller values (former names renamed); fill defaults; reject unknown or missing ones."""
-        values = self.current_names(values)
+        """Validate and coerce caller values; fill defaults; reject unknown or missing ones."""
         known = {p.name: p for p in self.arguments}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -159,7 +137,6 @@ def derive_spec(
     image: str = DEFAULT_IMAGE,
     operator: str | None = None,
     gate: bool = False,
-    renamed: Mapping[str, str] | None = None,
 ) -> ComponentSpec:
     """Build a :class:`ComponentSpec` from a function's signature, type hints and docstring."""
     short = name or function.__name__
@@ -189,12 +166,6 @@ def derive_spec(
                 annotation=annotation,
             )
         )
-    names = {p.name for p in parameters if p.kind != "output"}
-    for old, new in (renamed or {}).items():
-        if old in names or new not in names:
-            raise TypeError(
-                f"{category}.{short}: renamed {old!r} -> {new!r} needs a parameter {new!r} and none {old!r}"
-            )
     description = " ".join(filter(None, [doc.short_description, doc.long_description]))
     return ComponentSpec(
         name=f"{category}.{short}",
@@ -207,7 +178,6 @@ def derive_spec(
         image=image,
         operator=operator or operator_name(category, short),
         gate=gate,
-        renamed=dict(renamed or {}),
     )
 
 
@@ -221,15 +191,12 @@ def component(
     image: str = DEFAULT_IMAGE,
     operator: str | None = None,
     gate: bool = False,
-    renamed: Mapping[str, str] | None = None,
 ) -> Callable[[Callable], Callable]:
     """Declare a function as a component; the spec is attached as ``function.spec``.
 
     Parameters annotated :class:`InputPath` are input artifacts (URIs staged to local paths),
     :class:`OutputPath` ones are outputs (the default value is the file or folder name written).
     The function may return a dict of small values (metrics) that travel with the output URIs.
-    ``renamed`` maps former parameter names to current ones: callers using a former name still work
-    for a release, with a DeprecationWarning naming the current one.
     """
 
     def decorate(function: Callable) -> Callable:
@@ -241,7 +208,6 @@ def component(
             image=image,
             operator=operator,
             gate=gate,
-            renamed=renamed,
         )
         return function
 

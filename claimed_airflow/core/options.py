@@ -1,8 +1,8 @@
 """Engine options of a task, typed and checked: where and how the kubernetes and spark engines run it.
 
 A claimed operator takes them as ``kubernetes=KubernetesOptions(...)`` (or a dict) and
-``spark=SparkOptions(...)``, apart from the component's own parameters; the flat keyword arguments of
-earlier releases (``cpu="2"``, ``spark_conf={...}``) still work and are folded in through :data:`FLAT`.
+``spark=SparkOptions(...)``, apart from the component's own parameters (``KServeDeployOperator(cpu=...)``
+is the predictor's CPU, ``kubernetes={"cpu": ...}`` the pod's).
 Unset options (None) are left to the component's resources and the claimed settings. The kubernetes
 engine, the KFP export (:func:`claimed_airflow.core.pod.task_pod`) and the spark engine read them.
 Nothing here imports Airflow.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from claimed_airflow.core.errors import ParameterError
-from claimed_airflow.core.pod import check_tolerations, parse_secrets
 
+TOLERATION_KEYS = ("key", "operator", "value", "effect", "toleration_seconds")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?([eE][-+]?\d+|[a-zA-Z]{1,2})?$")  # 2, 0.5, 500m, 8Gi, 1G, 1e9
 
 
@@ -44,6 +44,50 @@ def _names(where: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise ParameterError(f"{where}: expected a list of names, got {value!r}")
     return tuple(_text(where, item) for item in value)
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Kubernetes secret given to the pod: one key as ``env``, every key as environment, or a volume."""
+
+    secret: str
+    env: str | None = None
+    key: str | None = None
+    mount: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``env`` (one key), ``env_all`` (every key, envFrom) or ``volume`` (files under ``mount``)."""
+        return "volume" if self.mount else "env" if self.env else "env_all"
+
+
+def parse_secrets(entries: list[dict] | None, where: str = "secrets") -> tuple[SecretRef, ...]:
+    """``{"env": VAR, "secret": name, "key": key}``, ``{"secret": name}`` or ``{"secret": name, "mount": path}``."""
+    found = []
+    for entry in entries or []:
+        if not isinstance(entry, dict) or "secret" not in entry:
+            raise ParameterError(f"{where}: expected {{'secret': name, ...}}, got {entry!r}")
+        unknown = set(entry) - {"secret", "env", "key", "mount"}
+        if unknown:
+            raise ParameterError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} in {entry!r}")
+        if "env" in entry and "key" not in entry:
+            raise ParameterError(f"{where}: {entry!r} names an env variable but no key of the secret")
+        if "env" in entry and "mount" in entry:
+            raise ParameterError(f"{where}: {entry!r} gives both env and mount; give one")
+        found.append(SecretRef(entry["secret"], entry.get("env"), entry.get("key"), entry.get("mount")))
+    return tuple(found)
+
+
+def check_tolerations(items: Any, where: str = "tolerations") -> tuple[dict[str, Any], ...]:
+    """Tolerations as dicts with the keys of a Kubernetes toleration; ``where`` names them in errors."""
+    if not isinstance(items, (list, tuple)):
+        raise ParameterError(f"{where}: expected a list of dicts, got {items!r}")
+    checked = []
+    for item in items:
+        if not isinstance(item, dict) or set(item) - set(TOLERATION_KEYS):
+            raise ParameterError(f"{where}: {item!r} is not a toleration (keys: {', '.join(TOLERATION_KEYS)})")
+        checked.append(dict(item))
+    return tuple(checked)
 
 
 class _Options:
@@ -167,32 +211,13 @@ class SparkOptions(_Options):
 
 
 ENGINE_OPTIONS: dict[str, type[_Options]] = {"kubernetes": KubernetesOptions, "spark": SparkOptions}
-# The flat operator arguments of earlier releases -> (engine, option). A generated operator whose
-# component has a parameter of the same name keeps that name for the component.
-FLAT: dict[str, tuple[str, str]] = {
-    "image": ("kubernetes", "image"),
-    "namespace": ("kubernetes", "namespace"),
-    "cpu": ("kubernetes", "cpu"),
-    "memory": ("kubernetes", "memory"),
-    "gpus": ("kubernetes", "gpus"),
-    "node_selector": ("kubernetes", "node_selector"),
-    "tolerations": ("kubernetes", "tolerations"),
-    "image_pull_secrets": ("kubernetes", "image_pull_secrets"),
-    "secrets": ("kubernetes", "secrets"),
-    "env_vars": ("kubernetes", "env_vars"),
-    "kubernetes_conn_id": ("kubernetes", "conn_id"),
-    "pod_options": ("kubernetes", "pod_options"),
-    "spark_conn_id": ("spark", "conn_id"),
-    "spark_conf": ("spark", "conf"),
-}
-
 
 # What a claimed operator has besides the component's parameters: its constructor arguments and attributes
 # (tests/test_own_components.py checks this against ClaimedOperator). No component parameter can take these names.
 OPERATOR_NAMES = frozenset(
     {
         *("component", "arguments", "engine", "output_root", "cache", "kubernetes", "spark", "deferrable"),
-        *("component_fields", "renamed", "gate", "claimed_result", "component_arguments", "engine_task"),
+        *("component_fields", "gate", "claimed_result", "component_arguments", "engine_task"),
         *("execute_complete", "get_openlineage_facets_on_complete"),
     }
 )
@@ -200,8 +225,7 @@ OPERATOR_NAMES = frozenset(
 
 def reserved_names() -> frozenset[str]:
     """Names a component parameter cannot take, as a generated operator's argument would shadow them:
-    :data:`OPERATOR_NAMES` and, where Airflow is installed, the arguments and attributes of its BaseOperator.
-    The flat engine options of :data:`FLAT` are not among them (a component's parameter of that name wins)."""
+    :data:`OPERATOR_NAMES` and, where Airflow is installed, the arguments and attributes of its BaseOperator."""
     try:
         import inspect
 
@@ -211,33 +235,10 @@ def reserved_names() -> frozenset[str]:
     return OPERATOR_NAMES | set(dir(BaseOperator)) | set(inspect.signature(BaseOperator.__init__).parameters)
 
 
-def flat_name(engine: str, option: str) -> str:
-    """The flat argument of an engine option (``kubernetes``, ``conn_id`` -> ``kubernetes_conn_id``)."""
-    return next(flat for flat, target in FLAT.items() if target == (engine, option))
-
-
-def _level(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Options given at one level (a task, or DAG-wide default_args): the options objects and flat arguments,
-    per engine; one option given both ways is an error."""
-    found = {}
-    for engine, cls in ENGINE_OPTIONS.items():
-        given = cls.of(values.get(engine)).given()
-        flat = {
-            option: values[name] for name, (e, option) in FLAT.items() if e == engine and values.get(name) is not None
-        }
-        both = sorted(set(given) & set(flat))
-        if both:
-            option = both[0]
-            raise ParameterError(
-                f"{flat_name(engine, option)}: given both as {flat_name(engine, option)}=... and in "
-                f"{engine}={{{option!r}: ...}}; give it once"
-            )
-        found[engine] = {**given, **flat}
-    return found
-
-
 def fold(task: Mapping[str, Any], defaults: Mapping[str, Any] = {}) -> dict[str, _Options]:  # noqa: B006
-    """The engine options of a task: ``task`` (its ``kubernetes``/``spark`` objects and flat arguments) over
-    ``defaults`` (the same names from ``default_args``), option by option."""
-    task_level, default_level = _level(task), _level(defaults)
-    return {engine: cls(**{**default_level[engine], **task_level[engine]}) for engine, cls in ENGINE_OPTIONS.items()}
+    """The engine options of a task: ``task`` (its ``kubernetes``/``spark`` options) over ``defaults`` (the same
+    names from ``default_args``), option by option."""
+    return {
+        engine: cls(**{**cls.of(defaults.get(engine)).given(), **cls.of(task.get(engine)).given()})
+        for engine, cls in ENGINE_OPTIONS.items()
+    }

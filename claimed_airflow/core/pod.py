@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from claimed_airflow import __version__
 from claimed_airflow.core.errors import ParameterError
+from claimed_airflow.core.options import KubernetesOptions, SecretRef, check_tolerations, parse_secrets
 from claimed_airflow.core.settings import json_setting, list_setting, setting
-
-if TYPE_CHECKING:
-    from claimed_airflow.core.options import KubernetesOptions
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 RUN_AS = 1000  # the non-root user of the component images (docker/)
-TOLERATION_KEYS = ("key", "operator", "value", "effect", "toleration_seconds")
 
 
 def pod_security_context() -> dict[str, Any]:
@@ -58,38 +55,6 @@ def resource_requirements(cpu: str, memory: str, gpus: int = 0) -> dict[str, dic
     if gpus:
         limits[GPU_RESOURCE] = str(gpus)
     return {"requests": {"cpu": str(cpu), "memory": str(memory)}, "limits": limits}
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """A Kubernetes secret given to the pod: one key as ``env``, every key as environment, or a volume."""
-
-    secret: str
-    env: str | None = None
-    key: str | None = None
-    mount: str | None = None
-
-    @property
-    def kind(self) -> str:
-        """``env`` (one key), ``env_all`` (every key, envFrom) or ``volume`` (files under ``mount``)."""
-        return "volume" if self.mount else "env" if self.env else "env_all"
-
-
-def parse_secrets(entries: list[dict] | None, where: str = "secrets") -> tuple[SecretRef, ...]:
-    """``{"env": VAR, "secret": name, "key": key}``, ``{"secret": name}`` or ``{"secret": name, "mount": path}``."""
-    found = []
-    for entry in entries or []:
-        if not isinstance(entry, dict) or "secret" not in entry:
-            raise ParameterError(f"{where}: expected {{'secret': name, ...}}, got {entry!r}")
-        unknown = set(entry) - {"secret", "env", "key", "mount"}
-        if unknown:
-            raise ParameterError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} in {entry!r}")
-        if "env" in entry and "key" not in entry:
-            raise ParameterError(f"{where}: {entry!r} names an env variable but no key of the secret")
-        if "env" in entry and "mount" in entry:
-            raise ParameterError(f"{where}: {entry!r} gives both env and mount; give one")
-        found.append(SecretRef(entry["secret"], entry.get("env"), entry.get("key"), entry.get("mount")))
-    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -139,18 +104,6 @@ def versioned(image: str, gpus: int = 0) -> str:
     if ":" in last or "@" in last:
         return image
     return f"{image}:{__version__}{'-gpu' if gpus else ''}"
-
-
-def check_tolerations(items: Any, where: str = "tolerations") -> tuple[dict[str, Any], ...]:
-    """Tolerations as dicts with the keys of a Kubernetes toleration; ``where`` names them in errors."""
-    if not isinstance(items, (list, tuple)):
-        raise ParameterError(f"{where}: expected a list of dicts, got {items!r}")
-    checked = []
-    for item in items:
-        if not isinstance(item, dict) or set(item) - set(TOLERATION_KEYS):
-            raise ParameterError(f"{where}: {item!r} is not a toleration (keys: {', '.join(TOLERATION_KEYS)})")
-        checked.append(dict(item))
-    return tuple(checked)
 
 
 def task_pod(options: KubernetesOptions, spec, *, retries: int = 0, timeout: timedelta | None = None) -> TaskPod:

@@ -231,7 +231,7 @@ def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
     known = {p.name: p for p in spec.arguments}
     arguments = {}
     data_upstream: set[str] = set()
-    for name, value in spec.current_names(task.component_arguments()).items():
+    for name, value in task.component_arguments().items():
         if name not in known:
             raise ExportError(f"task {task.task_id!r}: {spec.name} has no parameter {name!r}")
         converted = _argument(task.task_id, name, value, known[name], params)

@@ -103,6 +103,3 @@ __all__ = [
     "TfjobTrainOperator",
     "WatsonMLDeployOperator",
 ]
-
-# Former class names (operators.renamed) still import, with a DeprecationWarning.
-from claimed_airflow.operators.renamed import __getattr__  # noqa: E402, F401

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from claimed_airflow.core import options
 from claimed_airflow.core.errors import ParameterError
-from claimed_airflow.core.options import FLAT, KubernetesOptions, SparkOptions
+from claimed_airflow.core.options import KubernetesOptions, SparkOptions
 from claimed_airflow.operators.engines import ENGINES, EngineTask
 from claimed_airflow.operators.links import ArtifactsLink
 from claimed_airflow.version_compat import BaseOperator
@@ -64,14 +64,11 @@ class ClaimedOperator(BaseOperator):
     :param kubernetes: engine=kubernetes: how the pod runs, as ``KubernetesOptions(...)`` or a dict of its
         options: image, namespace, cpu, memory, gpus, node_selector, tolerations, image_pull_secrets, secrets,
         env_vars, conn_id, pod_options (see "Engine options" below). Unset options come from the component
-        (resources) and the settings. The flat arguments of earlier releases (``cpu="2"``, ``image=...``,
-        ``kubernetes_conn_id=...``, ...) still work, except on an operator whose component has a parameter of
-        that name (``KServeDeployOperator(cpu=...)`` is the predictor's): give the pod's then through
-        ``kubernetes={"cpu": ...}``. An option given both ways is an error. DAG-wide:
-        ``default_args={"kubernetes": {...}}`` (a task's options win, option by option).
+        (resources) and the settings. Only here: ``KServeDeployOperator(cpu=...)`` is the predictor's CPU, the
+        pod's is ``kubernetes={"cpu": ...}``. DAG-wide: ``default_args={"kubernetes": {...}}`` (a task's
+        options win, option by option).
     :type kubernetes: KubernetesOptions | dict | None
-    :param spark: engine=spark: how spark-submit runs, as ``SparkOptions(conn_id=..., conf={...})`` or a dict;
-        the flat ``spark_conn_id`` and ``spark_conf`` still work.
+    :param spark: engine=spark: how spark-submit runs, as ``SparkOptions(conn_id=..., conf={...})`` or a dict.
     :type spark: SparkOptions | dict | None
     :param deferrable: Wait in Airflow's triggerer instead of a worker slot: a component's long wait (KServe
         Ready, TFJob/PyTorchJob, Katib Experiment, Watson ML deployment) on the local engine, the pod on the
@@ -81,7 +78,6 @@ class ClaimedOperator(BaseOperator):
 
     component: ClassVar[str] = ""
     component_fields: ClassVar[tuple[str, ...]] = ()
-    renamed: ClassVar[dict[str, str]] = {}  # former parameter names of the component -> current ones
     gate: ClassVar[bool] = False
     template_fields: Sequence[str] = ("arguments", "engine", "output_root", "cache")
     template_fields_renderers = {"arguments": "json"}
@@ -101,20 +97,18 @@ class ClaimedOperator(BaseOperator):
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        flat = {name: kwargs.pop(name) for name in FLAT if name in kwargs}  # engine options of earlier releases
-        renamed = {name: kwargs.pop(name) for name in self.renamed if name in kwargs}  # bound (and warned) at run time
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         if component:
             self.component = component
         if not self.component:
             raise ValueError(f"{self.task_id}: ClaimedOperator needs a component name, e.g. 'input.dicom'")
-        self.arguments = {**(arguments or {}), **renamed}
+        self.arguments = dict(arguments or {})
         self.engine = engine
         self.output_root = output_root
         self.cache = cache
         self.claimed_result: dict[str, Any] | None = None
-        self.kubernetes, self.spark = self._engine_options(kubernetes, spark, flat, kwargs.get("default_args") or {})
+        self.kubernetes, self.spark = self._engine_options(kubernetes, spark, kwargs.get("default_args") or {})
         if deferrable is None:  # like the official providers: [operators] default_deferrable
             from claimed_airflow.version_compat import conf
 
@@ -122,12 +116,12 @@ class ClaimedOperator(BaseOperator):
         self.deferrable = deferrable
 
     def _engine_options(
-        self, kubernetes: Any, spark: Any, flat: dict[str, Any], default_args: dict[str, Any]
+        self, kubernetes: Any, spark: Any, default_args: dict[str, Any]
     ) -> tuple[KubernetesOptions, SparkOptions]:
         """The task's options over the DAG's ``default_args`` (which Airflow also passes as the argument)."""
         given = {"kubernetes": kubernetes, "spark": spark}
-        task = {**flat, **{name: value for name, value in given.items() if value is not default_args.get(name)}}
-        defaults = {name: value for name, value in default_args.items() if name in FLAT or name in given}
+        task = {name: value for name, value in given.items() if value is not default_args.get(name)}
+        defaults = {name: value for name, value in default_args.items() if name in given}
         try:
             folded = options.fold(task, defaults)
         except ParameterError as exc:

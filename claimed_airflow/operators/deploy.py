@@ -73,7 +73,7 @@ class KServeDeployOperator(ClaimedOperator):
     :param service_name: Name of the InferenceService (lowercase letters, digits and ``-``).
     :type service_name: str
     :param namespace: Kubernetes namespace of the InferenceService; default the connection's
-        namespace, else ``default`` (formerly ``service_namespace``).
+        namespace, else ``default``.
     :type namespace: str | None
     :param model_format: ``claimed`` (default: ``claimed-airflow serve`` as a custom predictor,
         reads ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or
@@ -83,17 +83,15 @@ class KServeDeployOperator(ClaimedOperator):
     :type runtime: str | None
     :param protocol_version: Inference protocol of a serving runtime: ``v1`` or ``v2``.
     :type protocol_version: str
-    :param image: Container image of the ``claimed`` predictor (formerly ``predictor_image``).
+    :param image: Container image of the ``claimed`` predictor.
     :type image: str
     :param service_account: Service account with the credentials to read ``storage_uri``.
     :type service_account: str | None
-    :param cpu: CPU request of each predictor replica (formerly ``predictor_cpu``).
+    :param cpu: CPU request of each predictor replica.
     :type cpu: str
-    :param memory: Memory request and limit of each predictor replica (formerly
-        ``predictor_memory``).
+    :param memory: Memory request and limit of each predictor replica.
     :type memory: str
-    :param gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit; formerly
-        ``predictor_gpus``).
+    :param gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
     :type gpus: int
     :param min_replicas: Minimum number of predictor replicas (0 allows scale to zero).
     :type min_replicas: int
@@ -127,13 +125,6 @@ class KServeDeployOperator(ClaimedOperator):
         "poll_interval",
         "conn_id",
     )
-    renamed = {
-        "service_namespace": "namespace",
-        "predictor_image": "image",
-        "predictor_cpu": "cpu",
-        "predictor_memory": "memory",
-        "predictor_gpus": "gpus",
-    }
     ui_color = "#e0f7fa"
     operator_extra_links = (*ClaimedOperator.operator_extra_links, DeploymentLink())
     template_fields = (*component_fields, *ClaimedOperator.template_fields)

@@ -30,10 +30,6 @@ UI_COLORS = {
     "visualize": "#ede7f6",
     "tune": "#fff8e1",
 }
-RENAMED_SOURCE = (
-    "\n# Former class names (operators.renamed) still import, with a DeprecationWarning.\n"
-    "from claimed_airflow.operators.renamed import __getattr__  # noqa: E402, F401\n"
-)
 HEADER = '"""{title} operators, generated from the component specs by ``python -m claimed_airflow.operators.generate``.\n\nDo not edit by hand: change the component, then regenerate.\n"""\n\nfrom __future__ import annotations\n\nfrom typing import Any\n\nfrom claimed_airflow.operators.base import ClaimedOperator\n'  # noqa: E501
 
 
@@ -79,10 +75,6 @@ def operator_source(spec: ComponentSpec) -> str:
     lines.append("")
     lines.append(f'    component = "{spec.name}"')
     lines.append(f"    component_fields = {_tuple([p.name for p in args], '    ')}")
-    if spec.renamed:  # former parameter names: still accepted, bound with a DeprecationWarning when the task runs
-        items = [f"{json.dumps(old)}: {json.dumps(new)}" for old, new in spec.renamed.items()]
-        one_line = f"    renamed = {{{', '.join(items)}}}"
-        lines += [one_line] if len(one_line) <= 120 else ["    renamed = {", *(f"        {i}," for i in items), "    }"]
     if spec.gate:
         lines.append("    gate = True")
     if spec.category in UI_COLORS:
@@ -137,7 +129,7 @@ def init_source(sources: dict[str, str]) -> str:
     lines += ["", "__all__ = ["]
     lines += [f'    "{name}",' for name in sorted(["ClaimedOperator", *(op for _, op in names)])]
     lines.append("]")
-    return "\n".join(lines) + "\n" + RENAMED_SOURCE
+    return "\n".join(lines) + "\n"
 
 
 def generated_files() -> dict[Path, str]:

@@ -217,8 +217,7 @@ class TfjobTrainOperator(ClaimedOperator):
     :type workers: int
     :param gpus_per_worker: GPUs of each replica (default: the trainer's own GPU count).
     :type gpus_per_worker: int | None
-    :param image: Container image of the replicas (default: the trainer's image; formerly
-        ``job_image``).
+    :param image: Container image of the replicas (default: the trainer's image).
     :type image: str | None
     :param job_name: Name of the job (default: the trainer's name with a random suffix); give a
         fixed name (e.g. from the run id) to re-attach to the same job when the task is retried.
@@ -255,7 +254,6 @@ class TfjobTrainOperator(ClaimedOperator):
         "poll_interval",
         "delete_on_timeout",
     )
-    renamed = {"job_image": "image"}
     ui_color = "#fff3e0"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 

@@ -253,11 +253,11 @@ def test_kubernetes_engine_builds_its_pod(airflow_home):
     context = {"ti": ti, "run_id": scope.run_id, "dag": SimpleNamespace(), "params": {}}
     from claimed_airflow.version_compat import DAG
 
-    # the engine options: flat (earlier releases), typed, and DAG-wide from default_args, option by option
-    default_args = {"cpu": "3", "kubernetes": {"node_selector": {"pool": "gpu"}, "memory": "1Gi"}}
+    # the engine options: the task's, and DAG-wide from default_args, option by option
+    default_args = {"kubernetes": {"cpu": "3", "node_selector": {"pool": "gpu"}, "memory": "1Gi"}}
     with DAG("k8s_dag", schedule=None, start_date=datetime(2026, 1, 1), default_args=default_args):
         operator = MobileNetV2TrainOperator(
-            task_id="train", images="s3://in/images", epochs=2, engine="kubernetes", memory="16Gi"
+            task_id="train", images="s3://in/images", epochs=2, engine="kubernetes", kubernetes={"memory": "16Gi"}
         )
     task = operator.engine_task(registry.get(operator.component), "s3://out/root", scope)
     pod = kubernetes.pod_operator(task, context).build_pod_request_obj(context, dry_run=True)

@@ -184,11 +184,18 @@ def test_gates_must_nest():
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"pod_options": {"service_account_name": "x"}}, "task 'filter': pod_options: "),
-        ({"namespace": "ml"}, "task 'filter': namespace: a KFP step runs in the namespace of its pipeline run"),
-        ({"spark_conf": {"spark.executor.memory": "4g"}}, "task 'filter': spark_conf: "),
-        ({"secrets": [{"secret": "wandb"}]}, "task 'filter': secrets: {'secret': 'wandb'} (every key as environment)"),
-        ({"secrets": [{"secret": "c", "mount": "/c", "key": "k"}]}, "task 'filter': secrets: mounting only key 'k'"),
+        (
+            {"kubernetes": {"namespace": "ml"}},
+            "task 'filter': namespace: a KFP step runs in the namespace of its pipeline run",
+        ),
+        (
+            {"kubernetes": {"secrets": [{"secret": "wandb"}]}},
+            "task 'filter': secrets: {'secret': 'wandb'} (every key as environment)",
+        ),
+        (
+            {"kubernetes": {"secrets": [{"secret": "c", "mount": "/c", "key": "k"}]}},
+            "task 'filter': secrets: mounting only key 'k'",
+        ),
         ({"kubernetes": {"pod_options": {"service_account_name": "x"}}}, "task 'filter': pod_options: "),
         ({"spark": {"conf": {"spark.executor.memory": "4g"}}}, "task 'filter': spark_conf: "),
     ],
@@ -206,7 +213,9 @@ def test_pod_and_cache_are_planned_with_the_settings_of_export_time(monkeypatch)
     monkeypatch.setenv("AIRFLOW__CLAIMED__CACHE", "true")
     with _dag(cache=Param(False, type="boolean"), n=Param(1, type="integer")) as dag:
         RowsFilterOperator(task_id="filter", table="t.csv", condition="a > 1", cache="{{ params.cache }}")
-        RowsFilterOperator(task_id="configured", table="t.csv", condition="a > 1", gpus=1, env_vars={"A": 1})
+        RowsFilterOperator(
+            task_id="configured", table="t.csv", condition="a > 1", kubernetes={"gpus": 1, "env_vars": {"A": 1}}
+        )
         RowsFilterOperator(task_id="off", table="t.csv", condition="a > 1", cache=False)
     plan = plan_dag(dag)
     assert plan.step("filter").cache == ParamRef("cache")

@@ -35,13 +35,14 @@ from airflow.sdk import DAG
 from claimed_airflow.operators import RowsFilterOperator, MobileNetV2TrainOperator
 with DAG("pod_options", schedule=None, start_date=datetime(2026, 1, 1)):
     rows = RowsFilterOperator(
-        task_id="rows", table="s3://b/t.csv", condition="a > 1", image="registry.example.com/claimed:7",
-        cpu="3", memory="5Gi", env_vars={"AWS_ENDPOINT_URL": "http://minio:9000", "N": 3},
-        secrets=[{"env": "AWS_SECRET_ACCESS_KEY", "secret": "s3", "key": "secret_key"},
-                 {"secret": "certs", "mount": "/etc/claimed/certs"}],
-        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "etl", "effect": "NoSchedule"}],
-        node_selector={"pool": "etl"}, image_pull_secrets=["private"], execution_timeout=timedelta(minutes=20),
-        retries=2, retry_delay=timedelta(seconds=30))
+        task_id="rows", table="s3://b/t.csv", condition="a > 1", kubernetes=dict(
+            image="registry.example.com/claimed:7",
+            cpu="3", memory="5Gi", env_vars={"AWS_ENDPOINT_URL": "http://minio:9000", "N": 3},
+            secrets=[{"env": "AWS_SECRET_ACCESS_KEY", "secret": "s3", "key": "secret_key"},
+                     {"secret": "certs", "mount": "/etc/claimed/certs"}],
+            tolerations=[{"key": "dedicated", "operator": "Equal", "value": "etl", "effect": "NoSchedule"}],
+            node_selector={"pool": "etl"}, image_pull_secrets=["private"]),
+        execution_timeout=timedelta(minutes=20), retries=2, retry_delay=timedelta(seconds=30))
     MobileNetV2TrainOperator(
         task_id="train", images="s3://b/images", kubernetes={"gpus": 2, "memory": "16Gi"}, retries=1)
 """

@@ -86,16 +86,7 @@ def inference_service(arguments: Mapping[str, Any], namespace: str) -> dict:
     }
 
 
-@component(
-    "deploy",
-    renamed={
-        "service_namespace": "namespace",
-        "predictor_image": "image",
-        "predictor_cpu": "cpu",
-        "predictor_memory": "memory",
-        "predictor_gpus": "gpus",
-    },
-)
+@component("deploy")
 def kserve(
     storage_uri: str,
     service_name: str,
@@ -125,16 +116,16 @@ def kserve(
         ``model_uri`` of ``deploy.local`` with an object-storage ``models_root``.
     :param service_name: Name of the InferenceService (lowercase letters, digits and ``-``).
     :param namespace: Kubernetes namespace of the InferenceService; default the connection's
-        namespace, else ``default`` (formerly ``service_namespace``).
+        namespace, else ``default``.
     :param model_format: ``claimed`` (default: ``claimed-airflow serve`` as a custom predictor, reads
         ``model.keras``) or a KServe model format such as ``tensorflow`` (SavedModel) or ``onnx``.
     :param runtime: KServe ServingRuntime to use with a model format (default: KServe picks one).
     :param protocol_version: Inference protocol of a serving runtime: ``v1`` or ``v2``.
-    :param image: Container image of the ``claimed`` predictor (formerly ``predictor_image``).
+    :param image: Container image of the ``claimed`` predictor.
     :param service_account: Service account with the credentials to read ``storage_uri``.
-    :param cpu: CPU request of each predictor replica (formerly ``predictor_cpu``).
-    :param memory: Memory request and limit of each predictor replica (formerly ``predictor_memory``).
-    :param gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit; formerly ``predictor_gpus``).
+    :param cpu: CPU request of each predictor replica.
+    :param memory: Memory request and limit of each predictor replica.
+    :param gpus: NVIDIA GPUs per predictor replica (``nvidia.com/gpu`` limit).
     :param min_replicas: Minimum number of predictor replicas (0 allows scale to zero).
     :param max_replicas: Maximum number of predictor replicas.
     :param ready_timeout: Seconds to wait for the ``Ready`` condition before failing.

@@ -27,7 +27,7 @@ KINDS = {  # kind -> (plural, replica specs key, chief replica type, container n
 REPLICA_ENV = "CLAIMED_REPLICA"
 
 
-@component("train", renamed={"job_image": "image"})
+@component("train")
 def tfjob(
     trainer: str,
     job_root: str,
@@ -60,7 +60,7 @@ def tfjob(
     :param kind: TFJob (TensorFlow/Keras trainers) or PyTorchJob (PyTorch trainers).
     :param workers: Number of replicas in total (one chief plus workers - 1).
     :param gpus_per_worker: GPUs of each replica (default: the trainer's own GPU count).
-    :param image: Container image of the replicas (default: the trainer's image; formerly ``job_image``).
+    :param image: Container image of the replicas (default: the trainer's image).
     :param job_name: Name of the job (default: the trainer's name with a random suffix); give a fixed
         name (e.g. from the run id) to re-attach to the same job when the task is retried.
     :param job_namespace: Kubernetes namespace of the job.

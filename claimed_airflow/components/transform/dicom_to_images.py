@@ -7,9 +7,8 @@ from typing import Literal
 
 from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
 from claimed_airflow.core.errors import ClaimedError
-from claimed_airflow.core.imaging import (  # noqa: F401 - FrameTooLarge: serving.py of earlier revisions (benchmarks)
+from claimed_airflow.core.imaging import (
     DEFAULT_MAX_PIXELS,
-    FrameTooLarge,
     check_frame_size,
     dicom_image,
     fit,
