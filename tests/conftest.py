@@ -91,6 +91,17 @@ def run_dag(airflow_home):
     return run
 
 
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory) -> dict:
+    """The flagship's data Params for runs whose subject is not what the model learns: 40 synthetic CR phantoms
+    (tests/synthetic_chestxray.py, another seed than the bundled 400), written once per test session."""
+    from tests.synthetic_chestxray import write_cohort
+
+    folder = tmp_path_factory.mktemp("small_cohort")
+    write_cohort(folder, count=40, seed=3)
+    return {"dicom_source": str(folder / "dicom"), "labels": str(folder / "labels.csv")}
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

@@ -75,43 +75,12 @@ NOT_SERVED = {"kserve": "skipped", "watson_ml": "skipped"}
 
 
 @pytest.mark.e2e
-def test_flagship_dicom_to_deployment(run_dag, output_root):
-    conf = {"epochs": 2, "image_size": 32, "min_accuracy": 0.0, "min_over_majority": -1.0}  # the gate blesses any model
-    state, tasks, run_id = run_dag("dicom_to_deployment", conf)
-    assert state == "success"
-    assert {t: s for t, s in tasks.items() if s != "success"} == NOT_SERVED, tasks
-    notify = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "notify") / "manifest.json").read_text())
-    assert notify["values"] == {"recipients": 0, "outcome": "blessed"}  # notify_to empty by default: nothing sent
-    deploy = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "deploy") / "manifest.json").read_text())
-    model = Path(deploy["values"]["model_uri"])
-    assert (model / "model.keras").exists() and (model / "labels.json").exists()
-    train = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "train") / "manifest.json").read_text())
-    assert train["parameters"] == {
-        "epochs": 2,
-        "batch_size": 16,
-        "image_size": 32,
-        "alpha": 0.35,
-        "learning_rate": 0.001,
-        "seed": 42,
-        "framework": "keras",
-        "mixed_precision": True,
-        "holdout": True,
-    }
-    assert train["inputs"]["images"]["hash"].startswith("sha256:")
-    metrics = json.loads(
-        (_task_dir(output_root, "dicom_to_deployment", run_id, "confusion_matrix") / "metrics.json").read_text()
-    )
-    images = _task_dir(output_root, "dicom_to_deployment", run_id, "dicom_to_images") / "images"
-    index = pd.read_csv(images / "index.csv")
-    assert metrics["count"] == (index["split"] == "test").sum() > 0  # evaluated on the held-out images only
-    assert train["values"]["train_images"] == (index["split"] == "train").sum()
-
-
-@pytest.mark.e2e
-def test_flagship_trains_with_pytorch_by_param_alone_and_notifies(run_dag, output_root, smtp):
+def test_flagship_trains_with_pytorch_by_param_alone_and_notifies(run_dag, output_root, small_cohort, smtp):
+    """The flagship with Keras at its default Params is test_training_outcome's; here PyTorch by one Param."""
     if importlib.util.find_spec("torchvision") is None:
         pytest.skip("torchvision is not installed")
     conf = {"epochs": 2, "image_size": 32, "min_accuracy": 0.0, "min_over_majority": -1.0, "framework": "torch"}
+    conf.update(small_cohort)
     conf["notify_to"] = ["ops@example.com"]
     state, tasks, run_id = run_dag("dicom_to_deployment", conf)
     assert state == "success" and {t: s for t, s in tasks.items() if s != "success"} == NOT_SERVED, tasks

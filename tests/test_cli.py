@@ -83,8 +83,10 @@ def test_catalog_documents_every_component(tmp_path):
 
 
 @pytest.mark.e2e
-def test_demo_runs_the_flagship_dag_and_prints_the_model(tmp_path):
+def test_demo_runs_the_flagship_dag_and_prints_the_model(tmp_path, small_cohort):
+    """README's demo, small (its defaults run in CI's .ci/newcomer step)."""
     root = Path(__file__).resolve().parents[1]
+    conf = {"epochs": 1, "image_size": 32, "min_accuracy": 0, "min_over_majority": -1, **small_cohort}
     done = subprocess.run(
         [
             *CLI,
@@ -96,7 +98,7 @@ def test_demo_runs_the_flagship_dag_and_prints_the_model(tmp_path):
             "--output-root",
             str(tmp_path / "out"),
             "--conf",
-            '{"epochs": 1, "image_size": 32, "min_accuracy": 0, "min_over_majority": -1}',
+            json.dumps(conf),
         ],
         capture_output=True,
         text=True,

@@ -76,7 +76,9 @@ def isolated_env():
 
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
-def test_local_engine_serves_on_watson_ml(run_dag, output_root, local_kubelet, isolated_env, tmp_path, monkeypatch):
+def test_local_engine_serves_on_watson_ml(
+    run_dag, output_root, local_kubelet, isolated_env, small_cohort, tmp_path, monkeypatch
+):
     pytest.importorskip("ibm_watsonx_ai")
     from tests.wml_stub import API_KEY, SPACE_ID, USERNAME, WatsonMLStub
 
@@ -84,7 +86,9 @@ def test_local_engine_serves_on_watson_ml(run_dag, output_root, local_kubelet, i
         conn = {"conn_type": "watson_ml", "host": wml.url, "login": USERNAME, "password": API_KEY}
         conn["extra"] = {"space_id": SPACE_ID, "verify": wml.cert}
         monkeypatch.setenv("AIRFLOW_CONN_WATSON_ML_DEFAULT", json.dumps(conn))
-        state, tasks, run_id = run_dag(DAG_ID, {**FLAGSHIP_FAST, "engine": "local", "deploy_target": "watson_ml"})
+        state, tasks, run_id = run_dag(
+            DAG_ID, {**FLAGSHIP_FAST, **small_cohort, "engine": "local", "deploy_target": "watson_ml"}
+        )
     assert state == "success", tasks
     assert tasks["kserve"] == "skipped" and tasks["watson_ml"] == "success", tasks
     assert not local_kubelet  # engine local: no pod
@@ -97,7 +101,7 @@ def test_local_engine_serves_on_watson_ml(run_dag, output_root, local_kubelet, i
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
 def test_kubernetes_engine_gpu_training_serves_on_watson_ml(
-    run_dag, output_root, local_kubelet, isolated_env, tmp_path, monkeypatch
+    run_dag, output_root, local_kubelet, isolated_env, small_cohort, tmp_path, monkeypatch
 ):
     pytest.importorskip("ibm_watsonx_ai")
     from tests.wml_stub import API_KEY, SPACE_ID, USERNAME, WatsonMLStub
@@ -106,7 +110,7 @@ def test_kubernetes_engine_gpu_training_serves_on_watson_ml(
         conn = {"conn_type": "watson_ml", "host": wml.url, "login": USERNAME, "password": API_KEY}
         conn["extra"] = {"space_id": SPACE_ID, "verify": wml.cert}
         monkeypatch.setenv("AIRFLOW_CONN_WATSON_ML_DEFAULT", json.dumps(conn))
-        conf = {**FLAGSHIP_FAST, "engine": "kubernetes", "deploy_target": "watson_ml"}
+        conf = {**FLAGSHIP_FAST, **small_cohort, "engine": "kubernetes", "deploy_target": "watson_ml"}
         state, tasks, run_id = run_dag(DAG_ID, conf)
     assert state == "success", tasks
     assert tasks["watson_ml"] == "success" and tasks["kserve"] == "skipped", tasks
@@ -128,7 +132,7 @@ def test_kubernetes_engine_gpu_training_serves_on_watson_ml(
 
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
-def test_cohort_step_runs_through_spark_submit(run_dag, output_root, tmp_path, monkeypatch):
+def test_cohort_step_runs_through_spark_submit(run_dag, output_root, small_cohort, tmp_path, monkeypatch):
     pytest.importorskip("pyspark")
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
@@ -142,7 +146,7 @@ def test_cohort_step_runs_through_spark_submit(run_dag, output_root, tmp_path, m
 
     monkeypatch.setattr(SparkSubmitHook, "_build_spark_submit_command", record)
     cohort = "label IS NOT NULL AND (PatientAge IS NULL OR PatientAge >= 40)"
-    conf = {**FLAGSHIP_FAST, "cohort_engine": "spark", "cohort": cohort, "test_fraction": 0.3}
+    conf = {**FLAGSHIP_FAST, **small_cohort, "cohort_engine": "spark", "cohort": cohort, "test_fraction": 0.3}
     state, tasks, run_id = run_dag(DAG_ID, conf)
     assert state == "success" and tasks["deploy"] == "success", tasks
     assert tasks["kserve"] == tasks["watson_ml"] == "skipped"  # deploy_target local: the model folder only
@@ -173,7 +177,7 @@ def test_cohort_step_runs_through_spark_submit(run_dag, output_root, tmp_path, m
 
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
-def test_local_engine_serves_on_kserve_from_s3(run_dag, s3_endpoint, isolated_env, tmp_path, monkeypatch):  # noqa: F811
+def test_local_engine_serves_on_kserve_from_s3(run_dag, s3_endpoint, isolated_env, small_cohort, tmp_path, monkeypatch):  # noqa: F811
     from tests.kube_stub import InferenceServiceStub
 
     fs = s3_endpoint
@@ -182,7 +186,9 @@ def test_local_engine_serves_on_kserve_from_s3(run_dag, s3_endpoint, isolated_en
     monkeypatch.setenv("CLAIMED_OUTPUT_ROOT", root)
     with InferenceServiceStub() as stub:
         stub.connection(tmp_path, monkeypatch, conn_id="kubernetes_default", namespace="models")
-        state, tasks, run_id = run_dag(DAG_ID, {**FLAGSHIP_FAST, "engine": "local", "deploy_target": "kserve"})
+        state, tasks, run_id = run_dag(
+            DAG_ID, {**FLAGSHIP_FAST, **small_cohort, "engine": "local", "deploy_target": "kserve"}
+        )
     assert state == "success", tasks
     assert tasks["kserve"] == "success" and tasks["watson_ml"] == "skipped", tasks
 

@@ -194,12 +194,13 @@ def test_a_deferrable_claimed_task_waits_in_the_triggerer(airflow, output_root, 
     assert "inferenceservices/xray: Ready" in text
 
 
-def test_the_flagship_twice_at_once_and_a_reviewer_approves_one_and_rejects_another(airflow, output_root):
+def test_the_flagship_twice_at_once_and_a_reviewer_approves_one_and_rejects_another(airflow, output_root, small_cohort):
     api, dag_id = airflow.api, "dicom_to_deployment"
     api.ready(dag_id)
-    plain = api.trigger(dag_id, {**SMALL, "require_approval": False})
-    approved = api.trigger(dag_id, {**SMALL, "require_approval": True})
-    rejected = api.trigger(dag_id, {**SMALL, "require_approval": True})
+    small = {**SMALL, **small_cohort}
+    plain = api.trigger(dag_id, {**small, "require_approval": False})
+    approved = api.trigger(dag_id, {**small, "require_approval": True})
+    rejected = api.trigger(dag_id, {**small, "require_approval": True})
     for run_id, option in ((approved, "Approve"), (rejected, "Reject")):
         request = api.hitl(dag_id, run_id, "approval")
         assert request["options"] == ["Approve", "Reject"] and run_id in request["subject"]

@@ -92,10 +92,10 @@ def test_unblessed_gate_skips_the_steps_after_it_on_kfp_local(tmp_path, small_pr
 
 
 @pytest.mark.e2e
-def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root):
-    """dicom_to_deployment: exported, run on kfp.local and in Airflow with the same small params."""
+def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root, small_cohort):
+    """dicom_to_deployment: exported, run on kfp.local and in Airflow with the same small params and data."""
     pipeline = _export(tmp_path, FLAGSHIP, "dicom_to_deployment")
-    conf = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0, "min_over_majority": -1.0}
+    conf = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0, "min_over_majority": -1.0, **small_cohort}
     state, tasks, run_id = run_dag("dicom_to_deployment", conf)
     assert state == "success", tasks
     # deploy_target local: the serving gates are false, so only the other targets' tasks are skipped

@@ -1,6 +1,6 @@
 """Screenshot of dicom_to_deployment in the Airflow UI, for the README and the documentation.
 
-tests/test_ui.py regenerates it on every test run; by hand, after the demo (a finished run in ./.airflow):
+After the demo (a finished run in ./.airflow); tests/test_ui.py checks the same graph view shows every task:
     .venv/bin/python -m tests.ui.screenshot [--airflow-home .airflow] [-o docs/img/dicom_to_deployment.png]
 """
 
