@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -153,19 +154,28 @@ def test_the_watch_dag_starts_one_dicom_inference_run_per_announced_study():
     (asset,) = dag.timetable.asset_condition.objects
     (watcher,) = asset.watchers
     assert watcher.trigger.serialize()[0] == "claimed_airflow.triggers.studies.StableStudyTrigger"
+    at = [datetime(2026, 12, 6, 17, 19, 17, n * 1000, tzinfo=UTC) for n in range(6)]
     events = [
         {"study_instance_uid": "1.2.3", "source": "pacs"},
         {"study_instance_uid": "1.2.4", "source": "pacs"},
         {"study_instance_uid": "1.2.3", "source": "pacs"},  # announced twice (a triggerer restart)
         {"study_instance_uid": "../etc", "source": "pacs"},  # not a UID: ignored
+        {"study_instance_uid": "1.2.5", "source": "pacs"},  # registered after the run was made: consumed by none
+        {"study_instance_uid": "1.2.6", "source": "pacs"},
     ]
-    asset_events = {
-        "pacs_stable_studies": [SimpleNamespace(extra={"from_trigger": True, "payload": e}) for e in events]
-    }
-    runs = dag.get_task("studies_of").python_callable(triggering_asset_events=asset_events)
+    pairs = zip(events, at, strict=True)
+    made = [SimpleNamespace(extra={"from_trigger": True, "payload": e}, timestamp=t) for e, t in pairs]
+
+    class Events(list):  # what Airflow 3.3 gives as inlet_events[asset]
+        def after(self, when):
+            return [event for event in self if event.timestamp >= when]
+
+    runs = dag.get_task("studies_of").python_callable(
+        triggering_asset_events={asset.name: made[:4]}, inlet_events={asset: Events(made)}
+    )
     assert runs == [
         {"trigger_run_id": study_run_id(uid), "conf": {"study_instance_uid": uid, "source": "pacs"}}
-        for uid in ("1.2.3", "1.2.4")
+        for uid in ("1.2.3", "1.2.4", "1.2.5", "1.2.6")
     ]
     start = dag.get_task("start_inference")
     assert (

@@ -156,6 +156,7 @@ class StableStudyTrigger(BaseEventTrigger):
                 await asyncio.sleep(self.interval)
                 continue
             await state.aset(STATE_KEY, {"orthanc_seq": seq})
+            self.log.info("first start: studies that become stable after change %d are announced", seq)
         saved = seq
         while True:
             done = False
