@@ -75,3 +75,12 @@ def test_no_recipients_sends_nothing_and_fairness_counts(tmp_path, metrics):
     arguments = {"metrics": metrics, "fairness": str(fairness), "condition": "accuracy > 0.8 and fairness_biased == 0"}
     result = run("monitoring.notification_email", {**arguments, "to": "[]"}, root=str(tmp_path))
     assert result["recipients"] == 0 and result["outcome"] == "not_blessed"  # no SMTP connection needed
+
+
+def test_a_verdict_replaces_the_blessing_outcome(tmp_path, smtp, metrics):
+    arguments = {"metrics": metrics, "to": ["ops@example.com"], "conn_id": "smtp_test", "title": "monitoring <x>"}
+    run("monitoring.notification_email", {**arguments, "verdict": "2 monitoring\r\nfinding(s)"}, root=str(tmp_path))
+    message = email.message_from_bytes(smtp.messages[0].content, policy=email.policy.default)
+    assert message["Subject"] == "[claimed] monitoring <x>: 2 monitoring finding(s) (accuracy 0.812)"
+    body = message.get_body(("html",)).get_content()
+    assert "blessed" not in body and "<h2>monitoring &lt;x&gt;: 2 monitoring" in body

@@ -44,6 +44,10 @@ COLUMNS = {
     "started_at": "timestamp",
     "ended_at": "timestamp",
     "run_id": "string",
+    # added later (files written before have them null): the header mix that monitoring compares
+    "Manufacturer": "string",
+    "PixelSpacing": "string",
+    "PhotometricInterpretation": "string",
 }
 
 
@@ -131,10 +135,91 @@ def read(root: str | None = None, model_name: str | None = None, model_version: 
     if not fs.exists(path):
         return pd.DataFrame(columns=[*COLUMNS, "model", "version"])
     partitioning = ds.partitioning(pa.schema([("model", pa.string()), ("version", pa.string())]), flavor="hive")
-    dataset = ds.dataset(path, filesystem=fs, format="parquet", partitioning=partitioning, exclude_invalid_files=False)
+    # the schema given: files written before a column was added read it as null
+    full = pa.schema([*schema(), ("model", pa.string()), ("version", pa.string())])
+    dataset = ds.dataset(
+        path, schema=full, filesystem=fs, format="parquet", partitioning=partitioning, exclude_invalid_files=False
+    )
     expression = None
     for field, value in (("model", model_name), ("version", model_version)):
         if value is not None:
             condition = ds.field(field) == value
             expression = condition if expression is None else expression & condition
     return dataset.to_table(filter=expression).to_pandas()
+
+
+# The feedback: radiologists' labels of logged images, beside the log (not inside it: the log is one dataset)
+FEEDBACK_FOLDER = "prediction_feedback"
+FEEDBACK_COLUMNS = {
+    "SOPInstanceUID": "string",
+    "label": "string",
+    "model_version": "string",
+    "prediction": "string",
+    "labelled_at": "timestamp",
+    "source": "string",
+}
+
+
+def feedback_uri(root: str | None, model_name: str, source: str) -> str:
+    """Where the feedback of one label file (``source``: its content hash) for one model lives."""
+    if not _PART.match(model_name) or not _PART.match(source):
+        raise ClaimedError(f"model_name: {model_name!r} is not a valid partition value (letters, digits, _ . -)")
+    base = storage.join(storage.normalize(root or storage.default_root()), FEEDBACK_FOLDER)
+    return storage.join(base, f"model={model_name}", f"labels-{source}.parquet")
+
+
+def write_feedback(rows: list[dict[str, Any]], root: str | None, model_name: str, source: str) -> tuple[str, bool]:
+    """Write the feedback rows of one label file once: (URI, False) when that file's feedback is there already.
+
+    Append only and idempotent per label file: the file is named by ``source`` (the label file's hash).
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    uri = feedback_uri(root, model_name, source)
+    fs = storage.filesystem(uri)
+    path = storage.local_path(uri) if storage.is_local(uri) else uri
+    if fs.exists(path):
+        return uri, False
+    frame = pd.DataFrame([{n: row.get(n) for n in FEEDBACK_COLUMNS} for row in rows], columns=list(FEEDBACK_COLUMNS))
+    frame["labelled_at"] = pd.to_datetime(frame["labelled_at"], utc=True, format="ISO8601")
+    types = {"string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC")}
+    table = pa.Table.from_pandas(
+        frame, schema=pa.schema([(n, types[k]) for n, k in FEEDBACK_COLUMNS.items()]), preserve_index=False
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    if storage.is_local(uri):
+        import tempfile
+        from pathlib import Path
+
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=".", suffix=".tmp", delete=False) as handle:
+            handle.write(buffer.getvalue())
+        Path(handle.name).replace(target)
+    else:
+        try:
+            fs.pipe_file(uri, buffer.getvalue())
+        except Exception as exc:
+            raise ClaimedError(f"cannot write {storage.redact(uri)}: {storage.redact(str(exc))}") from None
+    return uri, True
+
+
+def read_feedback(root: str | None, model_name: str):
+    """The labels of one model's logged images: one row per SOPInstanceUID (the latest label wins)."""
+    import pandas as pd
+
+    base = storage.join(storage.normalize(root or storage.default_root()), FEEDBACK_FOLDER, f"model={model_name}")
+    fs = storage.filesystem(base)
+    path = storage.local_path(base) if storage.is_local(base) else base.split("://", 1)[1]
+    files = sorted(fs.glob(f"{path}/labels-*.parquet")) if fs.exists(path) else []
+    if not files:
+        return pd.DataFrame(columns=list(FEEDBACK_COLUMNS))
+    frames = []
+    for name in files:
+        with fs.open(name, "rb") as handle:
+            frames.append(pd.read_parquet(handle))
+    frame = pd.concat(frames, ignore_index=True).sort_values(["labelled_at", "source"], kind="stable")
+    return frame.drop_duplicates("SOPInstanceUID", keep="last").reset_index(drop=True)

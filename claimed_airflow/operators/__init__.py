@@ -28,9 +28,14 @@ from claimed_airflow.operators.metric import (
     ConfusionMatrixMetricOperator,
     FairnessMetricOperator,
     LimeMetricOperator,
+    ReferenceProfileMetricOperator,
     RobustnessMetricOperator,
 )
-from claimed_airflow.operators.monitoring import NotificationEmailMonitoringOperator
+from claimed_airflow.operators.monitoring import (
+    FeedbackMonitoringOperator,
+    ModelReportMonitoringOperator,
+    NotificationEmailMonitoringOperator,
+)
 from claimed_airflow.operators.output import (
     DicomNetworkOutputOperator,
     DicomOutputOperator,
@@ -77,6 +82,7 @@ __all__ = [
     "DicomwebOutputOperator",
     "FairnessMetricOperator",
     "FairnessMitigationTrainOperator",
+    "FeedbackMonitoringOperator",
     "GermanCreditInputOperator",
     "HyperparametersTuneOperator",
     "ImagesPredictOperator",
@@ -88,8 +94,10 @@ __all__ = [
     "LocalDeployOperator",
     "MapFromCoordinatesVisualizeOperator",
     "MobileNetV2TrainOperator",
+    "ModelReportMonitoringOperator",
     "NotificationEmailMonitoringOperator",
     "PredictionLogOutputOperator",
+    "ReferenceProfileMetricOperator",
     "ResolveModelPredictOperator",
     "RobustnessMetricOperator",
     "RowsFilterOperator",

@@ -186,6 +186,62 @@ class LimeMetricOperator(ClaimedOperator):
         self.seed = seed
 
 
+class ReferenceProfileMetricOperator(ClaimedOperator):
+    """Profile the training data and the test-split predictions; a copy of the model folder carries it.
+
+    The profile (JSON): image statistics of the training images (a seeded sample of up to
+    ``sample_size`` values of image_mean/std/min/max, the statistics ``predict.deployed`` logs per
+    image), the DICOM header mix (Manufacturer, Modality, BodyPartExamined, PixelSpacing,
+    PhotometricInterpretation counts), the prediction and label counts on the test split, its
+    accuracy and the error rate per group of PatientSex and age group (<40, 40-64, 65+). Deploy
+    ``profiled_model`` so that the model store keeps the profile beside the model
+    (``model_monitoring`` reads it from there).
+
+    Runs the ``metric.reference_profile`` component. Outputs (XCom keys): profiled_model, profile.
+
+    :param model: Model folder from ``train.*`` (``labels.json`` names its classes and image size).
+    :type model: str
+    :param images: Image folder from ``transform.dicom_to_images`` (its ``train`` split, else every
+        labelled image).
+    :type images: str
+    :param predictions: Predictions on the test split (``predict.images``: label, prediction,
+        PatientSex, PatientAge).
+    :type predictions: str
+    :param favorable_label: A class whose prediction rate per group is recorded too (e.g.
+        ``COVID-19``).
+    :type favorable_label: str
+    :param sample_size: At most this many values per image statistic are kept (a seeded random
+        sample).
+    :type sample_size: int
+    :param seed: Seed of the sample.
+    :type seed: int
+    """
+
+    component = "metric.reference_profile"
+    component_fields = ("model", "images", "predictions", "favorable_label", "sample_size", "seed")
+    ui_color = "#f3e5f5"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        images: str,
+        predictions: str,
+        favorable_label: str = "",
+        sample_size: int = 2000,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.images = images
+        self.predictions = predictions
+        self.favorable_label = favorable_label
+        self.sample_size = sample_size
+        self.seed = seed
+
+
 class RobustnessMetricOperator(ClaimedOperator):
     """Measure accuracy under FGSM and PGD evasion attacks (Adversarial Robustness Toolbox).
 

@@ -1,4 +1,4 @@
-"""Tell people how a run went: an e-mail with the metrics and the blessing outcome."""
+"""Tell people how a run went: an e-mail with the metrics and the blessing outcome (or another verdict)."""
 
 from __future__ import annotations
 
@@ -24,19 +24,29 @@ def outcome_of(values: dict, blessed: bool | None, condition: str | None) -> boo
     return result
 
 
+def _one_line(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())  # a header: no CR/LF
+
+
 def render(
-    values: dict, outcome: bool | None, condition: str | None, model_uri: str | None, url: str | None, title: str
+    values: dict,
+    outcome: bool | None,
+    condition: str | None,
+    model_uri: str | None,
+    url: str | None,
+    title: str,
+    verdict: str | None = None,
 ):
-    """(subject, HTML body) of the notification."""
-    verdict = {True: "blessed", False: "NOT blessed", None: "no blessing decision"}[outcome]
+    """(subject, HTML body) of the notification; ``verdict`` replaces the blessing outcome's text."""
+    if verdict is None:
+        verdict = "model " + {True: "blessed", False: "NOT blessed", None: "no blessing decision"}[outcome]
     headline = f"accuracy {values['accuracy']:.3f}" if isinstance(values.get("accuracy"), float) else ""
-    one_line = " ".join("".join(c if c.isprintable() else " " for c in title).split())  # a header: no CR/LF
-    subject = f"[claimed] {one_line}: model {verdict}" + (f" ({headline})" if headline else "")
+    subject = f"[claimed] {_one_line(title)}: {_one_line(verdict)}" + (f" ({headline})" if headline else "")
     rows = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td></tr>"
         for k, v in values.items()
     )
-    parts = [f"<h2>{html.escape(title)}: model {verdict}</h2>"]
+    parts = [f"<h2>{html.escape(title)}: {html.escape(verdict)}</h2>"]
     if condition:
         parts.append(f"<p>Blessing condition: <code>{html.escape(condition)}</code></p>")
     if model_uri:
@@ -60,6 +70,7 @@ def notification_email(
     deployment_url: str | None = None,
     title: str = "claimed-airflow run",
     from_email: str | None = None,
+    verdict: str | None = None,
 ) -> dict:
     """E-mail the run's metrics and blessing outcome through an Airflow SMTP connection.
 
@@ -79,6 +90,8 @@ def notification_email(
     :param deployment_url: URL of the deployed model to mention.
     :param title: What the run is, e.g. ``{{ dag.dag_id }} {{ run_id }}``.
     :param from_email: Sender; default the connection's ``from_email`` extra.
+    :param verdict: Text of the subject and heading instead of the blessing outcome (e.g. ``2 monitoring
+        finding(s)`` from model monitoring): an e-mail that is not about a blessing does not say one.
     """
     from claimed_airflow.components.deploy.condition_blessing import metric_values
 
@@ -90,11 +103,11 @@ def notification_email(
         raise ClaimedError(f"from_email: expected an e-mail address, got {from_email!r}")
     values = metric_values(metrics, fairness, robustness)
     outcome = outcome_of(values, blessed, condition)
-    verdict = {True: "blessed", False: "not_blessed", None: "unknown"}[outcome]
+    state = {True: "blessed", False: "not_blessed", None: "unknown"}[outcome]
     if not to:
-        log.info("no recipients (to is empty): nothing sent; outcome %s", verdict)
-        return {"recipients": 0, "outcome": verdict}
-    subject, body = render(values, outcome, condition, model_uri, deployment_url, title)
+        log.info("no recipients (to is empty): nothing sent; outcome %s", state)
+        return {"recipients": 0, "outcome": state}
+    subject, body = render(values, outcome, condition, model_uri, deployment_url, title, verdict or None)
     try:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
     except ImportError:
@@ -110,4 +123,4 @@ def notification_email(
     # the connection through core.credentials: a missing one, an SMTP or Airflow error become one line naming it
     from_connection(conn_id, send, kind="SMTP", failure="send e-mail through SMTP connection")
     log.info("sent %r to %d recipient(s)", subject, len(to))
-    return {"recipients": len(to), "outcome": verdict}
+    return {"recipients": len(to), "outcome": state}
