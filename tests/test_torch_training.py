@@ -60,6 +60,15 @@ def test_trains_on_the_cpu_and_writes_onnx_and_weights(trained):
     assert result["saved_train_accuracy"] >= 0.9  # the saved ONNX model in inference mode
 
 
+def test_a_last_batch_of_one_image_is_left_out_and_one_image_per_batch_is_refused(tmp_path):
+    """17 images in batches of 16: batch-norm cannot train on the lone 17th (torch raised ValueError)."""
+    images = bright_and_dark(tmp_path / "images", count=17)
+    args = {"images": str(images), "framework": "torch", "epochs": 1, "image_size": 32}
+    assert run("train.mobilenet_v2", args, root=str(tmp_path / "a"))["train_images"] == 17
+    with pytest.raises(ClaimedError, match=r"^torch training needs at least 2 images per batch: 17 training images"):
+        run("train.mobilenet_v2", {**args, "batch_size": 1}, root=str(tmp_path / "b"))
+
+
 def test_predictions_through_onnx_are_right(trained):
     images, root, result = trained
     predicted = run("predict.images", {"model": result["model"], "images": str(images)}, root=str(root / "p"))

@@ -232,16 +232,22 @@ def _train_torch(pixels, y, n_classes, out, *, epochs, batch_size, alpha, learni
     torch.backends.cudnn.benchmark = True
     network = torchvision.models.mobilenet_v2(num_classes=n_classes, width_mult=alpha)
     network = network.to(device, memory_format=torch.channels_last)
+    if len(pixels) < 2 or batch_size < 2:  # batch-norm learns from two images or more per step
+        raise ClaimedError(
+            f"torch training needs at least 2 images per batch: {len(pixels)} training images, batch_size {batch_size}"
+        )
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
-    steps = epochs * math.ceil(len(pixels) / batch_size)
+    dataset = TensorDataset(torch.from_numpy(pixels), torch.from_numpy(y))
+    # one index per batch: the loader slices whole batches of uint8 (no per-image collate) and pins them; a last
+    # batch of one image cannot train batch-norm ("Expected more than 1 value per channel"): it is left out
+    lone = len(pixels) % batch_size == 1
+    batches = BatchSampler(
+        RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)), batch_size, drop_last=lone
+    )
+    steps = epochs * len(batches)
     warmup = _warmup_steps(steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _one_cycle(step, steps, warmup))
     loss_function = torch.nn.CrossEntropyLoss()
-    dataset = TensorDataset(torch.from_numpy(pixels), torch.from_numpy(y))
-    # one index per batch: the loader slices whole batches of uint8 (no per-image collate) and pins them
-    batches = BatchSampler(
-        RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)), batch_size, drop_last=False
-    )
     loader = DataLoader(dataset, sampler=batches, batch_size=None, pin_memory=cuda)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda and mixed_precision)
     progress = Progress("train.mobilenet_v2 epochs", epochs, interval=0)
