@@ -34,7 +34,8 @@ ARTIFACT_TYPES = {
     MODEL: "Model",
 }
 CONFUSION_MATRIX = {"metric.confusion_matrix": "metrics"}  # component -> JSON output with classes and matrix
-IMAGE_FOLDERS = {"metric.lime": "explanations", "metric.robustness": "examples"}  # component -> folder output
+# component -> folder output of images
+IMAGE_FOLDERS = {"metric.lime": "explanations", "metric.robustness": "examples", "monitoring.model_report": "plots"}
 DEPLOYS = ("deploy.local",)  # return model_uri and model_version
 MAX_IMAGES = 12
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
