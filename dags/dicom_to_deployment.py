@@ -25,11 +25,13 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
    robustness_min_accuracy >= min_robust_accuracy`: a model no better than always answering the test
    split's most frequent label is refused); when false, **deploy** is skipped; beside it **notify** e-mails the
    metrics and the outcome to `notify_to` (Airflow connection `smtp_default`; empty: nothing sent),
-6. **deploy** publishes the model to a versioned model folder and updates the Asset
-   `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each deployment; the
-   `deploy_target` param then serves it: `local` (the folder only), `kserve` (an InferenceService
-   through the Kubernetes connection `kubernetes_default`) or `watson_ml` (a Watson ML online
-   deployment through the connection `watson_ml_default`). The choice is a gate per target
+6. **reference_profile** records what the model was trained on (image statistics, DICOM header mix,
+   test-split predictions, error rate per PatientSex and age group) in a copy of the model folder, and
+   **deploy** publishes that folder (the `model_monitoring` DAG's reference) to a versioned model folder
+   and updates the Asset `claimed-model-chestxray_mobilenet_v2`, so DAGs scheduled on it run after each
+   deployment; the `deploy_target` param then serves it: `local` (the folder only), `kserve` (an
+   InferenceService through the Kubernetes connection `kubernetes_default`) or `watson_ml` (a Watson ML
+   online deployment through the connection `watson_ml_default`). The choice is a gate per target
    (`to_kserve`, `to_watson_ml`), so the other target's task is skipped, in Airflow and on Kubeflow.
 
 **dicom_results** writes the blessed model's predictions (test split) as DICOM (`results_kind`: `sr` Comprehensive
@@ -74,6 +76,7 @@ from claimed_airflow.operators import (
     LocalDeployOperator,
     MobileNetV2TrainOperator,
     NotificationEmailMonitoringOperator,
+    ReferenceProfileMetricOperator,
     RobustnessMetricOperator,
     SparkCohortSplitFilterOperator,
     WatsonMLDeployOperator,
@@ -276,9 +279,18 @@ with DAG(
         to="{{ params.notify_to }}",
         title="dicom_to_deployment",
     )
+    # what the model was trained on (image statistics, header mix, test-split predictions, error rate per
+    # group), stored in the deployed model folder: the reference of the model_monitoring DAG
+    profile = ReferenceProfileMetricOperator(
+        task_id="reference_profile",
+        model=train.output["model"],
+        images=images.output["images"],
+        predictions=predict.output["predictions"],
+        favorable_label="{{ params.favorable_label }}",
+    )
     deploy = LocalDeployOperator(
         task_id="deploy",
-        model=train.output["model"],
+        model=profile.output["profiled_model"],
         model_name="chestxray_mobilenet_v2",
         outlets=[model_asset("chestxray_mobilenet_v2")],
     )

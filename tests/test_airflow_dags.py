@@ -90,6 +90,7 @@ def test_flagship_trains_with_pytorch_by_param_alone_and_notifies(run_dag, outpu
     deploy = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "deploy") / "manifest.json").read_text())
     model = Path(deploy["values"]["model_uri"])
     assert (model / "model.onnx").exists() and (model / "model.pt").exists() and not (model / "model.keras").exists()
+    assert json.loads((model / "reference_profile.json").read_text())["training_images"] > 0  # model_monitoring's
     train = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "train") / "manifest.json").read_text())
     assert train["parameters"]["framework"] == "torch" and train["values"]["device"] == "cpu"
     robustness = _task_dir(output_root, "dicom_to_deployment", run_id, "robustness")

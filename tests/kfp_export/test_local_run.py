@@ -122,6 +122,7 @@ def test_flagship_on_kfp_local_matches_airflow(tmp_path, run_dag, output_root, s
         "robustness",
         "blessing",
         "notify",
+        "reference_profile",
         "deploy",
         "dicom_results",
         "to_kserve",
