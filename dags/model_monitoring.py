@@ -9,7 +9,9 @@ Watches a deployed model through its prediction log (written by `dicom_inference
    statistic, chi-square per DICOM header field) and prediction drift (chi-square), with
    Benjamini-Hochberg over all tests (`alpha`: the false discovery rate); accuracy and per-class recall on
    the predictions radiologists labelled (`monitoring.feedback`); the error rate per group of PatientSex
-   and age group against the reference; plots over `history_days`, an HTML report and a JSON summary,
+   and age group against the reference; with two model versions in the window, `champion` (the deployed
+   one) against the other on the labelled images both scored; plots over `history_days`, an HTML report
+   and a JSON summary,
 2. **alert** is true when a threshold was crossed (drift, `max_accuracy_drop`, `max_gap_increase`);
    otherwise the tasks after it are skipped,
 3. **notify** e-mails the findings to `notify_to` (connection `smtp_default`),
@@ -71,6 +73,8 @@ with DAG(
         "max_gap_increase": Param(0.15, type="number", minimum=0, maximum=1,
                                   description="Alert when an attribute's error-rate gap grows this much."),
         "min_group": Param(10, type="integer", minimum=1, description="Smaller groups: no fairness metric."),
+        "champion": Param("", type="string",
+                          description="The deployed version, compared with a challenger scored on the same images."),
         "log_root": Param("", type="string", description="Root of the prediction log; empty: the output root."),
         "models_root": Param("", type="string", description="Model store; empty: <output root>/models."),
         "notify_to": Param([], type="array", items={"type": "string"},
@@ -89,6 +93,7 @@ with DAG(
         max_accuracy_drop="{{ params.max_accuracy_drop }}",
         max_gap_increase="{{ params.max_gap_increase }}",
         min_group="{{ params.min_group }}",
+        champion="{{ params.champion }}",
         log_root="{{ params.log_root or '' }}",
         models_root="{{ params.models_root or '' }}",
     )

@@ -131,6 +131,8 @@ def test_a_month_without_change_raises_no_alert(month):
     assert (result["alert"], result["verdict"], result["images"]) == (False, "no monitoring finding", 60)
     assert summary["drift_tests"] == 10 and summary["drifted"] == 0 and summary["findings"] == []
     assert len(summary["daily"]) == 30 and all(d["images"] == 60 for d in summary["daily"])
+    two_days = plog.read(str(month["root"]), MODEL, ended_after=END - timedelta(days=2), ended_until=END)
+    assert len(two_days) == 120 and set(pd.to_datetime(two_days["ended_at"]).dt.day) == {28, 29}
     assert {p.name for p in Path(result["plots"]).iterdir()} == {
         "image_mean.png",
         "accuracy.png",
@@ -194,7 +196,9 @@ def test_champion_and_challenger_on_the_same_labelled_window(month, tmp_path):
     )
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps(month["profile"]))
-    result, summary = report(tmp_path, day + timedelta(hours=23), reference=str(profile), log_root=str(tmp_path))
+    arguments = {"reference": str(profile), "log_root": str(tmp_path), "champion": "1"}
+    result, summary = report(tmp_path, day + timedelta(hours=23), **arguments)
+    assert summary["version"] == "1" and summary["performance"]["accuracy"] < 1.0  # the champion is judged
     versions = summary["versions"]
     assert (versions["champion"], versions["challenger"], versions["better"], versions["images"]) == (
         "1",

@@ -123,8 +123,17 @@ def write(rows: list[dict[str, Any]], root: str | None, model_name: str, model_v
     return uri
 
 
-def read(root: str | None = None, model_name: str | None = None, model_version: str | None = None):
-    """The log as a pandas DataFrame (with ``model`` and ``version`` columns), optionally of one model/version."""
+def read(
+    root: str | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    ended_after: Any = None,
+    ended_until: Any = None,
+):
+    """The log as a pandas DataFrame (with ``model`` and ``version`` columns), optionally of one model/version.
+
+    ``ended_after`` < ended_at <= ``ended_until`` (aware datetimes) keeps a time window (filtered in the scan).
+    """
     import pandas as pd
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -144,6 +153,11 @@ def read(root: str | None = None, model_name: str | None = None, model_version: 
     for field, value in (("model", model_name), ("version", model_version)):
         if value is not None:
             condition = ds.field(field) == value
+            expression = condition if expression is None else expression & condition
+    moment = pa.timestamp("us", tz="UTC")
+    for value, test in ((ended_after, lambda f, v: f > v), (ended_until, lambda f, v: f <= v)):
+        if value is not None:
+            condition = test(ds.field("ended_at"), pa.scalar(value, type=moment))
             expression = condition if expression is None else expression & condition
     return dataset.to_table(filter=expression).to_pandas()
 

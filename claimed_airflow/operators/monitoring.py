@@ -81,11 +81,12 @@ class ModelReportMonitoringOperator(ClaimedOperator):
     :type window_days: int
     :param history_days: Days of the plots over time (ending at ``window_end``).
     :type history_days: int
-    :param reference: Reference profile JSON; default the ``reference_profile.json`` of the window's
-        newest version in the model store.
+    :param reference: Reference profile JSON; default the ``reference_profile.json`` in the model
+        store of the version judged: ``champion``, else the window's newest.
     :type reference: str | None
-    :param champion: The deployed version (champion/challenger); default the oldest version in the
-        window.
+    :param champion: The deployed version: judged against its reference, and against a challenger
+        (another version scored on the same images); default the window's newest is judged, the
+        oldest is champion.
     :type champion: str | None
     :param alpha: False discovery rate of the drift tests (Benjamini-Hochberg).
     :type alpha: float

@@ -181,9 +181,10 @@ def model_report(
     :param window_end: End of the window (ISO 8601; the run's data interval end); default now.
     :param window_days: Length of the window in days.
     :param history_days: Days of the plots over time (ending at ``window_end``).
-    :param reference: Reference profile JSON; default the ``reference_profile.json`` of the window's newest
-        version in the model store.
-    :param champion: The deployed version (champion/challenger); default the oldest version in the window.
+    :param reference: Reference profile JSON; default the ``reference_profile.json`` in the model store of
+        the version judged: ``champion``, else the window's newest.
+    :param champion: The deployed version: judged against its reference, and against a challenger (another
+        version scored on the same images); default the window's newest is judged, the oldest is champion.
     :param alpha: False discovery rate of the drift tests (Benjamini-Hochberg).
     :param min_images: Fewer images in the window: no drift test.
     :param min_labelled: Fewer labelled predictions: no accuracy alert.
@@ -210,18 +211,20 @@ def model_report(
     root = log_root or current().root or None
     end = _moment("window_end", window_end)
     start = end - timedelta(days=window_days)
-    logged = plog.read(root, model_name)
+    first = end - timedelta(days=max(window_days, history_days))
+    logged = plog.read(root, model_name, ended_after=first, ended_until=end)
     when = pd.to_datetime(logged["ended_at"], utc=True)
     window = logged[(when > start) & (when <= end)]
     versions = sorted(window["version"].astype(str).unique(), key=lambda v: (len(v), v))
-    profile = _reference(reference, model_name, versions[-1] if versions else None, models_root)
+    main = champion if champion in versions else (versions[-1] if versions else None)  # the one judged
+    profile = _reference(reference, model_name, main, models_root)
     findings: list[str] = []
     tests = drift_tests(window, profile, alpha) if len(window) >= min_images else []
     findings += [f"drift: {t['test']} (p adjusted {t['p_adjusted']:.2g})" for t in tests if t["drift"]]
     feedback = plog.read_feedback(root, model_name)[["SOPInstanceUID", "label"]]
     labelled = window.drop(columns=["label"], errors="ignore").merge(feedback, on="SOPInstanceUID", how="inner")
-    newest = labelled[labelled["version"].astype(str) == versions[-1]] if versions else labelled
-    performance = accuracy_of(newest)
+    judged = labelled[labelled["version"].astype(str) == main] if versions else labelled
+    performance = accuracy_of(judged)
     reference_accuracy = profile["test"]["accuracy"]
     performance["reference_accuracy"] = reference_accuracy
     if performance["n"] >= min_labelled and performance["accuracy"] < reference_accuracy - max_accuracy_drop:
@@ -229,7 +232,7 @@ def model_report(
             f"accuracy {performance['accuracy']:.3f} on {performance['n']} labelled"
             f" (reference {reference_accuracy:.3f})"
         )
-    fairness = _stats.group_rates(newest, profile.get("favorable_label") or None, min_group) if len(newest) else {}
+    fairness = _stats.group_rates(judged, profile.get("favorable_label") or None, min_group) if len(judged) else {}
     for attribute, rates in fairness.items():
         before = profile["test"]["groups"].get(attribute, {}).get("gap", 0.0)
         rates["reference_gap"] = before
@@ -263,6 +266,7 @@ def model_report(
     verdict = f"{len(findings)} monitoring finding(s)" if alert else "no monitoring finding"
     result = {
         "model": model_name,
+        "version": main,
         "alert": alert,
         "verdict": verdict,
         "findings": findings,
