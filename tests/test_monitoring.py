@@ -298,3 +298,17 @@ def test_errors_for_one_sex_alert_by_email_and_asset_event(run_dag, smtp, month,
         ).all()  # fmt: skip
         assert len(events) == 1 and events[0].extra["model_name"] == MODEL
         assert events[0].extra["verdict"] == summary["verdict"]
+
+
+def test_bad_monitoring_input_is_one_line(month, tmp_path):
+    arguments = {"model_name": MODEL, "log_root": str(month["root"]), "models_root": str(month["root"] / "models")}
+    out = str(tmp_path / "out")
+    with pytest.raises(ClaimedError, match=r"^window_end: 'yesterday' is not an ISO 8601 time$"):
+        run("monitoring.model_report", {**arguments, "window_end": "yesterday"}, root=out)
+    with pytest.raises(ClaimedError, match=r"^reference: no prediction in the window names a model version"):
+        run("monitoring.model_report", {**arguments, "window_end": "2020-01-01T00:00:00Z"}, root=out)
+    (tmp_path / "other.json").write_text('{"accuracy": 1}')
+    with pytest.raises(ClaimedError, match=r"other\.json is not a metric\.reference_profile JSON$"):
+        run("monitoring.model_report", {**arguments, "reference": str(tmp_path / "other.json")}, root=out)
+    with pytest.raises(ClaimedError, match=r"^alpha: must be between 0 and 1, got 1\.5$"):
+        run("monitoring.model_report", {**arguments, "alpha": 1.5}, root=out)
