@@ -219,7 +219,8 @@ def model_report(
     main = champion if champion in versions else (versions[-1] if versions else None)  # the one judged
     profile = _reference(reference, model_name, main, models_root)
     findings: list[str] = []
-    tests = drift_tests(window, profile, alpha) if len(window) >= min_images else []
+    scored = window[window["version"].astype(str) == main]  # the images once, as the judged version read them
+    tests = drift_tests(scored, profile, alpha) if len(scored) >= min_images else []
     findings += [f"drift: {t['test']} (p adjusted {t['p_adjusted']:.2g})" for t in tests if t["drift"]]
     feedback = plog.read_feedback(root, model_name)[["SOPInstanceUID", "label"]]
     labelled = window.drop(columns=["label"], errors="ignore").merge(feedback, on="SOPInstanceUID", how="inner")
