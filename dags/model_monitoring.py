@@ -22,21 +22,23 @@ Watches a deployed model through its prediction log (written by `dicom_inference
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from airflow.providers.common.compat.sdk import DAG, Asset, AssetAlias, Param, task
+from airflow.providers.common.compat.sdk import DAG, AssetAlias, Param, task
 
 from claimed_airflow.operators import (
     ConditionBlessingDeployOperator,
     ModelReportMonitoringOperator,
     NotificationEmailMonitoringOperator,
 )
+from claimed_airflow.version_compat import asset
 
 RETRAIN = AssetAlias("claimed-retrain")
 
 
-def retrain_asset(model_name: str) -> Asset:
+def retrain_asset(model_name: str) -> Any:
     """The Asset a monitoring alert updates; ``schedule=[retrain_asset(name)]`` retrains after an alert."""
-    return Asset(f"claimed://retrain/{model_name}", group="model")
+    return asset(f"claimed://retrain/{model_name}", group="model")
 
 
 @task(outlets=[RETRAIN])
