@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from claimed_airflow.core import InputPath, OutputPath, Progress, component, storage
+from claimed_airflow.core import InputPath, OutputPath, component, storage
 from claimed_airflow.core.context import current
 from claimed_airflow.core.errors import ClaimedError
 
@@ -341,6 +341,7 @@ def deployed(
     """
     import numpy as np
 
+    from claimed_airflow.components.predict.images import score_images
     from claimed_airflow.components.train.image_classifier import load_gray_images
     from claimed_airflow.core.tables import write_table
 
@@ -355,19 +356,7 @@ def deployed(
     pixels, _, _, index = load_gray_images(images, resolved["image_size"], classes, unlabelled=True)
     with tempfile.TemporaryDirectory(prefix="claimed-model-") as scratch:
         predictor = Predictor(resolved, models_root, scratch)
-        progress = Progress("predict.deployed", len(pixels))
-        batches = []
-        for start in range(0, len(pixels), batch_size):
-            batches.append(predictor.predict(pixels[start : start + batch_size]))
-            progress.advance(len(batches[-1]))
-    probabilities = np.concatenate(batches)
-    best = probabilities.argmax(axis=1)
-    table = index.copy()
-    table["label"] = table["label"].mask(table["label"].astype(str).str.startswith("_"))  # no label: empty
-    table["prediction"] = [classes[i] for i in best]
-    table["score"] = probabilities[np.arange(len(best)), best]
-    for i, name in enumerate(classes):
-        table[f"p_{name}"] = probabilities[:, i]
+        table, probabilities = score_images(predictor.predict, pixels, index, classes, batch_size, "predict.deployed")
     flat = pixels.reshape(len(pixels), -1).astype(np.float64)
     table["image_mean"], table["image_std"] = flat.mean(axis=1), flat.std(axis=1)
     table["image_min"], table["image_max"] = flat.min(axis=1), flat.max(axis=1)

@@ -26,8 +26,6 @@ def images(
     :param predictions: CSV: image, label, prediction, score, one probability column per class and the
         metadata columns of the image index (PatientSex, PatientAge, ...).
     """
-    import numpy as np
-
     from claimed_airflow.components.train.image_classifier import ImageClassifier, load_image_folder
     from claimed_airflow.core.tables import write_table
 
@@ -35,10 +33,20 @@ def images(
         raise ClaimedError(f"batch_size: must be at least 1, got {batch_size}")
     network = ImageClassifier(model)
     x, _, classes, index = load_image_folder(images, network.image_size, network.classes, split, unlabelled)
-    progress = Progress("predict.images", len(x))
+    table, _ = score_images(network.predict, x, index, classes, batch_size, "predict.images")
+    write_table(table, predictions)
+    return {"predicted": len(table), "split": split or "all"}
+
+
+def score_images(predict, pixels, index, classes: list[str], batch_size: int, name: str):
+    """``predict`` over ``pixels`` in batches: (the index with prediction, score and one ``p_<class>`` column per
+    class; a label starting with ``_``, an unlabelled image's, left empty), the probabilities)."""
+    import numpy as np
+
+    progress = Progress(name, len(pixels))
     batches = []
-    for start in range(0, len(x), batch_size):
-        batches.append(network.predict(x[start : start + batch_size]))
+    for start in range(0, len(pixels), batch_size):
+        batches.append(predict(pixels[start : start + batch_size]))
         progress.advance(len(batches[-1]))
     probabilities = np.concatenate(batches)
     best = probabilities.argmax(axis=1)
@@ -46,7 +54,6 @@ def images(
     table["label"] = table["label"].mask(table["label"].astype(str).str.startswith("_"))  # no label: empty
     table["prediction"] = [classes[i] for i in best]
     table["score"] = probabilities[np.arange(len(best)), best]
-    for i, name in enumerate(classes):
-        table[f"p_{name}"] = probabilities[:, i]
-    write_table(table, predictions)
-    return {"predicted": len(table), "split": split or "all"}
+    for i, name_ in enumerate(classes):
+        table[f"p_{name_}"] = probabilities[:, i]
+    return table, probabilities
