@@ -6,7 +6,7 @@ import glob
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +27,8 @@ TAGS = (
     "Columns",
     "PhotometricInterpretation",
     "BurnedInAnnotation",
+    "Manufacturer",  # with PixelSpacing: the header mix model monitoring compares with the reference profile
+    "PixelSpacing",
 )
 _AGE_UNITS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
@@ -345,6 +347,8 @@ def _link(source: Path, target: Path) -> None:
 
 
 def _text(value) -> str | None:
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):  # multi-valued (PixelSpacing): 0.1\\0.1
+        value = "\\".join(str(item) for item in value)
     return None if value is None or value == "" else str(value)
 
 
