@@ -29,11 +29,20 @@ def default_dags_folder() -> Path:
 
 
 def airflow_env(airflow_home: Path, dags_folder: Path, output_root: Path) -> dict[str, str]:
-    """Environment for the Airflow CLI: our home, dags folder and output root; the venv's bin on PATH."""
-    env = dict(os.environ)
+    """Environment for the Airflow CLI: our home, its own embedded SQLite database, dags folder and output root;
+    the venv's bin on PATH. A database or config file the caller's environment names (a deployment's
+    ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``, ``AIRFLOW_CONFIG``) is never used: the demo migrates and writes
+    only its own."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AIRFLOW__DATABASE__") and name != "AIRFLOW_CONFIG"
+    }
     env.update(
         {
             "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW_CONFIG": str(airflow_home / "airflow.cfg"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CLAIMED__OUTPUT_ROOT": str(output_root),

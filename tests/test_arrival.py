@@ -10,10 +10,12 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,10 @@ class AirflowServer(Service):
         self.folder, self.port, self.password = folder, free_port(), secrets.token_hex(12)
         (folder / "dags").mkdir(parents=True)
         (folder / "dags" / "dicom_inference.py").symlink_to(DAG)  # parsed, never run (no scheduler)
-        shutil.copy(database, folder / "airflow.db")
+        # through SQLite's backup API: a plain copy opens and closes the file in this process, which drops the
+        # POSIX locks this process's own Airflow connections hold on it (SQLite's "how to corrupt", 2.2)
+        with closing(sqlite3.connect(database)) as source, closing(sqlite3.connect(folder / "airflow.db")) as copy:
+            source.backup(copy)
         (folder / "passwords.json").write_text(json.dumps({"listener": self.password}))
         self.env = {
             **os.environ,
