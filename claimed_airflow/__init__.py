@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 _OPERATOR_MODULES = (
     "claimed_airflow.operators.analyze",
+    "claimed_airflow.operators.approval",
     "claimed_airflow.operators.base",
     "claimed_airflow.operators.deploy",
     "claimed_airflow.operators.filter",

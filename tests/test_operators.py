@@ -77,9 +77,9 @@ def test_template_fields_are_constructor_arguments():
 
     for name in operators.__all__:
         cls = getattr(operators, name)
-        init_params = set(inspect.signature(cls.__init__).parameters) | set(
-            inspect.signature(operators.ClaimedOperator.__init__).parameters
-        )
+        init_params = {
+            p for klass in cls.__mro__ if "__init__" in vars(klass) for p in inspect.signature(klass).parameters
+        }
         assert set(cls.template_fields) <= init_params, name
 
 
@@ -136,4 +136,23 @@ def test_every_ready_dag_is_documented_for_the_ui():
 def test_provider_info_lists_every_operator_module():
     listed = {m for group in claimed_airflow.get_provider_info()["operators"] for m in group["python-modules"]}
     expected = {f"claimed_airflow.operators.{spec.category}" for spec in components().values()}
-    assert expected | {"claimed_airflow.operators.base"} == listed
+    assert expected | {"claimed_airflow.operators.base", "claimed_airflow.operators.approval"} == listed
+
+
+def test_every_operator_class_is_exported():
+    """Each operator class a listed module defines is in ``claimed_airflow.operators.__all__``."""
+    import importlib
+
+    import claimed_airflow.operators as operators
+    from claimed_airflow.version_compat import BaseOperator
+
+    listed = {m for group in claimed_airflow.get_provider_info()["operators"] for m in group["python-modules"]}
+    for name in listed:
+        module = importlib.import_module(name)
+        defined = {
+            value.__name__
+            for value in vars(module).values()
+            if isinstance(value, type) and issubclass(value, BaseOperator) and value.__module__ == name
+        }
+        assert defined <= set(operators.__all__), (name, defined - set(operators.__all__))
+    assert "ModelApprovalOperator" in operators.__all__

@@ -1,6 +1,7 @@
 """Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""
 
 from claimed_airflow.operators.analyze import SparkTimeSeriesTrendsAnalyzeOperator
+from claimed_airflow.operators.approval import ModelApprovalOperator
 from claimed_airflow.operators.base import ClaimedOperator
 from claimed_airflow.operators.deploy import (
     ConditionBlessingDeployOperator,
@@ -94,6 +95,7 @@ __all__ = [
     "LocalDeployOperator",
     "MapFromCoordinatesVisualizeOperator",
     "MobileNetV2TrainOperator",
+    "ModelApprovalOperator",
     "ModelReportMonitoringOperator",
     "NotificationEmailMonitoringOperator",
     "PredictionLogOutputOperator",

@@ -111,10 +111,14 @@ def module_sources() -> dict[str, str]:
     return sources
 
 
+# operators written by hand (module -> classes), exported beside the generated ones
+HAND_WRITTEN = {"base": ["ClaimedOperator"], "approval": ["ModelApprovalOperator"]}
+
+
 def init_source(sources: dict[str, str]) -> str:
     names = [(category, spec.operator) for spec in registry.library().values() for category in [spec.category]]
     lines = ['"""Airflow operators, one per component; ``ClaimedOperator`` runs any component by name."""', ""]
-    imports = {"base": ["ClaimedOperator"]}
+    imports = dict(HAND_WRITTEN)
     for category in sources:
         imports[category] = sorted(op for c, op in names if c == category)
     for module in sorted(imports):
@@ -127,7 +131,8 @@ def init_source(sources: dict[str, str]) -> str:
             )
         lines.append(line)
     lines += ["", "__all__ = ["]
-    lines += [f'    "{name}",' for name in sorted(["ClaimedOperator", *(op for _, op in names)])]
+    exported = [op for ops in HAND_WRITTEN.values() for op in ops] + [op for _, op in names]
+    lines += [f'    "{name}",' for name in sorted(exported)]
     lines.append("]")
     return "\n".join(lines) + "\n"
 
