@@ -57,6 +57,7 @@ class ComponentSpec:
     image: str = DEFAULT_IMAGE
     operator: str = ""
     gate: bool = False
+    data_parallel: bool = False  # runs once per shard: takes shard_tables + shard_index (core.sharding)
 
     @property
     def reference(self) -> str:
@@ -111,6 +112,7 @@ class ComponentSpec:
             "image": self.image,
             "resources": asdict(self.resources),
             "gate": self.gate,
+            "data_parallel": self.data_parallel,
             "parameters": [p.to_dict() for p in self.params],
             "inputs": [p.to_dict() for p in self.inputs],
             "outputs": [p.to_dict() for p in self.outputs],
@@ -137,6 +139,7 @@ def derive_spec(
     image: str = DEFAULT_IMAGE,
     operator: str | None = None,
     gate: bool = False,
+    data_parallel: bool = False,
 ) -> ComponentSpec:
     """Build a :class:`ComponentSpec` from a function's signature, type hints and docstring."""
     short = name or function.__name__
@@ -166,6 +169,12 @@ def derive_spec(
                 annotation=annotation,
             )
         )
+    if data_parallel:
+        kinds = {p.name: p.kind for p in parameters}
+        if kinds.get("shard_tables") != "input" or kinds.get("shard_index") != "param":
+            raise TypeError(
+                f"{category}.{short}: data_parallel needs the input shard_tables and the parameter shard_index"
+            )
     description = " ".join(filter(None, [doc.short_description, doc.long_description]))
     return ComponentSpec(
         name=f"{category}.{short}",
@@ -178,6 +187,7 @@ def derive_spec(
         image=image,
         operator=operator or operator_name(category, short),
         gate=gate,
+        data_parallel=data_parallel,
     )
 
 
@@ -191,12 +201,15 @@ def component(
     image: str = DEFAULT_IMAGE,
     operator: str | None = None,
     gate: bool = False,
+    data_parallel: bool = False,
 ) -> Callable[[Callable], Callable]:
     """Declare a function as a component; the spec is attached as ``function.spec``.
 
     Parameters annotated :class:`InputPath` are input artifacts (URIs staged to local paths),
     :class:`OutputPath` ones are outputs (the default value is the file or folder name written).
     The function may return a dict of small values (metrics) that travel with the output URIs.
+    ``data_parallel``: the component can run once per shard of a cohort (its parameters ``shard_tables``
+    and ``shard_index``; see :mod:`claimed_airflow.core.sharding`).
     """
 
     def decorate(function: Callable) -> Callable:
@@ -208,6 +221,7 @@ def component(
             image=image,
             operator=operator,
             gate=gate,
+            data_parallel=data_parallel,
         )
         return function
 

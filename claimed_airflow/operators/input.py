@@ -172,9 +172,12 @@ class DicomInputOperator(ClaimedOperator):
     source too: ``dicomweb://<connection>?modality=CR&study_date=20200101-20201231`` (DICOMweb:
     QIDO-RS search, WADO-RS retrieve), ``dicomweb+https://host/dicom-web?...`` (no connection) or
     ``dicom://<connection>?...`` (DIMSE: C-FIND, C-GET); see input.dicomweb. Files from a PACS are
-    named by a hash of their SOPInstanceUID.
+    named by a hash of their SOPInstanceUID. ``shards``: the readable files, in the table's order,
+    are cut into that many shards by count (``shard_tables``; the returned ``shard_index`` is the
+    list a DAG expands a data-parallel component over, see ``transform.merge_shards``). The same
+    input gives the same shards.
 
-    Runs the ``input.dicom`` component. Outputs (XCom keys): metadata, files.
+    Runs the ``input.dicom`` component. Outputs (XCom keys): metadata, files, shard_tables.
 
     :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR, single DICOM
         file, or a PACS query URI (dicomweb://, dicom://).
@@ -193,10 +196,12 @@ class DicomInputOperator(ClaimedOperator):
     :param max_rejected: Fail the task when more files than this are set aside (default: never,
         unless all).
     :type max_rejected: int | None
+    :param shards: Cut the readable files into this many shards by count (1: one shard, all files).
+    :type shards: int
     """
 
     component = "input.dicom"
-    component_fields = ("source", "labels", "label_key", "label_column", "duplicates", "max_rejected")
+    component_fields = ("source", "labels", "label_key", "label_column", "duplicates", "max_rejected", "shards")
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -209,6 +214,7 @@ class DicomInputOperator(ClaimedOperator):
         label_column: str = "label",
         duplicates: str = "reject",
         max_rejected: int | None = None,
+        shards: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -218,6 +224,7 @@ class DicomInputOperator(ClaimedOperator):
         self.label_column = label_column
         self.duplicates = duplicates
         self.max_rejected = max_rejected
+        self.shards = shards
 
 
 class DicomNetworkInputOperator(ClaimedOperator):
@@ -231,7 +238,7 @@ class DicomNetworkInputOperator(ClaimedOperator):
     (PACS AE title, host, port, our calling AE title) or from ``address`` (``AET@host:port``); the
     PACS must accept our calling AE title.
 
-    Runs the ``input.dicom_network`` component. Outputs (XCom keys): metadata, files.
+    Runs the ``input.dicom_network`` component. Outputs (XCom keys): metadata, files, shard_tables.
 
     :param conn_id: Airflow connection of type dicom.
     :type conn_id: str | None
@@ -267,6 +274,8 @@ class DicomNetworkInputOperator(ClaimedOperator):
     :param max_rejected: Fail the task when more instances than this are set aside (default: never,
         unless all).
     :type max_rejected: int | None
+    :param shards: Cut the retrieved instances into this many shards by count (see input.dicom).
+    :type shards: int
     """
 
     component = "input.dicom_network"
@@ -286,6 +295,7 @@ class DicomNetworkInputOperator(ClaimedOperator):
         "label_key",
         "label_column",
         "max_rejected",
+        "shards",
     )
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -308,6 +318,7 @@ class DicomNetworkInputOperator(ClaimedOperator):
         label_key: str = "SOPInstanceUID",
         label_column: str = "label",
         max_rejected: int | None = None,
+        shards: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -326,6 +337,7 @@ class DicomNetworkInputOperator(ClaimedOperator):
         self.label_key = label_key
         self.label_column = label_column
         self.max_rejected = max_rejected
+        self.shards = shards
 
 
 class DicomwebInputOperator(ClaimedOperator):
@@ -341,7 +353,7 @@ class DicomwebInputOperator(ClaimedOperator):
     ``DICOMWEB_TOKEN`` or ``DICOMWEB_USERNAME``/``DICOMWEB_PASSWORD`` environment variables.
     Connection errors and busy answers (429, 503, ...) are retried; errors name the server.
 
-    Runs the ``input.dicomweb`` component. Outputs (XCom keys): metadata, files.
+    Runs the ``input.dicomweb`` component. Outputs (XCom keys): metadata, files, shard_tables.
 
     :param conn_id: Airflow connection of type dicomweb; empty: url and DICOMWEB_* environment
         variables.
@@ -383,6 +395,8 @@ class DicomwebInputOperator(ClaimedOperator):
     :param max_rejected: Fail the task when more instances than this are set aside (default: never,
         unless all).
     :type max_rejected: int | None
+    :param shards: Cut the retrieved instances into this many shards by count (see input.dicom).
+    :type shards: int
     """
 
     component = "input.dicomweb"
@@ -404,6 +418,7 @@ class DicomwebInputOperator(ClaimedOperator):
         "label_key",
         "label_column",
         "max_rejected",
+        "shards",
     )
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -428,6 +443,7 @@ class DicomwebInputOperator(ClaimedOperator):
         label_key: str = "SOPInstanceUID",
         label_column: str = "label",
         max_rejected: int | None = None,
+        shards: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -448,6 +464,7 @@ class DicomwebInputOperator(ClaimedOperator):
         self.label_key = label_key
         self.label_column = label_column
         self.max_rejected = max_rejected
+        self.shards = shards
 
 
 class GermanCreditInputOperator(ClaimedOperator):

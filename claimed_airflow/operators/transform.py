@@ -113,6 +113,12 @@ class DeidentifyTransformOperator(ClaimedOperator):
         them (listed, with the number of words blacked out; OCR can miss text: review them). Files
         flagged RecognizableVisualFeatures YES are set aside unless ``keep``.
     :type burned_in: str
+    :param shard_tables: Shard tables of input.dicom: de-identify only the files of shard
+        ``shard_index`` (an empty shard, or one whose files are all set aside, writes empty outputs;
+        transform.merge_shards joins them).
+    :type shard_tables: str | None
+    :param shard_index: The shard of ``shard_tables`` to de-identify (0-based).
+    :type shard_index: int
     """
 
     component = "transform.deidentify"
@@ -127,6 +133,8 @@ class DeidentifyTransformOperator(ClaimedOperator):
         "clean_structured_content",
         "retain_safe_private",
         "burned_in",
+        "shard_tables",
+        "shard_index",
     )
     ui_color = "#e8f5e9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -144,6 +152,8 @@ class DeidentifyTransformOperator(ClaimedOperator):
         clean_structured_content: bool = True,
         retain_safe_private: list[str] | None = None,
         burned_in: str = "reject",
+        shard_tables: str | None = None,
+        shard_index: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -157,6 +167,8 @@ class DeidentifyTransformOperator(ClaimedOperator):
         self.clean_structured_content = clean_structured_content
         self.retain_safe_private = retain_safe_private
         self.burned_in = burned_in
+        self.shard_tables = shard_tables
+        self.shard_index = shard_index
 
 
 class DicomToImagesTransformOperator(ClaimedOperator):
@@ -210,6 +222,12 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         images; pixels differ from a full decode + resize by a few grey levels on average (sharper
         edges differ more). False always decodes in full.
     :type fast_decode: bool
+    :param shard_tables: Shard tables of input.dicom: decode only the files of shard ``shard_index``
+        (an empty shard, or one whose files are all set aside, writes an empty output;
+        transform.merge_shards joins them).
+    :type shard_tables: str | None
+    :param shard_index: The shard of ``shard_tables`` to decode (0-based).
+    :type shard_index: int
     """
 
     component = "transform.dicom_to_images"
@@ -228,6 +246,8 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         "max_pixels",
         "max_rejected",
         "fast_decode",
+        "shard_tables",
+        "shard_index",
     )
     ui_color = "#e8f5e9"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -249,6 +269,8 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         max_pixels: int = 100000000,
         max_rejected: int | None = None,
         fast_decode: bool = True,
+        shard_tables: str | None = None,
+        shard_index: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -266,6 +288,45 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         self.max_pixels = max_pixels
         self.max_rejected = max_rejected
         self.fast_decode = fast_decode
+        self.shard_tables = shard_tables
+        self.shard_index = shard_index
+
+
+class MergeShardsTransformOperator(ClaimedOperator):
+    """Join the outputs of the shards of a mapped task (one output, every shard) into one, in shard order.
+
+    Folders (``images``, ``files``) become one folder: their files moved in, tables met in every
+    shard (``index.csv``) concatenated; a file name written by two shards is an error. Tables (CSV
+    or Parquet) and JSON reports become ``merged/<their name>``: rows concatenated (Parquet columns
+    promoted to one type, e.g. a column empty in one shard), report lists concatenated and counts
+    summed. Parts are read one at a time, rows streamed: memory does not grow with the number of
+    rows. Empty shards add nothing.
+
+    Runs the ``transform.merge_shards`` component. Outputs (XCom keys): merged.
+
+    :param parts: URIs of the shards' outputs, in shard order (the mapped task's
+        ``output["<name>"]``).
+    :type parts: list[str]
+    :param min_rows: Fail when the merged tables have fewer rows (a folder without tables: files)
+        than this (every shard empty or its files set aside).
+    :type min_rows: int
+    """
+
+    component = "transform.merge_shards"
+    component_fields = ("parts", "min_rows")
+    ui_color = "#e8f5e9"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        parts: list[str],
+        min_rows: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.parts = parts
+        self.min_rows = min_rows
 
 
 class SparkCsvToParquetTransformOperator(ClaimedOperator):

@@ -140,8 +140,10 @@ def dicom(
     label_column: str = "label",
     duplicates: Literal["reject", "keep"] = "reject",
     max_rejected: int | None = None,
+    shards: int = 1,
     metadata: OutputPath = "metadata.parquet",
     files: OutputPath = "files",
+    shard_tables: OutputPath = "shards",
 ) -> dict:
     """Read DICOM files into a metadata table (one row per SOP instance) plus a folder of the readable files.
 
@@ -159,6 +161,10 @@ def dicom(
     connection) or ``dicom://<connection>?...`` (DIMSE: C-FIND, C-GET); see input.dicomweb. Files from
     a PACS are named by a hash of their SOPInstanceUID.
 
+    ``shards``: the readable files, in the table's order, are cut into that many shards by count
+    (``shard_tables``; the returned ``shard_index`` is the list a DAG expands a data-parallel
+    component over, see ``transform.merge_shards``). The same input gives the same shards.
+
     :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR, single DICOM file, or a
         PACS query URI (dicomweb://, dicom://).
     :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
@@ -167,16 +173,21 @@ def dicom(
     :param duplicates: A file whose SOPInstanceUID was already seen: ``reject`` sets it aside (the first file is
         kept), ``keep`` keeps it with a warning (e.g. one instance in several transfer syntaxes).
     :param max_rejected: Fail the task when more files than this are set aside (default: never, unless all).
+    :param shards: Cut the readable files into this many shards by count (1: one shard, all files).
     :param metadata: Parquet table: file, tags (PatientSex, PatientAge in years, Modality, ...), label.
     :param files: Folder with the readable DICOM files, named as in the ``file`` column.
+    :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet`` (column ``file``), one per shard.
     """
     from claimed_airflow.components import _pacs
+    from claimed_airflow.core.sharding import check_count
 
+    check_count(shards)
+    cut = {"shards": shards, "shard_tables": shard_tables}
     if _pacs.is_pacs_uri(source):
-        return from_pacs(source, labels, label_key, label_column, max_rejected, metadata, files)
+        return from_pacs(source, labels, label_key, label_column, max_rejected, metadata, files, **cut)
     base, candidates = discover(source)
     return read_files(
-        base, candidates, source, labels, label_key, label_column, duplicates, max_rejected, metadata, files
+        base, candidates, source, labels, label_key, label_column, duplicates, max_rejected, metadata, files, **cut
     )
 
 
@@ -194,10 +205,13 @@ def read_files(
     transfer: Callable[[Path, Path], object] = shutil.copy2,
     total: int | None = None,
     order: Callable[[dict], object] | None = None,
+    shards: int = 1,
+    shard_tables: str | None = None,
 ) -> dict:
     """input.dicom's reading: a metadata row per readable file, the file put into ``files`` by ``transfer``.
 
-    Unreadable files and repeated SOPInstanceUIDs are reported (``reject``) and left out.
+    Unreadable files and repeated SOPInstanceUIDs are reported (``reject``) and left out. With
+    ``shard_tables`` the rows' files are cut into ``shards`` shard tables there.
     """
     import pandas as pd
 
@@ -253,7 +267,12 @@ def read_files(
     if label_table is not None:
         table = _join_labels(table, label_table, label_key, label_column)
     write_table(table, metadata)
-    return {"files_read": len(rows), "files_rejected": rejected, "duplicates": repeated}
+    result = {"files_read": len(rows), "files_rejected": rejected, "duplicates": repeated}
+    if shard_tables is not None:
+        from claimed_airflow.core.sharding import write_tables
+
+        result["shard_index"] = write_tables(list(table["file"].drop_duplicates()), shards, shard_tables)
+    return result
 
 
 def from_pacs(
@@ -264,6 +283,8 @@ def from_pacs(
     max_rejected: int | None,
     metadata: str,
     files: str,
+    shards: int = 1,
+    shard_tables: str | None = None,
 ) -> dict:
     """input.dicom of a PACS query URI (``dicomweb://<conn>?modality=CR``, ``dicom://<conn>?...``)."""
     from claimed_airflow.components import _pacs
@@ -290,6 +311,8 @@ def from_pacs(
         files,
         concurrency,
         transfer_syntax,
+        shards,
+        shard_tables,
     )
 
 
@@ -305,6 +328,8 @@ def read_pacs(
     files: str,
     concurrency: int = 8,
     transfer_syntax: str = "*",
+    shards: int = 1,
+    shard_tables: str | None = None,
 ) -> dict:
     """Search a PACS, fetch the matching instances, then read them as input.dicom reads files.
 
@@ -333,6 +358,8 @@ def read_pacs(
         _link,
         total=len(instances),
         order=lambda row: position.get(row["file"], len(position)),  # rows in the search's order
+        shards=shards,
+        shard_tables=shard_tables,
     )
     shutil.rmtree(folder, ignore_errors=True)  # all in files now; after a failure above it stays for the retry
     return {**result, "instances_found": len(instances), "instances_reused": reused, "server": server.name}

@@ -24,8 +24,10 @@ def dicom_network(
     label_key: str = "SOPInstanceUID",
     label_column: str = "label",
     max_rejected: int | None = None,
+    shards: int = 1,
     metadata: OutputPath = "metadata.parquet",
     files: OutputPath = "files",
+    shard_tables: OutputPath = "shards",
 ) -> dict:
     """Search a PACS without DICOMweb (C-FIND, Study Root) and retrieve the instances (C-GET) like input.dicom.
 
@@ -52,14 +54,30 @@ def dicom_network(
     :param label_key: Column present in both the metadata and the labels table (e.g. SOPInstanceUID, AccessionNumber).
     :param label_column: Column of the labels table copied into the metadata as ``label``.
     :param max_rejected: Fail the task when more instances than this are set aside (default: never, unless all).
+    :param shards: Cut the retrieved instances into this many shards by count (see input.dicom).
     :param metadata: Parquet table: file, tags (PatientSex, PatientAge in years, Modality, ...), label.
     :param files: Folder with the retrieved DICOM files, named as in the ``file`` column.
+    :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet`` (column ``file``), one per shard.
     """
     from claimed_airflow.components import _pacs
     from claimed_airflow.components.input.dicom import read_pacs
+    from claimed_airflow.core.sharding import check_count
 
+    check_count(shards)
     query = _pacs.make_query(
         level, modality, body_part, study_date, accession_number, patient_id, filters, max_instances
     )
     server = _pacs.dimse_server(conn_id, address, calling_ae_title)
-    return read_pacs("dicom", server, query, labels, label_key, label_column, max_rejected, metadata, files)
+    return read_pacs(
+        "dicom",
+        server,
+        query,
+        labels,
+        label_key,
+        label_column,
+        max_rejected,
+        metadata,
+        files,
+        shards=shards,
+        shard_tables=shard_tables,
+    )

@@ -593,7 +593,7 @@ def check_salt(salt: bytes, source: str) -> None:
         )
 
 
-@component("transform")
+@component("transform", data_parallel=True)
 def deidentify(
     files: InputPath,
     metadata: InputPath | None = None,
@@ -605,6 +605,8 @@ def deidentify(
     clean_structured_content: bool = True,
     retain_safe_private: list[str] | None = None,
     burned_in: Literal["reject", "keep", "redact"] = "reject",
+    shard_tables: InputPath | None = None,
+    shard_index: int = 0,
     output: OutputPath = "files",
     table: OutputPath = "metadata.parquet",
     report: OutputPath = "deidentification.json",
@@ -653,6 +655,9 @@ def deidentify(
         that OCR (the ``tesseract`` command) finds in every frame, then keep them (listed, with the number of
         words blacked out; OCR can miss text: review them). Files flagged RecognizableVisualFeatures YES
         are set aside unless ``keep``.
+    :param shard_tables: Shard tables of input.dicom: de-identify only the files of shard ``shard_index`` (an
+        empty shard, or one whose files are all set aside, writes empty outputs; transform.merge_shards joins them).
+    :param shard_index: The shard of ``shard_tables`` to de-identify (0-based).
     :param output: Folder of de-identified files ``<new SOPInstanceUID>.dcm``.
     :param table: Metadata table (Parquet) of the de-identified files: file, UIDs and the kept metadata columns.
     :param report: JSON report: profile, options, salt source (not value), per-file actions, burned-in list.
@@ -671,6 +676,12 @@ def deidentify(
     )
     base = Path(files)
     candidates = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+    if shard_tables is not None:
+        from claimed_airflow.core import sharding
+
+        wanted = set(sharding.files_of(shard_tables, shard_index))
+        candidates = [p for p in candidates if (p.name if base.is_file() else p.relative_to(base).as_posix()) in wanted]
+        sharding.announce("deidentify", shard_index, len(candidates))
     out = Path(output)
     out.mkdir(parents=True)
     done: dict[str, dict] = {}  # original relative name -> new row
@@ -728,7 +739,7 @@ def deidentify(
                 "PatientSex": _text(ds.get("PatientSex") or ""),
                 "PatientAge": age_in_years(_text(ds.get("PatientAge") or "") or None),
             }
-    if not entries:
+    if not entries and shard_tables is None:
         raise ClaimedError(f"files: no DICOM file could be de-identified in {files}")
     kept = {"PatientSex"} if keep_patient_sex else set()
     kept |= {"PatientAge"} if keep_patient_age else set()

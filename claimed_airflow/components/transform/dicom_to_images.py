@@ -134,7 +134,7 @@ class _ShardWriter:
         self.arrays, self.names, self.labels = [], [], []
 
 
-@component("transform")
+@component("transform", data_parallel=True)
 def dicom_to_images(
     metadata: InputPath,
     files: InputPath,
@@ -150,6 +150,8 @@ def dicom_to_images(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_rejected: int | None = None,
     fast_decode: bool = True,
+    shard_tables: InputPath | None = None,
+    shard_index: int = 0,
     images: OutputPath = "images",
 ) -> dict:
     """Decode DICOM files into 8-bit grayscale PNGs in one sub-folder per label, plus an ``index.csv``.
@@ -180,6 +182,9 @@ def dicom_to_images(
         ``size`` needs (wavelet levels, DCT scaling): several times faster on large images; pixels differ
         from a full decode + resize by a few grey levels on average (sharper edges differ more). False always
         decodes in full.
+    :param shard_tables: Shard tables of input.dicom: decode only the files of shard ``shard_index`` (an empty
+        shard, or one whose files are all set aside, writes an empty output; transform.merge_shards joins them).
+    :param shard_index: The shard of ``shard_tables`` to decode (0-based).
     :param images: Folder ``<label>/<name>.png`` plus ``index.csv`` (image, label, frame and the metadata columns).
     """
     import pandas as pd
@@ -196,9 +201,16 @@ def dicom_to_images(
         raise ClaimedError("shards: NumPy shards need one image size; set size > 0")
     if shard_size < 1:
         raise ClaimedError(f"shard_size: must be positive, got {shard_size}")
+    if shards and shard_tables is not None:
+        raise ClaimedError("shards: NumPy shards of a shard's images would collide in the merge; leave shards off")
     table = read_table(metadata, name="metadata")
     if "file" not in table.columns:
         raise ClaimedError("metadata: column 'file' missing; expected the output of input.dicom")
+    if shard_tables is not None:
+        from claimed_airflow.core import sharding
+
+        table = table[table["file"].astype(str).isin(set(sharding.files_of(shard_tables, shard_index)))]
+        sharding.announce("dicom_to_images", shard_index, len(table))
     out = Path(images)
     out.mkdir(parents=True)
     records = table.to_dict("records")
@@ -260,6 +272,9 @@ def dicom_to_images(
                 writer.add(array, name, job["label"])
     if writer is not None:
         writer.flush()
+    if not rows and shard_tables is not None:  # reported above; the merge checks the whole cohort
+        (out / INDEX).write_text("")
+        return {"images_written": 0, "files_rejected": rejected, "workers": workers}
     if not rows:
         raise ClaimedError(f"files: none of the {len(records)} DICOM files could be decoded")
     write_table(pd.DataFrame(rows), out / INDEX)
