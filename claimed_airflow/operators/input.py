@@ -189,6 +189,11 @@ class DicomInputOperator(ClaimedOperator):
     :type label_key: str
     :param label_column: Column of the labels table copied into the metadata as ``label``.
     :type label_column: str
+    :param extra_sources: More sources read into the same table and folder (retraining on the
+        union): ``[{"source": ..., "labels": ..., "label_key": "SOPInstanceUID"}]``; their files go
+        to ``_extra/<n>/``, each row's ``source`` column is its source's number (0: ``source``); a
+        SOPInstanceUID already read is a duplicate.
+    :type extra_sources: list[dict] | None
     :param duplicates: A file whose SOPInstanceUID was already seen: ``reject`` sets it aside (the
         first file is kept), ``keep`` keeps it with a warning (e.g. one instance in several transfer
         syntaxes).
@@ -201,7 +206,16 @@ class DicomInputOperator(ClaimedOperator):
     """
 
     component = "input.dicom"
-    component_fields = ("source", "labels", "label_key", "label_column", "duplicates", "max_rejected", "shards")
+    component_fields = (
+        "source",
+        "labels",
+        "label_key",
+        "label_column",
+        "extra_sources",
+        "duplicates",
+        "max_rejected",
+        "shards",
+    )
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -212,6 +226,7 @@ class DicomInputOperator(ClaimedOperator):
         labels: str | None = None,
         label_key: str = "file",
         label_column: str = "label",
+        extra_sources: list[dict] | None = None,
         duplicates: str = "reject",
         max_rejected: int | None = None,
         shards: int = 1,
@@ -222,6 +237,7 @@ class DicomInputOperator(ClaimedOperator):
         self.labels = labels
         self.label_key = label_key
         self.label_column = label_column
+        self.extra_sources = extra_sources
         self.duplicates = duplicates
         self.max_rejected = max_rejected
         self.shards = shards

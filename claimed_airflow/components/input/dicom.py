@@ -138,6 +138,7 @@ def dicom(
     labels: InputPath | None = None,
     label_key: str = "file",
     label_column: str = "label",
+    extra_sources: list[dict] | None = None,
     duplicates: Literal["reject", "keep"] = "reject",
     max_rejected: int | None = None,
     shards: int = 1,
@@ -170,6 +171,10 @@ def dicom(
     :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
     :param label_key: Column present in both the metadata and the labels table (e.g. file, SOPInstanceUID).
     :param label_column: Column of the labels table copied into the metadata as ``label``.
+    :param extra_sources: More sources read into the same table and folder (retraining on the union):
+        ``[{"source": ..., "labels": ..., "label_key": "SOPInstanceUID"}]``; their files go to ``_extra/<n>/``,
+        each row's ``source`` column is its source's number (0: ``source``); a SOPInstanceUID already read is a
+        duplicate.
     :param duplicates: A file whose SOPInstanceUID was already seen: ``reject`` sets it aside (the first file is
         kept), ``keep`` keeps it with a warning (e.g. one instance in several transfer syntaxes).
     :param max_rejected: Fail the task when more files than this are set aside (default: never, unless all).
@@ -179,16 +184,24 @@ def dicom(
     :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet`` (column ``file``), one per shard.
     """
     from claimed_airflow.components import _pacs
+    from claimed_airflow.components.input import _union
     from claimed_airflow.core.sharding import check_count
 
     check_count(shards)
+    extras = _union.check_extra_sources(extra_sources)  # hostile until checked: before anything is read
     cut = {"shards": shards, "shard_tables": shard_tables}
+    first = {**cut, "shard_tables": None} if extras else cut  # with extra sources, the union is cut
     if _pacs.is_pacs_uri(source):
-        return from_pacs(source, labels, label_key, label_column, max_rejected, metadata, files, **cut)
-    base, candidates = discover(source)
-    return read_files(
-        base, candidates, source, labels, label_key, label_column, duplicates, max_rejected, metadata, files, **cut
-    )
+        read = from_pacs(source, labels, label_key, label_column, max_rejected, metadata, files, **first)
+    else:
+        base, candidates = discover(source)
+        read = read_files(
+            base, candidates, source, labels, label_key, label_column, duplicates, max_rejected, metadata, files,
+            **first,
+        )  # fmt: skip
+    if not extras:
+        return read
+    return _union.union(read, extras, label_column, duplicates, max_rejected, metadata, files, **cut)
 
 
 def read_files(
