@@ -4,7 +4,8 @@
 The CLAIMED health-care computer-vision pipeline, built from claimed-airflow operators:
 
 1. **dicom_input** reads a folder of DICOM files and a labels table (unreadable files are set aside
-   and listed in the task's manifest),
+   and listed in the task's manifest); with `extra_sources` (retraining on the union: the studies
+   radiologists labelled since, see `model_retraining`) more sources with their labels into the same table,
 2. **cohort** selects the cohort with a Spark SQL condition (`cohort` param) and splits it into train
    and test by a seeded hash of each SOPInstanceUID (`test_fraction`, `seed`: the same split on every
    engine and backend); a hospital's metadata table has millions of rows, so with `cohort_engine`
@@ -131,6 +132,23 @@ with DAG(
             description="Folder, glob or URI of DICOM files, or a PACS query: dicomweb://<conn>?modality=CR&...",
         ),
         "labels": Param(str(SAMPLE / "labels.csv"), type="string", description="Labels table (column file, label)."),
+        "extra_sources": Param(
+            [],
+            type="array",
+            maxItems=32,
+            items={
+                "type": "object",
+                "properties": {
+                    "source": {"type": "string", "minLength": 1},
+                    "labels": {"type": "string", "minLength": 1},
+                    "label_key": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
+                },
+                "required": ["source", "labels"],
+                "additionalProperties": False,
+            },
+            description="Retraining on the union: more DICOM sources, each with its labels table "
+            "[{source, labels, label_key (default SOPInstanceUID)}], read with dicom_source (see model_retraining).",
+        ),
         "label_key": Param(
             "file",
             type="string",
@@ -198,6 +216,9 @@ with DAG(
             items={"type": "string"},
             description="E-mail the metrics and the blessing outcome to these addresses (connection smtp_default).",
         ),
+        "models_root": Param(
+            "", type="string", description="Model store deploy publishes to; empty: <output root>/models."
+        ),
     },
 ) as dag:
     dicom = DicomInputOperator(
@@ -206,6 +227,7 @@ with DAG(
         labels="{{ params.labels }}",
         label_key="{{ params.label_key }}",
         label_column="label",
+        extra_sources="{{ params.extra_sources }}",
     )
     cohort = SparkCohortSplitFilterOperator(
         task_id="cohort",
@@ -292,6 +314,7 @@ with DAG(
         task_id="deploy",
         model=profile.output["profiled_model"],
         model_name="chestxray_mobilenet_v2",
+        models_root="{{ params.models_root }}",
         outlets=[model_asset("chestxray_mobilenet_v2")],
     )
     approval = ModelApprovalOperator(
