@@ -2,7 +2,8 @@
 
 An ``AssetWatcher`` runs :class:`~claimed_airflow.triggers.studies.StableStudyTrigger` in the triggerer: it
 watches the DICOMweb PACS of connection ``$CLAIMED_WATCH_CONN_ID`` (default ``dicomweb_default``; Orthanc's
-change feed when the server is Orthanc, else a QIDO-RS poll) and emits one asset event per study. Each
+change feed when the server is Orthanc, else a QIDO-RS poll, every ``$CLAIMED_WATCH_INTERVAL`` seconds,
+default 10) and emits one asset event per study. Each
 event queues a run of this DAG; events that arrive together land in one run. Its first task reads the
 studies from ``triggering_asset_events`` (each event's ``extra["payload"]``: ``study_instance_uid``,
 ``source``; also the asset's events registered after them, which no run may consume), the second starts
@@ -29,11 +30,17 @@ from airflow.sdk import DAG, Asset, AssetWatcher, task  # noqa: E402
 from claimed_airflow.triggers.studies import StableStudyTrigger  # noqa: E402
 
 PACS_CONN = os.environ.get("CLAIMED_WATCH_CONN_ID", "dicomweb_default")
+INTERVAL = float(os.environ.get("CLAIMED_WATCH_INTERVAL", "10"))  # seconds between polls of the PACS
 
 STUDIES = Asset(
     name="pacs_stable_studies",
     uri=f"dicomweb://{PACS_CONN}",
-    watchers=[AssetWatcher(name="pacs_stable_studies_watcher", trigger=StableStudyTrigger(dicomweb_conn_id=PACS_CONN))],
+    watchers=[
+        AssetWatcher(
+            name="pacs_stable_studies_watcher",
+            trigger=StableStudyTrigger(dicomweb_conn_id=PACS_CONN, interval=INTERVAL),
+        )
+    ],
 )
 
 

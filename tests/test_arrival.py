@@ -18,6 +18,7 @@ import urllib.request
 from contextlib import closing
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pydicom import dcmread
 
@@ -26,6 +27,7 @@ from claimed_airflow.pacs.listener import STARTED_FILE, AirflowApi, Listener, st
 from tests.arrival_studies import make_studies
 from tests.service import Service
 from tests.smtp_server import free_port
+from tests.test_s3 import s3_endpoint  # noqa: F401 - the moto S3 server fixture
 
 pytest.importorskip("pynetdicom")
 STORESCU = shutil.which("storescu")
@@ -286,3 +288,43 @@ def test_the_kubernetes_listener_runs_a_valid_listen_command_from_an_image_with_
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(p.startswith("pynetdicom") for p in extras["pacs"])  # the SCP; requests comes with dicomweb-client
     assert "--build-arg EXTRAS=pacs" in (root / "docker" / "listener.yaml").read_text()
+
+
+def test_the_landing_area_on_an_object_store_is_read_by_a_run_and_rescanned_after_a_restart(
+    tmp_path,
+    s3_endpoint,  # noqa: F811
+):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import ComputedRadiographyImageStorage
+
+    from claimed_airflow.core.runner import run
+
+    started = []
+    fs, landing = s3_endpoint, "s3://claimed/landing"
+    first = Listener(landing, lambda *call: started.append(call) or True, port=0, settle=0.01)
+    first.open()
+    try:
+        ((uid, files),) = make_studies(tmp_path / "studies", 1, instances=2).items()
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(ComputedRadiographyImageStorage, dcmread(files[0]).file_meta.TransferSyntaxUID)
+        assoc = ae.associate("127.0.0.1", first.port, ae_title="CLAIMED")
+        assert assoc.is_established
+        assert [assoc.send_c_store(dcmread(f)).Status for f in files] == [0, 0]
+        assoc.release()
+    finally:
+        first.server.shutdown()
+    key = study_key(uid)
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.find(f"claimed/landing/{key}"))
+    assert len(names) == 3 and names[0] == ".study.json" and all(n.endswith(".dcm") for n in names[1:])
+    # killed before it started the run: a new listener finds the study in the object store and starts it once
+    second = Listener(landing, lambda *call: started.append(call) or True, port=0, settle=0.01)
+    assert second.rescan() == 1
+    for due in second.due(now=time.time() + 60):
+        second.start(due)
+    ((dag_id, run_id, conf),) = started
+    assert (dag_id, run_id, conf["source"]) == ("dicom_inference", study_run_id(uid), f"{landing}/{key}")
+    assert fs.cat_file(f"claimed/landing/{key}/{STARTED_FILE}") == run_id.encode()
+    assert Listener(landing, started.append, port=0).rescan() == 0
+    read = run("input.dicom", {"source": conf["source"]}, root=str(tmp_path / "out"))  # what the run's task does
+    table = pd.read_parquet(read["metadata"])
+    assert sorted(table["SOPInstanceUID"]) == sorted(str(dcmread(f).SOPInstanceUID) for f in files)

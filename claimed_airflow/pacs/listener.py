@@ -1,8 +1,9 @@
 """``claimed-airflow listen``: a DICOM listener (C-STORE SCP) that lands studies and starts one run per study.
 
-A PACS or a modality sends studies to it (C-STORE). Each instance is written atomically (a hidden
-temporary name, then a rename) to ``<landing>/<study key>/<instance key>.dcm``, where a key is a hash
-of the UID (UIDs never become paths or log lines). A study is complete when no instance of it arrived
+A PACS or a modality sends studies to it (C-STORE). Each instance is written atomically to
+``<landing>/<study key>/<instance key>.dcm``, where a key is a hash of the UID (UIDs never become paths
+or log lines); the landing area is a local folder (a hidden temporary name, then a rename) or an
+object-store prefix such as ``s3://bucket/landing`` (one PUT per file), by default ``<output_root>/landing``. A study is complete when no instance of it arrived
 for ``settle`` seconds; the listener then starts one run of the DAG (``dicom_inference``) through
 Airflow's REST API with the run id :func:`study_run_id` (``study__<study key>``). Airflow refuses a
 second run with that id (409), so a study is started exactly once whatever happens to the listener:
@@ -74,46 +75,114 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
-@dataclass
 class Landing:
-    """The landing area: a local folder with one sub-folder per study."""
+    """The landing area, one sub-folder per study: a local folder, or a prefix of an object store (any fsspec URI,
+    e.g. ``s3://bucket/landing``; credentials as for ``output_root``: the environment or the filesystem's config).
 
-    root: Path
+    Each file is written atomically: locally a hidden temporary name, flushed, then renamed; on an object
+    store one PUT (an object becomes visible whole or not at all, so a temporary name and a copy would add
+    nothing but a second write).
+    """
 
-    def folder(self, key: str) -> Path:
-        return self.root / key
+    def __init__(self, root: str | Path) -> None:
+        from claimed_airflow.core import storage
+
+        text = str(root)
+        self.local = storage.is_local(text)
+        self.root: Path | str = Path(storage.local_path(text)) if self.local else text.rstrip("/")
+        self._fs = None
+        self._known: set[str] = set()  # studies whose .study.json this process has seen (saves a request each)
+
+    @property
+    def fs(self):
+        if self._fs is None:
+            from claimed_airflow.core import storage
+
+            self._fs = storage.filesystem(self.root)
+        return self._fs
+
+    def folder(self, key: str) -> Path | str:
+        return self.root / key if self.local else f"{self.root}/{key}"
+
+    def location(self, key: str) -> str:
+        """The study's folder as a run reads it: an absolute path, or the object-store URI."""
+        return str(self.folder(key).resolve()) if self.local else self.folder(key)
+
+    def _put(self, folder: Path | str, name: str, data: bytes) -> None:
+        if self.local:
+            _write_atomically(folder / name, data)
+        else:
+            self.fs.pipe_file(f"{folder}/{name}", data)  # one PUT
+
+    def _exists(self, folder: Path | str, name: str) -> bool:
+        return (folder / name).exists() if self.local else self.fs.exists(f"{folder}/{name}")
+
+    def prepare(self) -> None:
+        """Create the landing folder (an object store needs none)."""
+        if self.local:
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def write(self, study_uid: str, sop_uid: str, data: bytes) -> str:
         """Write one instance (atomically); the study's key."""
         key = study_key(study_uid)
         folder = self.folder(key)
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / STUDY_FILE).exists():
-            _write_atomically(folder / STUDY_FILE, json.dumps({"study_instance_uid": study_uid}).encode())
-        _write_atomically(folder / instance_file(sop_uid), data)
+        if self.local:
+            folder.mkdir(parents=True, exist_ok=True)
+        if key not in self._known and not self._exists(folder, STUDY_FILE):
+            self._put(folder, STUDY_FILE, json.dumps({"study_instance_uid": study_uid}).encode())
+        self._known.add(key)
+        self._put(folder, instance_file(sop_uid), data)
         return key
 
     def study_uid(self, key: str) -> str:
-        return json.loads((self.folder(key) / STUDY_FILE).read_text())["study_instance_uid"]
+        folder = self.folder(key)
+        text = (folder / STUDY_FILE).read_text() if self.local else self.fs.cat_file(f"{folder}/{STUDY_FILE}")
+        return json.loads(text)["study_instance_uid"]
 
     def started(self, key: str) -> bool:
-        return (self.folder(key) / STARTED_FILE).exists()
+        return self._exists(self.folder(key), STARTED_FILE)
 
     def mark_started(self, key: str, run_id: str) -> None:
-        _write_atomically(self.folder(key) / STARTED_FILE, run_id.encode())
+        self._put(self.folder(key), STARTED_FILE, run_id.encode())
 
-    def instances(self, key: str) -> list[Path]:
-        return [p for p in self.folder(key).glob("*.dcm") if not p.name.startswith(".")]
+    def instances(self, key: str) -> list[str]:
+        """The names of the study's instance files."""
+        if self.local:
+            return [p.name for p in self.folder(key).glob("*.dcm") if not p.name.startswith(".")]
+        self.fs.invalidate_cache(self.folder(key))
+        names = (p.rsplit("/", 1)[-1] for p in self.fs.ls(self.folder(key), detail=False))
+        return [n for n in names if n.endswith(".dcm") and not n.startswith(".")]
 
     def unstarted(self) -> dict[str, float]:
         """Study key -> time of its newest instance (epoch seconds), of every study not marked started."""
-        found = {}
-        for folder in self.root.iterdir() if self.root.is_dir() else ():
-            if folder.is_dir() and (folder / STUDY_FILE).exists() and not (folder / STARTED_FILE).exists():
-                times = [p.stat().st_mtime for p in self.instances(folder.name)]
-                if times:
-                    found[folder.name] = max(times)
+        found: dict[str, float] = {}
+        if self.local:
+            for folder in self.root.iterdir() if self.root.is_dir() else ():
+                if folder.is_dir() and (folder / STUDY_FILE).exists() and not (folder / STARTED_FILE).exists():
+                    times = [p.stat().st_mtime for p in folder.glob("*.dcm") if not p.name.startswith(".")]
+                    if times:
+                        found[folder.name] = max(times)
+            return found
+        self.fs.invalidate_cache(self.root)
+        if not self.fs.exists(self.root):
+            return found
+        studies: dict[str, dict[str, float]] = {}
+        root = self.fs._strip_protocol(self.root).rstrip("/")
+        for path, info in self.fs.find(root, detail=True).items():
+            key, _, name = path[len(root) + 1 :].partition("/")
+            if key and name and "/" not in name:
+                studies.setdefault(key, {})[name] = _modified(info)
+        for key, files in studies.items():
+            times = [t for n, t in files.items() if n.endswith(".dcm") and not n.startswith(".")]
+            if STUDY_FILE in files and STARTED_FILE not in files and times:
+                found[key] = max(times)
         return found
+
+
+def _modified(info: dict) -> float:
+    """An fsspec entry's modification time (epoch seconds): S3's ``LastModified``, else ``mtime``/``created``."""
+    value = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
+    return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
 @dataclass
@@ -233,7 +302,7 @@ class Listener:
 
     def __init__(
         self,
-        landing: Path,
+        landing: str | Path,
         start_run: Callable[[str, str, dict], bool],
         *,
         ae_title: str = "CLAIMED",
@@ -245,7 +314,7 @@ class Listener:
         conf: dict | None = None,
         retry: float = 10.0,
     ) -> None:
-        self.landing = Landing(Path(landing))
+        self.landing = Landing(landing)
         self.start_run = start_run  # (dag_id, run_id, conf) -> started now (True) or already (False)
         self.ae_title = check_ae_title(ae_title, "ae_title")
         self.port, self.bind = port, bind
@@ -274,8 +343,9 @@ class Listener:
             return self._refuse(calling, "no valid StudyInstanceUID/SOPInstanceUID")
         try:
             key = self.landing.write(study_uid, sop_uid, event.encoded_dataset())
-        except OSError as exc:
-            log.error("an instance from %s could not be written to the landing area: %s", calling, exc.strerror)
+        except Exception as exc:  # noqa: BLE001 - a full disk, an object store that refuses: the sender retries
+            why = getattr(exc, "strerror", None) or type(exc).__name__
+            log.error("an instance from %s could not be written to the landing area: %s", calling, why)
             return OUT_OF_RESOURCES
         now = time.time()
         with self.lock:
@@ -323,7 +393,7 @@ class Listener:
             conf = {
                 **self.conf,
                 "study_instance_uid": self.landing.study_uid(key),
-                "source": str(self.landing.folder(key).resolve()),
+                "source": self.landing.location(key),
                 "arrived_at": datetime.fromtimestamp(last, UTC).isoformat(),
             }
             now = self.start_run(self.dag_id, run_id, conf)
@@ -364,7 +434,7 @@ class Listener:
         from pynetdicom.sop_class import Verification
 
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # at INFO it logs every identifier (patient data)
-        self.landing.root.mkdir(parents=True, exist_ok=True)
+        self.landing.prepare()
         ae = AE(ae_title=self.ae_title)
         ae.require_called_aet = True
         if self.allowed:
@@ -380,6 +450,8 @@ class Listener:
 
     def serve(self, tick: float | None = None) -> None:
         """Rescan, open the SCP and start the complete studies' runs until :meth:`stop`."""
+        from claimed_airflow.core.storage import redact
+
         waiting = self.rescan()
         self.open()
         log.info(
@@ -388,7 +460,7 @@ class Listener:
             self.ae_title,
             self.bind,
             self.port,
-            self.landing.root,
+            redact(str(self.landing.root)),
             self.settle,
             waiting,
         )
@@ -413,7 +485,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "study (run id study__<hash of the StudyInstanceUID>) once no instance arrived for --settle seconds. "
         "Runs until SIGTERM/SIGINT; a restart starts the complete studies not yet started.",
     )
-    listen.add_argument("--landing", required=True, help="landing folder (one sub-folder per study)")
+    listen.add_argument(
+        "--landing",
+        help="landing area, one sub-folder per study: a folder or an object-store URI (s3://bucket/landing, any "
+        "fsspec URI); default: <output_root>/landing (the claimed output_root setting, e.g. $CLAIMED_OUTPUT_ROOT)",
+    )
     listen.add_argument("--ae-title", default="CLAIMED", help="our AE title (default CLAIMED)")
     listen.add_argument("--port", type=int, default=11112, help="port (default 11112)")
     listen.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
@@ -435,6 +511,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def listen_command(args: argparse.Namespace) -> None:
+    from claimed_airflow.core import storage
+
     try:
         conf = json.loads(args.conf)
     except ValueError as exc:
@@ -446,7 +524,7 @@ def listen_command(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     api = api_from_connection(args.airflow_conn_id)
     listener = Listener(
-        Path(args.landing),
+        args.landing or storage.join(storage.default_root(), "landing"),
         api.trigger,
         ae_title=args.ae_title,
         port=args.port,
