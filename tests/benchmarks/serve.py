@@ -12,7 +12,7 @@ The model is the flagship's network, untrained: MobileNetV2 (Keras 3, ``weights=
 
 and reports images/s and per-request latency p50/p99. Sequential requests (latency, not a load test);
 the ways are interleaved request by request so that they share the machine's load. ``--baseline REF``
-also serves the model with ``claimed_airflow/serving.py`` of git revision REF (e.g. the server before a
+also serves the model with the ``claimed_airflow`` package of git revision REF (e.g. the server before a
 change), interleaved with the others, and prints the ratios the server must meet: binary and PNG at
 batch 32 within 1.15x of ``direct`` (p50), FP32 JSON against the baseline's.
 
@@ -29,22 +29,19 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 SIZE, NAME = 64, "bench"
 ROOT = Path(__file__).resolve().parents[2]
-# runs `claimed-airflow serve` of the serving.py given as argv[1] (argv[2:]: its arguments)
-_RUN_MODULE = """
-import argparse, importlib.util, sys
-spec = importlib.util.spec_from_file_location("serving_baseline", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-parser = argparse.ArgumentParser()
-module.register(parser.add_subparsers())
-args = parser.parse_args(["serve", *sys.argv[2:]])
-args.func(args)
+# runs `claimed-airflow serve` of the claimed_airflow package in the folder argv[1] (argv[2:]: its arguments)
+_RUN_PACKAGE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from claimed_airflow.cli import main
+sys.exit(main(["serve", *sys.argv[2:]]))
 """
 
 
@@ -61,15 +58,17 @@ def make_model(folder: Path) -> Path:
 
 
 def start_server(folder: Path, baseline: str | None = None, options: tuple[str, ...] = ()):
-    """(process, port) of ``claimed-airflow serve folder --port 0``; ``baseline``: serving.py of that git revision."""
+    """(process, port) of ``claimed-airflow serve folder --port 0``; ``baseline``: the package of that git revision."""
     command = [str(Path(sys.executable).parent / "claimed-airflow"), "serve"]
     if baseline:
-        source = subprocess.run(
-            ["git", "show", f"{baseline}:claimed_airflow/serving.py"], cwd=ROOT, capture_output=True, check=True
+        source = folder.parent.parent / f"baseline_{baseline.replace('~', '_').replace('/', '_')}"
+        source.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", baseline, "claimed_airflow"], cwd=ROOT, capture_output=True, check=True
         ).stdout
-        module = folder.parent.parent / f"serving_{baseline.replace('~', '_').replace('/', '_')}.py"
-        module.write_bytes(source)
-        command = [sys.executable, "-c", _RUN_MODULE, str(module)]
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(source, filter="data")
+        command = [sys.executable, "-c", _RUN_PACKAGE, str(source)]
     server = subprocess.Popen(
         [*command, str(folder), "--port", "0", *options], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -110,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="requests at batch size 1")
     parser.add_argument("--batch-requests", type=int, default=40, help="requests at batch size 32")
-    parser.add_argument("--baseline", help="git revision whose serving.py is measured too (e.g. HEAD~3)")
+    parser.add_argument("--baseline", help="git revision whose server is measured too (e.g. HEAD~3)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
