@@ -4,7 +4,8 @@
 name not defined below comes from apache-airflow-providers-common-compat
 (``airflow.providers.common.compat.sdk``: ``airflow.sdk`` on 3.x, the Airflow 2 paths on 2.11), looked up
 on first use. This module adds only what common.compat lacks: version flags, ``DagBag``,
-``PlainXComArg``, ``mask_secret`` (older common.compat releases), skipping downstream tasks, the asset
+``PlainXComArg``, ``mask_secret`` (older common.compat releases), an exception class wherever it lives
+(:func:`exception_classes`), skipping downstream tasks, the asset
 (Dataset on 2.11) of a URI, an XCom read for extra links, and :func:`require_airflow` for features
 that need a newer Airflow.
 """
@@ -81,6 +82,17 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module("airflow.providers.common.compat.sdk"), name)
     globals()[name] = value
     return value
+
+
+def exception_classes(name: str) -> tuple[type[BaseException], ...]:
+    """Every class Airflow names ``name`` (``AirflowNotFoundException``: the SDK's and ``airflow.exceptions``' may
+    differ between versions), to catch whichever is raised."""
+    import airflow.exceptions
+
+    found = {globals()[name] if name in globals() else __getattr__(name)}
+    if isinstance(getattr(airflow.exceptions, name, None), type):
+        found.add(getattr(airflow.exceptions, name))
+    return tuple(found)
 
 
 def skip_tasks(operator: Any, context: Any, tasks: list[Any]) -> None:

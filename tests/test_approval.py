@@ -169,10 +169,12 @@ def test_one_retry_by_default_for_an_answer_that_races_the_executor(metric_files
 
 
 def test_older_airflow_refuses_the_param_with_the_version_it_needs(monkeypatch, metric_files):
-    import airflow
     from airflow.sdk.exceptions import AirflowFailException
 
-    monkeypatch.setattr(airflow, "__version__", "3.0.6")
+    from claimed_airflow import version_compat
+
+    monkeypatch.setattr(version_compat, "AIRFLOW_VERSION", "3.0.6")
+    monkeypatch.setattr(version_compat, "AIRFLOW_V_3_1_PLUS", False)
     old = importlib.reload(approval)
     try:
         assert old.HAS_HITL is False

@@ -1,4 +1,5 @@
-"""One rule for the credentials of components: the Airflow connection, else the environment, else one error."""
+"""One rule for the credentials of components: the Airflow connection named (a missing one is an error naming it),
+else, with no connection named, the environment, else one error."""
 
 from __future__ import annotations
 
@@ -19,12 +20,18 @@ def test_connection_else_environment_else_one_error_naming_it(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_CLAIMED_CREDS", '{"conn_type": "http", "password": "from-connection"}')
     read = lambda name: _not_defined(name).password  # noqa: E731
     assert from_connection("claimed_creds", read, kind="Test", environment=lambda: "env") == "from-connection"
-    assert from_connection("claimed_missing", read, kind="Test", environment=lambda: "env") == "env"
     assert from_connection(None, read, kind="Test", environment=lambda: "env") == "env"
-    with pytest.raises(ClaimedError, match="^conn_id: Airflow connection 'claimed_missing' is not defined; or set X$"):
-        from_connection("claimed_missing", read, kind="Test", environment=lambda: None, hint="or set X")
     with pytest.raises(ClaimedError, match="^salt_connection: no Test connection given$"):
         from_connection("", read, kind="Test", param="salt_connection")
+
+
+def test_a_named_connection_that_is_not_defined_is_an_error_not_the_environment():
+    """A typo in conn_id silently ran with the environment's credentials (another server, another account)."""
+    read = lambda name: _not_defined(name).password  # noqa: E731
+    for environment in (lambda: "env", lambda: None):
+        with pytest.raises(ClaimedError) as caught:
+            from_connection("claimed_missing", read, kind="Test", environment=environment, hint="or set X")
+        assert str(caught.value) == "conn_id: Airflow connection 'claimed_missing' is not defined"
 
 
 def test_airflow_errors_are_recognised_by_type_not_by_name():
@@ -67,21 +74,25 @@ def test_errors_never_carry_a_secret_and_secrets_are_masked(monkeypatch):
     assert masked == ["a-secret"]
 
 
-def test_deidentify_salt_falls_back_to_its_environment_variable(monkeypatch):
-    """A salt connection that is not defined falls back to salt_env, as every component's connection does."""
+def test_deidentify_salt_falls_back_to_its_environment_variable_only_without_a_connection(monkeypatch):
+    """No salt connection: salt_env; a salt connection that is not defined: an error naming it."""
     from claimed_airflow.components.transform.deidentify import read_salt
 
     monkeypatch.setenv("CLAIMED_TEST_SALT", "pepper")
     from_env = (b"pepper", "environment variable CLAIMED_TEST_SALT")
-    assert read_salt("claimed_missing_salt", "CLAIMED_TEST_SALT") == from_env
+    assert read_salt(None, "CLAIMED_TEST_SALT") == from_env
+    with pytest.raises(
+        ClaimedError, match="^salt_connection: Airflow connection 'claimed_missing_salt' is not defined$"
+    ):
+        read_salt("claimed_missing_salt", "CLAIMED_TEST_SALT")
     monkeypatch.setenv("AIRFLOW_CONN_CLAIMED_SALT", '{"conn_type": "generic", "extra": {"salt": "from-conn"}}')
     assert read_salt("claimed_salt", "CLAIMED_TEST_SALT") == (b"from-conn", "Airflow connection claimed_salt")
-    with pytest.raises(ClaimedError, match="^salt_connection: Airflow connection 'nope' is not defined; or give"):
+    with pytest.raises(ClaimedError, match="^salt_connection: Airflow connection 'nope' is not defined$"):
         read_salt("nope", None)
 
 
-def test_watson_ml_connection_not_defined_uses_the_environment(monkeypatch):
-    """deploy.watson_ml read WATSONX_* only without a conn_id; a connection that is not defined errored."""
+def test_watson_ml_without_a_connection_uses_the_environment(monkeypatch):
+    """deploy.watson_ml: no conn_id reads WATSONX_*; a connection that is not defined is an error naming it."""
     pytest.importorskip("ibm_watsonx_ai")
     import ibm_watsonx_ai
 
@@ -92,8 +103,8 @@ def test_watson_ml_connection_not_defined_uses_the_environment(monkeypatch):
     monkeypatch.setenv("WATSONX_URL", "https://wml.example.org")
     monkeypatch.setenv("WATSONX_APIKEY", "key-from-env")
     monkeypatch.setenv("WATSONX_SPACE_ID", "space-from-env")
-    assert watson_ml._client("claimed_missing_wml", None) == ("client", "key-from-env")
+    assert watson_ml._client(None, None) == ("client", "key-from-env")
     assert made[0][0].url == "https://wml.example.org" and made[0][1] == "space-from-env"
-    monkeypatch.delenv("WATSONX_APIKEY")
-    with pytest.raises(ClaimedError, match="^conn_id: Airflow connection 'claimed_missing_wml' is not defined; with"):
+    with pytest.raises(ClaimedError, match="^conn_id: Airflow connection 'claimed_missing_wml' is not defined$"):
         watson_ml._client("claimed_missing_wml", None)
+    assert len(made) == 1

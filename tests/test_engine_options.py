@@ -46,7 +46,7 @@ def pod_of(operator):
 
 def test_the_options_object_and_a_dict_give_the_same_pod():
     typed, as_dict = rows(kubernetes=KubernetesOptions(**OPTIONS)), rows(kubernetes=OPTIONS)
-    assert typed.kubernetes == as_dict.kubernetes
+    assert typed.engine_options() == as_dict.engine_options()
     assert pod_of(typed) == pod_of(as_dict)
     pod = pod_of(typed)
     container = pod["spec"]["containers"][0]
@@ -56,7 +56,7 @@ def test_the_options_object_and_a_dict_give_the_same_pod():
     assert pod["spec"]["serviceAccountName"] == "runner" and pod["spec"]["nodeSelector"] == {"pool": "gpu"}
     assert {"name": "N", "value": "3"} in container["env"]
     spark = rows(spark={"conn_id": "spark_yarn", "conf": {"spark.executor.cores": 2}})
-    assert spark.spark == SparkOptions(conn_id="spark_yarn", conf={"spark.executor.cores": 2})
+    assert spark.engine_options()[1] == SparkOptions(conn_id="spark_yarn", conf={"spark.executor.cores": 2})
 
 
 @pytest.mark.parametrize("flat", [{"cpu": "2"}, {"kubernetes_conn_id": "cluster"}, {"spark_conf": {"spark.a": 1}}])
@@ -95,12 +95,9 @@ def test_dag_wide_options_from_default_args_are_overridden_option_by_option():
     with DAG("options", default_args=default_args, schedule=None, start_date=datetime(2026, 1, 1)):
         own = RowsFilterOperator(task_id="own", table="t", condition="a", kubernetes={"cpu": "3", "memory": "2Gi"})
         inherited = RowsFilterOperator(task_id="inherited", table="t", condition="a")
-    assert (own.kubernetes.cpu, own.kubernetes.memory, own.kubernetes.namespace) == ("3", "2Gi", "ml")
-    assert (inherited.kubernetes.cpu, inherited.kubernetes.memory, inherited.kubernetes.conn_id) == (
-        "5",
-        "1Gi",
-        "cluster",
-    )
+    (mine, _), (theirs, _) = own.engine_options(), inherited.engine_options()
+    assert (mine.cpu, mine.memory, mine.namespace, mine.conn_id) == ("3", "2Gi", "ml", "cluster")
+    assert (theirs.cpu, theirs.memory, theirs.conn_id) == ("5", "1Gi", "cluster")
 
 
 def test_a_component_parameter_named_like_an_engine_option_is_the_components():
@@ -143,7 +140,7 @@ def test_former_parameter_names_are_unknown_parameters():
 def test_engines_run_from_an_engine_task_without_an_operator(tmp_path):
     """No ClaimedOperator, no Airflow context: the local engine runs the component, the kubernetes engine
     builds its pod, the spark engine its spark-submit, all from the EngineTask alone."""
-    from claimed_airflow.operators.engines import EngineTask, kubernetes, local, spark
+    from claimed_airflow.operators.engines import ENGINES, EngineTask, kubernetes, spark
 
     table = tmp_path / "t.csv"
     table.write_text("a,b\n1,x\n5,y\n")
@@ -159,7 +156,8 @@ def test_engines_run_from_an_engine_task_without_an_operator(tmp_path):
         retries=2,
         timeout=timedelta(minutes=3),
     )
-    assert local.execute(task, {})["rows_out"] == 1
+    local = ENGINES["local"]()
+    assert local.run(task, {})["rows_out"] == 1
     local.kill(task)  # nothing left to end
     pod_operator = kubernetes.pod_operator(task, context_for(SCOPE))
     pod = pod_operator.build_pod_request_obj(context_for(SCOPE), dry_run=True)
@@ -167,8 +165,8 @@ def test_engines_run_from_an_engine_task_without_an_operator(tmp_path):
     assert pod.spec.active_deadline_seconds == 180 and pod.spec.service_account_name == "runner"
     assert "--condition=a > 2" in pod.spec.containers[0].args
     pytest.importorskip("airflow.providers.apache.spark")
-    submit = spark.submit_operator(task, {})
-    assert submit.application_args[0] == "filter.rows" and submit.conf["spark.executor.cores"] == 2
-    kubernetes.kill(task)  # nothing started
+    submit = spark.submission(task)
+    assert submit["application_args"][0] == "filter.rows" and submit["conf"]["spark.executor.cores"] == 2
+    ENGINES["kubernetes"]().kill(task)  # nothing started
     with pytest.raises(ClaimedError, match="unknown parameter"):
-        local.execute(EngineTask("bad", spec, {"nope": 1}, str(tmp_path), Scope("d", "r", "bad")), {})
+        local.run(EngineTask("bad", spec, {"nope": 1}, str(tmp_path), Scope("d", "r", "bad")), {})

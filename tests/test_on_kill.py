@@ -131,8 +131,7 @@ def test_killing_a_spark_task_kills_spark_submit(tmp_path, monkeypatch):
     outcome = start(operator, context("sql"))
 
     def spark_running():
-        task = getattr(getattr(operator, "_engine_task", None), "started", None)  # the SparkSubmitOperator
-        hook = getattr(task, "_hook", None)
+        hook = getattr(getattr(operator, "_engine_task", None), "started", None)  # the SparkSubmitHook
         process = getattr(hook, "_submit_sp", None)
         started = [p for p in descendants() if p.pid not in before and "java" in p.name()]
         return process if process is not None and started else None

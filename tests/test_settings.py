@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 import subprocess
 import sys
@@ -66,18 +67,17 @@ def test_an_undeclared_setting_is_refused():
 
 def test_output_root_and_cache_follow_the_one_order(clean, tmp_path):
     """output_root read config then environment but no Variable, cache config only: both follow the order now."""
-    from claimed_airflow.core import storage
+    from claimed_airflow.core.storage import default_root
     from claimed_airflow.operators import ClaimedOperator
-    from claimed_airflow.operators.base import default_output_root
 
     clean.setenv("AIRFLOW_HOME", str(tmp_path))
-    assert default_output_root() == str(tmp_path / "claimed-artifacts")
+    assert default_root() == str(tmp_path / "claimed-artifacts")  # a process running Airflow
     clean.setenv("CLAIMED_OUTPUT_ROOT", "s3://env/root")
-    assert default_output_root() == storage.default_root() == "s3://env/root"
+    assert default_root() == "s3://env/root"
     clean.setenv("AIRFLOW__CLAIMED__OUTPUT_ROOT", "s3://config/root")
-    assert default_output_root() == "s3://config/root"
+    assert default_root() == "s3://config/root"
     clean.setenv("AIRFLOW_VAR_CLAIMED_OUTPUT_ROOT", "s3://variable/root")
-    assert default_output_root() == storage.default_root() == "s3://variable/root"
+    assert default_root() == "s3://variable/root"
 
     task = ClaimedOperator(task_id="t", component="filter.rows", arguments={})
     assert task._cache_enabled() is False
@@ -89,17 +89,44 @@ def test_output_root_and_cache_follow_the_one_order(clean, tmp_path):
     assert task._cache_enabled() is True
 
 
-def test_outside_airflow_settings_read_the_environment_without_importing_airflow(clean):
-    """The CLI, a pod and a KFP step: no Variable, ``AIRFLOW__CLAIMED__<NAME>`` for the config, never an import."""
+def test_outside_airflow_settings_read_the_environment_without_importing_airflow(clean, tmp_path):
+    """The CLI, a pod and a KFP step: no Variable, ``AIRFLOW__CLAIMED__<NAME>`` for the config, never an import;
+    the default output root is ``./claimed-artifacts`` there."""
     clean.setenv("AIRFLOW_VAR_CLAIMED_ENGINE", "spark")
     clean.setenv("AIRFLOW__CLAIMED__ENGINE", "kubernetes")
     clean.setenv("CLAIMED_IMAGE", "registry/claimed:1")
     code = (
         "import sys; from claimed_airflow.core.settings import setting; "
-        "print(setting('engine'), setting('image'), 'airflow' in sys.modules)"
+        "from claimed_airflow.core.storage import default_root; "
+        "print(setting('engine'), setting('image'), default_root(), 'airflow' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
-    assert out.stdout.split() == ["kubernetes", "registry/claimed:1", "False"]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["kubernetes", "registry/claimed:1", str(tmp_path / "claimed-artifacts"), "False"]
+
+
+def test_a_declared_default_is_the_one_used_and_never_repeated(clean):
+    """``Option.default`` is what an unset setting answers (it was documentation, repeated at the call sites)."""
+    declared = {name: option.default for name, option in OPTIONS.items() if option.default is not None}
+    assert {"engine", "cache", "spark_master", "spark_auto_bytes", "spark_log_level"} <= set(declared)
+    for name, default in declared.items():
+        assert setting(name) == default
+        assert setting(name, None) is None  # whether it is set at all
+        with pytest.raises(ValueError, match=f"^claimed setting '{name}' declares its default"):
+            setting(name, "another")
+    clean.setenv("CLAIMED_SPARK_LOG_LEVEL", "ERROR")
+    assert setting("spark_log_level") == "ERROR" and setting("spark_log_level", None) == "ERROR"
+    clean.setitem(OPTIONS, "cache", dataclasses.replace(OPTIONS["cache"], default="True"))
+    assert flag_setting("cache") is True  # read from the declaration, not from a copy at the call site
+    from claimed_airflow.core.spark import backend_for
+    from claimed_airflow.operators.engines import resolve
+
+    clean.setitem(OPTIONS, "engine", dataclasses.replace(OPTIONS["engine"], default="spark"))
+    clean.setitem(OPTIONS, "spark_auto_bytes", dataclasses.replace(OPTIONS["spark_auto_bytes"], default="0"))
+    assert resolve(None) == "spark" and resolve("local") == "local"
+    assert backend_for("auto", __file__) == "spark"  # larger than 0 bytes
+    assert backend_for("auto") == "local"  # no input, and spark_master (declared local[*]) is not set
 
 
 def test_components_setting_registers_modules_from_the_airflow_config(clean, tmp_path):

@@ -279,18 +279,18 @@ def test_spark_submit_runs_the_component_through_the_one_launcher(name):
         task_id="t", engine="spark", spark={"conf": {"spark.executor.cores": 2}}, **values
     )
     scope = Scope("d", "r", "t")
-    submit = spark.submit_operator(operator.engine_task(spec, "s3://out", scope), {})
-    folder = Path(submit.application).parent
-    assert (folder.name, Path(submit.application).name) == ("spark_app", "launcher.py")
+    submit = spark.submission(operator.engine_task(spec, "s3://out", scope))
+    folder = Path(spark.application()).parent
+    assert (folder.name, Path(spark.application()).name) == ("spark_app", "launcher.py")
     # spark-submit puts the application's folder first on sys.path: nothing there may shadow a package
     assert {p.name for p in folder.glob("*.py")} == {"__init__.py", "launcher.py"}
-    args = submit.application_args
+    args = submit["application_args"]
     assert args[0] == name
     assert args[-8:] == ["--output-root", "s3://out", "--dag-id", "d", "--run-id", "r", "--task-id", "t"]
     inputs = [p.name for p in spec.inputs]
     assert all(f"--{i}=s3://in/{i}" in args for i in inputs)
-    assert submit.conf == {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": 2}
-    assert submit._conn_id == "spark_default"
+    assert submit["conf"] == {"spark.sql.session.timeZone": "UTC", "spark.executor.cores": 2}
+    assert submit["conn_id"] == "spark_default"
 
 
 def test_engine_spark_runs_any_component_with_the_launcher(tmp_path, monkeypatch):

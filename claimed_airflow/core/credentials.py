@@ -4,9 +4,9 @@ A component that needs credentials takes a connection id (``conn_id``) and docum
 for runs without Airflow. :func:`from_connection` looks them up in one order:
 
 1. the Airflow connection ``conn_id`` (when one is given), read by the component's ``read(conn_id)``, which
-   uses a hook (Airflow is imported only now);
+   uses a hook (Airflow is imported only now); a connection that is not defined is an error naming it;
 2. the component's environment variables (``environment()``; None when they are not set), when no connection
-   is given, Airflow is not installed here, or the connection is not defined;
+   is given, or Airflow is not installed here (a pod or a KFP step: its credentials come as environment);
 3. else one error naming the connection and the environment variables.
 
 Any other failure to read the connection is one line naming it. Secrets never reach a log or an error:
@@ -29,18 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def airflow_errors(name: str = "AirflowNotFoundException") -> tuple[type[BaseException], ...]:
-    """Airflow's exception class ``name`` (its module moved between Airflow versions: every place it lives).
-
-    Raises ImportError when Airflow is not installed.
+    """Airflow's exception class ``name``, every class of that name (it moved between Airflow versions:
+    :func:`claimed_airflow.version_compat.exception_classes`). Raises ImportError when Airflow is not installed.
     """
-    import airflow.exceptions
-
     from claimed_airflow import version_compat
 
-    found = {getattr(version_compat, name)}
-    if isinstance(getattr(airflow.exceptions, name, None), type):
-        found.add(getattr(airflow.exceptions, name))
-    return tuple(found)
+    return version_compat.exception_classes(name)
 
 
 def mask(*secrets: str | None) -> None:
@@ -64,7 +58,8 @@ def from_connection(
     param: str = "conn_id",
     failure: str | None = None,
 ) -> T:
-    """The credentials of Airflow connection ``conn_id`` (``read(conn_id)``), else ``environment()``.
+    """The credentials of Airflow connection ``conn_id`` (``read(conn_id)``); no ``conn_id`` (or no Airflow here):
+    ``environment()``.
 
     ``kind`` names the service in errors (``DICOMweb``); ``hint`` says what works without a connection
     (``or set CDSAPI_URL/CDSAPI_KEY``); ``param`` is the component's parameter holding the id; ``failure``
@@ -77,23 +72,21 @@ def from_connection(
         return found
     try:
         not_found = airflow_errors()
-    except ImportError:
-        missing = f"Airflow is needed to read connection {conn_id!r}"
-    else:
-        try:
-            return read(conn_id)
-        except ClaimedError:
-            raise
-        except not_found:
-            missing = f"Airflow connection {conn_id!r} is not defined"
-        except Exception as exc:  # the hook's own errors (bad extra, unreachable server, ...): one line
-            cannot = failure or f"use {kind} connection"
-            raise ClaimedError(redact(f"{param}: cannot {cannot} {conn_id!r}: {exc}")) from None
-    found = environment() if environment else None
-    if found is None:
-        raise ClaimedError(_with_hint(f"{param}: {missing}", hint))
-    log.info("%s: %s; using the environment", param, missing)
-    return found
+    except ImportError:  # a pod or a KFP step: no Airflow to read the connection, its credentials come as environment
+        found = environment() if environment else None
+        if found is None:
+            raise ClaimedError(_with_hint(f"{param}: Airflow is needed to read connection {conn_id!r}", hint)) from None
+        log.info("%s: no Airflow here to read connection %r; using the environment", param, conn_id)
+        return found
+    try:
+        return read(conn_id)
+    except ClaimedError:
+        raise
+    except not_found:  # a named connection never silently becomes the environment's credentials
+        raise ClaimedError(f"{param}: Airflow connection {conn_id!r} is not defined") from None
+    except Exception as exc:  # the hook's own errors (bad extra, unreachable server, ...): one line
+        cannot = failure or f"use {kind} connection"
+        raise ClaimedError(redact(f"{param}: cannot {cannot} {conn_id!r}: {exc}")) from None
 
 
 def _with_hint(message: str, hint: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,24 +91,9 @@ def check_tolerations(items: Any, where: str = "tolerations") -> tuple[dict[str,
 
 
 class _Options:
-    """What the engine options have in common: built from a dict, and the options set (not default)."""
+    """What the engine options have in common: the options set (not default)."""
 
     engine = ""
-
-    @classmethod
-    def of(cls, value: Any):
-        """``value`` as options: an instance, a dict of option names, or None (every option unset)."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, Mapping):
-            raise ParameterError(f"{cls.engine}: expected {cls.__name__}(...) or a dict, got {value!r}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(value) - set(names))
-        if unknown:
-            raise ParameterError(f"{cls.engine}: unknown option(s) {', '.join(unknown)}; expected: {', '.join(names)}")
-        return cls(**value)
 
     def given(self) -> dict[str, Any]:
         """The options that differ from their defaults."""
@@ -217,7 +202,7 @@ ENGINE_OPTIONS: dict[str, type[_Options]] = {"kubernetes": KubernetesOptions, "s
 OPERATOR_NAMES = frozenset(
     {
         *("component", "arguments", "engine", "output_root", "cache", "kubernetes", "spark", "deferrable"),
-        *("component_fields", "gate", "claimed_result", "component_arguments", "engine_task"),
+        *("component_fields", "gate", "claimed_result", "component_arguments", "engine_task", "engine_options"),
         *("execute_complete", "get_openlineage_facets_on_complete"),
     }
 )
@@ -235,10 +220,36 @@ def reserved_names() -> frozenset[str]:
     return OPERATOR_NAMES | set(dir(BaseOperator)) | set(inspect.signature(BaseOperator.__init__).parameters)
 
 
-def fold(task: Mapping[str, Any], defaults: Mapping[str, Any] = {}) -> dict[str, _Options]:  # noqa: B006
-    """The engine options of a task: ``task`` (its ``kubernetes``/``spark`` options) over ``defaults`` (the same
-    names from ``default_args``), option by option."""
+def given_options(cls: type[_Options], value: Any) -> dict[str, Any]:
+    """The options set in ``value`` (an instance, a dict or None) as a plain dict; names checked, values not."""
+    if value is None:
+        return {}
+    if isinstance(value, cls):
+        return value.given()
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"{cls.engine}: expected {cls.__name__}(...) or a dict, got {value!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise ParameterError(f"{cls.engine}: unknown option(s) {', '.join(unknown)}; expected: {', '.join(names)}")
+    return dict(value)
+
+
+def merge(task: Mapping[str, Any], defaults: Mapping[str, Any] = {}) -> dict[str, dict[str, Any]]:  # noqa: B006
+    """The engine options of a task as plain dicts (what an operator keeps, so templates in them render):
+    ``task`` (its ``kubernetes``/``spark`` options) over ``defaults`` (the same names from ``default_args``),
+    option by option."""
     return {
-        engine: cls(**{**cls.of(defaults.get(engine)).given(), **cls.of(task.get(engine)).given()})
+        engine: {**given_options(cls, defaults.get(engine)), **given_options(cls, task.get(engine))}
         for engine, cls in ENGINE_OPTIONS.items()
     }
+
+
+def fold(merged: Mapping[str, Any], skip: Callable[[Any], bool] | None = None) -> dict[str, _Options]:
+    """The typed, checked options of :func:`merge`'s dicts; ``skip`` leaves out values not rendered yet
+    (templates, checked when the task runs)."""
+    folded = {}
+    for engine, cls in ENGINE_OPTIONS.items():
+        values = given_options(cls, merged.get(engine))
+        folded[engine] = cls(**{k: v for k, v in values.items() if skip is None or not skip(v)})
+    return folded

@@ -204,12 +204,9 @@ def _mask_uri_secrets(values: Any) -> None:
     if not secrets or "airflow" not in sys.modules:
         return
     try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # Airflow 2
-        try:
-            from airflow.utils.log.secrets_masker import mask_secret
-        except ImportError:
-            return
+        from claimed_airflow.version_compat import mask_secret
+    except ImportError:  # no log masker in this Airflow
+        return
     for secret in secrets:
         mask_secret(secret)
 

@@ -7,7 +7,8 @@ A setting ``<option>`` takes the first value found (empty values count as unset)
    such as ``components``, skip it, and so does a process that cannot read Variables);
 3. the Airflow option ``[claimed] <option>`` (``airflow.cfg``, or ``AIRFLOW__CLAIMED__<OPTION>``);
 4. the environment variable ``CLAIMED_<OPTION>``;
-5. the default.
+5. the option's declared default (:attr:`Option.default`: the one place it is written; a caller may ask for
+   ``None`` instead, to tell an unset option from its default).
 
 A setting never imports Airflow (seconds) on its own: in a process that has not imported it (the
 ``claimed-airflow`` command, a component's pod, a KFP step) step 2 is skipped and step 3 reads only
@@ -27,6 +28,7 @@ from claimed_airflow.core.errors import ParameterError
 
 # Task argument values that mean "use the configured setting".
 USE_CONFIGURED = ("", "default", "configured")
+DECLARED: Any = object()  # setting()'s default: the option's declared default
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Option:
     description: str
     type: str = "string"
     example: str | None = None
-    default: str | None = None
+    default: str | None = None  # what setting() answers when the option is not set anywhere
     variable: bool = True  # False: read while DAGs are parsed, so no Airflow Variable (a database call per parse)
     env: str | None = None  # the environment variable, when not CLAIMED_<NAME>
 
@@ -72,6 +74,13 @@ OPTIONS: dict[str, Option] = {
     "engine": Option(
         "Default engine of claimed operators: local, kubernetes or spark.", example="kubernetes", default="local"
     ),
+    "gpu_queue": Option(
+        "Executor queue of the tasks of GPU components (train.mobilenet_v2, ...) that set no queue themselves: "
+        "with the CeleryExecutor, a queue only GPU workers serve (airflow celery worker --queues gpu); unset: "
+        "[operators] default_queue. Read while DAGs are parsed (no Variable).",
+        example="gpu",
+        variable=False,
+    ),
     "components": Option(
         "Importable modules of your own components, comma separated, registered next to the library's "
         "(read while DAGs are parsed: no Variable; environment CLAIMED_AIRFLOW_COMPONENTS).",
@@ -104,9 +113,10 @@ OPTIONS: dict[str, Option] = {
         _POD + "names of the image pull secrets of the pods, comma separated.", example="registry-credentials"
     ),
     "spark_master": Option(
-        "Spark master of Spark components run in-process (engine local or kubernetes); set, backend auto picks "
-        "Spark (default local[*]).",
+        "Spark master of Spark components run in-process (engine local or kubernetes); when set, backend auto "
+        "picks Spark.",
         example="spark://cluster:7077",
+        default="local[*]",
     ),
     "spark_auto_bytes": Option(
         "backend auto: inputs larger than this many bytes run on Spark, smaller ones in-process.",
@@ -145,12 +155,19 @@ def _config(name: str, airflow: bool) -> Any:
     return conf.get("claimed", name, fallback=None)
 
 
-def setting(name: str, default: Any = None, *, value: Any = None) -> Any:
+def setting(name: str, default: Any = DECLARED, *, value: Any = None) -> Any:
     """Setting ``name``: ``value`` (the task argument), Variable ``claimed_<name>``, ``[claimed] <name>``,
-    ``$CLAIMED_<NAME>``, else ``default`` (the order of this module's docstring)."""
+    ``$CLAIMED_<NAME>``, else the option's declared default (the order of this module's docstring).
+
+    ``default`` is for options that declare none (a caller's fallback), or ``None`` to learn whether the
+    option is set; repeating a declared default elsewhere is refused (one place)."""
     option = OPTIONS.get(name)
     if option is None:
         raise ValueError(f"claimed setting {name!r} is not declared in claimed_airflow.core.settings.OPTIONS")
+    if default is DECLARED:
+        default = option.default
+    elif default is not None and option.default is not None:
+        raise ValueError(f"claimed setting {name!r} declares its default ({option.default!r}); do not pass another")
     if not _unset(value):
         return value
     airflow = "airflow" in sys.modules  # a process running Airflow; never import it (seconds) for a setting
@@ -179,12 +196,12 @@ def json_setting(name: str, default: Any = None, *, value: Any = None) -> Any:
     return parse_json(name, setting(name, None, value=value), default)
 
 
-def flag_setting(name: str, default: bool = False, *, value: Any = None) -> bool:
-    """A boolean setting (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+def flag_setting(name: str, *, value: Any = None) -> bool:
+    """A boolean setting (``true``/``false``, ``1``/``0``, ``yes``/``no``); unset: its declared default, else false."""
     from claimed_airflow.core.types import coerce
 
-    found = setting(name, None, value=value)
-    return default if found is None else bool(coerce(name, found, bool))
+    found = setting(name, value=value)
+    return False if found is None else bool(coerce(name, found, bool))
 
 
 def list_setting(name: str, *, value: Any = None) -> list[str]:

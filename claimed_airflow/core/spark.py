@@ -50,13 +50,13 @@ def session(app: str | None = None) -> SparkSession:
 
     builder = SparkSession.builder.appName(app or current().component or "claimed-airflow")
     if not under_spark_submit():
-        builder = builder.master(str(setting("spark_master", "local[*]")))
+        builder = builder.master(str(setting("spark_master")))
         for key, value in LOCAL_CONF.items():
             builder = builder.config(key, value)
     # py4j logs every closed connection at INFO when the process exits; Airflow's logging shows INFO
     logging.getLogger("py4j").setLevel(logging.WARNING)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(str(setting("spark_log_level", "WARN")))
+    spark.sparkContext.setLogLevel(str(setting("spark_log_level")))
     return spark
 
 
@@ -146,8 +146,6 @@ def count(spark: SparkSession, path: str | Path, fmt: str = "parquet") -> int:
 
 # -- backend="auto": Spark, or in this process without a JVM ------------------------------------------
 
-AUTO_MAX_BYTES = 256 * 2**20
-
 
 def backend_for(backend: str, *inputs: str | Path) -> str:
     """``spark`` or ``local`` (in-process: pyarrow, pandas, DuckDB; no JVM) for a Spark component's ``backend``.
@@ -159,10 +157,10 @@ def backend_for(backend: str, *inputs: str | Path) -> str:
     """
     if backend != "auto":
         return backend
-    if under_spark_submit() or setting("spark_master"):
+    if under_spark_submit() or setting("spark_master", None):  # set, not its default
         log.info("backend auto: spark (spark-submit or setting spark_master)")
         return "spark"
-    limit = int(setting("spark_auto_bytes", AUTO_MAX_BYTES))
+    limit = int(setting("spark_auto_bytes"))
     size = 0
     for item in map(Path, inputs):
         files = item.rglob("*") if item.is_dir() else [item]

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -56,8 +57,16 @@ def safe_name(text: str) -> str:
 
 
 def default_root() -> str:
-    """The ``output_root`` setting (:mod:`claimed_airflow.core.settings`); default ``./claimed-artifacts``."""
-    return str(setting("output_root") or Path("claimed-artifacts").resolve())
+    """The ``output_root`` setting (:mod:`claimed_airflow.core.settings`); unset: ``$AIRFLOW_HOME/claimed-artifacts``
+    in a process running Airflow (a worker, ``dag.test()``), else ``./claimed-artifacts`` (the CLI, a pod, a KFP
+    step). The one definition of the default output root."""
+    configured = setting("output_root")
+    if configured:
+        return str(configured)
+    if "airflow" in sys.modules:  # as core.settings tells a process running Airflow (never importing it here)
+        home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+        return os.path.join(home, "claimed-artifacts")
+    return str(Path("claimed-artifacts").resolve())
 
 
 def protocol(uri: str) -> str:

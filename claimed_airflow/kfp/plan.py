@@ -274,8 +274,11 @@ def task_pod_of(task: Any, spec: ComponentSpec) -> TaskPod:
     """The pod of ``task`` as the kubernetes engine builds it (settings read now), or a refusal naming the option."""
     from claimed_airflow.core.pod import task_pod
 
-    options = task.kubernetes
-    given = {"pod_options": options.pod_options, "namespace": options.namespace, "spark_conf": task.spark.conf}
+    try:
+        options, spark = task.engine_options()
+    except ClaimedError as exc:
+        raise ExportError(str(exc)) from None
+    given = {"pod_options": options.pod_options, "namespace": options.namespace, "spark_conf": spark.conf}
     for option, reason in _POD_ONLY.items():
         if given[option]:
             raise ExportError(f"task {task.task_id!r}: {option}: {reason}")
@@ -303,7 +306,7 @@ def _cache(task: Any, params: dict[str, PipelineParam]) -> Any:
     if value is None or value == "":
         from claimed_airflow.core.settings import flag_setting
 
-        return Const(flag_setting("cache", False))
+        return Const(flag_setting("cache"))
     if isinstance(value, str):
         converted = _template(task.task_id, "cache", value, params)
         if isinstance(converted, ParamRef):

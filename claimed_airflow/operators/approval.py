@@ -29,13 +29,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow import __version__ as AIRFLOW_VERSION
-from packaging.version import Version
-
+from claimed_airflow import version_compat
 from claimed_airflow.core.types import coerce
 
 HITL_VERSION = "3.1.0"
-HAS_HITL = Version(Version(AIRFLOW_VERSION).base_version) >= Version(HITL_VERSION)
+HAS_HITL = version_compat.AIRFLOW_V_3_1_PLUS
 # CommonMark lets a backslash escape every ASCII punctuation character, and then it is never markup
 _MARKDOWN = str.maketrans({c: f"\\{c}" for c in string.punctuation})
 _INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}  # control, format (bidi overrides, zero-width), line/paragraph separators
@@ -194,7 +192,7 @@ if HAS_HITL:
                 raise ApprovalTimedOut(*exc.args) from None
 
 else:
-    from claimed_airflow.operators.base import BaseOperator
+    from claimed_airflow.version_compat import BaseOperator
 
     class ModelApprovalOperator(BaseOperator):  # type: ignore[no-redef]
         __doc__ = "A reviewer's approval before deployment; needs Airflow 3.1+ (human-in-the-loop).\n" + _DOC_PARAMS
@@ -228,5 +226,5 @@ else:
 
             raise AirflowFailException(
                 f"require_approval: a reviewer's approval needs Airflow {HITL_VERSION} or newer (human-in-the-loop "
-                f"operators of the standard provider); this is Airflow {AIRFLOW_VERSION}"
+                f"operators of the standard provider); this is Airflow {version_compat.AIRFLOW_VERSION}"
             )

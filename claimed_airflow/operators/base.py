@@ -1,38 +1,43 @@
 """The base operator: runs any claimed component through the shared core, on the engine configured.
 
-Engines (``claimed_airflow.operators.engines``): ``local`` (in the worker), ``kubernetes`` (a pod of
-the component image through KubernetesPodOperator), ``spark`` (spark-submit through SparkSubmitOperator).
+Engines (``claimed_airflow.operators.engines``, one contract): ``local`` (in the worker), ``kubernetes`` (a pod
+of the component image through KubernetesPodOperator), ``spark`` (spark-submit through SparkSubmitHook).
 """
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from claimed_airflow.core import options
 from claimed_airflow.core.errors import ParameterError
 from claimed_airflow.core.options import KubernetesOptions, SparkOptions
-from claimed_airflow.operators.engines import ENGINES, EngineTask
+from claimed_airflow.operators.engines import ENGINES, Defer, Engine, EngineTask
 from claimed_airflow.operators.links import ArtifactsLink
 from claimed_airflow.version_compat import BaseOperator
 
-__all__ = ["ENGINES", "ClaimedOperator", "KubernetesOptions", "SparkOptions", "default_output_root"]
+__all__ = ["ENGINES", "ClaimedOperator", "KubernetesOptions", "SparkOptions"]
 
 
-def _task_deferred() -> type[BaseException]:
-    from claimed_airflow.version_compat import TaskDeferred
+def _unrendered(value: Any) -> bool:
+    """A value Airflow renders when the task runs (a template, an XComArg): checked after rendering."""
+    return (isinstance(value, str) and ("{{" in value or "{%" in value)) or hasattr(value, "resolve")
 
-    return TaskDeferred
 
-
-def default_output_root() -> str:
-    """The ``output_root`` setting (:mod:`claimed_airflow.core.settings`), else ``$AIRFLOW_HOME/claimed-artifacts``."""
+def gpu_queue(component: str) -> str | None:
+    """The ``gpu_queue`` setting when ``component`` asks for a GPU, else None (read while DAGs are parsed)."""
+    from claimed_airflow.core import registry
+    from claimed_airflow.core.errors import ClaimedError
     from claimed_airflow.core.settings import setting
 
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return str(setting("output_root", os.path.join(home, "claimed-artifacts")))
+    queue = setting("gpu_queue")
+    if not queue or not component:
+        return None
+    try:
+        gpus = registry.get(component).resources.gpus
+    except ClaimedError:  # an unknown component fails the task with its own message when it runs
+        return None
+    return str(queue).strip() if gpus else None
 
 
 class ClaimedOperator(BaseOperator):
@@ -43,7 +48,8 @@ class ClaimedOperator(BaseOperator):
     returned values and ``manifest`` (the URI of the run manifest).
 
     Use the generated subclass of a component (e.g. ``DicomInputOperator``) to get typed, documented
-    parameters; this class runs any component by name.
+    parameters; this class runs any component by name. A task of a component that asks for a GPU and sets no
+    ``queue`` goes to the queue of the setting ``gpu_queue`` (e.g. the CeleryExecutor workers of GPU machines).
 
     :param component: Component name, e.g. ``input.dicom`` (``claimed-airflow list`` shows them).
     :type component: str
@@ -54,7 +60,8 @@ class ClaimedOperator(BaseOperator):
         ``[claimed] engine``, ``$CLAIMED_ENGINE``: :mod:`claimed_airflow.core.settings`), else ``local``.
         A template, so ``"{{ params.engine }}"`` works.
     :type engine: str | None
-    :param output_root: Root URI of outputs; default setting ``output_root``, else ``$AIRFLOW_HOME/claimed-artifacts``.
+    :param output_root: Root URI of outputs; default setting ``output_root``, else ``$AIRFLOW_HOME/claimed-artifacts``
+        (:func:`claimed_airflow.core.storage.default_root`).
     :type output_root: str | None
     :param cache: Reuse the outputs of an earlier run with the same component version, parameters and
         input contents (outputs verified by hash); default setting ``cache`` (false). Set it DAG-wide
@@ -66,21 +73,24 @@ class ClaimedOperator(BaseOperator):
         env_vars, conn_id, pod_options (see "Engine options" below). Unset options come from the component
         (resources) and the settings. Only here: ``KServeDeployOperator(cpu=...)`` is the predictor's CPU, the
         pod's is ``kubernetes={"cpu": ...}``. DAG-wide: ``default_args={"kubernetes": {...}}`` (a task's
-        options win, option by option).
+        options win, option by option). Templated: ``{"image": "{{ var.value.image }}"}`` is rendered when the
+        task runs (option names are checked when the DAG is parsed, values once rendered).
     :type kubernetes: KubernetesOptions | dict | None
-    :param spark: engine=spark: how spark-submit runs, as ``SparkOptions(conn_id=..., conf={...})`` or a dict.
+    :param spark: engine=spark: how spark-submit runs, as ``SparkOptions(conn_id=..., conf={...})`` or a dict;
+        templated, and folded with ``default_args`` like ``kubernetes``.
     :type spark: SparkOptions | dict | None
     :param deferrable: Wait in Airflow's triggerer instead of a worker slot: a component's long wait (KServe
         Ready, TFJob/PyTorchJob, Katib Experiment, Watson ML deployment) on the local engine, the pod on the
-        kubernetes engine. Default ``[operators] default_deferrable`` (false).
+        kubernetes engine (the spark engine waits in its worker slot). Default ``[operators] default_deferrable``
+        (false).
     :type deferrable: bool | None
     """
 
     component: ClassVar[str] = ""
     component_fields: ClassVar[tuple[str, ...]] = ()
     gate: ClassVar[bool] = False
-    template_fields: Sequence[str] = ("arguments", "engine", "output_root", "cache")
-    template_fields_renderers = {"arguments": "json"}
+    template_fields: Sequence[str] = ("arguments", "engine", "output_root", "cache", "kubernetes", "spark")
+    template_fields_renderers = {"arguments": "json", "kubernetes": "json", "spark": "json"}
     ui_color = "#dcecf7"
     operator_extra_links = (ArtifactsLink(),)
 
@@ -98,6 +108,10 @@ class ClaimedOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
+        if "queue" not in kwargs and "queue" not in (kwargs.get("default_args") or {}):
+            queue = gpu_queue(component or self.component)
+            if queue:
+                kwargs["queue"] = queue
         super().__init__(**kwargs)
         if component:
             self.component = component
@@ -117,16 +131,26 @@ class ClaimedOperator(BaseOperator):
 
     def _engine_options(
         self, kubernetes: Any, spark: Any, default_args: dict[str, Any]
-    ) -> tuple[KubernetesOptions, SparkOptions]:
-        """The task's options over the DAG's ``default_args`` (which Airflow also passes as the argument)."""
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The task's options over the DAG's ``default_args`` (which Airflow also passes as the argument), as
+        dicts that Airflow renders; what is not a template is checked now, so a bad option fails the parse."""
         given = {"kubernetes": kubernetes, "spark": spark}
         task = {name: value for name, value in given.items() if value is not default_args.get(name)}
         defaults = {name: value for name, value in default_args.items() if name in given}
         try:
-            folded = options.fold(task, defaults)
+            merged = options.merge(task, defaults)
+            options.fold(merged, skip=_unrendered)
         except ParameterError as exc:
             raise ParameterError(f"task {self.task_id!r}: {exc}") from None
-        return folded["kubernetes"], folded["spark"]
+        return merged["kubernetes"], merged["spark"]
+
+    def engine_options(self) -> tuple[KubernetesOptions, SparkOptions]:
+        """The task's typed engine options (rendered when the task runs), checked."""
+        try:
+            folded = options.fold({"kubernetes": self.kubernetes, "spark": self.spark})
+        except ParameterError as exc:
+            raise ParameterError(f"task {self.task_id!r}: {exc}") from None
+        return folded["kubernetes"], folded["spark"]  # type: ignore[return-value]
 
     def component_arguments(self) -> dict[str, Any]:
         """The rendered parameter values; unset (None) ones are left to the component's defaults."""
@@ -136,6 +160,7 @@ class ClaimedOperator(BaseOperator):
 
     def engine_task(self, spec, root: str, scope) -> EngineTask:
         """What the engine runs: the rendered arguments and the typed options (engines never see the operator)."""
+        kubernetes, spark = self.engine_options()
         return EngineTask(
             task_id=self.task_id,
             spec=spec,
@@ -144,57 +169,20 @@ class ClaimedOperator(BaseOperator):
             scope=scope,
             cache=self._cache_enabled(),
             deferrable=bool(self.deferrable),
-            kubernetes=self.kubernetes,
-            spark=self.spark,
+            kubernetes=kubernetes,
+            spark=spark,
             retries=int(self.retries or 0),
             timeout=self.execution_timeout,
         )
 
-    def _run_engine(self, engine, context: Any, task: EngineTask) -> dict[str, Any]:
-        """``engine.execute``; deferrable: a component's wait, or the engine's own operator, defers to the triggerer."""
-        from claimed_airflow.core import waits
-
-        self._engine, self._engine_task = engine, task
-        resume, self._resume = getattr(self, "_resume", None), None
-        try:
-            if resume and "nested" in resume:
-                nested = resume["nested"]
-                return engine.resume(task, context, nested["method"], resume["event"], nested)
-            if task.deferrable and engine.__name__.endswith(".local"):
-                with waits.deferring(resume["journal"] if resume else None):
-                    return engine.execute(task, context)
-            return engine.execute(task, context)
-        except waits.Deferral as deferral:
-            from datetime import timedelta
-
-            from claimed_airflow.triggers import PollTrigger
-
-            poll = deferral.poll
-            self.log.info("%s: waiting for %s in the triggerer (up to %g s)", self.task_id, poll.what, poll.timeout)
-            trigger = PollTrigger(poll.to_dict(), deadline=time.time() + poll.timeout)
-            backstop = timedelta(seconds=poll.timeout + poll.interval + 60)  # the trigger's own timeout comes first
-            self.defer(
-                trigger=trigger, method_name="execute_complete", kwargs={"journal": deferral.journal}, timeout=backstop
-            )
-        except _task_deferred() as deferred:  # the engine's own operator (KubernetesPodOperator) deferred
-            nested = {"method": deferred.method_name, "kwargs": deferred.kwargs or {}}
-            self.defer(
-                trigger=deferred.trigger,
-                method_name="execute_complete",
-                kwargs={"nested": nested},
-                timeout=deferred.timeout,
-            )
+    def execute(self, context: Any) -> dict[str, Any]:
+        return self._run(context, None, None)
 
     def execute_complete(
-        self, context: Any, event: dict | None = None, journal: list | None = None, nested: dict | None = None
+        self, context: Any, event: Any = None, engine: str | None = None, state: dict | None = None
     ) -> dict[str, Any]:
-        """Resume after the triggerer: run again with the journal of the first run (nothing is created twice)
-        and the trigger's event, or hand the event back to the engine's own operator."""
-        if nested is not None:
-            self._resume = {"nested": nested, "event": event}
-        else:
-            self._resume = {"journal": [*(journal or []), {"event": event}]}
-        return self.execute(context)
+        """Resume after the triggerer: the engine that deferred continues from its ``state`` with the event."""
+        return self._run(context, engine, {"state": state or {}, "event": event})
 
     def on_kill(self) -> None:
         """Stop what the task started: the pod (kubernetes), spark-submit (spark), worker processes (local)."""
@@ -202,24 +190,40 @@ class ClaimedOperator(BaseOperator):
         if engine is not None:
             engine.kill(self._engine_task)
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def _run(self, context: Any, deferred_on: str | None, resumed: dict[str, Any] | None) -> dict[str, Any]:
+        """Run (or resume) the component on its engine; an engine's :class:`Defer` defers the task."""
         from claimed_airflow.core import registry, storage
         from claimed_airflow.core.errors import ClaimedError
         from claimed_airflow.core.storage import Scope
         from claimed_airflow.operators import engines
         from claimed_airflow.version_compat import AirflowFailException
 
-        engine_name = engines.resolve(self.engine)
+        engine_name = deferred_on or engines.resolve(self.engine)  # a resumed task stays on the engine it deferred on
         try:
-            engine = engines.load(engine_name)
+            engine: Engine = engines.load(engine_name)
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
         ti = context["ti"]
         scope = Scope(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index)
-        root = storage.normalize(self.output_root or default_output_root())
-        self.log.info("%s: running %s on engine %s", self.task_id, self.component, engine_name)
+        root = storage.normalize(self.output_root or storage.default_root())
         try:
-            result = self._run_engine(engine, context, self.engine_task(registry.get(self.component), root, scope))
+            task = self.engine_task(registry.get(self.component), root, scope)
+            if task.deferrable and not engine.defers:
+                self.log.info(
+                    "%s: engine %s cannot defer; the task waits in its worker slot", self.task_id, engine_name
+                )
+            self._engine, self._engine_task = engine, task
+            if resumed is None:
+                self.log.info("%s: running %s on engine %s", self.task_id, self.component, engine_name)
+                result = engine.run(task, context)
+            else:
+                self.log.info("%s: resuming %s on engine %s", self.task_id, self.component, engine_name)
+                result = engine.resume(task, context, resumed["state"], resumed["event"])
+        except Defer as deferral:
+            kwargs = {"engine": engine_name, "state": deferral.state}
+            self.defer(
+                trigger=deferral.trigger, method_name="execute_complete", kwargs=kwargs, timeout=deferral.timeout
+            )
         except ClaimedError as exc:
             raise AirflowFailException(f"{self.component}: {exc}") from None
         self.claimed_result = result
@@ -242,7 +246,7 @@ class ClaimedOperator(BaseOperator):
     def _cache_enabled(self) -> bool:
         from claimed_airflow.core.settings import flag_setting
 
-        return flag_setting("cache", False, value=self.cache)
+        return flag_setting("cache", value=self.cache)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input and output datasets of the run (from its manifest) and the component facet."""

@@ -5,17 +5,20 @@ The pod runs the component image with the CLI entrypoint,
 /airflow/xcom/return.json`` (and ``--cache`` when the task caches: the pod looks up the cache index
 under the output root), so a pod does exactly what ``claimed-airflow run`` does on a laptop. The
 result JSON (output URIs and small values) comes back as XCom through the operator's sidecar.
+
+The pod runner is the provider's KubernetesPodOperator, built when the task runs: its pod lifecycle (create,
+wait for start, stream logs, read the XCom sidecar, clean up, delete on kill) and its deferral to the
+provider's pod trigger have no hook-level equivalent, and rewriting them would copy the provider.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from claimed_airflow.core import commandline, pod, storage
-
-if TYPE_CHECKING:
-    from claimed_airflow.operators.engines import EngineTask
+from claimed_airflow.operators.engines.protocol import Defer, EngineTask
 
 log = logging.getLogger(__name__)
 
@@ -103,21 +106,40 @@ def pod_operator(task: EngineTask, context: Any):
     return KubernetesPodOperator(**arguments)
 
 
-def execute(task: EngineTask, context: Any) -> dict[str, Any]:
-    pod = task.started = pod_operator(task, context)
-    return _checked(task.spec, pod.execute(context))
+class KubernetesEngine:
+    """The component runs in its own pod (KubernetesPodOperator); deferrable: the provider's trigger watches it."""
+
+    name: ClassVar[str] = "kubernetes"
+    defers: ClassVar[bool] = True
+
+    def run(self, task: EngineTask, context: Any) -> dict[str, Any]:
+        runner = task.started = pod_operator(task, context)
+        return _through(task, lambda: runner.execute(context))
+
+    def resume(self, task: EngineTask, context: Any, state: dict[str, Any], event: Any) -> dict[str, Any]:
+        """The KubernetesPodOperator's own re-entry (``trigger_reentry``) reads the pod's logs and XCom."""
+        method = str(state.get("method") or "")
+        if not method or method.startswith("_"):
+            raise RuntimeError(f"{task.spec.name}: cannot resume the pod with method {method!r}")
+        runner = task.started = pod_operator(task, context)
+        return _through(task, lambda: getattr(runner, method)(context, event, **(state.get("kwargs") or {})))
+
+    def kill(self, task: EngineTask) -> None:
+        """The task is killed: the KubernetesPodOperator deletes the pod it started."""
+        if task.started is not None:
+            task.started.on_kill()
 
 
-def resume(task: EngineTask, context: Any, method: str, event: dict, nested: dict) -> dict[str, Any]:
-    """After the triggerer: the KubernetesPodOperator's own re-entry (``trigger_reentry``) reads logs and XCom."""
-    pod = task.started = pod_operator(task, context)
-    return _checked(task.spec, getattr(pod, method)(context, event, **(nested.get("kwargs") or {})))
+def _through(task: EngineTask, call: Callable[[], Any]) -> dict[str, Any]:
+    """``call()`` on the pod runner: its deferral as the engine's :class:`Defer`, its result checked."""
+    from claimed_airflow.version_compat import TaskDeferred
 
-
-def kill(task: EngineTask) -> None:
-    """The task is killed: the KubernetesPodOperator deletes the pod it started."""
-    if task.started is not None:
-        task.started.on_kill()
+    try:
+        result = call()
+    except TaskDeferred as deferred:
+        state = {"method": deferred.method_name, "kwargs": deferred.kwargs or {}}
+        raise Defer(deferred.trigger, state, deferred.timeout) from None
+    return _checked(task.spec, result)
 
 
 def _checked(spec, result) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Engine ``local``: run the component in the Airflow worker process."""
+"""Engine ``local``: run the component in the Airflow worker process.
+
+Deferrable: a component's long wait (:mod:`claimed_airflow.core.waits`: KServe Ready, TFJob, Katib, Watson ML)
+defers to :class:`~claimed_airflow.triggers.PollTrigger`; on resume the component runs again with the journal
+of the first run (nothing is created twice) and the trigger's event.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,53 @@ import logging
 import os
 import shutil
 import time
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:
-    from claimed_airflow.operators.engines import EngineTask
+from claimed_airflow.operators.engines.protocol import Defer, EngineTask
 
 log = logging.getLogger(__name__)
 
 
-def execute(task: EngineTask, context: Any) -> dict[str, Any]:
+class LocalEngine:
+    """The component runs in this process (the default engine)."""
+
+    name: ClassVar[str] = "local"
+    defers: ClassVar[bool] = True
+
+    def run(self, task: EngineTask, context: Any) -> dict[str, Any]:
+        return _run(task, None)
+
+    def resume(self, task: EngineTask, context: Any, state: dict[str, Any], event: Any) -> dict[str, Any]:
+        """Run again with the journal of the deferred run, the trigger's event last."""
+        return _run(task, [*(state.get("journal") or []), {"event": event}])
+
+    def kill(self, task: EngineTask) -> None:
+        kill(task)
+
+
+def _run(task: EngineTask, journal: list | None) -> dict[str, Any]:
+    from claimed_airflow.core import waits
     from claimed_airflow.core.runner import run
 
-    return run(task.spec, task.arguments, root=task.root, scope=task.scope, cache=task.cache)
+    if not task.deferrable and journal is None:
+        return run(task.spec, task.arguments, root=task.root, scope=task.scope, cache=task.cache)
+    try:
+        with waits.deferring(journal):
+            return run(task.spec, task.arguments, root=task.root, scope=task.scope, cache=task.cache)
+    except waits.Deferral as deferral:
+        raise _deferred(task, deferral) from None
+
+
+def _deferred(task: EngineTask, deferral: Any) -> Defer:
+    """A component's wait as a :class:`Defer` to the poll trigger (the journal of the run as its state)."""
+    from claimed_airflow.triggers import PollTrigger
+
+    poll = deferral.poll
+    log.info("%s: waiting for %s in the triggerer (up to %g s)", task.task_id, poll.what, poll.timeout)
+    trigger = PollTrigger(poll.to_dict(), deadline=time.time() + poll.timeout)
+    backstop = timedelta(seconds=poll.timeout + poll.interval + 60)  # the trigger's own timeout comes first
+    return Defer(trigger, {"journal": deferral.journal}, backstop)
 
 
 def multiprocessing_helpers() -> set[int]:
