@@ -7,6 +7,7 @@ The same argument list is the container command of a Kubernetes pod, the applica
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from claimed_airflow.core.component import ComponentSpec
@@ -19,6 +20,8 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, separators=(",", ":"), default=str)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):  # a mapped task's XComs (lazy)
+        return json.dumps(list(value), separators=(",", ":"), default=str)
     return str(value)
 
 

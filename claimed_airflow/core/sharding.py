@@ -127,9 +127,7 @@ def _merge_csv(parts: Sequence[Path], out: Path) -> int:
                 for line in source:
                     target.write(line)
                     rows += 1
-        if header is None:
-            raise ClaimedError("parts: every shard's table is empty")
-    return rows
+    return rows  # every shard empty: an empty file (transform.merge_shards' min_rows decides)
 
 
 def _merge_parquet(parts: Sequence[Path], out: Path) -> int:

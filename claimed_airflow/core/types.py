@@ -6,6 +6,7 @@ import ast
 import json
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from claimed_airflow.core.errors import ParameterError
@@ -112,6 +113,8 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
                 value = _json(name, text, list)
             else:
                 value = [part.strip() for part in text.split(",") if part.strip()]
+        if isinstance(value, Sequence) and not isinstance(value, (str, bytes, list, tuple)):
+            value = list(value)  # the lazy sequence of a mapped task's XComs (one per shard)
         if not isinstance(value, (list, tuple)):
             raise ParameterError(f"{name}: expected a list, got {value!r}")
         return [coerce(f"{name}[{i}]", item, item_type) for i, item in enumerate(value)]

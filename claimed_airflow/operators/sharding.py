@@ -1,0 +1,37 @@
+"""Dynamic task mapping over the shards of an input (``input.dicom`` and the PACS inputs with ``shards``).
+
+::
+
+    dicom = DicomInputOperator(task_id="dicom_input", source=..., shards="{{ params.shards }}")
+    parts = DicomToImagesTransformOperator.partial(
+        task_id="dicom_to_images_shard", metadata=dicom.output["metadata"], files=dicom.output["files"],
+        shard_tables=dicom.output["shard_tables"],
+    ).expand(shard_index=shard_indexes(dicom))
+    MergeShardsTransformOperator(task_id="dicom_to_images", parts=parts.output["images"])
+
+Airflow expands over a task's return value only, so :func:`shard_indexes` adds a small task
+``<input>_shards`` that returns the input's ``shard_index`` list (N numbers; the shard tables stay in
+storage). Params are read when the run starts, so the number of shards may be a Param: the DAG's shape,
+and its parse time, do not depend on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SUFFIX = "_shards"
+
+
+def shard_indexes(input_task: Any) -> Any:
+    """An XComArg of ``[0, ..., N-1]``, the shards of ``input_task``: what a data-parallel task expands over."""
+    from airflow.providers.common.compat.sdk import task
+
+    @task(task_id=f"{input_task.task_id}{SUFFIX}", multiple_outputs=False)
+    def shards(result: dict) -> list[int]:
+        """The input's shard indexes as a return value (Airflow maps over return values only)."""
+        indexes = result.get("shard_index") if isinstance(result, dict) else None
+        if not isinstance(indexes, list) or not indexes:
+            raise ValueError(f"{input_task.task_id} returned no shard_index; it is not a sharding input")
+        return [int(i) for i in indexes]
+
+    return shards(input_task.output)

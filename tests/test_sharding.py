@@ -1,0 +1,239 @@
+"""Sharding (issue 27): inputs cut the cohort into N shards, data-parallel steps run once per shard through
+dynamic task mapping (one pod per shard on the kubernetes engine), transform.merge_shards joins them into
+what one unsharded task writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from claimed_airflow.core import InputPath, component, registry, runner, sharding, storage
+from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.storage import Scope
+
+SALT = "sharding-test-salt-0123456789"
+SALT_ENV = "CLAIMED_TEST_SHARDING_SALT"
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> dict:
+    """20 synthetic CR phantoms and a file that is not DICOM (set aside by input.dicom)."""
+    from tests.synthetic_chestxray import write_cohort
+
+    folder = tmp_path_factory.mktemp("sharding_cohort")
+    write_cohort(folder, count=20, seed=11, size=32)
+    (folder / "dicom" / "broken.dcm").write_bytes(b"not a DICOM file")
+    return {"source": str(folder / "dicom"), "labels": str(folder / "labels.csv")}
+
+
+def test_shards_are_contiguous_balanced_and_deterministic(tmp_path):
+    assert sharding.bounds(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    assert sharding.bounds(2, 4) == [(0, 0), (0, 1), (1, 1), (1, 2)]  # more shards than items: some empty
+    names = [f"f{i:02d}.dcm" for i in range(10)]
+    assert sharding.write_tables(names, 3, tmp_path / "a") == [0, 1, 2]
+    sharding.write_tables(names, 3, tmp_path / "b")
+    assert storage.content_hash(tmp_path / "a") == storage.content_hash(tmp_path / "b")
+    assert [f for i in range(3) for f in sharding.files_of(tmp_path / "a", i)] == names
+    for bad in (0, -1, True, 10_001):
+        with pytest.raises(ClaimedError, match="^shards: must be a whole number"):
+            sharding.check_count(bad)
+    with pytest.raises(ClaimedError, match=r"^shard_index: no shard 3 in shard_tables \(3 shard\(s\)\)"):
+        sharding.files_of(tmp_path / "a", 3)
+
+
+def test_only_a_component_taking_a_shard_can_declare_itself_data_parallel():
+    data_parallel = [name for name in registry.components() if registry.get(name).data_parallel]
+    assert {"transform.deidentify", "transform.dicom_to_images"} <= set(data_parallel)
+    with pytest.raises(TypeError, match="data_parallel needs the input shard_tables and the parameter shard_index"):
+
+        @component("transform", data_parallel=True)
+        def whole(table: InputPath) -> dict:
+            """Not shardable."""
+            return {}
+
+
+def _run(root: Path, name: str, arguments: dict, task: str, index: int = -1) -> dict:
+    return runner.run(name, arguments, root=str(root), scope=Scope("sharding", "r", task, index))
+
+
+def _no_pixels(source: Path, target: Path) -> None:
+    import pydicom
+
+    ds = pydicom.dcmread(source)
+    del ds.PixelData
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".9"
+    ds.save_as(target, enforce_file_format=True)
+
+
+def test_an_empty_shard_and_an_all_bad_shard_are_reported_not_fatal_unless_max_rejected(tmp_path, cohort):
+    """Shard 0: two good files; shard 1: two files without pixel data (input.dicom reads them, the decoder
+    cannot); with 5 shards of 4 files some shards are empty."""
+    source = tmp_path / "dicom"
+    source.mkdir()
+    good = sorted(p for p in Path(cohort["source"]).glob("*.dcm") if p.name != "broken.dcm")[:2]
+    for number, path in enumerate(good):
+        (source / f"a{number}.dcm").write_bytes(path.read_bytes())
+        _no_pixels(path, source / f"z{number}.dcm")
+    found = _run(tmp_path, "input.dicom", {"source": str(source), "shards": 2}, "input")
+    assert found["files_read"] == 4 and found["shard_index"] == [0, 1]
+    tables = found["shard_tables"]
+    assert sharding.files_of(tables, 1) == ["z0.dcm", "z1.dcm"]
+    args = {"metadata": found["metadata"], "files": found["files"], "shard_tables": tables, "workers": 1}
+    parts = [_run(tmp_path, "transform.dicom_to_images", {**args, "shard_index": i}, "shard", i) for i in (0, 1)]
+    assert parts[1]["images_written"] == 0 and parts[1]["files_rejected"] == 2
+    rejected = json.loads(Path(parts[1]["manifest"]).read_text())["rejected"]
+    assert sorted(r["item"] for r in rejected) == ["z0.dcm", "z1.dcm"]
+    merged = _run(tmp_path, "transform.merge_shards", {"parts": [p["images"] for p in parts]}, "merge")
+    assert merged["table_rows"] == 2 and merged["files"] == 2
+    with pytest.raises(ClaimedError, match="^max_rejected: more than 1 file"):
+        _run(tmp_path, "transform.dicom_to_images", {**args, "shard_index": 1, "max_rejected": 1}, "strict", 1)
+    # more shards than files: empty shards write empty outputs; all of them empty is the merge's error
+    found = _run(tmp_path, "input.dicom", {"source": str(source / "a0.dcm"), "shards": 3}, "input3")
+    args = {"metadata": found["metadata"], "files": found["files"], "shard_tables": found["shard_tables"]}
+    empty = _run(tmp_path, "transform.dicom_to_images", {**args, "shard_index": 0}, "empty", 0)
+    assert empty["images_written"] == 0 and empty["files_rejected"] == 0
+    private = {"files": found["files"], "shard_tables": found["shard_tables"], "shard_index": 0, "salt_env": SALT_ENV}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SALT_ENV, SALT)
+        assert _run(tmp_path, "transform.deidentify", private, "empty_deid", 0)["files_deidentified"] == 0
+    with pytest.raises(ClaimedError, match=r"^parts: 0 row\(s\) in all 2 shard\(s\), fewer than min_rows=1"):
+        _run(tmp_path, "transform.merge_shards", {"parts": [empty["images"], empty["images"]]}, "merge_empty")
+
+
+def test_merging_refuses_overlapping_or_mixed_parts(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name / "x").mkdir(parents=True)
+        (tmp_path / name / "x" / "same.png").write_bytes(b"png")
+    with pytest.raises(ClaimedError, match="^parts: two shards wrote x/same.png"):
+        sharding.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    (tmp_path / "t.csv").write_text("file\nx\n")
+    with pytest.raises(ClaimedError, match="^parts: a mix of folders and files"):
+        sharding.merge([tmp_path / "a", tmp_path / "t.csv"], tmp_path / "out2")
+
+
+DECODE = {"size": 32, "workers": 1}  # as the test DAG's
+PRIVATE = {"salt_env": SALT_ENV, "keep_patient_sex": True}
+
+
+@pytest.fixture(scope="module")
+def unsharded(tmp_path_factory, cohort) -> dict:
+    """The cohort read, decoded and de-identified by one task each."""
+    root = tmp_path_factory.mktemp("unsharded")
+    found = _run(root, "input.dicom", cohort, "input")
+    common = {"metadata": found["metadata"], "files": found["files"]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SALT_ENV, SALT)
+        private = _run(root, "transform.deidentify", {**common, **PRIVATE}, "deidentify")
+    images = _run(root, "transform.dicom_to_images", {**common, **DECODE}, "dicom_to_images")
+    return {"input": found, "images": Path(images["images"]), "deidentify": private}
+
+
+def _merged(folder: Path) -> Path:
+    """The one table or report in a merge task's folder, or the folder."""
+    inside = list(folder.iterdir())
+    return inside[0] if len(inside) == 1 and inside[0].is_file() else folder
+
+
+def assert_equal_outputs(images: Path, files: Path, table: Path, report: Path, unsharded: dict) -> None:
+    """Folders file for file (PNG, DICOM, index.csv byte-equal); the Parquet table as a table (same schema and
+    rows in the same order; the merge writes one row group per shard); the de-identification report equal."""
+    import pyarrow.parquet as pq
+
+    assert len(list(unsharded["images"].rglob("*.png"))) == 20
+    assert storage.content_hash(images) == storage.content_hash(unsharded["images"])
+    whole = unsharded["deidentify"]
+    assert storage.content_hash(files) == storage.content_hash(whole["output"])
+    merged, expected = pq.read_table(table), pq.read_table(whole["table"])
+    assert merged.equals(expected) and merged.schema.equals(expected.schema, check_metadata=True)
+    assert json.loads(report.read_text()) == json.loads(Path(whole["report"]).read_text())
+
+
+@pytest.mark.parametrize("shards", [1, 3, 7])
+def test_merged_shards_equal_the_unsharded_run(tmp_path, cohort, unsharded, monkeypatch, shards):
+    """input.dicom cuts 20 phantoms into N shards; deidentify and dicom_to_images run once per shard; the
+    merged outputs equal the unsharded tasks'."""
+    monkeypatch.setenv(SALT_ENV, SALT)
+    found = _run(tmp_path, "input.dicom", {**cohort, "shards": shards}, "input")
+    assert found["shard_index"] == list(range(shards))
+    assert storage.content_hash(found["files"]) == storage.content_hash(unsharded["input"]["files"])
+    tables = found["shard_tables"]
+    assert sum(len(sharding.files_of(tables, i)) for i in range(shards)) == 20  # broken.dcm set aside
+    common = {"metadata": found["metadata"], "files": found["files"], "shard_tables": tables}
+    images, private = [], []
+    for i in range(shards):
+        images.append(_run(tmp_path, "transform.dicom_to_images", {**common, **DECODE, "shard_index": i}, "d", i))
+        private.append(_run(tmp_path, "transform.deidentify", {**common, **PRIVATE, "shard_index": i}, "p", i))
+
+    def merge(parts: list[str], task: str) -> Path:
+        return _merged(Path(_run(tmp_path, "transform.merge_shards", {"parts": parts}, task)["merged"]))
+
+    assert_equal_outputs(
+        merge([r["images"] for r in images], "images"),
+        merge([r["output"] for r in private], "files"),
+        merge([r["table"] for r in private], "table"),
+        merge([r["report"] for r in private], "report"),
+        unsharded,
+    )
+
+
+@pytest.mark.e2e
+def test_mapped_tasks_of_a_dag_run_merge_to_the_unsharded_outputs(run_dag, output_root, unsharded, cohort, monkeypatch):
+    """The same through Airflow: one mapped task instance per shard (dynamic task mapping over the input's
+    shard_index), the merge tasks reading the mapped tasks' outputs."""
+    monkeypatch.setenv(SALT_ENV, SALT)
+    state, tasks, run_id = run_dag("claimed_test_sharding", {**cohort, "shards": 3})
+    assert state == "success", tasks
+    run = output_root / "claimed_test_sharding" / storage.safe_name(run_id)
+    for task in ("dicom_to_images_shard", "deidentify_shard"):
+        assert sorted(p.name for p in run.glob(f"{task}_*")) == [f"{task}_{i}" for i in range(3)]
+    assert_equal_outputs(
+        *(_merged(run / task / "merged") for task in ("dicom_to_images", "deidentify_output")),
+        *(_merged(run / task / "merged") for task in ("deidentify_table", "deidentify_report")),
+        unsharded,
+    )
+
+
+def test_dag_shape_does_not_depend_on_the_number_of_shards():
+    """shards is a run-time Param: the parsed DAG (what the DAG processor builds and serializes) is the same
+    for every N, its mapped tasks expanding over the input's shard_index only when the run starts."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(Path(__file__).parent / "dags" / "claimed_test_sharding.py"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags["claimed_test_sharding"]
+    mapped = sorted(t.task_id for t in dag.tasks if type(t).__name__ == "MappedOperator")
+    assert mapped == ["deidentify_shard", "dicom_to_images_shard"]
+    assert len(dag.tasks) == 8
+
+
+@pytest.fixture
+def local_kubelet(tmp_path, monkeypatch):
+    """KubernetesPodOperator.execute replaced by the stand-in kubelet of test_kubernetes_engine: the pod is built,
+    its command run here."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from tests.test_kubernetes_engine import run_pod_command
+
+    pods = []
+
+    def execute(self, context):
+        pod = self.build_pod_request_obj(context, dry_run=True)
+        pods.append(pod)
+        return run_pod_command(pod, tmp_path / f"xcom-{len(pods)}.json")
+
+    monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
+    return pods
+
+
+@pytest.mark.e2e
+def test_kubernetes_engine_runs_one_pod_per_shard(run_dag, output_root, cohort, local_kubelet):
+    state, tasks, run_id = run_dag("claimed_test_sharding_pods", {**cohort, "shards": 3})
+    assert state == "success", tasks
+    pods = [(p.metadata.labels["task_id"], p.metadata.labels.get("map_index")) for p in local_kubelet]
+    assert sorted(pods) == [("dicom_to_images_shard", str(i)) for i in range(3)]
+    indexes = sorted(a for p in local_kubelet for a in p.spec.containers[0].args if a.startswith("--shard_index"))
+    assert indexes == ["--shard_index=0", "--shard_index=1", "--shard_index=2"]
+    run = output_root / "claimed_test_sharding_pods" / storage.safe_name(run_id)
+    assert len(list((run / "dicom_to_images" / "merged").rglob("*.png"))) == 20
