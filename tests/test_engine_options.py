@@ -170,3 +170,55 @@ def test_engines_run_from_an_engine_task_without_an_operator(tmp_path):
     ENGINES["kubernetes"]().kill(task)  # nothing started
     with pytest.raises(ClaimedError, match="unknown parameter"):
         local.run(EngineTask("bad", spec, {"nope": 1}, str(tmp_path), Scope("d", "r", "bad")), {})
+
+
+def test_engine_options_are_templates_rendered_when_the_task_runs(monkeypatch):
+    """``kubernetes=``/``spark=`` (and the DAG's default_args of them) are template fields: rendered by Airflow
+    when the task runs, folded option by option, then checked; a rendered value that is no option's fails the
+    task naming it."""
+    from airflow.sdk import DAG, Param
+    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.execution_time.context import VariableAccessor
+
+    from claimed_airflow.operators import RowsFilterOperator
+
+    monkeypatch.setenv("AIRFLOW_VAR_CLAIMED_TEST_IMAGE", "registry.example.com/claimed:9")
+    default_args = {
+        "kubernetes": {"namespace": "{{ params.namespace }}", "cpu": "3", "memory": "1Gi"},
+        "spark": {"conf": {"spark.executor.memory": "{{ params.memory }}"}},
+    }
+    params = {"namespace": Param("ml"), "memory": Param("2g"), "cpu": Param("2")}
+    with DAG("templated", default_args=default_args, params=params, schedule=None, start_date=datetime(2026, 1, 1)):
+        task = RowsFilterOperator(
+            task_id="task",
+            table="s3://b/t.csv",
+            condition="a > 1",
+            engine="kubernetes",
+            kubernetes={"image": "{{ var.value.claimed_test_image }}", "memory": "{{ params.memory | upper }}i"},
+        )
+        bad = RowsFilterOperator(
+            task_id="bad",
+            table="s3://b/t.csv",
+            condition="a > 1",
+            engine="kubernetes",
+            kubernetes={"cpu": "{{ 2 * 2 }} cores"},
+        )
+    assert "kubernetes" in task.template_fields and "spark" in task.template_fields
+    context = {
+        **context_for(SCOPE),
+        "params": {"namespace": "ml", "memory": "2g", "cpu": "2"},
+        "var": {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)},
+        "outlet_events": {},
+    }
+    task.render_template_fields(context)
+    pod = build_pod(task)
+    container = pod.spec.containers[0]
+    assert container.image == "registry.example.com/claimed:9" and pod.metadata.namespace == "ml"
+    assert container.resources.requests == {"cpu": "3", "memory": "2Gi"}  # the task's memory, the DAG's cpu
+    assert task.engine_options()[1].conf == {"spark.executor.memory": "2g"}
+    bad.render_template_fields(context)
+    with pytest.raises(AirflowFailException) as caught:
+        bad.execute(context)
+    assert str(caught.value) == (
+        "filter.rows: task 'bad': kubernetes.cpu: expected a Kubernetes quantity such as '2', got '4 cores'"
+    )
