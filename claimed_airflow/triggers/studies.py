@@ -32,7 +32,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from claimed_airflow.version_compat import BaseSensorOperator
+
+try:  # Airflow 3.0+: a trigger an AssetWatcher may run
+    from airflow.triggers.base import BaseEventTrigger
+except ImportError:  # Airflow 2.11: no event-driven scheduling; NewStudiesSensor runs the same feeds
+    BaseEventTrigger = BaseTrigger
 
 STATE_KEY = "claimed_study_feed"
 FEEDS = ("auto", "orthanc", "qido")
@@ -260,3 +267,149 @@ async def _json(client, url: str, params: dict | None = None) -> Any:
 def _value(item: dict, tag: str) -> Any:
     values = (item.get(tag) or {}).get("Value") or [None]
     return values[0]
+
+
+class _PollState(MemoryState):
+    """A cursor handed in and out; ``saved`` is set each time the feed moves it (the end of a poll)."""
+
+    def __init__(self, cursor: dict | None) -> None:
+        super().__init__()
+        if cursor:
+            self.values[STATE_KEY] = cursor
+        self.saved = asyncio.Event()
+
+    async def aset(self, key: str, value: Any) -> None:
+        await super().aset(key, value)
+        self.saved.set()
+
+
+class NewStudiesTrigger(BaseTrigger):
+    """Fires once, with every new stable study of the first poll that finds any and the cursor after them.
+
+    The deferrable half of :class:`NewStudiesSensor` (any Airflow from 2.11): the feeds of
+    :class:`StableStudyTrigger`, started from ``cursor`` (the one a previous event returned; None: a first
+    start, see ``since``). Event: ``{"studies": [{"study_instance_uid", "source", "feed"}, ...], "cursor": {...}}``.
+    """
+
+    def __init__(self, cursor: dict | None = None, **feed: Any) -> None:
+        super().__init__()
+        self.cursor = cursor
+        self.feed = StableStudyTrigger(**feed)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {"cursor": self.cursor, **self.feed.serialize()[1]}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        state = self.feed.asset_state_store = _PollState(self.cursor)
+        studies: list[dict] = []
+
+        async def consume() -> None:
+            async for event in self.feed.run():
+                studies.append(event.payload)
+
+        polling = asyncio.create_task(consume())
+        try:
+            while True:  # a feed moves its cursor one poll after the studies it covers: then they are all here
+                waiting = asyncio.create_task(state.saved.wait())
+                await asyncio.wait({polling, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if polling.done():
+                    waiting.cancel()
+                    polling.result()  # raises what stopped the feed
+                    raise RuntimeError(f"the feed of {self.feed.dicomweb_conn_id} stopped")
+                state.saved.clear()
+                if studies:
+                    break
+        finally:
+            polling.cancel()
+        yield TriggerEvent({"studies": studies, "cursor": state.values.get(STATE_KEY)})
+
+
+class NewStudiesSensor(BaseSensorOperator):
+    """Waits (deferred, in the triggerer) for new stable studies of a DICOMweb PACS; returns one
+    ``{"trigger_run_id", "conf"}`` per study, for ``TriggerDagRunOperator.partial(...).expand_kwargs``.
+
+    Pull without event-driven scheduling (Airflow 2.11, or by choice): a DAG on a short schedule with
+    ``max_active_runs=1`` whose first task is this sensor. The feed's cursor lives in the Airflow Variable
+    ``cursor_variable``; the sensor only reads it and returns the new cursor in its XCom ``cursor``: a task after
+    the runs are started stores it (:func:`save_cursor`), so a run that fails before that announces the same
+    studies again next time, and their run ids (``study__<key>``, which Airflow accepts once) start each once.
+
+    :param dicomweb_conn_id: Airflow connection (type ``dicomweb``) of the PACS; also the runs' ``source``.
+    :param feed: ``auto``, ``orthanc`` (its change feed) or ``qido`` (a QIDO-RS poll).
+    :param interval: Seconds between polls.
+    :param since: A first start (no cursor yet): see :class:`StableStudyTrigger`.
+    :param filters: QIDO-RS: more study-level filters.
+    :param stable_seconds: QIDO-RS: seconds a study's instance count must stay the same.
+    :param lookback_days: QIDO-RS: the StudyDate window.
+    :param cursor_variable: The Variable holding the cursor; default ``claimed_study_feed__<dicomweb_conn_id>``.
+    :param conf: More conf for each run (e.g. the model).
+    """
+
+    template_fields = ("dicomweb_conn_id", "cursor_variable", "conf")
+
+    def __init__(
+        self,
+        *,
+        dicomweb_conn_id: str = "dicomweb_default",
+        feed: str = "auto",
+        interval: float = 10.0,
+        since: int | None = None,
+        filters: dict[str, str] | None = None,
+        stable_seconds: float = 60.0,
+        lookback_days: int = 2,
+        cursor_variable: str | None = None,
+        conf: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dicomweb_conn_id, self.feed, self.interval, self.since = dicomweb_conn_id, feed, interval, since
+        self.filters, self.stable_seconds, self.lookback_days = filters, stable_seconds, lookback_days
+        self.cursor_variable = cursor_variable
+        self.conf = conf
+
+    def _variable(self) -> str:
+        return self.cursor_variable or f"{STATE_KEY}__{self.dicomweb_conn_id}"
+
+    def execute(self, context: Any) -> None:
+        from claimed_airflow.version_compat import Variable
+
+        cursor = Variable.get(self._variable(), None, deserialize_json=True)  # default_var (2.11) / default (3.x)
+        trigger = NewStudiesTrigger(
+            cursor=cursor,
+            dicomweb_conn_id=self.dicomweb_conn_id,
+            feed=self.feed,
+            interval=self.interval,
+            since=self.since,
+            filters=self.filters,
+            stable_seconds=self.stable_seconds,
+            lookback_days=self.lookback_days,
+        )
+        self.defer(trigger=trigger, method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context: Any, event: dict | None = None) -> list[dict]:
+        from claimed_airflow.pacs.listener import study_run_id
+        from claimed_airflow.pacs.query import _UID
+
+        event = event or {}
+        context["ti"].xcom_push(key="cursor", value=event.get("cursor"))
+        found: dict[str, str] = {}
+        for study in event.get("studies") or []:
+            uid = str(study.get("study_instance_uid") or "")
+            if _UID.fullmatch(uid):
+                found[uid] = study.get("source") or self.dicomweb_conn_id
+        self.log.info("%d new stable studies", len(found))
+        return [
+            {
+                "trigger_run_id": study_run_id(uid),
+                "conf": {**(self.conf or {}), "study_instance_uid": uid, "source": src},
+            }
+            for uid, src in found.items()
+        ]
+
+
+def save_cursor(variable: str, cursor: dict | None) -> None:
+    """Store a feed's cursor in the Airflow Variable ``variable`` (after the runs of its studies were started)."""
+    from claimed_airflow.version_compat import Variable
+
+    if cursor is not None:
+        Variable.set(variable, cursor, serialize_json=True)

@@ -298,3 +298,37 @@ def test_approval_needs_airflow_3_1_and_says_so_at_task_start():
     expected = rf"needs Airflow 3\.1\.0 or newer .*this is Airflow {AIRFLOW_VERSION}$"
     with pytest.raises(AirflowFailException, match=expected):
         ModelApprovalOperator(task_id="approval", required="true").execute({})
+
+
+def test_pull_with_a_schedule_and_a_deferrable_sensor_starts_each_new_study_once(dag_of, tmp_path, monkeypatch):
+    """dicom_inference_poll (any Airflow, no AssetWatcher): the sensor's trigger finds a new stable study in a real
+    Orthanc, one dicom_inference run is started for it, the cursor lands in a Variable; announced again (the
+    Variable lost), the study is skipped, not started twice."""
+    from airflow.models import DagRun, Variable
+
+    from claimed_airflow.pacs.listener import study_run_id
+    from tests import orthanc
+    from tests.arrival_studies import make_studies
+
+    if not orthanc.available():
+        pytest.skip(f"Orthanc is not installed ({orthanc.INSTALL})")
+    ((uid, files),) = make_studies(tmp_path / "studies", 1).items()
+    with orthanc.Orthanc(tmp_path / "orthanc", StableAge=1) as pacs:
+        pacs.upload(*files)
+        monkeypatch.setenv("AIRFLOW_CONN_PACS_POLL", pacs.connection())
+        for name, value in (("CONN_ID", "pacs_poll"), ("INTERVAL", "0.5"), ("SINCE", "0")):
+            monkeypatch.setenv(f"CLAIMED_WATCH_{name}", value)
+        dag_of("dicom_inference.py", "dicom_inference")  # the DAG whose runs it starts, in the database
+        dag = dag_of("dicom_inference_poll.py", "dicom_inference_poll")
+        outcomes = []
+        for _ in range(2):
+            state, tasks, _ = run(dag, {})
+            outcomes.append((state, tasks))
+            cursor = Variable.get("claimed_study_feed__pacs_poll", deserialize_json=True)
+            Variable.delete("claimed_study_feed__pacs_poll")  # lost: the next run announces the study again
+    (first, first_tasks), (second, second_tasks) = outcomes
+    assert first == second == "success", outcomes
+    assert first_tasks["start_inference"] == "success" and second_tasks["start_inference"] == "skipped", outcomes
+    assert second_tasks["save_cursor"] == "success" and cursor["orthanc_seq"] > 0
+    runs = DagRun.find(dag_id="dicom_inference", run_id=study_run_id(uid))
+    assert len(runs) == 1 and runs[0].conf["study_instance_uid"] == uid and runs[0].conf["source"] == "pacs_poll"
