@@ -121,12 +121,17 @@ class Observer:
                         self.seen.setdefault(series["ParentStudy"], now)
             self.since = answer["Last"]
 
-    def wait(self, study_ids: list[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def wait(self, study_ids: list[str], timeout: float, failed=None) -> None:
+        """Until every study has its SR; ``failed()``: a text when the path has failed (checked every 2 s)."""
+        deadline, checked = time.monotonic() + timeout, time.monotonic()
         while not all(s in self.seen for s in study_ids):
             if time.monotonic() > deadline:
                 missing = sum(s not in self.seen for s in study_ids)
                 raise RuntimeError(f"{missing} of {len(study_ids)} studies have no SR after {timeout:g} s")
+            if failed and time.monotonic() - checked > 2:
+                checked = time.monotonic()
+                if why := failed():
+                    raise RuntimeError(why)
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -140,18 +145,18 @@ def upload(pacs: orthanc.Orthanc, path: Path) -> tuple[str, float]:
     return answer["ParentStudy"], time.time()
 
 
-def measure(pacs: orthanc.Orthanc, one_by_one: list[Path], at_once: list[Path], timeout: float) -> dict:
+def measure(pacs: orthanc.Orthanc, one_by_one: list[Path], at_once: list[Path], timeout: float, failed=None) -> dict:
     """Latencies (s) of the studies sent one by one, then at once; the burst's studies per minute."""
     observer = Observer(pacs)
     try:
         sequential = []
         for path in one_by_one:
             study, arrived = upload(pacs, path)
-            observer.wait([study], timeout)
+            observer.wait([study], timeout, failed)
             sequential.append(observer.seen[study] - arrived)
         with ThreadPoolExecutor(len(at_once)) as pool:
             sent = list(pool.map(lambda p: upload(pacs, p), at_once))
-        observer.wait([study for study, _ in sent], timeout * len(at_once))
+        observer.wait([study for study, _ in sent], timeout * len(at_once), failed)
         burst = [observer.seen[study] - arrived for study, arrived in sent]
         span = max(observer.seen[s] for s, _ in sent) - min(a for _, a in sent)
     finally:
@@ -273,6 +278,15 @@ class Api:
         answer.raise_for_status()
         return answer.json()
 
+    def failed(self) -> str | None:
+        """A failed dicom_inference run's failed tasks, if any."""
+        runs = self.get("/dags/dicom_inference/dagRuns?state=failed&limit=1")["dag_runs"]
+        if not runs:
+            return None
+        path = f"/dags/dicom_inference/dagRuns/{urllib.parse.quote(runs[0]['dag_run_id'], safe='')}/taskInstances"
+        tasks = [ti["task_id"] for ti in self.get(path)["task_instances"] if ti["state"] == "failed"]
+        return f"dicom_inference run {runs[0]['dag_run_id']} failed: {tasks}"
+
     def unpause(self, dag_id: str, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         while self.http.get(f"{self.base}/api/v2/dags/{dag_id}", timeout=120).status_code != 200:
@@ -363,7 +377,7 @@ def run_airflow(folder: Path, output_root: Path, args, one_by_one, at_once) -> t
                     raise RuntimeError(f"the watcher did not start; see {logs / 'triggerer.log'}")
                 time.sleep(1)
             time.sleep(1)  # the cursor is set (the line comes after it)
-            latencies = measure(pacs, one_by_one, at_once, timeout=600)
+            latencies = measure(pacs, one_by_one, at_once, timeout=600, failed=api.failed)
             time.sleep(5)  # the prediction_log tasks after the SRs
             return latencies, where_the_time_goes(api)
 
