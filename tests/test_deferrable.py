@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import inspect
 import json
 import os
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -47,9 +50,47 @@ def fire(trigger) -> dict:
     return asyncio.run(first())
 
 
+@contextlib.contextmanager
+def blocking_check_refused():
+    """The blocking Kubernetes check fails: the trigger must use the asynchronous one (kubernetes_asyncio)."""
+    from claimed_airflow.components import _kubernetes
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_kubernetes, "condition_state", lambda **kwargs: pytest.fail("the blocking check ran"))
+        yield
+
+
 def resume(operator, ctx, task_deferred) -> dict:
     event = fire(task_deferred.trigger)
     return operator.execute_complete(ctx, event=event, **(task_deferred.kwargs or {}))
+
+
+def test_a_serialized_trigger_runs_registered_checks_only_and_imports_nothing_else(tmp_path, monkeypatch):
+    from claimed_airflow.core import waits
+    from claimed_airflow.core.errors import ClaimedError
+    from claimed_airflow.triggers import PollTrigger
+
+    planted = tmp_path / "planted_check.py"
+    planted.write_text("import pathlib\npathlib.Path(__file__).with_suffix('.ran').touch()\ncheck = print\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    known = "known: kubernetes.condition, watson_ml.deployment"
+    for check in ("planted_check:check", "claimed_airflow.components._kubernetes:condition_state", ["x"]):
+        trigger = PollTrigger(poll={"check": check, "kwargs": {}, "interval": 0.01}, deadline=time.time() + 60)
+        message = f"check: {check!r} is not a registered status check ({known})"
+        assert fire(trigger) == {"status": "error", "message": message}
+    assert "planted_check" not in sys.modules and not planted.with_suffix(".ran").exists()
+    with pytest.raises(ClaimedError, match=r"^check: \['x'\] is neither a registered status check \("):
+        waits.Poll(["x"])  # type: ignore[arg-type]
+    # a component's own module:function check is code of the task's, not serialized input: it polls in the task
+    with waits.deferring():
+        own = waits.Poll("planted_check:own", {"answer": "done"}, timeout=5, interval=0.01)
+        planted.write_text("def own(answer):\n    return answer, {}\n")
+        assert waits.wait(own) == ("done", {})  # no Deferral
+    monkeypatch.delitem(sys.modules, "planted_check")
+    for check in waits.CHECKS.values():  # each name resolves to its functions, with the same parameters
+        blocking, coroutine = check.blocking(), check.asynchronous()
+        assert coroutine is None or inspect.iscoroutinefunction(coroutine)
+        assert coroutine is None or inspect.signature(coroutine).parameters == inspect.signature(blocking).parameters
 
 
 def kserve_operator(conn_id: str, **more):
@@ -79,14 +120,17 @@ def test_kserve_defers_polls_in_the_trigger_and_resumes_with_the_blocking_result
         assert "stub-token" not in json.dumps(kwargs) + json.dumps(task_deferred.kwargs)  # no credentials
         assert task_deferred.method_name == "execute_complete"
 
-        def become_ready():  # the cluster finishes after the trigger has polled a few times
-            time.sleep(0.5)
+        def become_ready():  # the cluster finishes after the trigger has polled three times
+            waited = time.monotonic()
+            while len([r for r in stub.requests[2:] if r["method"] == "GET"]) < 3 and time.monotonic() - waited < 60:
+                time.sleep(0.01)
             stub.ready = True
             obj = stub.objects[("models", "xray")]
             stub.store(("models", "xray"), obj, obj["metadata"]["resourceVersion"])
 
         threading.Thread(target=become_ready).start()
-        result = resume(operator, context(), task_deferred)
+        with blocking_check_refused():
+            result = resume(operator, context(), task_deferred)
     polls = [r for r in stub.requests[2:] if r["method"] == "GET"]
     assert len(polls) >= 3  # polled by the trigger while not Ready
     assert not [r for r in stub.requests[2:] if r["method"] != "GET"]  # resuming created nothing again
@@ -140,7 +184,8 @@ def test_tfjob_resumes_with_the_same_job_and_a_failed_job_is_a_clear_error(tmp_p
         task_deferred = deferred(operator, context(task_id="train"))
         name = stub.requests[0]["body"]["metadata"]["name"]  # a random suffix, drawn once
         stub.routes[("GET", f"{TFJOBS}/{name}")] = [conditions(("Running", "")), conditions(("Succeeded", "done"))]
-        result = resume(operator, context(task_id="train"), task_deferred)
+        with blocking_check_refused():
+            result = resume(operator, context(task_id="train"), task_deferred)
         assert result["job_name"] == name and result["state"] == "Succeeded"
         assert [r["method"] for r in stub.requests] == ["POST", "GET", "GET"]  # submitted once, polled twice
 
@@ -200,6 +245,8 @@ def isolated_env():
 
 def test_watson_ml_deployment_wait_defers(tmp_path, isolated_env):
     pytest.importorskip("ibm_watsonx_ai")
+    from ibm_watsonx_ai.deployments import Deployments
+
     from claimed_airflow.operators import WatsonMLDeployOperator
     from tests.test_watson_ml import connection
     from tests.tiny_model import make_model_folder
@@ -214,7 +261,10 @@ def test_watson_ml_deployment_wait_defers(tmp_path, isolated_env):
         operator.deferrable = True
         task_deferred = deferred(operator, context(task_id="wml"))
         assert API_KEY not in json.dumps(task_deferred.trigger.serialize()) + json.dumps(task_deferred.kwargs)
-        result = resume(operator, context(task_id="wml"), task_deferred)
+        assert task_deferred.trigger.serialize()[1]["poll"]["check"] == "watson_ml.deployment"
+        with pytest.MonkeyPatch.context() as patch:  # the trigger reads the status with the async (httpx) client
+            patch.setattr(Deployments, "get_details", lambda *a, **k: pytest.fail("the blocking status read"))
+            result = resume(operator, context(task_id="wml"), task_deferred)
         calls = stub.calls()
     assert calls.count("POST /ml/v4/models") == 1 and calls.count("POST /ml/v4/deployments") == 1  # not twice
     assert calls.count(f"GET /ml/v4/deployments/{result['deployment_id']}") >= 1  # the trigger's check

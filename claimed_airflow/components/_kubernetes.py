@@ -8,14 +8,27 @@ pod's service account (in cluster) or the usual kubeconfig. API errors become on
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 from claimed_airflow.core import waits
-from claimed_airflow.core.credentials import from_connection
+from claimed_airflow.core.credentials import airflow_errors, from_connection
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.storage import redact
 from claimed_airflow.core.waits import WaitTimeout
 
-__all__ = ["KubeApi", "KubeError", "WaitTimeout", "condition", "condition_state", "dns_name", "wait_condition"]
+__all__ = [
+    "KubeApi",
+    "KubeError",
+    "WaitTimeout",
+    "acondition_state",
+    "condition",
+    "condition_state",
+    "dns_name",
+    "wait_condition",
+]
 
 
 class KubeError(ClaimedError):
@@ -127,6 +140,67 @@ def condition_state(
     return condition(obj, *types), obj
 
 
+async def acondition_state(
+    api_version: str, conn_id: str | None, namespace: str, plural: str, name: str, types: list[str]
+) -> tuple[str | None, dict]:
+    """:func:`condition_state` in the triggerer, with the asynchronous client (kubernetes_asyncio)."""
+    from aiohttp import ClientError
+    from kubernetes_asyncio.client import CustomObjectsApi
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    group, _, version = api_version.partition("/")
+    async with contextlib.AsyncExitStack() as stack:
+        api = CustomObjectsApi(await stack.enter_async_context(async_api_client(conn_id)))
+        try:
+            obj = await api.get_namespaced_custom_object(group, version, namespace, plural, name)
+        except ApiException as exc:
+            where = f"get {plural}.{group} in {namespace}"
+            if exc.status in (401, 403):
+                message = f"conn_id: the Kubernetes API refused to {where} ({exc.status}: {_message(exc)})"
+                raise KubeError(exc.status, message) from None
+            raise KubeError(exc.status, f"{where}: HTTP {exc.status} {_message(exc)}") from None
+        except ClientError as exc:
+            raise ClaimedError(f"conn_id: cannot reach the Kubernetes API: {exc}") from None
+    return condition(obj, *types), obj
+
+
+@contextlib.asynccontextmanager
+async def async_api_client(conn_id: str | None) -> AsyncIterator[Any]:
+    """A kubernetes_asyncio ApiClient configured as :func:`custom_objects_api` configures the blocking one: from
+    the Airflow connection (the cncf.kubernetes provider's AsyncKubernetesHook), else in-cluster or kubeconfig."""
+    try:
+        from kubernetes_asyncio import client, config
+    except ImportError:
+        raise ClaimedError(
+            "conn_id: the asynchronous Kubernetes client is not installed (kubernetes_asyncio, which Airflow's "
+            "cncf.kubernetes provider brings: pip install 'claimed-airflow[airflow,kubernetes]')"
+        ) from None
+    if not conn_id:
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            try:
+                await config.load_kube_config(client_configuration=configuration)
+            except (config.ConfigException, OSError) as exc:
+                message = f"conn_id: none given and no kubeconfig or in-cluster configuration: {exc}"
+                raise ClaimedError(message) from None
+        async with client.ApiClient(configuration) as api_client:
+            yield api_client
+        return
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook
+
+    hook = AsyncKubernetesHook(conn_id=conn_id)
+    async with contextlib.AsyncExitStack() as stack:
+        try:  # no environment fallback: the connection given is used, or its absence is the error
+            api_client = await stack.enter_async_context(hook.get_conn())
+        except airflow_errors():
+            raise ClaimedError(f"conn_id: Airflow connection {conn_id!r} is not defined") from None
+        except Exception as exc:
+            raise ClaimedError(redact(f"conn_id: cannot use Kubernetes connection {conn_id!r}: {exc}")) from None
+        yield api_client
+
+
 def wait_condition(
     api: KubeApi,
     conn_id: str | None,
@@ -146,8 +220,8 @@ def wait_condition(
         "name": name,
         "types": list(types),
     }
-    check = f"{__name__}:condition_state"
-    return waits.wait(waits.Poll(check, kwargs, timeout, interval, what=f"{plural}/{name}"))
+    # condition_state, or acondition_state in the triggerer (waits.CHECKS)
+    return waits.wait(waits.Poll("kubernetes.condition", kwargs, timeout, interval, what=f"{plural}/{name}"))
 
 
 def dns_name(text: str, limit: int = 50) -> str:

@@ -3,11 +3,16 @@
 A component that starts something and then waits for it writes::
 
     created = waits.once("create", lambda: api.create(...))        # a side effect, done once per task try
-    state, details = waits.wait(Poll("module:check", {...}, timeout=600, interval=5))
+    state, details = waits.wait(Poll("kubernetes.condition", {...}, timeout=600, interval=5))
 
-``Poll.check`` names a function (``module:function``) that takes the JSON ``kwargs`` (connection ids
-and object names, never secrets) and answers ``(state, details)``: ``state`` is None while the thing
-is not finished. Blocking (the default, and always outside Airflow), :func:`wait` polls here. When
+``Poll.check`` names one of :data:`CHECKS`, the status checks registered in one place: the only ones
+the triggerer runs (any other name in a trigger's serialized kwargs is an error there, and nothing is
+imported for it). A component of your own may name a ``module:function`` of its own instead: that
+wait polls in the task, never in the triggerer. A check takes the JSON ``kwargs`` (connection ids and
+object names, never secrets) and answers ``(state, details)``: ``state`` is None while the thing is not
+finished; its coroutine, where it has one, is the same check with an asynchronous client for the
+triggerer's event loop (else the blocking function runs in a thread there). Blocking (the default, and
+always outside Airflow), :func:`wait` polls here. When
 the Airflow operator runs deferrable, :func:`wait` raises :class:`Deferral` instead; the operator hands
 the poll to ``claimed_airflow.triggers.PollTrigger`` and, when the trigger fires, calls the component
 again with the journal of the first call: :func:`once` gives back what it returned then (nothing is
@@ -28,8 +33,48 @@ from claimed_airflow.core.errors import ClaimedError
 
 
 @dataclass(frozen=True)
+class Check:
+    """A status check: ``function`` of ``module`` blocks; ``coroutine`` (if any) is the same check, asynchronous."""
+
+    module: str
+    function: str
+    coroutine: str | None = None
+
+    def blocking(self) -> Callable[..., tuple[str | None, dict]]:
+        return getattr(importlib.import_module(self.module), self.function)
+
+    def asynchronous(self) -> Callable[..., Any] | None:
+        return getattr(importlib.import_module(self.module), self.coroutine) if self.coroutine else None
+
+
+# The status checks a Poll may name: all of them, in one place (the triggerer runs nothing else).
+CHECKS: dict[str, Check] = {
+    "kubernetes.condition": Check("claimed_airflow.components._kubernetes", "condition_state", "acondition_state"),
+    "watson_ml.deployment": Check(
+        "claimed_airflow.components.deploy.watson_ml", "deployment_state", "adeployment_state"
+    ),
+}
+
+
+def registered(name: Any) -> Check:
+    """The check named ``name``; a clear error for any other name (nothing is imported for it)."""
+    if not isinstance(name, str) or name not in CHECKS:
+        raise ClaimedError(f"check: {name!r} is not a registered status check (known: {', '.join(sorted(CHECKS))})")
+    return CHECKS[name]
+
+
+def _own(name: Any) -> Check:
+    """A component's own ``module:function`` check (polled in the task only)."""
+    module, _, function = name.partition(":") if isinstance(name, str) else ("", "", "")
+    if not (module and function) or not all(part.isidentifier() for part in (*module.split("."), function)):
+        known = ", ".join(sorted(CHECKS))
+        raise ClaimedError(f"check: {name!r} is neither a registered status check ({known}) nor a module:function")
+    return Check(module, function)
+
+
+@dataclass(frozen=True)
 class Poll:
-    """One status check, repeated every ``interval`` seconds for at most ``timeout`` seconds."""
+    """One status check (a name of :data:`CHECKS`), repeated every ``interval`` seconds for at most ``timeout``."""
 
     check: str
     kwargs: dict = field(default_factory=dict)
@@ -37,9 +82,24 @@ class Poll:
     interval: float = 5.0
     what: str = "the resource"
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.check, str) and self.check in CHECKS):
+            _own(self.check)
+
     def check_once(self) -> tuple[str | None, dict]:
-        module, _, name = self.check.partition(":")
-        state, details = getattr(importlib.import_module(module), name)(**self.kwargs)
+        check = CHECKS.get(self.check) or _own(self.check)
+        state, details = check.blocking()(**self.kwargs)
+        return state, details or {}
+
+    async def acheck_once(self) -> tuple[str | None, dict]:
+        """:meth:`check_once` in the triggerer (registered checks only): the check's coroutine, else the blocking
+        check in a thread."""
+        import asyncio
+
+        coroutine = registered(self.check).asynchronous()
+        if coroutine is None:
+            return await asyncio.to_thread(self.check_once)
+        state, details = await coroutine(**self.kwargs)
         return state, details or {}
 
     def to_dict(self) -> dict:
@@ -111,9 +171,10 @@ def once(step: str, action: Callable[[], Any]) -> Any:
 
 
 def wait(poll: Poll) -> tuple[str, dict]:
-    """Poll until ``poll`` has a state; :class:`WaitTimeout` after its timeout. Deferring: raise :class:`Deferral`."""
+    """Poll until ``poll`` has a state; :class:`WaitTimeout` after its timeout. Deferring: raise :class:`Deferral`
+    (a registered check; a component's own check polls here)."""
     journal = _journal.get()
-    if journal is None or not journal.deferring:
+    if journal is None or not journal.deferring or poll.check not in CHECKS:
         return poll_until(poll)
     found, record = journal.next()
     if not found:

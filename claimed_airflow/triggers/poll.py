@@ -9,18 +9,20 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from claimed_airflow.core.waits import Poll
+from claimed_airflow.core.waits import Poll, registered
 
 
 class PollTrigger(BaseTrigger):
-    """Runs ``poll``'s check every ``interval`` seconds (in a thread: checks use blocking clients) until it
-    gives a state or ``deadline`` (epoch seconds) passes.
+    """Runs ``poll``'s check every ``interval`` seconds until it gives a state or ``deadline`` (epoch seconds)
+    passes. The check is one of ``waits.CHECKS`` (any other name is an error event; nothing is imported for
+    it), run with its asynchronous client where it has one, else in a thread.
 
     Fires one event: ``{"status": "done", "state", "details"}``, ``{"status": "timeout", "details"}`` (the
     last details seen) or ``{"status": "error", "message"}``. Its kwargs are the poll's (connection ids and
     object names; never credentials: the check reads them from the Airflow connection each time).
 
-    :param poll: ``Poll`` fields: ``check`` (``module:function``), ``kwargs``, ``timeout``, ``interval``, ``what``.
+    :param poll: ``Poll`` fields: ``check`` (a name of ``waits.CHECKS``), ``kwargs``, ``timeout``, ``interval``,
+        ``what``.
     :param deadline: When to give up, in seconds since the epoch (kept across triggerer restarts).
     """
 
@@ -33,10 +35,16 @@ class PollTrigger(BaseTrigger):
         return f"{type(self).__module__}.{type(self).__qualname__}", {"poll": self.poll, "deadline": self.deadline}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        poll = Poll(**self.poll)
+        try:
+            registered(self.poll.get("check"))  # before anything is imported for it
+            poll = Poll(**self.poll)
+        except Exception as exc:  # an unknown check (ClaimedError) or fields that are not a Poll's (TypeError)
+            self.log.error("refused poll: %s", exc)
+            yield TriggerEvent({"status": "error", "message": str(exc) or type(exc).__name__})
+            return
         while True:
             try:
-                state, details = await asyncio.to_thread(poll.check_once)
+                state, details = await poll.acheck_once()
             except Exception as exc:  # a ClaimedError names the problem; anything else: its type and text
                 self.log.error("checking %s failed: %s", poll.what, exc)
                 yield TriggerEvent({"status": "error", "message": str(exc) or type(exc).__name__})

@@ -72,7 +72,7 @@ def watson_ml(
             ),
         )
         poll = waits.Poll(
-            f"{__name__}:deployment_state",
+            "watson_ml.deployment",  # deployment_state (waits.CHECKS)
             {"conn_id": conn_id, "space_id": space_id, "deployment_id": deployment_id},
             deployment_timeout,
             poll_interval,
@@ -203,14 +203,34 @@ def _store_and_deploy(client, model: str, model_name: str, deployment_name: str,
 
 
 def deployment_state(conn_id: str | None, space_id: str | None, deployment_id: str) -> tuple[str | None, dict]:
-    """One status check of a deployment (a ``waits.Poll`` check): ``ready``, ``failed``/``deleted`` or None."""
+    """One status check of a deployment (``waits.CHECKS["watson_ml.deployment"]``): ``ready``,
+    ``failed``/``deleted`` or None."""
     client, secret = _client(conn_id, space_id)
     try:
         details = client.deployments.get_details(deployment_id)
     except Exception as exc:
         raise ClaimedError(_scrub(f"watson_ml: {exc.__class__.__name__}: {_first_line(exc)}", secret)) from None
+    return _deployment_state(details), details
+
+
+async def adeployment_state(conn_id: str | None, space_id: str | None, deployment_id: str) -> tuple[str | None, dict]:
+    """:func:`deployment_state` in the triggerer: the status is read with the client's asynchronous (httpx) client;
+    the client is made in a thread (it reads the Airflow connection and signs in, blocking)."""
+    import asyncio
+
+    client, secret = await asyncio.to_thread(_client, conn_id, space_id)
+    try:
+        details = await client.deployments.aget_details(deployment_id)
+    except Exception as exc:
+        raise ClaimedError(_scrub(f"watson_ml: {exc.__class__.__name__}: {_first_line(exc)}", secret)) from None
+    finally:
+        await client.async_httpx_client.aclose()
+    return _deployment_state(details), details
+
+
+def _deployment_state(details: dict) -> str | None:
     state = details.get("entity", {}).get("status", {}).get("state", "")
-    return (state if state == "ready" or state in FAILED_STATES else None), details
+    return state if state == "ready" or state in FAILED_STATES else None
 
 
 def _failure(deployment_id: str, details: dict) -> str:
