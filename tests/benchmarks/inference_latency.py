@@ -78,7 +78,9 @@ def publish_model(models_root: Path, kind: str, work: Path) -> float:
     if kind == "tiny":
         from tests.tiny_model import make_onnx_model_folder
 
-        make_onnx_model_folder(models_root / MODEL / "1", size=64)
+        folder = make_onnx_model_folder(models_root / MODEL / "1", size=64)
+        labels = {"classes": ["COVID-19", "No Finding"], "image_size": 64, "framework": "torch"}
+        (folder / "labels.json").write_text(json.dumps(labels))  # the flagship's classes (its finding)
         return time.perf_counter() - started
     out = str(work / "train")
     found = run(
