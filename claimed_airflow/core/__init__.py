@@ -3,12 +3,13 @@
 Nothing here imports Airflow; components run the same in an Airflow worker, a pod or a KFP step.
 """
 
-from claimed_airflow.core.component import ComponentSpec, Parameter, component
+from claimed_airflow.core.component import ComponentSpec, Parameter, UiOutputs, component
 from claimed_airflow.core.context import Progress, reject
 from claimed_airflow.core.errors import ClaimedError, ParameterError
 from claimed_airflow.core.types import InputPath, OutputPath
 
 __all__ = [
+    "UiOutputs",
     "ClaimedError",
     "ComponentSpec",
     "InputPath",

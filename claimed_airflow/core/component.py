@@ -46,6 +46,20 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class UiOutputs:
+    """What a run shows beside its output URIs (the Kubeflow UI's typed outputs; :mod:`claimed_airflow.kfp.ui`).
+
+    :param confusion_matrix: The output holding a JSON object with ``classes`` and ``matrix``.
+    :param image_folder: The output that is a folder of PNG images to show (PNG file outputs are always shown).
+    :param model: The run returns a model (``model_uri``, ``model_version``); an output named ``model`` is one too.
+    """
+
+    confusion_matrix: str | None = None
+    image_folder: str | None = None
+    model: bool = False
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
     name: str
     category: str
@@ -58,6 +72,7 @@ class ComponentSpec:
     operator: str = ""
     gate: bool = False
     data_parallel: bool = False  # runs once per shard: takes shard_tables + shard_index (core.sharding)
+    ui: UiOutputs = UiOutputs()
 
     @property
     def reference(self) -> str:
@@ -140,6 +155,7 @@ def derive_spec(
     operator: str | None = None,
     gate: bool = False,
     data_parallel: bool = False,
+    ui: UiOutputs = UiOutputs(),
 ) -> ComponentSpec:
     """Build a :class:`ComponentSpec` from a function's signature, type hints and docstring."""
     short = name or function.__name__
@@ -175,6 +191,10 @@ def derive_spec(
             raise TypeError(
                 f"{category}.{short}: data_parallel needs the input shard_tables and the parameter shard_index"
             )
+    outputs = {p.name for p in parameters if p.kind == "output"}
+    for shown in filter(None, (ui.confusion_matrix, ui.image_folder)):
+        if shown not in outputs:
+            raise TypeError(f"{category}.{short}: ui names {shown!r}, which is not one of its outputs")
     description = " ".join(filter(None, [doc.short_description, doc.long_description]))
     return ComponentSpec(
         name=f"{category}.{short}",
@@ -188,6 +208,7 @@ def derive_spec(
         operator=operator or operator_name(category, short),
         gate=gate,
         data_parallel=data_parallel,
+        ui=ui,
     )
 
 
@@ -202,6 +223,7 @@ def component(
     operator: str | None = None,
     gate: bool = False,
     data_parallel: bool = False,
+    ui: UiOutputs = UiOutputs(),
 ) -> Callable[[Callable], Callable]:
     """Declare a function as a component; the spec is attached as ``function.spec``.
 
@@ -209,7 +231,8 @@ def component(
     :class:`OutputPath` ones are outputs (the default value is the file or folder name written).
     The function may return a dict of small values (metrics) that travel with the output URIs.
     ``data_parallel``: the component can run once per shard of a cohort (its parameters ``shard_tables``
-    and ``shard_index``; see :mod:`claimed_airflow.core.sharding`).
+    and ``shard_index``; see :mod:`claimed_airflow.core.sharding`). ``ui``: what a run shows beside its URIs
+    (:class:`UiOutputs`).
     """
 
     def decorate(function: Callable) -> Callable:
@@ -222,6 +245,7 @@ def component(
             operator=operator,
             gate=gate,
             data_parallel=data_parallel,
+            ui=ui,
         )
         return function
 

@@ -4,13 +4,14 @@ Which typed outputs a component gets is decided from its spec, so the compiled I
 
 - ``ui_metrics`` (``Metrics``), every component: the numbers it returned (accuracy, biased metrics,
   robustness accuracies, counts, ...);
-- ``ui_confusion_matrix`` (``ClassificationMetrics``): components of :data:`CONFUSION_MATRIX`, from
-  their JSON output with ``classes`` and ``matrix``;
-- ``ui_report`` (``HTML``): components with PNG outputs or image folders (:data:`IMAGE_FOLDERS`):
+- ``ui_confusion_matrix`` (``ClassificationMetrics``): components whose spec names a confusion-matrix
+  output (``UiOutputs.confusion_matrix``: JSON with ``classes`` and ``matrix``);
+- ``ui_report`` (``HTML``): components with PNG outputs or an image folder (``UiOutputs.image_folder``):
   the returned values and the images (fairness plot, LIME overlays, adversarial examples), inline;
 - ``ui_summary`` (``Markdown``): components with a Markdown output (the German-credit before/after table);
-- ``ui_model`` (``Model``): components with an output named ``model`` and :data:`DEPLOYS`: the model's
-  URI, framework and version in the artifact's metadata (the data stays where the URI points).
+- ``ui_model`` (``Model``): components with an output named ``model`` or ``UiOutputs.model`` (they return
+  ``model_uri``): the model's URI, framework and version in the artifact's metadata (the data stays where the
+  URI points).
 
 Every text that comes from data is escaped before it becomes HTML or Markdown.
 """
@@ -33,10 +34,6 @@ ARTIFACT_TYPES = {
     SUMMARY: "Markdown",
     MODEL: "Model",
 }
-CONFUSION_MATRIX = {"metric.confusion_matrix": "metrics"}  # component -> JSON output with classes and matrix
-# component -> folder output of images
-IMAGE_FOLDERS = {"metric.lime": "explanations", "metric.robustness": "examples", "monitoring.model_report": "plots"}
-DEPLOYS = ("deploy.local",)  # return model_uri and model_version
 MAX_IMAGES = 12
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
 
@@ -48,13 +45,13 @@ def _suffix(spec: ComponentSpec, suffix: str) -> list[str]:
 def ui_outputs(spec: ComponentSpec) -> list[str]:
     """The typed outputs of ``spec``'s KFP component, in a fixed order."""
     names = [METRICS]
-    if spec.name in CONFUSION_MATRIX:
+    if spec.ui.confusion_matrix:
         names.append(CONFUSION)
-    if _suffix(spec, ".png") or IMAGE_FOLDERS.get(spec.name):
+    if _suffix(spec, ".png") or spec.ui.image_folder:
         names.append(REPORT)
     if _suffix(spec, ".md"):
         names.append(SUMMARY)
-    if any(o.name == "model" for o in spec.outputs) or spec.name in DEPLOYS:
+    if any(o.name == "model" for o in spec.outputs) or spec.ui.model:
         names.append(MODEL)
     return names
 
@@ -66,7 +63,7 @@ def fill(spec: ComponentSpec, artifacts: dict[str, Any], result: dict[str, Any],
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 artifacts[METRICS].log_metric(name, value)
     if CONFUSION in artifacts:
-        data = _read_json(result[CONFUSION_MATRIX[spec.name]])
+        data = _read_json(result[spec.ui.confusion_matrix])
         artifacts[CONFUSION].log_confusion_matrix([str(c) for c in data["classes"]], data["matrix"])
     if REPORT in artifacts:
         _write(artifacts[REPORT].path, report_html(spec, result, returned))
@@ -119,7 +116,7 @@ def _images(spec: ComponentSpec, result: dict[str, Any]) -> list[tuple[str, str]
     from claimed_airflow.core import storage
 
     uris = [result[name] for name in _suffix(spec, ".png")]
-    folder = IMAGE_FOLDERS.get(spec.name)
+    folder = spec.ui.image_folder
     if folder:
         fs = storage.filesystem(result[folder])
         found = sorted(fs.glob(storage.join(result[folder], "*.png")))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from claimed_airflow.core import registry
+from claimed_airflow.core import OutputPath, UiOutputs, component, registry
 from claimed_airflow.kfp import ui
 from tests.kfp_export.flagship import FLAGSHIP
 
@@ -31,6 +31,23 @@ def test_typed_outputs_follow_from_the_spec():
     assert ui.ui_outputs(registry.get("train.mobilenet_v2")) == ["ui_metrics", "ui_model"]
     assert ui.ui_outputs(registry.get("deploy.local")) == ["ui_metrics", "ui_model"]
     assert ui.ui_outputs(registry.get("filter.rows")) == ["ui_metrics"]
+    assert ui.ui_outputs(registry.get("monitoring.model_report")) == ["ui_metrics", "ui_report"]
+
+
+def test_a_component_of_ours_declares_what_the_ui_shows():
+    """What the UI shows comes from the component's own declaration (no list of library names)."""
+    @component("metric", name="own_matrix", ui=UiOutputs(confusion_matrix="matrix", image_folder="pictures"))
+    def own_matrix(matrix: OutputPath = "matrix.json", pictures: OutputPath = "pictures") -> dict:
+        """Own."""
+        return {}
+
+    assert ui.ui_outputs(own_matrix.spec) == ["ui_metrics", "ui_confusion_matrix", "ui_report"]
+    with pytest.raises(TypeError, match="ui names 'plots', which is not one of its outputs"):
+
+        @component("metric", name="bad_ui", ui=UiOutputs(image_folder="plots"))
+        def bad_ui(pictures: OutputPath = "pictures") -> dict:
+            """Bad."""
+            return {}
 
 
 kfp_dsl = pytest.importorskip("kfp.dsl")

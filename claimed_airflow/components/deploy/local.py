@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from claimed_airflow.core import InputPath, component, storage
+from claimed_airflow.core import InputPath, UiOutputs, component, storage
 from claimed_airflow.core.context import current
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.paths import MODEL_NAME
 
 
-@component("deploy")
+@component("deploy", ui=UiOutputs(model=True))
 def local(model: InputPath, model_name: str = "model", models_root: str | None = None) -> dict:
     """Copy a model folder to ``<models_root>/<model_name>/<version>`` with the next version number.
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from claimed_airflow.core import InputPath, OutputPath, component
+from claimed_airflow.core import InputPath, OutputPath, UiOutputs, component
 from claimed_airflow.core.tables import require_columns
 
 
-@component("metric")
+@component("metric", ui=UiOutputs(confusion_matrix="metrics"))
 def confusion_matrix(
     predictions: InputPath,
     label_column: str = "label",

@@ -6,11 +6,11 @@ import json
 import re
 from pathlib import Path
 
-from claimed_airflow.core import InputPath, OutputPath, Progress, component
+from claimed_airflow.core import InputPath, OutputPath, Progress, UiOutputs, component
 from claimed_airflow.core.errors import ClaimedError
 
 
-@component("metric")
+@component("metric", ui=UiOutputs(image_folder="explanations"))
 def lime(
     model: InputPath,
     data: InputPath,

@@ -6,7 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
-from claimed_airflow.core import InputPath, OutputPath, component
+from claimed_airflow.core import InputPath, OutputPath, UiOutputs, component
 from claimed_airflow.core.errors import ClaimedError
 
 ATTACKS = ("fgsm", "pgd")
@@ -66,7 +66,7 @@ def _torch_classifier(loaded):
     )
 
 
-@component("metric")
+@component("metric", ui=UiOutputs(image_folder="examples"))
 def robustness(
     model: InputPath,
     data: InputPath,

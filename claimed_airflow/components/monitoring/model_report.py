@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from claimed_airflow.core import OutputPath, component
+from claimed_airflow.core import OutputPath, UiOutputs, component
 from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow")
@@ -145,7 +145,7 @@ def _html(summary: dict, plots: list[str], folder_name: str) -> str:
     return "\n".join(parts)
 
 
-@component("monitoring")
+@component("monitoring", ui=UiOutputs(image_folder="plots"))
 def model_report(
     model_name: str,
     window_end: str | None = None,
