@@ -7,6 +7,10 @@ Mapping (Airflow -> KFP):
   typed pipeline parameters with the same defaults); text with params -> a KFP string concatenation;
 - ``upstream.output["images"]`` -> ``upstream_task.outputs["images"]`` (the URI); ``a >> b`` ->
   ``b.after(a)``;
+- a data-parallel task expanded over an input's shards (``.expand(shard_index=shard_indexes(input))``)
+  -> a step listing the input's ``shard_index`` and ``with dsl.ParallelFor(...)`` around the task (one pod
+  per shard, outputs under ``<task_id>_<shard>`` as in Airflow); a merge of the shards' outputs ->
+  ``dsl.Collected``;
 - the blessing gate -> ``with dsl.If(gate.outputs["blessed"] == True)`` around every task after it
   (in Airflow they are skipped when not blessed);
 - the task's pod (:class:`claimed_airflow.core.pod.TaskPod`, the one the kubernetes engine runs):
@@ -31,8 +35,19 @@ from typing import Any
 
 from claimed_airflow.core.pod import GPU_RESOURCE
 from claimed_airflow.kfp.components import default_pod, load_component
-from claimed_airflow.kfp.plan import OUTPUT_ROOT, Concat, Const, ExportError, OutputRef, ParamRef, Plan, Step, plan_dag
-from claimed_airflow.kfp.step import BLESSED, CACHE_INPUT
+from claimed_airflow.kfp.plan import (
+    OUTPUT_ROOT,
+    Collected,
+    Concat,
+    Const,
+    ExportError,
+    OutputRef,
+    ParamRef,
+    Plan,
+    Step,
+    plan_dag,
+)
+from claimed_airflow.kfp.step import BLESSED, CACHE_INPUT, MAPPED, VALUES
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
@@ -61,7 +76,7 @@ def build_pipeline(plan: Plan, *, output_root: str = "", install_kfp_package: bo
     inputs.append(_input(OUTPUT_ROOT, str, default=output_root))
     docs = {p.name: p.description or p.name for p in plan.params}
     docs[OUTPUT_ROOT] = "Root URI of the outputs (s3://... on a cluster; empty: $CLAIMED_OUTPUT_ROOT)."
-    builder = _Builder(plan, components, dsl)
+    builder = _Builder(plan, components, dsl, install_kfp_package)
     return builder.graph(pipeline_name(plan.dag_id), plan.description or plan.dag_id, inputs, (), docs)
 
 
@@ -83,8 +98,9 @@ class _Builder:
     resolve a condition on a task output named other than ``Output`` in the same DAG).
     """
 
-    def __init__(self, plan: Plan, components: dict[str, Any], dsl: Any) -> None:
+    def __init__(self, plan: Plan, components: dict[str, Any], dsl: Any, install_kfp_package: bool = False) -> None:
         self.plan, self.components, self.dsl = plan, components, dsl
+        self.install_kfp_package = install_kfp_package
         self.subs: dict[tuple[str, ...], tuple[Any, dict[str, Any]]] = {}
         levels = {s.gates[:n] for s in plan.steps for n in range(1, len(s.gates) + 1)}
         # kfp builds a pipeline when it is defined and does not nest definitions: innermost first.
@@ -166,6 +182,8 @@ class _Builder:
             return values[value.name]
         if isinstance(value, Concat):
             return "".join(str(values[p.name]) if isinstance(p, ParamRef) else p for p in value.parts)
+        if isinstance(value, Collected):
+            return self.dsl.Collected(tasks[value.task_id].outputs[value.key])
         if isinstance(value, OutputRef):
             if value.task_id in tasks:
                 return tasks[value.task_id].outputs[value.key]
@@ -185,15 +203,36 @@ class _Builder:
         )
         arguments[CACHE_INPUT] = self.resolve(step.cache, values, tasks)
         try:
-            task = self.components[step.task_id](**arguments)
+            if step.shards_of:
+                task = self.add_mapped(step, arguments, tasks)
+            else:
+                task = self.components[step.task_id](**arguments)
+        except ExportError:
+            raise
         except Exception as exc:  # kfp's type checks name the input; we add the task
             raise ExportError(f"task {step.task_id!r}: {exc}") from None
         configure(task, step)
-        data = {v.task_id for v in step.arguments.values() if isinstance(v, OutputRef)}
+        data = {v.task_id for v in step.arguments.values() if isinstance(v, (OutputRef, Collected))}
         for upstream in sorted(step.upstream - data):
             if upstream in tasks:
                 task.after(tasks[upstream])
         tasks[step.task_id] = task
+
+    def add_mapped(self, step: Step, arguments: dict[str, Any], tasks: dict[str, Any]) -> Any:
+        """The step once per shard of its input: the input's shard list, then ``dsl.ParallelFor`` over it."""
+        from claimed_airflow.kfp.shards import shard_list_component
+
+        name = f"{step.shards_of}_shards"
+        if name not in tasks:
+            pod = next(s for s in self.plan.steps if s.task_id == step.shards_of).pod or default_pod(step.spec)
+            component = shard_list_component(pod.image, self.install_kfp_package)
+            lister = component(values=tasks[step.shards_of].outputs[VALUES]).set_display_name(name)
+            lister.set_caching_options(False)
+            tasks[name] = lister
+        with self.dsl.ParallelFor(items=tasks[name].output, name=f"{step.task_id} shards") as shard:
+            arguments["shard_index"] = shard
+            arguments["claimed_task_id"] = step.task_id + MAPPED
+            return self.components[step.task_id](**arguments)
 
 
 def configure(task: Any, step: Step) -> None:

@@ -9,7 +9,9 @@ task and the reason, and never turned into a silently different pipeline:
   ``skip=[task ids]`` leaves such tasks out on purpose (their ``>>`` edges are bridged). A reviewer's
   approval (``ModelApprovalOperator``) becomes the step of :mod:`claimed_airflow.kfp.approval`: it passes
   when its ``required`` is false and fails, saying Kubeflow has no reviewer step, when it is true;
-- dynamic task mapping (``.expand()``), setup/teardown tasks, trigger rules other than
+- dynamic task mapping (``.expand()``) other than a data-parallel component over the shards of an
+  input (``.expand(shard_index=shard_indexes(input))``, which becomes ``dsl.ParallelFor``, and the
+  shard outputs a merge reads, ``dsl.Collected``), setup/teardown tasks, trigger rules other than
   ``all_success``;
 - templates other than ``{{ params.NAME }}`` (``{{ ds }}``, ``{{ ti.xcom_pull(...) }}``, macros,
   filters, ``{% ... %}``), and XCom references other than ``task.output["<output>"]`` (output
@@ -73,6 +75,14 @@ class OutputRef:
 
 
 @dataclass(frozen=True)
+class Collected:
+    """The output ``key`` of every shard of the mapped step ``task_id`` (a list, in shard order)."""
+
+    task_id: str
+    key: str
+
+
+@dataclass(frozen=True)
 class PipelineParam:
     name: str
     type: str  # str, int, float, bool, list, dict
@@ -97,6 +107,7 @@ class Step:
     data_upstream: set[str] = field(default_factory=set)
     pod: TaskPod | None = None  # the pod the kubernetes engine would run (None: the component's defaults)
     cache: Any = Const(False)  # Const(bool) or ParamRef of a boolean pipeline parameter
+    shards_of: str = ""  # a mapped step: one per shard of this input step (dsl.ParallelFor)
 
 
 @dataclass
@@ -118,6 +129,8 @@ def plan_dag(dag: Any, *, skip: Iterable[str] = ()) -> Plan:
         raise ExportError(f"skip: no task {', '.join(map(repr, unknown))} in DAG {dag.dag_id!r}")
     params = pipeline_params(dag)
     by_name = {p.name: p for p in params}
+    # the small task of shard_indexes() is no step: the mapped step loops over the input's shard_index
+    skip |= {t.task_id for t in dag.tasks if getattr(t, "claimed_shards_of", None)}
     order = [t for t in dag.topological_sort() if t.task_id not in skip]
     steps = [_step(task, by_name) for task in order]
     kept = {s.task_id for s in steps}
@@ -127,6 +140,9 @@ def plan_dag(dag: Any, *, skip: Iterable[str] = ()) -> Plan:
             if ref not in kept:
                 raise ExportError(f"task {step.task_id!r}: uses an output of {ref!r}, which is skipped")
     _assign_gates(steps)
+    for step in steps:
+        if step.shards_of and step.gates:
+            raise ExportError(f"task {step.task_id!r}: a mapped task after a blessing gate cannot be exported")
     return Plan(dag_id=dag.dag_id, description=dag.description or "", params=params, steps=steps)
 
 
@@ -182,11 +198,13 @@ def _refuse_task(task: Any) -> None:
 
     hint = f" (leave it out with --skip {task.task_id})"
     kind = type(task).__name__
-    if isinstance(task, MappedOperator):
+    if isinstance(task, MappedOperator) and _shards_input(task) is None:
         raise ExportError(
             f"task {task.task_id!r}: dynamic task mapping (.expand()) is not supported by the KFP export; "
             "give the mapped values as one list parameter or make one task per value"
         )
+    if isinstance(task, MappedOperator):
+        return
     if not isinstance(task, ClaimedOperator):
         if isinstance(task, BaseSensorOperator):
             reason = f"is a sensor ({kind}); waiting on Airflow-side conditions has no KFP equivalent"
@@ -205,6 +223,63 @@ def _refuse_task(task: Any) -> None:
         raise ExportError(
             f"task {task.task_id!r}: trigger rule {rule!r} has no KFP equivalent (steps run when all upstream succeed)"
         )
+
+
+def _shards_input(task: Any) -> str | None:
+    """The input step a mapped claimed task loops over (``.expand(shard_index=shard_indexes(input))``), or None."""
+    from claimed_airflow.operators.base import ClaimedOperator
+
+    expanded = getattr(getattr(task, "expand_input", None), "value", None)
+    if not isinstance(expanded, dict) or set(expanded) != {"shard_index"}:
+        return None
+    operator = getattr(expanded["shard_index"], "operator", None)
+    source = getattr(operator, "claimed_shards_of", None)
+    component = getattr(getattr(task, "operator_class", None), "component", "")
+    if not source or not issubclass(task.operator_class, ClaimedOperator) or not component:
+        return None
+    from claimed_airflow.core import registry
+
+    return source if registry.get(component).data_parallel else None
+
+
+def _mapped_step(task: Any, params: dict[str, PipelineParam]) -> Step:
+    """A data-parallel claimed task expanded over an input's shards: one step per shard (``dsl.ParallelFor``)."""
+    from claimed_airflow.core import registry
+    from claimed_airflow.core.options import KubernetesOptions
+    from claimed_airflow.core.pod import task_pod
+
+    spec = registry.get(task.operator_class.component)
+    known = {p.name: p for p in spec.arguments}
+    given = dict(task.partial_kwargs)
+    arguments, data_upstream = {}, set()
+    for name, value in {**dict(given.pop("arguments", None) or {}), **given}.items():
+        if name not in known or value is None:
+            continue
+        converted = _argument(task.task_id, name, value, known[name], params)
+        if isinstance(converted, OutputRef):
+            data_upstream.add(converted.task_id)
+        arguments[name] = converted
+    options = given.get("kubernetes")
+    try:
+        pod = task_pod(
+            options if isinstance(options, KubernetesOptions) else KubernetesOptions(**dict(options or {})),
+            spec,
+            retries=given.get("retries"),
+            timeout=given.get("execution_timeout"),
+        )
+    except (ClaimedError, TypeError) as exc:
+        raise ExportError(f"task {task.task_id!r}: {exc}") from None
+    source = _shards_input(task)
+    return Step(
+        task_id=task.task_id,
+        spec=spec,
+        arguments=arguments,
+        upstream=set(),
+        retries=int(given.get("retries") or 0),
+        data_upstream=data_upstream | {source},
+        pod=pod,
+        shards_of=source,
+    )
 
 
 def _approval_step(task: Any, params: dict[str, PipelineParam]) -> Step:
@@ -227,6 +302,8 @@ def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
     if getattr(task, "human_approval", False):
         return _approval_step(task, params)
     _refuse_task(task)
+    if getattr(task, "expand_input", None) is not None:
+        return _mapped_step(task, params)
     spec = registry.get(task.component)
     known = {p.name: p for p in spec.arguments}
     arguments = {}
@@ -235,7 +312,7 @@ def _step(task: Any, params: dict[str, PipelineParam]) -> Step:
         if name not in known:
             raise ExportError(f"task {task.task_id!r}: {spec.name} has no parameter {name!r}")
         converted = _argument(task.task_id, name, value, known[name], params)
-        if isinstance(converted, OutputRef):
+        if isinstance(converted, (OutputRef, Collected)):
             data_upstream.add(converted.task_id)
         arguments[name] = converted
     output_root = None
@@ -334,6 +411,13 @@ def _argument(task_id: str, name: str, value: Any, param, params: dict[str, Pipe
         if not isinstance(value, PlainXComArg):
             raise ExportError(f"{where}: {type(value).__name__} (map/zip/concat of XComs) cannot be exported")
         upstream, key = value.operator, value.key
+        if _shards_input(upstream) is not None:  # a merge of the shards' outputs
+            from claimed_airflow.core import registry
+
+            up_spec = registry.get(upstream.operator_class.component)
+            if key not in [p.name for p in up_spec.outputs]:
+                raise ExportError(f"{where}: {upstream.task_id}.output[{key!r}] of every shard is not an output")
+            return Collected(upstream.task_id, key)
         if not isinstance(upstream, ClaimedOperator):
             raise ExportError(f"{where}: uses the XCom of {upstream.task_id!r}, which is not a claimed operator")
         from claimed_airflow.core import registry

@@ -29,6 +29,7 @@ CACHE_INPUT = "claimed_cache"
 MANIFEST = "manifest"
 VALUES = "values"
 BLESSED = "blessed"
+MAPPED = "[shard_index]"  # ends claimed_task_id of a step inside dsl.ParallelFor: outputs under <task_id>_<shard>
 
 
 def output_names(spec: ComponentSpec) -> list[str]:
@@ -52,10 +53,15 @@ def run_step(component: str, arguments: dict[str, Any]) -> tuple:
     typed = {name: arguments.pop(name) for name in ui.ARTIFACT_TYPES if name in arguments}
     cache = bool(arguments.pop(CACHE_INPUT, False))
     root = arguments.pop("claimed_output_root", None) or None
+    task_id = arguments.pop("claimed_task_id", None) or spec.name
+    map_index = -1
+    if task_id.endswith(MAPPED):  # one shard of a mapped step: the layout of Airflow's mapped task instances
+        task_id, map_index = task_id.removesuffix(MAPPED), int(arguments.get("shard_index") or 0)
     scope = Scope(
         dag_id=arguments.pop("claimed_dag_id", None) or "kfp",
         run_id=arguments.pop("claimed_run_id", None) or now(),
-        task_id=arguments.pop("claimed_task_id", None) or spec.name,
+        task_id=task_id,
+        map_index=map_index,
     )
     # Unset optional inputs arrive as None: the component's own default applies, as in Airflow.
     values = {name: value for name, value in arguments.items() if value is not None}

@@ -34,4 +34,6 @@ def shard_indexes(input_task: Any) -> Any:
             raise ValueError(f"{input_task.task_id} returned no shard_index; it is not a sharding input")
         return [int(i) for i in indexes]
 
-    return shards(input_task.output)
+    indexes = shards(input_task.output)
+    indexes.operator.claimed_shards_of = input_task.task_id  # the KFP export makes it a dsl.ParallelFor
+    return indexes
