@@ -517,6 +517,16 @@ def test_idle_connections_hold_no_threads_are_capped_and_closed(strict):
     assert call(f"{url}/v2/health/live")[0] == 200
 
 
+def test_what_uvicorn_would_refuse_is_refused_as_json_and_an_upgrade_is_not_served(strict):
+    url = strict
+    for sent in (b"GET http://[::1 HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /v2/\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n"):
+        [(status, answer, content_type)] = responses(exchange(url, sent))
+        assert status == 400 and content_type == "application/json" and "not valid HTTP" in answer["error"], sent
+    upgrade = request_bytes("GET", "/v2/health/live", b"", {"Connection": "Upgrade", "Upgrade": "websocket"})
+    answered = responses(exchange(url, upgrade + request_bytes("GET", "/v2/models/tiny")))
+    assert [(status, answer) for status, answer, _ in answered] == [(200, {"live": True})]  # then nothing more
+
+
 def test_a_request_that_does_not_arrive_in_time_is_cut_off(strict):
     url = strict
     address = urlsplit(url)
