@@ -88,9 +88,8 @@ def test_a_serialized_trigger_runs_registered_checks_only_and_imports_nothing_el
         assert waits.wait(own) == ("done", {})  # no Deferral
     monkeypatch.delitem(sys.modules, "planted_check")
     for check in waits.CHECKS.values():  # each name resolves to its functions, with the same parameters
-        blocking, coroutine = check.blocking(), check.asynchronous()
-        assert coroutine is None or inspect.iscoroutinefunction(coroutine)
-        assert coroutine is None or inspect.signature(coroutine).parameters == inspect.signature(blocking).parameters
+        blocking, watch = check.blocking(), check.watcher()
+        assert watch is None or inspect.signature(watch).parameters == inspect.signature(blocking).parameters
 
 
 def kserve_operator(conn_id: str, **more):
@@ -195,6 +194,42 @@ def test_tfjob_resumes_with_the_same_job_and_a_failed_job_is_a_clear_error(tmp_p
         stub.routes[("GET", f"{TFJOBS}/german-lr")] = [conditions(("Failed", "OOMKilled in worker-1"))]
         with pytest.raises(AirflowFailException, match=r"trainer: TFJob ml/german-lr failed: OOMKilled in worker-1"):
             resume(failing, context(run_id="r2", task_id="train"), task_deferred)
+
+
+def test_the_asynchronous_kubernetes_check_answers_as_the_blocking_one(tmp_path, monkeypatch):
+    """Same state, object and one-line errors; without a connection it reads the kubeconfig (as the blocking one)."""
+    import kubernetes_asyncio.config.kube_config
+
+    from claimed_airflow.components._kubernetes import KubeError, condition_state, watch_condition
+    from claimed_airflow.core.errors import ClaimedError
+
+    def acondition_state(*args):
+        async def checked_twice():  # one client, two checks
+            async with watch_condition(*args) as check:
+                first = await check()
+                assert await check() == first
+                return first
+
+        return checked_twice()
+
+    with KubeStub() as stub:
+        conn_id = stub.connection(tmp_path, monkeypatch)
+        kubeconfig = stub.kubeconfig(tmp_path / "kubeconfig.json")
+        monkeypatch.setattr(kubernetes_asyncio.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", kubeconfig)
+        stub.routes[("GET", f"{TFJOBS}/j")] = [conditions(("Running", ""))]
+        done = ("kubeflow.org/v1", conn_id, "ml", "tfjobs", "j", ["Succeeded", "Running"])
+        expected = condition_state(*done)
+        assert expected[0] == "Running"
+        assert asyncio.run(acondition_state(*done)) == expected
+        assert asyncio.run(acondition_state(done[0], None, *done[2:])) == expected  # kubeconfig
+        missing = ("kubeflow.org/v1", conn_id, "ml", "tfjobs", "gone", ["Succeeded"])
+        with pytest.raises(KubeError) as blocking:
+            condition_state(*missing)
+        with pytest.raises(KubeError) as asynchronous:
+            asyncio.run(acondition_state(*missing))
+        assert str(asynchronous.value) == str(blocking.value) and asynchronous.value.status == 404
+        with pytest.raises(ClaimedError, match=r"^conn_id: Airflow connection 'k8s_nowhere' is not defined$"):
+            asyncio.run(acondition_state(done[0], "k8s_nowhere", *done[2:]))
 
 
 def test_katib_experiment_wait_defers(tmp_path, monkeypatch):

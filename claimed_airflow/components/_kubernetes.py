@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from claimed_airflow.core import waits
@@ -23,11 +23,11 @@ __all__ = [
     "KubeApi",
     "KubeError",
     "WaitTimeout",
-    "acondition_state",
     "condition",
     "condition_state",
     "dns_name",
     "wait_condition",
+    "watch_condition",
 ]
 
 
@@ -140,28 +140,33 @@ def condition_state(
     return condition(obj, *types), obj
 
 
-async def acondition_state(
+@contextlib.asynccontextmanager
+async def watch_condition(
     api_version: str, conn_id: str | None, namespace: str, plural: str, name: str, types: list[str]
-) -> tuple[str | None, dict]:
-    """:func:`condition_state` in the triggerer, with the asynchronous client (kubernetes_asyncio)."""
+) -> AsyncIterator[Callable[[], Awaitable[tuple[str | None, dict]]]]:
+    """:func:`condition_state` in the triggerer: one asynchronous client (kubernetes_asyncio) for every check."""
     from aiohttp import ClientError
     from kubernetes_asyncio.client import CustomObjectsApi
     from kubernetes_asyncio.client.exceptions import ApiException
 
     group, _, version = api_version.partition("/")
-    async with contextlib.AsyncExitStack() as stack:
-        api = CustomObjectsApi(await stack.enter_async_context(async_api_client(conn_id)))
-        try:
-            obj = await api.get_namespaced_custom_object(group, version, namespace, plural, name)
-        except ApiException as exc:
-            where = f"get {plural}.{group} in {namespace}"
-            if exc.status in (401, 403):
-                message = f"conn_id: the Kubernetes API refused to {where} ({exc.status}: {_message(exc)})"
-                raise KubeError(exc.status, message) from None
-            raise KubeError(exc.status, f"{where}: HTTP {exc.status} {_message(exc)}") from None
-        except ClientError as exc:
-            raise ClaimedError(f"conn_id: cannot reach the Kubernetes API: {exc}") from None
-    return condition(obj, *types), obj
+    async with async_api_client(conn_id) as api_client:
+        api = CustomObjectsApi(api_client)
+
+        async def check() -> tuple[str | None, dict]:
+            try:
+                obj = await api.get_namespaced_custom_object(group, version, namespace, plural, name)
+            except ApiException as exc:
+                where = f"get {plural}.{group} in {namespace}"
+                if exc.status in (401, 403):
+                    message = f"conn_id: the Kubernetes API refused to {where} ({exc.status}: {_message(exc)})"
+                    raise KubeError(exc.status, message) from None
+                raise KubeError(exc.status, f"{where}: HTTP {exc.status} {_message(exc)}") from None
+            except ClientError as exc:
+                raise ClaimedError(f"conn_id: cannot reach the Kubernetes API: {exc}") from None
+            return condition(obj, *types), obj
+
+        yield check
 
 
 @contextlib.asynccontextmanager
@@ -220,7 +225,7 @@ def wait_condition(
         "name": name,
         "types": list(types),
     }
-    # condition_state, or acondition_state in the triggerer (waits.CHECKS)
+    # condition_state, or watch_condition in the triggerer (waits.CHECKS)
     return waits.wait(waits.Poll("kubernetes.condition", kwargs, timeout, interval, what=f"{plural}/{name}"))
 
 

@@ -10,8 +10,8 @@ the triggerer runs (any other name in a trigger's serialized kwargs is an error 
 imported for it). A component of your own may name a ``module:function`` of its own instead: that
 wait polls in the task, never in the triggerer. A check takes the JSON ``kwargs`` (connection ids and
 object names, never secrets) and answers ``(state, details)``: ``state`` is None while the thing is not
-finished; its coroutine, where it has one, is the same check with an asynchronous client for the
-triggerer's event loop (else the blocking function runs in a thread there). Blocking (the default, and
+finished; its watch, where it has one, is the same check with one asynchronous client for all the polls
+of a wait in the triggerer's event loop (else the blocking function runs in a thread there). Blocking (the default, and
 always outside Airflow), :func:`wait` polls here. When
 the Airflow operator runs deferrable, :func:`wait` raises :class:`Deferral` instead; the operator hands
 the poll to ``claimed_airflow.triggers.PollTrigger`` and, when the trigger fires, calls the component
@@ -24,8 +24,8 @@ from __future__ import annotations
 import contextvars
 import importlib
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,24 +34,25 @@ from claimed_airflow.core.errors import ClaimedError
 
 @dataclass(frozen=True)
 class Check:
-    """A status check: ``function`` of ``module`` blocks; ``coroutine`` (if any) is the same check, asynchronous."""
+    """A status check: ``function`` of ``module`` blocks; ``watch`` (if any) is the same check for an event loop,
+    an async context manager (taking the same kwargs) that gives one async check for every poll of a wait."""
 
     module: str
     function: str
-    coroutine: str | None = None
+    watch: str | None = None
 
     def blocking(self) -> Callable[..., tuple[str | None, dict]]:
         return getattr(importlib.import_module(self.module), self.function)
 
-    def asynchronous(self) -> Callable[..., Any] | None:
-        return getattr(importlib.import_module(self.module), self.coroutine) if self.coroutine else None
+    def watcher(self) -> Callable[..., Any] | None:
+        return getattr(importlib.import_module(self.module), self.watch) if self.watch else None
 
 
 # The status checks a Poll may name: all of them, in one place (the triggerer runs nothing else).
 CHECKS: dict[str, Check] = {
-    "kubernetes.condition": Check("claimed_airflow.components._kubernetes", "condition_state", "acondition_state"),
+    "kubernetes.condition": Check("claimed_airflow.components._kubernetes", "condition_state", "watch_condition"),
     "watson_ml.deployment": Check(
-        "claimed_airflow.components.deploy.watson_ml", "deployment_state", "adeployment_state"
+        "claimed_airflow.components.deploy.watson_ml", "deployment_state", "watch_deployment"
     ),
 }
 
@@ -91,16 +92,23 @@ class Poll:
         state, details = check.blocking()(**self.kwargs)
         return state, details or {}
 
-    async def acheck_once(self) -> tuple[str | None, dict]:
-        """:meth:`check_once` in the triggerer (registered checks only): the check's coroutine, else the blocking
-        check in a thread."""
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[Callable[[], Awaitable[tuple[str | None, dict]]]]:
+        """The check in the triggerer (registered checks only): its watch (one asynchronous client for every poll),
+        else the blocking check in a thread."""
         import asyncio
 
-        coroutine = registered(self.check).asynchronous()
-        if coroutine is None:
-            return await asyncio.to_thread(self.check_once)
-        state, details = await coroutine(**self.kwargs)
-        return state, details or {}
+        watch = registered(self.check).watcher()
+        if watch is None:
+            yield lambda: asyncio.to_thread(self.check_once)
+            return
+        async with watch(**self.kwargs) as check:
+
+            async def check_once() -> tuple[str | None, dict]:
+                state, details = await check()
+                return state, details or {}
+
+            yield check_once
 
     def to_dict(self) -> dict:
         return asdict(self)

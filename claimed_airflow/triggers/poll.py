@@ -15,11 +15,11 @@ from claimed_airflow.core.waits import Poll, registered
 class PollTrigger(BaseTrigger):
     """Runs ``poll``'s check every ``interval`` seconds until it gives a state or ``deadline`` (epoch seconds)
     passes. The check is one of ``waits.CHECKS`` (any other name is an error event; nothing is imported for
-    it), run with its asynchronous client where it has one, else in a thread.
+    it), run with one asynchronous client for all its polls where it has one (its watch), else in a thread.
 
     Fires one event: ``{"status": "done", "state", "details"}``, ``{"status": "timeout", "details"}`` (the
     last details seen) or ``{"status": "error", "message"}``. Its kwargs are the poll's (connection ids and
-    object names; never credentials: the check reads them from the Airflow connection each time).
+    object names; never credentials: the check reads them from the Airflow connection when it starts).
 
     :param poll: ``Poll`` fields: ``check`` (a name of ``waits.CHECKS``), ``kwargs``, ``timeout``, ``interval``,
         ``what``.
@@ -42,20 +42,22 @@ class PollTrigger(BaseTrigger):
             self.log.error("refused poll: %s", exc)
             yield TriggerEvent({"status": "error", "message": str(exc) or type(exc).__name__})
             return
-        while True:
-            try:
-                state, details = await poll.acheck_once()
-            except Exception as exc:  # a ClaimedError names the problem; anything else: its type and text
-                self.log.error("checking %s failed: %s", poll.what, exc)
-                yield TriggerEvent({"status": "error", "message": str(exc) or type(exc).__name__})
-                return
-            if state:
-                self.log.info("%s: %s", poll.what, state)
-                yield TriggerEvent({"status": "done", "state": state, "details": details})
-                return
-            left = self.deadline - time.time()
-            if left <= 0:
-                yield TriggerEvent({"status": "timeout", "details": details})
-                return
-            self.log.info("%s: not finished; next check in %g s", poll.what, min(poll.interval, left))
-            await asyncio.sleep(min(poll.interval, left))
+        yield TriggerEvent(await self.outcome(poll))
+
+    async def outcome(self, poll: Poll) -> dict[str, Any]:
+        """The event's payload: polls until a state, the deadline or an error."""
+        try:
+            async with poll.watching() as check:
+                while True:
+                    state, details = await check()
+                    if state:
+                        self.log.info("%s: %s", poll.what, state)
+                        return {"status": "done", "state": state, "details": details}
+                    left = self.deadline - time.time()
+                    if left <= 0:
+                        return {"status": "timeout", "details": details}
+                    self.log.info("%s: not finished; next check in %g s", poll.what, min(poll.interval, left))
+                    await asyncio.sleep(min(poll.interval, left))
+        except Exception as exc:  # a ClaimedError names the problem; anything else: its type and text
+            self.log.error("checking %s failed: %s", poll.what, exc)
+            return {"status": "error", "message": str(exc) or type(exc).__name__}

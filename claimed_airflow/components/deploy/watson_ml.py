@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tarfile
 import tempfile
 import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from claimed_airflow.components.train.image_classifier import network_file
@@ -213,19 +215,27 @@ def deployment_state(conn_id: str | None, space_id: str | None, deployment_id: s
     return _deployment_state(details), details
 
 
-async def adeployment_state(conn_id: str | None, space_id: str | None, deployment_id: str) -> tuple[str | None, dict]:
-    """:func:`deployment_state` in the triggerer: the status is read with the client's asynchronous (httpx) client;
-    the client is made in a thread (it reads the Airflow connection and signs in, blocking)."""
+@contextlib.asynccontextmanager
+async def watch_deployment(
+    conn_id: str | None, space_id: str | None, deployment_id: str
+) -> AsyncIterator[Callable[[], Awaitable[tuple[str | None, dict]]]]:
+    """:func:`deployment_state` in the triggerer: one client for every check, each status read with its
+    asynchronous (httpx) client; the client is made in a thread (it reads the connection and signs in, blocking)."""
     import asyncio
 
     client, secret = await asyncio.to_thread(_client, conn_id, space_id)
+
+    async def check() -> tuple[str | None, dict]:
+        try:
+            details = await client.deployments.aget_details(deployment_id)
+        except Exception as exc:
+            raise ClaimedError(_scrub(f"watson_ml: {exc.__class__.__name__}: {_first_line(exc)}", secret)) from None
+        return _deployment_state(details), details
+
     try:
-        details = await client.deployments.aget_details(deployment_id)
-    except Exception as exc:
-        raise ClaimedError(_scrub(f"watson_ml: {exc.__class__.__name__}: {_first_line(exc)}", secret)) from None
+        yield check
     finally:
         await client.async_httpx_client.aclose()
-    return _deployment_state(details), details
 
 
 def _deployment_state(details: dict) -> str | None:
