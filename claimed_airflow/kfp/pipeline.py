@@ -8,9 +8,9 @@ Mapping (Airflow -> KFP):
 - ``upstream.output["images"]`` -> ``upstream_task.outputs["images"]`` (the URI); ``a >> b`` ->
   ``b.after(a)``;
 - a data-parallel task expanded over an input's shards (``.expand(shard_index=shard_indexes(input))``)
-  -> a step listing the input's ``shard_index`` and ``with dsl.ParallelFor(...)`` around the task (one pod
-  per shard, outputs under ``<task_id>_<shard>`` as in Airflow); a merge of the shards' outputs ->
-  ``dsl.Collected``;
+  -> a step listing the input's shards (each item: ``shard_index`` and the upstream outputs the task takes)
+  and ``with dsl.ParallelFor(...)`` around the task (one pod per shard, outputs under ``<task_id>_<shard>``
+  as in Airflow); a merge of the shards' outputs -> ``dsl.Collected``;
 - the blessing gate -> ``with dsl.If(gate.outputs["blessed"] == True)`` around every task after it
   (in Airflow they are skipped when not blessed);
 - the task's pod (:class:`claimed_airflow.core.pod.TaskPod`, the one the kubernetes engine runs):
@@ -219,18 +219,19 @@ class _Builder:
         tasks[step.task_id] = task
 
     def add_mapped(self, step: Step, arguments: dict[str, Any], tasks: dict[str, Any]) -> Any:
-        """The step once per shard of its input: the input's shard list, then ``dsl.ParallelFor`` over it."""
-        from claimed_airflow.kfp.shards import shard_list_component
+        """The step once per shard of its input: a step listing the shards (each item carrying the upstream
+        outputs the step takes), then ``dsl.ParallelFor`` over it."""
+        from claimed_airflow.kfp.shards import shard_items_component
 
-        name = f"{step.shards_of}_shards"
-        if name not in tasks:
-            pod = next(s for s in self.plan.steps if s.task_id == step.shards_of).pod or default_pod(step.spec)
-            component = shard_list_component(pod.image, self.install_kfp_package)
-            lister = component(values=tasks[step.shards_of].outputs[VALUES]).set_display_name(name)
-            lister.set_caching_options(False)
-            tasks[name] = lister
-        with self.dsl.ParallelFor(items=tasks[name].output, name=f"{step.task_id} shards") as shard:
-            arguments["shard_index"] = shard
+        carried = sorted(name for name, value in step.arguments.items() if isinstance(value, OutputRef))
+        pod = next(s for s in self.plan.steps if s.task_id == step.shards_of).pod or default_pod(step.spec)
+        lister = shard_items_component(pod.image, self.install_kfp_package)(
+            values=tasks[step.shards_of].outputs[VALUES], carry={name: arguments[name] for name in carried}
+        )
+        lister.set_caching_options(False)
+        with self.dsl.ParallelFor(items=lister.output, name=f"{step.task_id} shards") as shard:
+            arguments.update({name: getattr(shard, name) for name in carried})
+            arguments["shard_index"] = shard.shard_index
             arguments["claimed_task_id"] = step.task_id + MAPPED
             return self.components[step.task_id](**arguments)
 

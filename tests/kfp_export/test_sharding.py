@@ -1,18 +1,17 @@
 """Sharding on Kubeflow: a data-parallel task expanded over an input's shards becomes ``dsl.ParallelFor`` (one
-pod per shard), the merge of its outputs ``dsl.Collected``.
-
-Checked on the compiled YAML: kfp.local 2.17.3 cannot run it (for each loop iteration it replaces every input
-the loop takes from an upstream task's output by the loop item, task_spec_utils.
-create_parameter_loop_iteration_task_spec, so the step gets ``metadata=0``)."""
+pod per shard), the merge of its outputs ``dsl.Collected``; the exported pipeline runs with ``kfp.local``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 pytest.importorskip("kfp.dsl")
+
+from kfp import components, local  # noqa: E402
 
 from claimed_airflow.cli import main as cli  # noqa: E402
 
@@ -30,37 +29,46 @@ def test_mapped_task_becomes_parallel_for_over_the_input_shards(tmp_path):
     spec = next(yaml.safe_load_all(_export(tmp_path).read_text()))  # then the platform (pod) spec
     root = spec["root"]["dag"]["tasks"]
     name, loop = next((n, t) for n, t in root.items() if "parameterIterator" in t)
-    assert loop["parameterIterator"]["items"]["inputParameter"].endswith(
-        "pipelinechannel--claimed-shard-indexes-Output"
-    )
-    assert {"dicom-input", "claimed-shard-indexes", "dicom-to-images"} <= set(root)
-    inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
-    (mapped,) = inner.values()
+    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("claimed-shard-items-Output")
+    assert {"dicom-input", "claimed-shard-items", "dicom-to-images"} <= set(root)
+    # the loop takes no upstream output but its items (kfp.local replaces such inputs by the loop item)
+    assert [p for p in loop["inputs"]["parameters"].values() if "taskOutputParameter" in p] == [
+        {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "claimed-shard-items"}}
+    ]
+    (mapped,) = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"].values()
     parameters = mapped["inputs"]["parameters"]
     assert parameters["claimed_task_id"]["runtimeValue"]["constant"] == "dicom_to_images_shard[shard_index]"
-    assert "componentInputParameter" in parameters["shard_index"]  # the loop item
+    for field in ("shard_index", "metadata", "files", "shard_tables"):  # fields of the loop item
+        assert parameters[field]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]'
     merge = root["dicom-to-images"]["inputs"]["parameters"]["parts"]
     assert merge["taskOutputParameter"]["producerTask"] == name  # dsl.Collected of the loop's outputs
 
 
-def test_a_shard_step_writes_where_airflow_s_mapped_task_instance_does(tmp_path):
-    """What each ParallelFor iteration runs: the shard list from the input step's values, then the step with
-    the loop item; its outputs go under <task_id>_<shard> (Airflow's map_index layout)."""
-    from claimed_airflow.core.runner import run
-    from claimed_airflow.kfp.shards import claimed_shard_indexes
-    from claimed_airflow.kfp.step import run_step
+def test_the_exported_pipeline_runs_one_step_per_shard_with_kfp_local(tmp_path):
     from tests.synthetic_chestxray import write_cohort
 
-    write_cohort(tmp_path / "cohort", count=4, seed=2, size=32)
-    found = run("input.dicom", {"source": str(tmp_path / "cohort" / "dicom"), "shards": 2}, root=str(tmp_path))
-    assert claimed_shard_indexes({"shard_index": found["shard_index"]}) == [0, 1]
-    scope = {"claimed_output_root": str(tmp_path / "out"), "claimed_dag_id": "d", "claimed_run_id": "r"}
-    arguments = {"metadata": found["metadata"], "files": found["files"], "shard_tables": found["shard_tables"]}
-    outputs = run_step(
-        "transform.dicom_to_images",
-        {**arguments, **scope, "shard_index": 1, "claimed_task_id": "decode[shard_index]", "workers": 1},
-    )
-    assert outputs[0] == str(tmp_path / "out" / "d" / "r" / "decode_1" / "images")
-    assert len(list(Path(outputs[0]).rglob("*.png"))) == 2
+    write_cohort(tmp_path / "cohort", count=5, seed=2, size=32)
+    output_root = tmp_path / "kfp-out"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"))
+    pipeline = components.load_component_from_file(str(_export(tmp_path)))
+    pipeline(output_root=str(output_root), source=str(tmp_path / "cohort" / "dicom"), shards=2)
+    (run,) = (output_root / "claimed_test_sharding_pods").iterdir()
+    shards = sorted(p.name for p in run.glob("dicom_to_images_shard_*"))
+    assert shards == ["dicom_to_images_shard_0", "dicom_to_images_shard_1"]
+    for index, name in enumerate(shards):
+        manifest = json.loads((run / name / "manifest.json").read_text())
+        assert manifest["parameters"]["shard_index"] == index
+    merged = run / "dicom_to_images" / "merged"
+    assert len(list(merged.rglob("*.png"))) == 5
+    assert len((merged / "index.csv").read_text().splitlines()) == 1 + 5
+
+
+def test_the_shard_items_carry_the_index_and_the_upstream_outputs():
+    from claimed_airflow.kfp.shards import claimed_shard_items
+
+    assert claimed_shard_items({"shard_index": [0, 1]}, {"files": "f"}) == [
+        {"shard_index": 0, "files": "f"},
+        {"shard_index": 1, "files": "f"},
+    ]
     with pytest.raises(SystemExit, match="^shard_index: the input step returned no shards"):
-        claimed_shard_indexes({})
+        claimed_shard_items({}, {})
