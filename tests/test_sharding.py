@@ -45,7 +45,7 @@ def test_shards_are_contiguous_balanced_and_deterministic(tmp_path):
 
 def test_only_a_component_taking_a_shard_can_declare_itself_data_parallel():
     data_parallel = [name for name in registry.components() if registry.get(name).data_parallel]
-    assert {"transform.deidentify", "transform.dicom_to_images"} <= set(data_parallel)
+    assert {"predict.images", "transform.deidentify", "transform.dicom_to_images"} <= set(data_parallel)
     with pytest.raises(TypeError, match="data_parallel needs the input shard_tables and the parameter shard_index"):
 
         @component("transform", data_parallel=True)
@@ -176,6 +176,26 @@ def test_merged_shards_equal_the_unsharded_run(tmp_path, cohort, unsharded, monk
         merge([r["report"] for r in private], "report"),
         unsharded,
     )
+
+
+def test_sharded_predictions_merge_to_the_unsharded_ones(tmp_path, cohort, unsharded):
+    """predict.images once per shard (the images of each shard's files; an empty shard writes nothing) and
+    merged: the same predictions.csv, byte for byte, as one task scoring every image (one image per batch:
+    a network's float results depend on the batch an image is scored in, in the last digits)."""
+    pytest.importorskip("onnxruntime")
+    from tests.tiny_model import make_onnx_model_folder
+
+    model = str(make_onnx_model_folder(tmp_path / "model"))
+    images = str(unsharded["images"])
+    whole = _run(tmp_path, "predict.images", {"model": model, "images": images, "batch_size": 1}, "whole")
+    found = _run(tmp_path, "input.dicom", {**cohort, "shards": 21}, "input")  # 20 files: one shard empty
+    common = {"model": model, "images": images, "shard_tables": found["shard_tables"], "batch_size": 1}
+    parts = [_run(tmp_path, "predict.images", {**common, "shard_index": i}, "p", i) for i in range(21)]
+    assert sorted(p["predicted"] for p in parts)[:2] == [0, 1]
+    merged = _run(tmp_path, "transform.merge_shards", {"parts": [p["predictions"] for p in parts]}, "merge")
+    assert merged["rows"] == 20
+    predictions = Path(merged["merged"]) / "predictions.csv"
+    assert predictions.read_bytes() == Path(whole["predictions"]).read_bytes()
 
 
 @pytest.mark.e2e

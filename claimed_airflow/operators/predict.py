@@ -82,10 +82,16 @@ class ImagesPredictOperator(ClaimedOperator):
     :param unlabelled: Also score the images without a label (a new study: its ``label`` is left
         empty).
     :type unlabelled: bool
+    :param shard_tables: Shard tables of input.dicom: score only the images of the files of shard
+        ``shard_index`` (none: an empty output; transform.merge_shards joins the shards'
+        predictions).
+    :type shard_tables: str | None
+    :param shard_index: The shard of ``shard_tables`` to score (0-based).
+    :type shard_index: int
     """
 
     component = "predict.images"
-    component_fields = ("model", "images", "batch_size", "split", "unlabelled")
+    component_fields = ("model", "images", "batch_size", "split", "unlabelled", "shard_tables", "shard_index")
     ui_color = "#fce4ec"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
 
@@ -97,6 +103,8 @@ class ImagesPredictOperator(ClaimedOperator):
         batch_size: int = 32,
         split: str = "",
         unlabelled: bool = False,
+        shard_tables: str | None = None,
+        shard_index: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -105,6 +113,8 @@ class ImagesPredictOperator(ClaimedOperator):
         self.batch_size = batch_size
         self.split = split
         self.unlabelled = unlabelled
+        self.shard_tables = shard_tables
+        self.shard_index = shard_index
 
 
 class ResolveModelPredictOperator(ClaimedOperator):

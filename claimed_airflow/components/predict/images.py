@@ -6,13 +6,15 @@ from claimed_airflow.core import InputPath, OutputPath, Progress, component
 from claimed_airflow.core.errors import ClaimedError
 
 
-@component("predict")
+@component("predict", data_parallel=True)
 def images(
     model: InputPath,
     images: InputPath,
     batch_size: int = 32,
     split: str = "",
     unlabelled: bool = False,
+    shard_tables: InputPath | None = None,
+    shard_index: int = 0,
     predictions: OutputPath = "predictions.csv",
 ) -> dict:
     """Score the images of an image folder; one row per image with true (if known) and predicted label.
@@ -23,6 +25,9 @@ def images(
     :param split: Score only the images of this split (``index.csv`` column ``split``, e.g. ``test``, the
         held-out images of ``filter.spark_cohort_split``); empty: every labelled image.
     :param unlabelled: Also score the images without a label (a new study: its ``label`` is left empty).
+    :param shard_tables: Shard tables of input.dicom: score only the images of the files of shard ``shard_index``
+        (none: an empty output; transform.merge_shards joins the shards' predictions).
+    :param shard_index: The shard of ``shard_tables`` to score (0-based).
     :param predictions: CSV: image, label, prediction, score, one probability column per class and the
         metadata columns of the image index (PatientSex, PatientAge, ...).
     """
@@ -31,8 +36,20 @@ def images(
 
     if batch_size < 1:
         raise ClaimedError(f"batch_size: must be at least 1, got {batch_size}")
+    files = None
+    if shard_tables is not None:
+        from pathlib import Path
+
+        from claimed_airflow.core import sharding
+
+        files = set(sharding.files_of(shard_tables, shard_index))
     network = ImageClassifier(model)
-    x, _, classes, index = load_image_folder(images, network.image_size, network.classes, split, unlabelled)
+    x, _, classes, index = load_image_folder(images, network.image_size, network.classes, split, unlabelled, files)
+    if files is not None:
+        sharding.announce("predict.images", shard_index, len(x))
+        if not len(x):
+            Path(predictions).write_text("")
+            return {"predicted": 0, "split": split or "all"}
     table, _ = score_images(network.predict, x, index, classes, batch_size, "predict.images")
     write_table(table, predictions)
     return {"predicted": len(table), "split": split or "all"}

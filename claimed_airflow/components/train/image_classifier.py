@@ -25,12 +25,19 @@ NETWORK_FILES = {"model.keras": "keras", "model.onnx": "onnx"}
 
 
 def load_gray_images(
-    images: str, size: int, classes: list[str] | None = None, split: str = "", unlabelled: bool = False
+    images: str,
+    size: int,
+    classes: list[str] | None = None,
+    split: str = "",
+    unlabelled: bool = False,
+    files: set[str] | None = None,
 ):
     """Labelled images of ``<images>/index.csv`` as uint8 grayscale ``(N, size, size)`` (:func:`image_pixels`).
 
     ``split`` (e.g. ``test``) keeps the rows whose ``split`` column has that value; empty keeps all.
     ``unlabelled`` keeps the images without a label too (``_unlabelled``: a new study to predict).
+    ``files`` (one shard, :mod:`claimed_airflow.core.sharding`) keeps the images of these DICOM files; none left
+    is then no error.
     Returns (pixels, y, classes, index) where y holds class indices (-1 for a label not in ``classes``).
     """
     import numpy as np
@@ -41,15 +48,17 @@ def load_gray_images(
     if not index_path.exists():
         raise ClaimedError(f"images: {INDEX} missing in {images}; expected the output of transform.dicom_to_images")
     index = read_table(index_path, name="images index")
+    if files is not None:
+        index = index[index["file"].astype(str).isin(files)].reset_index(drop=True)
     if not unlabelled:
         index = index[~index["label"].astype(str).str.startswith("_")].reset_index(drop=True)
-    if index.empty:
+    if index.empty and files is None:
         raise ClaimedError(f"images: no {'' if unlabelled else 'labelled '}image in {images}")
     if split:
         if SPLIT not in index.columns:
             raise ClaimedError(f"split: {INDEX} in {images} has no {SPLIT} column; split needs a cohort split")
         index = index[index[SPLIT].astype(str) == split].reset_index(drop=True)
-        if index.empty:
+        if index.empty and files is None:
             raise ClaimedError(f"split: no labelled image in the {split!r} split of {images}")
     classes = classes or sorted(index["label"].astype(str).unique())
     lookup = {name: i for i, name in enumerate(classes)}
@@ -68,10 +77,15 @@ def load_gray_images(
 
 
 def load_image_folder(
-    images: str, size: int, classes: list[str] | None = None, split: str = "", unlabelled: bool = False
+    images: str,
+    size: int,
+    classes: list[str] | None = None,
+    split: str = "",
+    unlabelled: bool = False,
+    files: set[str] | None = None,
 ):
     """Like :func:`load_gray_images`, with the pixels as :func:`network_input`."""
-    pixels, y, classes, index = load_gray_images(images, size, classes, split, unlabelled)
+    pixels, y, classes, index = load_gray_images(images, size, classes, split, unlabelled, files)
     return network_input(pixels), y, classes, index
 
 
