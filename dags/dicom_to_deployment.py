@@ -11,7 +11,9 @@ The CLAIMED health-care computer-vision pipeline, built from claimed-airflow ope
    engine and backend); a hospital's metadata table has millions of rows, so with `cohort_engine`
    `spark` it runs through spark-submit, else in-process (DuckDB for small tables, Spark for large ones);
    **dicom_to_images** decodes the selected files into normalised PNGs per label (the `split` column
-   goes into its `index.csv`),
+   goes into its `index.csv`): with the `shards` param N, `dicom_input` cuts its files into N shards,
+   `dicom_to_images_shard` decodes each in its own task (its own pod on Kubernetes, a `dsl.ParallelFor` step
+   on Kubeflow) and `dicom_to_images` merges them into the one folder (N = 1: the same folder as unsharded),
 3. **train** fits a MobileNetV2 (no pretrained weights, seeded) on the **train** split with Keras 3, or
    with PyTorch when the `framework` param is `torch` (bf16 on a GPU; the model is exported as ONNX),
    and scores the saved model in inference mode on both splits (a warning when it falls short of the
@@ -75,6 +77,7 @@ from claimed_airflow.operators import (
     KServeDeployOperator,
     LimeMetricOperator,
     LocalDeployOperator,
+    MergeShardsTransformOperator,
     MobileNetV2TrainOperator,
     NotificationEmailMonitoringOperator,
     ReferenceProfileMetricOperator,
@@ -83,6 +86,7 @@ from claimed_airflow.operators import (
     WatsonMLDeployOperator,
 )
 from claimed_airflow.operators.approval import ModelApprovalOperator
+from claimed_airflow.operators.sharding import shard_indexes
 
 SAMPLE = Path(__file__).resolve().parent / "sample_data" / "chestxray_phantoms"
 BLESSING = (
@@ -165,6 +169,13 @@ with DAG(
         "image_size": Param(64, type="integer", minimum=32, maximum=512, description="Image width/height in pixels."),
         "epochs": Param(20, type="integer", minimum=1, maximum=200, description="Training epochs."),
         "seed": Param(42, type="integer", description="Random seed of the training."),
+        "shards": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=1024,
+            description="Decode the cohort in this many shards, one task (one pod) each, then merge them.",
+        ),
         "framework": Param(
             "keras",
             type="string",
@@ -228,6 +239,7 @@ with DAG(
         label_key="{{ params.label_key }}",
         label_column="label",
         extra_sources="{{ params.extra_sources }}",
+        shards="{{ params.shards }}",
     )
     cohort = SparkCohortSplitFilterOperator(
         task_id="cohort",
@@ -238,15 +250,18 @@ with DAG(
         seed="{{ params.seed }}",
         engine="{{ params.cohort_engine or params.engine }}",
     )
-    images = DicomToImagesTransformOperator(
-        task_id="dicom_to_images",
+    # one task (one pod) per shard of the input's files, merged into the folder one task would write
+    shards = DicomToImagesTransformOperator.partial(
+        task_id="dicom_to_images_shard",
         metadata=cohort.output["output"],
         files=dicom.output["files"],
+        shard_tables=dicom.output["shard_tables"],
         size="{{ params.image_size }}",
-    )
+    ).expand(shard_index=shard_indexes(dicom))
+    images = MergeShardsTransformOperator(task_id="dicom_to_images", parts=shards.output["images"])
     train = MobileNetV2TrainOperator(
         task_id="train",
-        images=images.output["images"],
+        images=images.output["merged"],
         epochs="{{ params.epochs }}",
         image_size="{{ params.image_size }}",
         seed="{{ params.seed }}",
@@ -254,7 +269,7 @@ with DAG(
     )
     # every evaluation on the held-out test split; train used the train split only
     predict = ImagesPredictOperator(
-        task_id="predict", model=train.output["model"], images=images.output["images"], split="test"
+        task_id="predict", model=train.output["model"], images=images.output["merged"], split="test"
     )
     metrics = ConfusionMatrixMetricOperator(task_id="confusion_matrix", predictions=predict.output["predictions"])
     fairness = FairnessMetricOperator(
@@ -266,7 +281,7 @@ with DAG(
     lime = LimeMetricOperator(
         task_id="lime",
         model=train.output["model"],
-        data=images.output["images"],
+        data=images.output["merged"],
         num_explained=2,
         num_samples=40,
         split="test",
@@ -275,7 +290,7 @@ with DAG(
     robustness = RobustnessMetricOperator(
         task_id="robustness",
         model=train.output["model"],
-        data=images.output["images"],
+        data=images.output["merged"],
         epsilons="{{ params.epsilons }}",
         max_samples=8,
         pgd_steps=5,
@@ -306,7 +321,7 @@ with DAG(
     profile = ReferenceProfileMetricOperator(
         task_id="reference_profile",
         model=train.output["model"],
-        images=images.output["images"],
+        images=images.output["merged"],
         predictions=predict.output["predictions"],
         favorable_label="{{ params.favorable_label }}",
     )
