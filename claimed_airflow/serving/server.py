@@ -52,8 +52,9 @@ class Guard(asyncio.Protocol):
     """A connection's protocol: the limits (:class:`Limits`) in front of ``inner``, uvicorn's HTTP protocol."""
 
     def __init__(self, inner: asyncio.Protocol, limits: Limits) -> None:
-        import httptools
+        import httptools  # the serve extra: imported when a server runs
 
+        self.httptools = httptools
         self.inner, self.limits = inner, limits
         self.parser: Any = httptools.HttpRequestParser(self)
         self.transport: Any = None
@@ -78,13 +79,11 @@ class Guard(asyncio.Protocol):
         if self.parser is None:  # after an upgrade request (not supported): nothing more is served
             self.transport.close()
             return
-        import httptools
-
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except self.httptools.HttpParserUpgrade:
             self.parser = None  # uvicorn answers the request and ignores the upgrade
-        except httptools.HttpParserError:
+        except self.httptools.HttpParserError:
             self.refuse("400 Bad Request", INVALID)
             return
         if self.header_bytes is not None:
@@ -120,10 +119,8 @@ class Guard(asyncio.Protocol):
         self.url += url
 
     def on_headers_complete(self) -> None:
-        import httptools
-
         self.header_bytes = None
-        httptools.parse_url(self.url).path.decode("ascii")  # what uvicorn refuses: refused here, as JSON (400)
+        self.httptools.parse_url(self.url).path.decode("ascii")  # what uvicorn refuses: refused here, as JSON (400)
 
     def on_message_complete(self) -> None:
         if self.deadline is not None:
