@@ -224,11 +224,12 @@ class _Builder:
         from claimed_airflow.kfp.shards import shard_items_component
 
         carried = sorted(name for name, value in step.arguments.items() if isinstance(value, OutputRef))
-        pod = next(s for s in self.plan.steps if s.task_id == step.shards_of).pod or default_pod(step.spec)
+        source = next(s for s in self.plan.steps if s.task_id == step.shards_of)
+        pod = source.pod or default_pod(source.spec)
         lister = shard_items_component(pod.image, self.install_kfp_package)(
             values=tasks[step.shards_of].outputs[VALUES], carry={name: arguments[name] for name in carried}
         )
-        lister.set_caching_options(False)
+        configure(lister, source)  # in the input's pod
         with self.dsl.ParallelFor(items=lister.output, name=f"{step.task_id} shards") as shard:
             arguments.update({name: getattr(shard, name) for name in carried})
             arguments["shard_index"] = shard.shard_index

@@ -243,43 +243,14 @@ def _shards_input(task: Any) -> str | None:
 
 
 def _mapped_step(task: Any, params: dict[str, PipelineParam]) -> Step:
-    """A data-parallel claimed task expanded over an input's shards: one step per shard (``dsl.ParallelFor``)."""
-    from claimed_airflow.core import registry
-    from claimed_airflow.core.options import KubernetesOptions
-    from claimed_airflow.core.pod import task_pod
-
-    spec = registry.get(task.operator_class.component)
-    known = {p.name: p for p in spec.arguments}
-    given = dict(task.partial_kwargs)
-    arguments, data_upstream = {}, set()
-    for name, value in {**dict(given.pop("arguments", None) or {}), **given}.items():
-        if name not in known or value is None:
-            continue
-        converted = _argument(task.task_id, name, value, known[name], params)
-        if isinstance(converted, OutputRef):
-            data_upstream.add(converted.task_id)
-        arguments[name] = converted
-    options = given.get("kubernetes")
-    try:
-        pod = task_pod(
-            options if isinstance(options, KubernetesOptions) else KubernetesOptions(**dict(options or {})),
-            spec,
-            retries=given.get("retries"),
-            timeout=given.get("execution_timeout"),
-        )
-    except (ClaimedError, TypeError) as exc:
-        raise ExportError(f"task {task.task_id!r}: {exc}") from None
+    """A data-parallel claimed task expanded over an input's shards: the step of its task instance of shard 0
+    (arguments, pod, retries, cache), run once per shard inside ``dsl.ParallelFor``."""
     source = _shards_input(task)
-    return Step(
-        task_id=task.task_id,
-        spec=spec,
-        arguments=arguments,
-        upstream=set(),
-        retries=int(given.get("retries") or 0),
-        data_upstream=data_upstream | {source},
-        pod=pod,
-        shards_of=source,
-    )
+    step = _step(task.unmap({"shard_index": 0}), params)
+    step.arguments.pop("shard_index", None)  # the loop item
+    step.shards_of = source
+    step.data_upstream.add(source)
+    return step
 
 
 def _approval_step(task: Any, params: dict[str, PipelineParam]) -> Step:
