@@ -29,6 +29,8 @@ def main(dag_file: str, dag_id: str) -> None:
         pods = {}
         defaults = {name: dag.params[name] for name in dag.params}
         for task in dag.tasks:
+            if getattr(task, "expand_input", None) is not None:
+                task = task.unmap({"shard_index": 0})  # a task per shard: the pod of shard 0
             if not isinstance(task, ClaimedOperator):  # e.g. the reviewer's approval: not a pod
                 continue
             if isinstance(task.cache, str):  # "{{ params.cache }}": what Airflow renders before execute
