@@ -28,16 +28,43 @@ so that a body costs the server a few times its size at most (see ``documents``)
 
 Modules: ``models`` (the published model, loaded), ``protocols`` (the V2 and V1 codecs), ``documents``
 (bounded JSON and binary tensor decoding), ``payloads`` (image and DICOM bodies), ``app`` (the Starlette
-routes), ``server`` (uvicorn and the connection limits), ``cli`` (``claimed-airflow serve``).
+routes), ``server`` (uvicorn and the connection guard), ``limits`` (every limit's default), ``cli``
+(``claimed-airflow serve``).
 """
 
 from __future__ import annotations
 
-from claimed_airflow.serving.app import make_app
-from claimed_airflow.serving.cli import main, register
-from claimed_airflow.serving.documents import MAX_BODY_BYTES, RequestError
-from claimed_airflow.serving.models import ServedModel, resolve_model_folder
-from claimed_airflow.serving.server import make_server, serving
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from claimed_airflow.serving.app import make_app
+    from claimed_airflow.serving.cli import main, register
+    from claimed_airflow.serving.documents import RequestError
+    from claimed_airflow.serving.limits import MAX_BODY_BYTES
+    from claimed_airflow.serving.models import ServedModel, resolve_model_folder
+    from claimed_airflow.serving.server import make_server, serving
+
+# the public names, each imported from its module on first use: registering `claimed-airflow serve` (every
+# start of the command) imports only the options' defaults, not the server (uvicorn's asyncio, the model)
+_HOMES = {
+    "make_app": "app",
+    "main": "cli",
+    "register": "cli",
+    "RequestError": "documents",
+    "MAX_BODY_BYTES": "limits",
+    "ServedModel": "models",
+    "resolve_model_folder": "models",
+    "make_server": "server",
+    "serving": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+
 
 __all__ = [
     "MAX_BODY_BYTES",

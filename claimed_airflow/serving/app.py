@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from claimed_airflow import __version__
-from claimed_airflow.serving.documents import DIGITS, MAX_BODY_BYTES, RequestError
+from claimed_airflow.serving.documents import DIGITS, RequestError
+from claimed_airflow.serving.limits import BODIES_PER_THREAD, DEFAULT_THREADS, MAX_BODY_BYTES
 from claimed_airflow.serving.models import ServedModel
-
-DEFAULT_THREADS = 4  # threads that decode and predict; requests beyond wait (cheaply) for one
-BODIES_PER_THREAD = 4  # request bodies held in memory at once: at most this x threads x MAX_BODY_BYTES
 
 
 def make_app(model: ServedModel, threads: int = DEFAULT_THREADS):

@@ -12,9 +12,13 @@ import os
 
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.imaging import DEFAULT_MAX_PIXELS
-from claimed_airflow.serving.app import DEFAULT_THREADS
-from claimed_airflow.serving.models import DEFAULT_MAX_BATCH, ServedModel
-from claimed_airflow.serving.server import DEFAULT_MAX_CONNECTIONS, IDLE_TIMEOUT, REQUEST_TIMEOUT, make_server
+from claimed_airflow.serving.limits import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_THREADS,
+    IDLE_TIMEOUT,
+    REQUEST_TIMEOUT,
+)
 
 
 def register(commands) -> None:
@@ -71,6 +75,9 @@ def main(args: argparse.Namespace) -> None:
             raise ClaimedError(
                 f"--{option.replace('_', '-')}: must be more than 0 seconds, got {getattr(args, option)}"
             )
+    from claimed_airflow.serving.models import ServedModel
+    from claimed_airflow.serving.server import make_server
+
     model = ServedModel(args.model_folder, name=args.name, max_batch=args.max_batch, max_pixels=args.max_pixels)
     try:
         server, listener = make_server(

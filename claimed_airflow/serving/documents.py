@@ -14,7 +14,6 @@ import math
 import re
 from typing import Any
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
 DIGITS = re.compile(r"[0-9]{1,15}")
 
 

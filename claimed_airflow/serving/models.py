@@ -11,8 +11,8 @@ from claimed_airflow.components.train.image_classifier import ImageClassifier, n
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.imaging import DEFAULT_MAX_PIXELS
 from claimed_airflow.serving import protocols
+from claimed_airflow.serving.limits import DEFAULT_MAX_BATCH
 
-DEFAULT_MAX_BATCH = 256
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -15,7 +15,8 @@ from claimed_airflow.core.imaging import (
     frame_size,
     image_pixels,
 )
-from claimed_airflow.serving.documents import MAX_BODY_BYTES, RequestError
+from claimed_airflow.serving.documents import RequestError
+from claimed_airflow.serving.limits import MAX_BODY_BYTES
 
 
 def image_file_pixels(payload: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):

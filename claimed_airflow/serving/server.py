@@ -22,13 +22,16 @@ from typing import Any
 
 from claimed_airflow import __version__
 from claimed_airflow.core.errors import ClaimedError
-from claimed_airflow.serving.app import DEFAULT_THREADS, make_app
+from claimed_airflow.serving.app import make_app
+from claimed_airflow.serving.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_THREADS,
+    IDLE_TIMEOUT,
+    MAX_HEADER_BYTES,
+    REQUEST_TIMEOUT,
+)
 from claimed_airflow.serving.models import ServedModel
 
-DEFAULT_MAX_CONNECTIONS = 256  # open connections + requests in progress; beyond, uvicorn answers 503
-IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent (before its first request and between requests)
-REQUEST_TIMEOUT = 60.0  # seconds to receive one whole request (headers and body) once it has begun
-MAX_HEADER_BYTES = 64 * 1024  # request line and headers (httptools itself has no limit)
 INVALID = "request: not valid HTTP/1.1 (request line, headers, Content-Length or chunked framing)"
 
 
