@@ -230,6 +230,8 @@ def test_the_asynchronous_kubernetes_check_answers_as_the_blocking_one(tmp_path,
         assert str(asynchronous.value) == str(blocking.value) and asynchronous.value.status == 404
         with pytest.raises(ClaimedError, match=r"^conn_id: Airflow connection 'k8s_nowhere' is not defined$"):
             asyncio.run(acondition_state(done[0], "k8s_nowhere", *done[2:]))
+        monkeypatch.setitem(sys.modules, "kubernetes_asyncio.client", None)  # the kube-client extra alone
+        assert asyncio.run(acondition_state(*done)) == expected  # the blocking check, in a thread
 
 
 def test_katib_experiment_wait_defers(tmp_path, monkeypatch):

@@ -144,10 +144,17 @@ def condition_state(
 async def watch_condition(
     api_version: str, conn_id: str | None, namespace: str, plural: str, name: str, types: list[str]
 ) -> AsyncIterator[Callable[[], Awaitable[tuple[str | None, dict]]]]:
-    """:func:`condition_state` in the triggerer: one asynchronous client (kubernetes_asyncio) for every check."""
-    from aiohttp import ClientError
-    from kubernetes_asyncio.client import CustomObjectsApi
-    from kubernetes_asyncio.client.exceptions import ApiException
+    """:func:`condition_state` in the triggerer: one asynchronous client (kubernetes_asyncio) for every check;
+    without kubernetes_asyncio (the kube-client extra alone) the blocking check, in a thread."""
+    try:
+        from aiohttp import ClientError
+        from kubernetes_asyncio.client import CustomObjectsApi
+        from kubernetes_asyncio.client.exceptions import ApiException
+    except ImportError:
+        import asyncio
+
+        yield lambda: asyncio.to_thread(condition_state, api_version, conn_id, namespace, plural, name, types)
+        return
 
     group, _, version = api_version.partition("/")
     async with async_api_client(conn_id) as api_client:
@@ -173,13 +180,8 @@ async def watch_condition(
 async def async_api_client(conn_id: str | None) -> AsyncIterator[Any]:
     """A kubernetes_asyncio ApiClient configured as :func:`custom_objects_api` configures the blocking one: from
     the Airflow connection (the cncf.kubernetes provider's AsyncKubernetesHook), else in-cluster or kubeconfig."""
-    try:
-        from kubernetes_asyncio import client, config
-    except ImportError:
-        raise ClaimedError(
-            "conn_id: the asynchronous Kubernetes client is not installed (kubernetes_asyncio, which Airflow's "
-            "cncf.kubernetes provider brings: pip install 'claimed-airflow[airflow,kubernetes]')"
-        ) from None
+    from kubernetes_asyncio import client, config
+
     if not conn_id:
         configuration = client.Configuration()
         try:
