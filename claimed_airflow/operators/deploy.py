@@ -214,8 +214,8 @@ class WatsonMLDeployOperator(ClaimedOperator):
     software specification ``software_spec``, and deployed online; the task waits until the
     deployment is ready, then scores one image to prove it answers. Credentials come from an Airflow
     connection of type ``watson_ml`` (the API key is never logged or returned); without one (no
-    ``conn_id``, the connection not defined, or no Airflow there) from ``WATSONX_URL``,
-    ``WATSONX_APIKEY``, ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
+    ``conn_id``, or no Airflow there) from ``WATSONX_URL``, ``WATSONX_APIKEY``, ``WATSONX_USERNAME``
+    and ``WATSONX_SPACE_ID``.
 
     Runs the ``deploy.watson_ml`` component. Outputs (XCom keys): none.
 
@@ -241,8 +241,8 @@ class WatsonMLDeployOperator(ClaimedOperator):
     :type deployment_timeout: int
     :param poll_interval: Seconds between two deployment status checks.
     :type poll_interval: float
-    :param conn_id: Airflow connection of type ``watson_ml``; empty or not defined: ``WATSONX_*``
-        environment variables.
+    :param conn_id: Airflow connection of type ``watson_ml`` (one not defined is an error); empty:
+        ``WATSONX_*`` environment variables.
     :type conn_id: str | None
     """
 

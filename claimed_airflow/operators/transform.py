@@ -86,8 +86,7 @@ class DeidentifyTransformOperator(ClaimedOperator):
     :param salt_connection: Airflow connection whose password (or extra ``salt``) keys the UID
         replacement.
     :type salt_connection: str | None
-    :param salt_env: Name of an environment variable holding the salt (no connection given, or it is
-        not defined).
+    :param salt_env: Name of an environment variable holding the salt (no connection given).
     :type salt_env: str | None
     :param keep_patient_sex: Keep PatientSex M, F or O (Retain Patient Characteristics Option) for
         fairness checks.

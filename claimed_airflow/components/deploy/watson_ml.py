@@ -42,7 +42,7 @@ def watson_ml(
     with ``model_type`` and the software specification ``software_spec``, and deployed online; the
     task waits until the deployment is ready, then scores one image to prove it answers. Credentials
     come from an Airflow connection of type ``watson_ml`` (the API key is never logged or returned);
-    without one (no ``conn_id``, the connection not defined, or no Airflow there) from ``WATSONX_URL``,
+    without one (no ``conn_id``, or no Airflow there) from ``WATSONX_URL``,
     ``WATSONX_APIKEY``, ``WATSONX_USERNAME`` and ``WATSONX_SPACE_ID``.
 
     :param model: Model folder from ``train.mobilenet_v2`` (``model.keras`` or ``model.onnx`` + ``labels.json``).
@@ -57,7 +57,7 @@ def watson_ml(
         image.
     :param deployment_timeout: Seconds to wait for the deployment to become ready.
     :param poll_interval: Seconds between two deployment status checks.
-    :param conn_id: Airflow connection of type ``watson_ml``; empty or not defined: ``WATSONX_*`` environment variables.
+    :param conn_id: Airflow connection of type ``watson_ml`` (one not defined is an error); empty: ``WATSONX_*`` environment variables.
     """
     import numpy as np
 
@@ -122,7 +122,7 @@ def _labels(model: str) -> dict:
 
 
 def _client(conn_id: str | None, space_id: str | None):
-    """(APIClient, API key) from the Airflow connection, else (none given, not defined, or no Airflow here:
+    """(APIClient, API key) from the Airflow connection, else (none given, or no Airflow here:
     :mod:`claimed_airflow.core.credentials`) from the ``WATSONX_*`` environment variables."""
 
     def read(name: str):

@@ -546,7 +546,7 @@ def _walk(ds):
 def read_salt(salt_connection: str | None, salt_env: str | None) -> tuple[bytes, str]:
     """The salt (bytes) and a description of where it came from (never the value itself).
 
-    The connection ``salt_connection`` (password, or extra ``salt``), else (none given, not defined, or no Airflow
+    The connection ``salt_connection`` (password, or extra ``salt``), else (none given, or no Airflow
     here: :mod:`claimed_airflow.core.credentials`) the environment variable named by ``salt_env``.
     """
 
@@ -641,7 +641,7 @@ def deidentify(
     :param files: Folder of DICOM files (e.g. the ``files`` output of ``input.dicom``), searched recursively.
     :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names and UIDs.
     :param salt_connection: Airflow connection whose password (or extra ``salt``) keys the UID replacement.
-    :param salt_env: Name of an environment variable holding the salt (no connection given, or it is not defined).
+    :param salt_env: Name of an environment variable holding the salt (no connection given).
     :param keep_patient_sex: Keep PatientSex M, F or O (Retain Patient Characteristics Option) for fairness checks.
     :param keep_patient_age: Keep the age in years (PatientAge ``NNNY``, from 90 on ``090Y``) for fairness checks.
     :param shift_dates: Move the study, series, acquisition and content dates by a per-patient number of days
