@@ -15,8 +15,9 @@ Watches a deployed model through its prediction log (written by `dicom_inference
 2. **alert** is true when a threshold was crossed (drift, `max_accuracy_drop`, `max_gap_increase`);
    otherwise the tasks after it are skipped,
 3. **notify** e-mails the findings to `notify_to` (connection `smtp_default`),
-4. **retrain_signal** emits an event of the Asset `claimed://retrain/<model_name>` (extra: the verdict
-   and the summary's URI): a DAG scheduled on it retrains.
+4. **retrain_signal** emits an event of the Asset `claimed://retrain/<model_name>` (extra: the verdict,
+   the summary's URI and, with `retrain_sources`, the labelled studies as `extra_sources`): `model_retraining`
+   is scheduled on it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def retrain_signal(summary: str, verdict: str, params=None, run_id=None, outlet_
     """One event of ``claimed://retrain/<model_name>``, its extra naming the verdict and the summary."""
     asset = retrain_asset(params["model_name"])
     extra = {"model_name": params["model_name"], "verdict": verdict, "summary": summary, "run_id": run_id}
+    if params.get("retrain_sources"):  # the labelled studies model_retraining trains on, with the original set
+        extra["extra_sources"] = params["retrain_sources"]
     outlet_events[RETRAIN].add(asset, extra=extra)
     return asset.uri
 
@@ -81,6 +84,9 @@ with DAG(
         "models_root": Param("", type="string", description="Model store; empty: <output root>/models."),
         "notify_to": Param([], type="array", items={"type": "string"},
                            description="E-mail the findings to these addresses (connection smtp_default)."),
+        "retrain_sources": Param([], type="array", maxItems=32, items={"type": "object"},
+                                 description="The labelled studies to retrain on, in the retrain event's extra "
+                                 "(model_retraining's extra_sources: [{source, labels, label_key}])."),
     },
 ) as dag:  # fmt: skip
     monitor = ModelReportMonitoringOperator(
