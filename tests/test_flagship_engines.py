@@ -160,7 +160,7 @@ def test_cohort_step_runs_through_spark_submit(run_dag, output_root, small_cohor
     wanted = metadata[metadata["label"].notna() & (metadata["PatientAge"].isna() | (metadata["PatientAge"] >= 40))]
     assert 0 < len(selected) == len(wanted) < len(metadata)
     assert sorted(selected["SOPInstanceUID"]) == sorted(wanted["SOPInstanceUID"])
-    index = pd.read_csv(task_dir(output_root, run_id, "dicom_to_images") / "images" / "index.csv")
+    index = pd.read_csv(task_dir(output_root, run_id, "dicom_to_images") / "merged" / "index.csv")
     assert sorted(index["SOPInstanceUID"]) == sorted(wanted["SOPInstanceUID"])  # images of the cohort only
     assert set(index["split"]) <= {"train", "test"}
 
