@@ -2,13 +2,13 @@
 
 A PACS or a modality sends studies to it (C-STORE). Each instance is written atomically to
 ``<landing>/<study key>/<instance key>.dcm``, where a key is a hash of the UID (UIDs never become paths
-or log lines); the landing area is a local folder (a hidden temporary name, then a rename) or an
-object-store prefix such as ``s3://bucket/landing`` (one PUT per file), by default ``<output_root>/landing``. A study is complete when no instance of it arrived
-for ``settle`` seconds; the listener then starts one run of the DAG (``dicom_inference``) through
-Airflow's REST API with the run id :func:`study_run_id` (``study__<study key>``). Airflow refuses a
-second run with that id (409), so a study is started exactly once whatever happens to the listener:
-a restart rescans the landing area and starts the complete studies not yet started; a study whose
-run already exists counts as started. The run's conf::
+or log lines); the landing area is a local folder (a hidden temporary name, then a rename) or an object-
+store prefix such as ``s3://bucket/landing`` (one PUT per file), by default ``<output_root>/landing``. A
+study is complete when no instance of it arrived for ``settle`` seconds; the listener then starts one
+run of the DAG (``dicom_inference``) through Airflow's REST API with the run id :func:`study_run_id`
+(``study__<study key>``). Airflow refuses a second run with that id (409), so a study is started exactly
+once whatever happens to the listener: a restart rescans the landing area and starts the complete
+studies not yet started; a study whose run already exists counts as started. The run's conf::
 
     {"study_instance_uid": "<uid>", "source": "<landing>/<study key>", "arrived_at": "<ISO time>",
      "destination": "<--destination, if given>", ...--conf}
