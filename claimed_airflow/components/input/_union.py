@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from claimed_airflow.core import reject
@@ -78,24 +79,22 @@ def _link_tree(source: Path, target: Path) -> None:
 def union(
     read: dict,
     extras: list[dict[str, str]],
-    label_column: str,
+    read_one: Callable[[str, str, str, str, str], dict],
     duplicates: str,
-    max_rejected: int | None,
     metadata: str,
     files: str,
     shards: int = 1,
     shard_tables: str | None = None,
 ) -> dict:
     """Append the ``extras`` to the table ``metadata`` and the folder ``files`` that input.dicom wrote (``read``:
-    what it returned); with ``shard_tables``, the union is cut into ``shards`` shard tables there.
+    what it returned); ``read_one(source, labels, label_key, metadata, files)`` reads one source as input.dicom
+    does. With ``shard_tables``, the union is cut into ``shards`` shard tables there.
 
     A SOPInstanceUID already read (from the original or an earlier extra source) is set aside
     (``duplicates`` reject) or kept with a warning (keep).
     """
     import pandas as pd
 
-    from claimed_airflow.components import _pacs
-    from claimed_airflow.components.input import dicom as reader
     from claimed_airflow.core import storage
     from claimed_airflow.core.tables import read_table, write_table
 
@@ -111,17 +110,8 @@ def union(
             work = Path(tmp) / str(n)
             read_to, part_table = work / "files", str(work / "metadata.parquet")
             labels = storage.stage_input(f"{where}.labels", extra["labels"], work)
-            if _pacs.is_pacs_uri(extra["source"]):
-                result = reader.from_pacs(
-                    extra["source"], labels, extra["label_key"], label_column, max_rejected, part_table, str(read_to)
-                )
-            else:
-                staged = storage.stage_input(f"{where}.source", extra["source"], work)
-                base, candidates = reader.discover(staged)
-                result = reader.read_files(
-                    base, candidates, staged, labels, extra["label_key"], label_column, duplicates, max_rejected,
-                    part_table, str(read_to),
-                )  # fmt: skip
+            source = storage.stage_input(f"{where}.source", extra["source"], work)  # a PACS query as it is
+            result = read_one(source, labels, extra["label_key"], part_table, str(read_to))
             for name in counts:
                 counts[name] += result.get(name, 0)
             part = read_table(part_table, name=f"{where}.source")

@@ -201,7 +201,14 @@ def dicom(
         )  # fmt: skip
     if not extras:
         return read
-    return _union.union(read, extras, label_column, duplicates, max_rejected, metadata, files, **cut)
+
+    def read_one(source: str, labels: str, key: str, table: str, folder: str) -> dict:
+        if _pacs.is_pacs_uri(source):
+            return from_pacs(source, labels, key, label_column, max_rejected, table, folder)
+        base, candidates = discover(source)
+        return read_files(base, candidates, source, labels, key, label_column, duplicates, max_rejected, table, folder)
+
+    return _union.union(read, extras, read_one, duplicates, metadata, files, **cut)
 
 
 def read_files(
