@@ -36,6 +36,7 @@ def test_typed_outputs_follow_from_the_spec():
 
 def test_a_component_of_ours_declares_what_the_ui_shows():
     """What the UI shows comes from the component's own declaration (no list of library names)."""
+
     @component("metric", name="own_matrix", ui=UiOutputs(confusion_matrix="matrix", image_folder="pictures"))
     def own_matrix(matrix: OutputPath = "matrix.json", pictures: OutputPath = "pictures") -> dict:
         """Own."""

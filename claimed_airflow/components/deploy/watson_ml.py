@@ -57,7 +57,8 @@ def watson_ml(
         image.
     :param deployment_timeout: Seconds to wait for the deployment to become ready.
     :param poll_interval: Seconds between two deployment status checks.
-    :param conn_id: Airflow connection of type ``watson_ml`` (one not defined is an error); empty: ``WATSONX_*`` environment variables.
+    :param conn_id: Airflow connection of type ``watson_ml`` (one not defined is an error); empty: ``WATSONX_*``
+        environment variables.
     """
     import numpy as np
 
