@@ -52,6 +52,7 @@ def placeholder(param):
         "list[float]": [0.5, -1.25],
         "list[int]": [3, -4],
         "dict": {"k": [1, 2]},
+        "list[dict]": [{"source": "s3://claimed-in/more/", "labels": "s3://claimed-in/more.csv"}],
     }.get(base, f"{param.name} = 'x' -1")
 
 

@@ -126,7 +126,7 @@ def test_failed_job_timeout_and_refusal_are_clear_errors(stub, tmp_path):
         run("train.tfjob", _args(stub, tmp_path), root=str(tmp_path))
     with pytest.raises(
         ClaimedError,
-        match="^conn_id: Airflow connection 'nowhere' is not defined; or leave conn_id empty to use kubeconfig",
+        match="^conn_id: Airflow connection 'nowhere' is not defined$",
     ):
         run("train.tfjob", {**_args(stub, tmp_path), "conn_id": "nowhere"}, root=str(tmp_path))
     with pytest.raises(ClaimedError, match="workers: expected at least 1"):

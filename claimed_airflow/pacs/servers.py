@@ -213,11 +213,9 @@ def allowed_hosts(protocol: str) -> set[str]:
         return split_hosts(BaseHook.get_connection(name).extra_dejson.get("allowed_hosts"))
 
     try:
-        return from_connection(
-            conn_id, read, kind="PACS", environment=lambda: split_hosts(os.environ.get("CLAIMED_PACS_ALLOWED_HOSTS"))
-        )
-    except ClaimedError:
-        return set()
+        return from_connection(conn_id, read, kind="PACS")
+    except ClaimedError:  # the default connection is not defined (or no Airflow here): the environment's list
+        return split_hosts(os.environ.get("CLAIMED_PACS_ALLOWED_HOSTS"))
 
 
 def split_hosts(value) -> set[str]:
