@@ -145,7 +145,8 @@ def print_summary(summary: dict) -> None:
 
 def sample_image(summary: dict) -> tuple[Path, str] | None:
     """(PNG file, true label) of the first labelled image the run produced, or None."""
-    images = summary["tasks"].get("dicom_to_images", {}).get("outputs", {}).get("images")
+    outputs = summary["tasks"].get("dicom_to_images", {}).get("outputs", {})
+    images = outputs.get("merged") or outputs.get("images")  # the shards' merge, or one task's folder
     if not images or not (Path(images) / "index.csv").exists():
         return None
     import csv

@@ -189,7 +189,7 @@ def test_flagship_learns_a_generated_cohort_with_default_params(run_dag, output_
     def output(task: str, name: str) -> Path:
         return Path(manifest(task)["outputs"][name]["uri"])
 
-    index = pd.read_csv(output("dicom_to_images", "images") / "index.csv")
+    index = pd.read_csv(output("dicom_to_images", "merged") / "index.csv")  # the shards' merge (one shard here)
     tested = index.loc[index["split"] == "test", "image"]
     assert len(index) == 400 and 50 <= len(tested) <= 110  # test_fraction 0.2 of 400, by a seeded hash
     train = manifest("train")

@@ -248,7 +248,7 @@ def test_flagship_parses_and_its_input_and_image_tasks_run(dag_of, output_root):
     assert state == "success" and set(tasks.values()) == {"success"}, tasks
     assert {"dicom_input", "dicom_to_images"} <= set(tasks), tasks
     run_dir = output_root / "dicom_to_deployment" / safe_name(dag_run.run_id)
-    images = run_dir / "dicom_to_images" / "images"
+    images = run_dir / "dicom_to_images" / "merged"  # the shards' merge
     index = pd.read_csv(images / "index.csv")
     cohort = pd.read_parquet(run_dir / "cohort" / "cohort.parquet")  # whatever sample the DAG bundles
     assert len(cohort) > 0 and set(index["SOPInstanceUID"]) == set(cohort["SOPInstanceUID"])
