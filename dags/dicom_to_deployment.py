@@ -66,6 +66,7 @@ from pathlib import Path
 from airflow.providers.common.compat.sdk import DAG, Param
 
 from claimed_airflow.assets import model_asset
+from claimed_airflow.components.input._union import EXTRA_SOURCE_SCHEMA, MAX_SOURCES
 from claimed_airflow.operators import (
     ConditionBlessingDeployOperator,
     ConfusionMatrixMetricOperator,
@@ -139,17 +140,8 @@ with DAG(
         "extra_sources": Param(
             [],
             type="array",
-            maxItems=32,
-            items={
-                "type": "object",
-                "properties": {
-                    "source": {"type": "string", "minLength": 1},
-                    "labels": {"type": "string", "minLength": 1},
-                    "label_key": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
-                },
-                "required": ["source", "labels"],
-                "additionalProperties": False,
-            },
+            maxItems=MAX_SOURCES,
+            items=EXTRA_SOURCE_SCHEMA,
             description="Retraining on the union: more DICOM sources, each with its labels table "
             "[{source, labels, label_key (default SOPInstanceUID)}], read with dicom_source (see model_retraining).",
         ),

@@ -33,6 +33,7 @@ try:
 except ImportError:  # Airflow 2.11 without the standard provider
     from airflow.operators.trigger_dagrun import TriggerDagRunOperator
 
+from claimed_airflow.components.input._union import EXTRA_SOURCE_SCHEMA, MAX_SOURCES
 from claimed_airflow.operators import (
     DeployedPredictOperator,
     DicomInputOperator,
@@ -45,16 +46,6 @@ from claimed_airflow.version_compat import asset
 
 MODEL = "chestxray_mobilenet_v2"  # the model dicom_to_deployment deploys
 RETRAIN = asset(f"claimed://retrain/{MODEL}", group="model")  # as model_monitoring's retrain_asset(MODEL)
-SOURCE = {
-    "type": "object",
-    "properties": {
-        "source": {"type": "string", "minLength": 1},
-        "labels": {"type": "string", "minLength": 1},
-        "label_key": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
-    },
-    "required": ["source", "labels"],
-    "additionalProperties": False,
-}
 
 
 @task(inlets=[RETRAIN], multiple_outputs=True)
@@ -122,7 +113,7 @@ with DAG(
     tags=["claimed", "monitoring", "computer-vision"],
     default_args={"owner": "claimed"},
     params={
-        "extra_sources": Param([], type="array", maxItems=32, items=SOURCE,
+        "extra_sources": Param([], type="array", maxItems=MAX_SOURCES, items=EXTRA_SOURCE_SCHEMA,
                                description="The labelled studies [{source, labels, label_key}]; empty: the retrain "
                                "event's extra_sources."),
         "flagship_conf": Param({}, type="object",

@@ -21,6 +21,17 @@ KEYS = ("source", "labels", "label_key")
 MAX_SOURCES = 32
 EXTRA_FOLDER = "_extra"
 _COLUMN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# one entry of extra_sources as a DAG Param's JSON schema (the flagship's and model_retraining's Params)
+EXTRA_SOURCE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "source": {"type": "string", "minLength": 1},
+        "labels": {"type": "string", "minLength": 1},
+        "label_key": {"type": "string", "pattern": f"^{_COLUMN.pattern}$"},
+    },
+    "required": ["source", "labels"],
+    "additionalProperties": False,
+}
 
 
 def _show(value, limit: int = 80) -> str:
