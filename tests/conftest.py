@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -146,3 +149,76 @@ def smtp(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", conn)
     yield inbox
     controller.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """A real S3 API: a moto server on 127.0.0.1 (one per test module), reached through s3fs; bucket ``claimed``."""
+    pytest.importorskip("s3fs")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("claimed")
+    yield fs
+    server.terminate()
+    server.wait(10)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def isolated_env():
+    """The process environment restored after the test (ibm-watsonx-ai sets process-wide variables:
+    WX_CLIENT_VERIFY_REQUESTS, DEPLOYMENT_PLATFORM, ...); loopback servers reached without a proxy."""
+    saved = dict(os.environ)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def local_kubelet(tmp_path, monkeypatch):
+    """KubernetesPodOperator.execute replaced by a stand-in kubelet: the pod is built, its command run here
+    (``tests.test_kubernetes_engine.run_pod_command``); returns the pods, in order."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from tests.test_kubernetes_engine import run_pod_command
+
+    pods = []
+
+    def execute(self, context):
+        pod = self.build_pod_request_obj(context, dry_run=True)
+        pods.append(pod)
+        return run_pod_command(pod, tmp_path / f"xcom-{len(pods)}.json")
+
+    monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
+    return pods

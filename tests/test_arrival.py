@@ -27,7 +27,6 @@ from claimed_airflow.pacs.listener import STARTED_FILE, AirflowApi, Listener, st
 from tests.arrival_studies import make_studies
 from tests.service import Service
 from tests.smtp_server import free_port
-from tests.test_s3 import s3_endpoint  # noqa: F401 - the moto S3 server fixture
 
 pytest.importorskip("pynetdicom")
 STORESCU = shutil.which("storescu")
@@ -293,7 +292,7 @@ def test_the_kubernetes_listener_runs_a_valid_listen_command_from_an_image_with_
 
 def test_the_landing_area_on_an_object_store_is_read_by_a_run_and_rescanned_after_a_restart(
     tmp_path,
-    s3_endpoint,  # noqa: F811
+    s3_endpoint,
 ):
     from pynetdicom import AE
     from pynetdicom.sop_class import ComputedRadiographyImageStorage

@@ -27,7 +27,6 @@ import pytest
 from claimed_airflow.core.storage import safe_name
 from tests.flagship import FLAGSHIP_FAST, deterministic_hashes, rerun_in_process
 from tests.service import Service
-from tests.test_s3 import s3_endpoint  # noqa: F401 (the moto server fixture)
 from tests.test_scheduled_runs import Api
 from tests.ui.airflow_ui import airflow_ui, free_port
 
@@ -139,7 +138,7 @@ class Worker(Service):
 
 
 @pytest.fixture(scope="module")
-def celery(airflow_home, s3_endpoint, tmp_path_factory):  # noqa: F811
+def celery(airflow_home, s3_endpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("celery")
     redis = Redis(folder).start()
     broker = f"redis://127.0.0.1:{redis.port}"
@@ -191,7 +190,7 @@ def read(fs, path: str) -> dict:
 @pytest.mark.e2e
 @pytest.mark.timeout(1200)
 @pytest.mark.skipif(needs_celery() is not None, reason=str(needs_celery()))
-def test_the_flagship_on_two_celery_workers_sharing_no_disk(celery, s3_endpoint, small_cohort, tmp_path):  # noqa: F811
+def test_the_flagship_on_two_celery_workers_sharing_no_disk(celery, s3_endpoint, small_cohort, tmp_path):
     fs, api = s3_endpoint, celery.api
     data = upload_cohort(fs, small_cohort, "celery-cohort")
     conf = {**FLAGSHIP_FAST, **data, "engine": "local"}

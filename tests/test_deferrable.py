@@ -7,7 +7,6 @@ import contextlib
 import importlib
 import inspect
 import json
-import os
 import sys
 import threading
 import time
@@ -269,15 +268,6 @@ def test_katib_experiment_wait_defers(tmp_path, monkeypatch):
         result = resume(operator, context(task_id="tune"), task_deferred)
     assert result["best_params"] == {"epochs": 20} and result["best_value"] == 0.7
     assert [r["method"] for r in stub.requests] == ["POST", "GET", "GET"]
-
-
-@pytest.fixture
-def isolated_env():
-    saved = dict(os.environ)
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_watson_ml_deployment_wait_defers(tmp_path, isolated_env):

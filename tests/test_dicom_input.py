@@ -13,7 +13,6 @@ import pytest
 from claimed_airflow.components.input.dicom import read_row
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
-from tests.test_s3 import s3_endpoint  # noqa: F401 - the moto S3 server fixture
 
 COLUMNS = {
     "file",
@@ -108,7 +107,7 @@ def test_dicomdir_source(tmp_path, shared_data):
     assert set(_rejected(folder)) == {"README.txt"}
 
 
-def test_s3_prefix_source(tmp_path, shared_data, s3_endpoint):  # noqa: F811
+def test_s3_prefix_source(tmp_path, shared_data, s3_endpoint):
     fs = s3_endpoint
     src = shared_data / "dicom" / "pydicom"
     fs.put(str(src / "CT_small.dcm"), "claimed/dicom/study1/ct")

@@ -14,8 +14,6 @@ The deterministic steps write identical outputs (content hashes) in the pods and
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +22,6 @@ import pytest
 from claimed_airflow.core.runner import run
 from claimed_airflow.core.storage import safe_name
 from tests.flagship import DETERMINISTIC_TASKS, FLAGSHIP_FAST, deterministic_hashes, rerun_in_process
-from tests.test_s3 import s3_endpoint  # noqa: F401 (the moto server fixture)
 
 pytest.importorskip("airflow.providers.cncf.kubernetes", reason="needs the kubernetes extra")
 pytest.importorskip("torchvision", reason="the flagship runs here train with PyTorch (the torch extra)")
@@ -38,40 +35,6 @@ def task_dir(output_root: Path, run_id: str, task_id: str) -> Path:
 
 def manifest(output_root: Path, run_id: str, task_id: str) -> dict:
     return json.loads((task_dir(output_root, run_id, task_id) / "manifest.json").read_text())
-
-
-@pytest.fixture
-def local_kubelet(tmp_path, monkeypatch):
-    """KubernetesPodOperator.execute replaced by a stand-in kubelet: build the pod, run its command here."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
-    from tests.test_kubernetes_engine import XCOM
-
-    pods = []
-
-    def execute(self, context):
-        pod = self.build_pod_request_obj(context, dry_run=True)
-        pods.append(pod)
-        container, xcom = pod.spec.containers[0], tmp_path / f"xcom-{len(pods)}.json"
-        argv = [*container.command, *container.args]
-        argv[argv.index(XCOM)] = str(xcom)
-        env = dict(os.environ, **{e.name: e.value for e in container.env if e.value is not None})
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1800)  # training: minutes
-        assert done.returncode == 0, done.stderr[-3000:]
-        return json.loads(xcom.read_text())
-
-    monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
-    return pods
-
-
-@pytest.fixture
-def isolated_env():
-    """ibm-watsonx-ai sets process-wide variables (WX_CLIENT_VERIFY_REQUESTS, DEPLOYMENT_PLATFORM, ...)."""
-    saved = dict(os.environ)
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.mark.e2e
@@ -177,7 +140,7 @@ def test_cohort_step_runs_through_spark_submit(run_dag, output_root, small_cohor
 
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
-def test_local_engine_serves_on_kserve_from_s3(run_dag, s3_endpoint, isolated_env, small_cohort, tmp_path, monkeypatch):  # noqa: F811
+def test_local_engine_serves_on_kserve_from_s3(run_dag, s3_endpoint, isolated_env, small_cohort, tmp_path, monkeypatch):
     from tests.kube_stub import InferenceServiceStub
 
     fs = s3_endpoint

@@ -22,7 +22,6 @@ from claimed_airflow.core.runner import run
 from claimed_airflow.core.storage import safe_name
 from tests import orthanc
 from tests.inference_fixtures import BASIC_TEXT_SR, deploy_tiny, make_study, make_text_sr
-from tests.test_s3 import s3_endpoint  # noqa: F401 - the moto S3 server fixture
 from tests.tiny_model import CLASSES
 
 pytest.importorskip("onnxruntime")
@@ -218,7 +217,7 @@ def test_prediction_log_one_file_per_study_and_version_replaced_on_retry(study):
         run("output.prediction_log", {**arguments, "arrived_at": "yesterday"}, root=study["out"])
 
 
-def test_prediction_log_and_model_store_on_s3(study, s3_endpoint):  # noqa: F811
+def test_prediction_log_and_model_store_on_s3(study, s3_endpoint):
     fs = s3_endpoint
     fs.put(str(study["root"] / "out" / "models" / "tiny" / "1") + "/", "claimed/store/models/tiny/1/", recursive=True)
     result = run(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_watson_ml import connection, isolated_env, model  # noqa: F401 (fixtures)
+from tests.test_watson_ml import connection, model  # noqa: F401 (fixtures)
 from tests.wml_stub import API_KEY, WatsonMLStub
 
 pytest.importorskip("ibm_watsonx_ai")

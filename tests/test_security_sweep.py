@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from claimed_airflow.core.runner import run
-from tests.test_s3 import s3_endpoint  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = sorted((ROOT / "dags" / "sample_data" / "chestxray" / "dicom").glob("*.dcm"))[0]
@@ -191,7 +190,7 @@ def test_a_run_id_from_the_trigger_form_stays_in_its_dags_folder(tmp_path, run_i
     assert uri.resolve().is_relative_to(tmp_path / "xray")
 
 
-def test_an_object_named_with_dotdot_is_refused_in_one_line(tmp_path, s3_endpoint):  # noqa: F811
+def test_an_object_named_with_dotdot_is_refused_in_one_line(tmp_path, s3_endpoint):
     """S3 keys may contain '..': staging a prefix never writes outside the task's working folder."""
     from claimed_airflow.core import storage
     from claimed_airflow.core.errors import ClaimedError

@@ -228,25 +228,6 @@ def test_dag_shape_does_not_depend_on_the_number_of_shards():
     assert len(dag.tasks) == 8
 
 
-@pytest.fixture
-def local_kubelet(tmp_path, monkeypatch):
-    """KubernetesPodOperator.execute replaced by the stand-in kubelet of test_kubernetes_engine: the pod is built,
-    its command run here."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-
-    from tests.test_kubernetes_engine import run_pod_command
-
-    pods = []
-
-    def execute(self, context):
-        pod = self.build_pod_request_obj(context, dry_run=True)
-        pods.append(pod)
-        return run_pod_command(pod, tmp_path / f"xcom-{len(pods)}.json")
-
-    monkeypatch.setattr(KubernetesPodOperator, "execute", execute)
-    return pods
-
-
 @pytest.mark.e2e
 def test_kubernetes_engine_runs_one_pod_per_shard(run_dag, output_root, cohort, local_kubelet):
     state, tasks, run_id = run_dag("claimed_test_sharding_pods", {**cohort, "shards": 2})

@@ -15,16 +15,6 @@ from tests.wml_stub import API_KEY, ONNX_SPEC_ID, SPACE_ID, SPEC_ID, USERNAME, W
 pytest.importorskip("ibm_watsonx_ai")
 
 
-@pytest.fixture
-def isolated_env():
-    """The client sets process-wide variables (WX_CLIENT_VERIFY_REQUESTS, DEPLOYMENT_PLATFORM, ...)."""
-    saved = dict(os.environ)
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return make_model_folder(tmp_path_factory.mktemp("wml") / "model")
