@@ -30,6 +30,9 @@ from tests.service import Service
 from tests.test_scheduled_runs import Api
 from tests.ui.airflow_ui import airflow_ui, free_port
 
+# a real scheduler, two Celery workers and an API server on one SQLite file: run alone (CI: after the parallel part)
+pytestmark = pytest.mark.serial
+
 DAG_ID = "dicom_to_deployment"
 REDIS = shutil.which("redis-server")
 BUCKET = "claimed"

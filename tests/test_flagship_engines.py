@@ -78,8 +78,9 @@ def test_kubernetes_engine_gpu_training_serves_on_watson_ml(
     assert state == "success", tasks
     assert tasks["watson_ml"] == "success" and tasks["kserve"] == "skipped", tasks
     pods = {p.metadata.labels["task_id"]: p for p in local_kubelet}
-    # every claimed task that ran, ran as a pod (approval, a reviewer's step, stays in Airflow)
-    assert set(pods) == {t for t, s in tasks.items() if s == "success"} - {"approval"}
+    # every claimed task that ran, ran as a pod (approval, a reviewer's step, and the shard list, a small Python
+    # task that hands the input's shard indexes to the mapped step, stay in Airflow)
+    assert set(pods) == {t for t, s in tasks.items() if s == "success"} - {"approval", "dicom_input_shards"}
     train = pods["train"].spec.containers[0]
     assert train.resources.limits["nvidia.com/gpu"] == "1" and train.image.endswith("-gpu")
     assert "nvidia.com/gpu" not in (pods["cohort"].spec.containers[0].resources.limits or {})
