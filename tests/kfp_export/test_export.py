@@ -128,7 +128,7 @@ def test_flagship_dag_exports_with_gpu_on_train(tmp_path):
     inputs = tasks["train"]["inputs"]["parameters"]
     assert inputs["epochs"] == {"componentInputParameter": "epochs"}
     assert inputs["images"] == {
-        "taskOutputParameter": {"outputParameterKey": "images", "producerTask": "dicom-to-images"}
+        "taskOutputParameter": {"outputParameterKey": "merged", "producerTask": "dicom-to-images"}
     }
     assert inputs["claimed_run_id"] == {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
     assert inputs["claimed_task_id"] == {"runtimeValue": {"constant": "train"}}
