@@ -6,12 +6,8 @@ import functools
 import http.server
 import shutil
 import socket
-import subprocess
-import sys
 import tarfile
 import threading
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -163,51 +159,17 @@ def test_missing_image_is_set_aside(dataset, tmp_path):
     assert manifest["rejected"] == [{"item": first, "reason": "image not found under images/"}]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_object_storage_archive(dataset, tmp_path, monkeypatch):
-    s3fs = pytest.importorskip("s3fs")
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": url,
-            "NO_PROXY": "127.0.0.1,localhost",
-        }.items():
-            monkeypatch.setenv(key, value)
-        s3fs.S3FileSystem.clear_instance_cache()
-        fs = s3fs.S3FileSystem()
-        fs.mkdir("datasets")
-        archive = tmp_path / "covid.tar.gz"
-        with tarfile.open(archive, "w:gz") as tar:
-            tar.add(dataset, arcname=".")
-        fs.put(str(archive), "datasets/covid.tar.gz")
-        result = run("input.covid_chestxray", {"source": "s3://datasets/covid.tar.gz"}, root=str(tmp_path / "out"))
-        assert result["rows_out"] == 10
-        with pytest.raises(ClaimedError, match="source: cannot fetch s3://datasets/missing.tar.gz"):
-            run("input.covid_chestxray", {"source": "s3://datasets/missing.tar.gz"}, root=str(tmp_path / "out"))
-    finally:
-        server.terminate()
-        server.wait(10)
-        s3fs.S3FileSystem.clear_instance_cache()
+def test_object_storage_archive(dataset, tmp_path, s3_endpoint):
+    fs = s3_endpoint
+    fs.mkdir("datasets")
+    archive = tmp_path / "covid.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(dataset, arcname=".")
+    fs.put(str(archive), "datasets/covid.tar.gz")
+    result = run("input.covid_chestxray", {"source": "s3://datasets/covid.tar.gz"}, root=str(tmp_path / "out"))
+    assert result["rows_out"] == 10
+    with pytest.raises(ClaimedError, match="source: cannot fetch s3://datasets/missing.tar.gz"):
+        run("input.covid_chestxray", {"source": "s3://datasets/missing.tar.gz"}, root=str(tmp_path / "out"))
 
 
 def test_rows_leading_out_of_the_dataset_are_set_aside(dataset, tmp_path, monkeypatch):
