@@ -113,9 +113,14 @@ class AirflowServer(Service):
         return (self.folder / "airflow.log").read_text(errors="replace").splitlines()
 
     def runs(self) -> dict[str, dict]:
-        status, body = self.call("GET", "/dags/dicom_inference/dagRuns?limit=200")
-        assert status == 200, body
-        return {run["dag_run_id"]: run["conf"] for run in body["dag_runs"]}
+        """Every run of dicom_inference, page by page (the API answers at most 100 a page)."""
+        runs: dict[str, dict] = {}
+        while True:
+            status, body = self.call("GET", f"/dags/dicom_inference/dagRuns?limit=100&offset={len(runs)}")
+            assert status == 200, body
+            runs.update((run["dag_run_id"], run["conf"]) for run in body["dag_runs"])
+            if not body["dag_runs"] or len(runs) >= body["total_entries"]:
+                return runs
 
     def stop(self) -> None:
         if self.processor:

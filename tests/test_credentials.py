@@ -34,6 +34,14 @@ def test_a_named_connection_that_is_not_defined_is_an_error_not_the_environment(
         assert str(caught.value) == "conn_id: Airflow connection 'claimed_missing' is not defined"
 
 
+def test_a_default_connection_that_is_not_defined_is_optional():
+    """A component's default connection (dicomweb_default) need not exist: then its environment variables."""
+    read = lambda name: _not_defined(name).password  # noqa: E731
+    assert from_connection("claimed_default", read, kind="Test", environment=lambda: "env") == "env"
+    with pytest.raises(ClaimedError, match="^conn_id: Airflow connection 'claimed_default' is not defined$"):
+        from_connection("claimed_default", read, kind="Test", environment=lambda: None)
+
+
 def test_airflow_errors_are_recognised_by_type_not_by_name():
     class AirflowNotFoundException(Exception):  # same name, not Airflow's
         pass

@@ -4,9 +4,11 @@ A component that needs credentials takes a connection id (``conn_id``) and docum
 for runs without Airflow. :func:`from_connection` looks them up in one order:
 
 1. the Airflow connection ``conn_id`` (when one is given), read by the component's ``read(conn_id)``, which
-   uses a hook (Airflow is imported only now); a connection that is not defined is an error naming it;
+   uses a hook (Airflow is imported only now); a connection that is not defined is an error naming it, except
+   a component's default connection (Airflow's ``<service>_default`` names), which is optional;
 2. the component's environment variables (``environment()``; None when they are not set), when no connection
-   is given, or Airflow is not installed here (a pod or a KFP step: its credentials come as environment);
+   is given, the default connection is not defined, or Airflow is not installed here (a pod or a KFP step: its
+   credentials come as environment);
 3. else one error naming the connection and the environment variables.
 
 Any other failure to read the connection is one line naming it. Secrets never reach a log or an error:
@@ -25,6 +27,7 @@ from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.storage import redact
 
 T = TypeVar("T")
+DEFAULT_SUFFIX = "_default"  # Airflow's names of a component's default connection (dicomweb_default): optional
 log = logging.getLogger(__name__)
 
 
@@ -83,7 +86,11 @@ def from_connection(
     except ClaimedError:
         raise
     except not_found:  # a named connection never silently becomes the environment's credentials
-        raise ClaimedError(f"{param}: Airflow connection {conn_id!r} is not defined") from None
+        found = environment() if environment and conn_id.endswith(DEFAULT_SUFFIX) else None
+        if found is None:
+            raise ClaimedError(f"{param}: Airflow connection {conn_id!r} is not defined") from None
+        log.info("%s: default connection %r is not defined; using the environment", param, conn_id)
+        return found
     except Exception as exc:  # the hook's own errors (bad extra, unreachable server, ...): one line
         cannot = failure or f"use {kind} connection"
         raise ClaimedError(redact(f"{param}: cannot {cannot} {conn_id!r}: {exc}")) from None
