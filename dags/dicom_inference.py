@@ -2,7 +2,10 @@
 ### DICOM inference
 
 Production inference, run once per arriving study (the listener, `claimed-airflow listen`, or a PACS
-watcher starts it with `study_instance_uid`, `source` and `arrived_at` in the run's conf):
+watcher starts it with `study_instance_uid`, `source` and `arrived_at` in the run's conf). One task,
+**study** (`predict.study`), runs the steps in one process, each the library component of its job with
+its own folder and manifest (`<output root>/dicom_inference/<run>/study/<step>/manifest.json`): a task per
+step cost a process start and the same imports again per step, most of a study's latency.
 
 1. **resolve_model** pins the deployed model of the `model` param for this run: `chestxray_mobilenet_v2`
    (the newest version that `dicom_to_deployment` deployed to the model store `<output root>/models`),
@@ -18,9 +21,9 @@ watcher starts it with `study_instance_uid`, `source` and `arrived_at` in the ru
    stores it in `destination` (default: back where the study came from); its UIDs derive from the
    source instance, the model and its version, so a retried run replaces its SRs instead of adding more,
 6. **prediction_log** writes one row per image to `<output root>/prediction_log` (Parquet, one file per
-   study and model version: a repeated run replaces its rows),
-7. **findings** / **notify**: with `notify_to`, an e-mail (connection `smtp_default`) when the probability
-   of `finding` reaches `notify_threshold` for an image.
+   study and model version: a repeated run replaces its rows), once the SRs are stored,
+7. **notify**: with `notify_to`, an e-mail (connection `smtp_default`) when the probability of `finding`
+   reaches `notify_threshold` for an image.
 """
 
 from __future__ import annotations
@@ -30,17 +33,7 @@ from datetime import datetime
 
 from airflow.providers.common.compat.sdk import DAG, Param
 
-from claimed_airflow.operators import (
-    ConditionBlessingDeployOperator,
-    DeployedPredictOperator,
-    DicomInputOperator,
-    DicomOutputOperator,
-    DicomToImagesTransformOperator,
-    NotificationEmailMonitoringOperator,
-    PredictionLogOutputOperator,
-    ResolveModelPredictOperator,
-    SeriesFilterOperator,
-)
+from claimed_airflow.operators import StudyPredictOperator
 
 UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
 _UID = re.compile(UID_PATTERN)
@@ -156,57 +149,21 @@ with DAG(
         ),
     },
 ) as dag:
-    model = ResolveModelPredictOperator(task_id="resolve_model", model="{{ params.model }}")
-    study = DicomInputOperator(
-        task_id="retrieve", source="{{ study_source(params.source, params.study_instance_uid) }}"
-    )
-    select = SeriesFilterOperator(
-        task_id="select_series",
-        metadata=study.output["metadata"],
+    StudyPredictOperator(
+        task_id="study",
+        source="{{ study_source(params.source, params.study_instance_uid) }}",
+        model="{{ params.model }}",
+        study_instance_uid="{{ params.study_instance_uid }}",
         modalities="{{ params.modalities }}",
         body_parts="{{ params.body_parts }}",
         sop_classes="{{ params.sop_classes }}",
         series_description="{{ params.series_description }}",
-        study_instance_uid="{{ params.study_instance_uid }}",
-    )
-    images = DicomToImagesTransformOperator(
-        task_id="dicom_to_images",
-        metadata=select.output["selected"],
-        files=study.output["files"],
-        size=model.output["image_size"],
-    )
-    predict = DeployedPredictOperator(
-        task_id="predict",
-        images=images.output["images"],
-        model=model.output["model"],
+        destination="{{ study_destination(params.destination, params.source) }}",
         finding="{{ params.finding }}",
         threshold="{{ params.notify_threshold }}",
-    )
-    results = DicomOutputOperator(
-        task_id="dicom_results",
-        predictions=predict.output["predictions"],
-        files=study.output["files"],
-        kind="sr",
-        model_name=predict.output["model_label"],
-        destination="{{ study_destination(params.destination, params.source) }}",
-    )
-    log = PredictionLogOutputOperator(
-        task_id="prediction_log",
-        predictions=predict.output["predictions"],
         arrived_at="{{ params.arrived_at }}",
         started_at="{{ dag_run.start_date.isoformat() if dag_run.start_date else '' }}",
         run_id="{{ run_id }}",
-    )
-    results >> log  # ended_at: once the SRs are stored
-    findings = ConditionBlessingDeployOperator(
-        task_id="findings",
-        metrics=predict.output["summary"],
-        condition="findings > 0 and {{ params.notify_to | length }} > 0",
-    )
-    findings >> NotificationEmailMonitoringOperator(
-        task_id="notify",
-        metrics=predict.output["summary"],
-        condition="findings > 0",
-        to="{{ params.notify_to }}",
-        title="dicom_inference {{ run_id }}: findings",
+        notify_to="{{ params.notify_to }}",
+        notify_title="dicom_inference {{ run_id }}",
     )

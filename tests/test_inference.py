@@ -236,6 +236,54 @@ def test_prediction_log_and_model_store_on_s3(study, s3_endpoint):
     assert len(prediction_log.read("s3://claimed/store")) == 3
 
 
+def test_predict_study_runs_the_steps_in_one_task_each_with_its_manifest(study, tmp_path):
+    """predict.study: the steps in one process, each in its own folder with its manifest; no matching series ends
+    it after select_series with the one-line reason; run_step outside a component run is refused."""
+    from claimed_airflow.core.runner import run_step
+    from claimed_airflow.core.storage import Scope
+
+    arguments = {
+        "source": str(study["root"] / "study"),
+        "model": "tiny",
+        "study_instance_uid": study["uid"],
+        "modalities": ["CR"],
+        "finding": "dark",
+        "threshold": 0.0,
+        "log_root": str(tmp_path),
+        "run_id": "r9",
+        "notify_to": [],
+    }
+    result = run("predict.study", arguments, root=study["out"], scope=Scope("dag", "run1", "study"))
+    task = Path(study["out"]) / "dag" / "run1" / "study"
+    steps = {p.parent.name: json.loads(p.read_text()) for p in task.glob("*/manifest.json")}
+    assert set(steps) == {
+        "resolve_model",
+        "retrieve",
+        "select_series",
+        "dicom_to_images",
+        "predict",
+        "dicom_results",
+        "prediction_log",
+    }
+    assert steps["retrieve"]["scope"]["step"] == "retrieve" and _manifest(result)["scope"]["step"] == ""
+    assert [r["item"] for r in steps["retrieve"]["rejected"]] == ["truncated.dcm"]
+    assert [r["item"] for r in steps["select_series"]["rejected"]] == ["report.dcm"]
+    assert steps["predict"]["parameters"]["model"] == "tiny@2"  # the version resolved once for every step
+    assert (result["blessed"], result["model"], result["predicted"], result["findings"]) == (True, "tiny@2", 3, 3)
+    assert (result["dicom_written"], result["rows_logged"], result["notified"]) == (3, 3, 0)
+    written = pd.read_csv(Path(steps["dicom_results"]["outputs"]["dicom"]["uri"]) / "index.csv")
+    assert set(written["StudyInstanceUID"]) == {study["uid"]} and len(written) == 3
+    assert len(prediction_log.read(str(tmp_path), "tiny", "2")) == 3
+    ended = run(
+        "predict.study", {**arguments, "modalities": ["MR"]}, root=study["out"], scope=Scope("dag", "run2", "study")
+    )
+    assert ended["blessed"] is False and ended["reason"].startswith("no series matches Modality in ['MR']: ")
+    task = Path(study["out"]) / "dag" / "run2" / "study"
+    assert {p.parent.name for p in task.glob("*/manifest.json")} == {"resolve_model", "retrieve", "select_series"}
+    with pytest.raises(ClaimedError, match="^x: run_step runs a step of a component run"):
+        run_step("x", "predict.resolve_model", {"model": "tiny"})
+
+
 def test_study_source_and_destination_of_the_dag():
     import importlib.util
 
@@ -309,11 +357,16 @@ def test_dicom_inference_from_orthanc_back_to_orthanc_once(tmp_path, run_dag, ou
             assert (log["started_at"] > log["arrived_at"]).all() and (log["ended_at"] > log["started_at"]).all()
         password = pacs.password
     first, second = runs
-    assert first[0]["notify"] == "success" and second[0]["notify"] == "skipped"
+    assert list(first[0]) == ["study"]  # one task: the steps run in it, each with its manifest
     assert len(smtp.messages) == 1 and smtp.messages[0].rcpt_tos == ["radiology@example.com"]
     subject = email.message_from_bytes(smtp.messages[0].content, policy=email.policy.default)["Subject"]
     assert subject.startswith(f"[claimed] dicom_inference {first[1]}: findings")
-    task = output_root / "dicom_inference" / safe_name(first[1])
+    task = output_root / "dicom_inference" / safe_name(first[1]) / "study"
+    assert json.loads((task / "manifest.json").read_text())["values"]["notified"] == 1
+    assert (task / "notify" / "manifest.json").exists()
+    again = output_root / "dicom_inference" / safe_name(second[1]) / "study"
+    assert json.loads((again / "manifest.json").read_text())["values"]["notified"] == 0  # notify_to empty
+    assert not (again / "notify").exists()
     resolved = json.loads((task / "resolve_model" / "manifest.json").read_text())["values"]
     assert (resolved["model"], resolved["model_version"]) == (f"{name}@1", "1")
     selected = json.loads((task / "select_series" / "manifest.json").read_text())

@@ -44,6 +44,7 @@ class RunContext:
     component: str
     root: str = ""
     task_uri: str = ""  # <root>/<dag_id>/<run_id>/<task_id>: the same for every attempt of a task
+    scope: object = None  # the run's storage.Scope (runner.run_step places a step's folder inside it)
     rejected: list[dict] = field(default_factory=list)
 
 

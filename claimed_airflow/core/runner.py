@@ -11,13 +11,13 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from claimed_airflow.core import manifest, registry, storage
 from claimed_airflow.core.component import ComponentSpec
-from claimed_airflow.core.context import RunContext, active, cancel
+from claimed_airflow.core.context import RunContext, active, cancel, cancelled, current
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.identifying import redact_parameters
 from claimed_airflow.core.storage import Scope
@@ -68,7 +68,7 @@ def run(
         else:
             targets = {o.name: output_uris.get(o.name) or storage.join(task_dir, o.default) for o in spec.outputs}
             storage.remove(storage.join(task_dir, MANIFEST))  # a retry: the old record stops vouching first
-            output_records, returned, rejected = _execute(spec, call, targets, workdir, root, values, task_dir)
+            output_records, returned, rejected = _execute(spec, call, targets, workdir, root, values, task_dir, scope)
             cache_record = {"key": key, "hit": False}
     record = manifest.build(
         spec,
@@ -91,6 +91,21 @@ def run(
     result.update(returned)
     result["manifest"] = manifest_uri
     return result
+
+
+def run_step(step: str, component: str | ComponentSpec, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Run ``component`` as step ``step`` of the component run in progress, in this process: :func:`run`'s result,
+    with the step's outputs and manifest in its own folder ``<task folder>/<step>``.
+
+    A component chains others this way (one step's outputs wired to the next one's inputs), each recorded as if
+    it were a task, without a task (and a process start) per step.
+    """
+    ctx = current()
+    if ctx.scope is None or ctx.scope.step:
+        raise ClaimedError(f"{step}: run_step runs a step of a component run (steps do not nest)")
+    if cancelled():
+        raise ClaimedError(f"{step}: not started, the task is being killed")
+    return run(component, arguments, root=ctx.root, scope=replace(ctx.scope, step=step))
 
 
 def working_folders() -> list[str]:
@@ -122,7 +137,9 @@ def _stage_inputs(spec: ComponentSpec, values: dict, workdir: Path) -> tuple[dic
     return call, records
 
 
-def _execute(spec, call: dict, targets: dict[str, str], workdir: Path, root: str, values: dict, task_dir: str = ""):
+def _execute(
+    spec, call: dict, targets: dict[str, str], workdir: Path, root: str, values: dict, task_dir: str = "", scope=None
+):
     """Call the component with local output paths, then commit each output to its target URI."""
     locals_ = {}
     for param in spec.outputs:
@@ -130,7 +147,7 @@ def _execute(spec, call: dict, targets: dict[str, str], workdir: Path, root: str
         local.parent.mkdir(parents=True)
         call[param.name] = str(local)
         locals_[param.name] = local
-    ctx = RunContext(component=spec.name, root=root, task_uri=task_dir)
+    ctx = RunContext(component=spec.name, root=root, task_uri=task_dir, scope=scope)
     log.info("running %s with %s", spec.name, _printable(values))
     with active(ctx):
         returned = spec.function(**call) or {}

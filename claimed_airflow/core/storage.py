@@ -38,16 +38,19 @@ QUERY_SCHEMES = ("dicomweb", "dicomweb+http", "dicomweb+https", "dicom")  # PACS
 
 @dataclass(frozen=True)
 class Scope:
-    """Where a task's outputs live: ``<root>/<dag_id>/<run_id>/<task_id>``."""
+    """Where a task's outputs live: ``<root>/<dag_id>/<run_id>/<task_id>`` (``/<step>``: a component run as a step
+    of another in the same task, :func:`claimed_airflow.core.runner.run_step`)."""
 
     dag_id: str
     run_id: str
     task_id: str
     map_index: int = -1
+    step: str = ""
 
     def parts(self) -> list[str]:
         task = self.task_id if self.map_index < 0 else f"{self.task_id}_{self.map_index}"
-        return [safe_name(self.dag_id), safe_name(self.run_id), safe_name(task)]
+        parts = [safe_name(self.dag_id), safe_name(self.run_id), safe_name(task)]
+        return [*parts, safe_name(self.step)] if self.step else parts
 
 
 def safe_name(text: str) -> str:

@@ -48,6 +48,7 @@ from claimed_airflow.operators.predict import (
     DeployedPredictOperator,
     ImagesPredictOperator,
     ResolveModelPredictOperator,
+    StudyPredictOperator,
 )
 from claimed_airflow.operators.train import (
     FairnessMitigationTrainOperator,
@@ -112,6 +113,7 @@ __all__ = [
     "SparkSampleFilterOperator",
     "SparkSqlTransformOperator",
     "SparkTimeSeriesTrendsAnalyzeOperator",
+    "StudyPredictOperator",
     "TfjobTrainOperator",
     "WatsonMLDeployOperator",
 ]

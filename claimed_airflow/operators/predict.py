@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from claimed_airflow.operators.base import ClaimedOperator
+from claimed_airflow.version_compat import SkipMixin
 
 
 class DeployedPredictOperator(ClaimedOperator):
@@ -150,3 +151,133 @@ class ResolveModelPredictOperator(ClaimedOperator):
         super().__init__(**kwargs)
         self.model = model
         self.models_root = models_root
+
+
+class StudyPredictOperator(ClaimedOperator, SkipMixin):
+    """Read one study with the deployed model and store the result: every step of production inference in one task.
+
+    The steps run in this process in order, each one the library component of the same job with its
+    own folder and manifest under this task's (``<task>/<step>/manifest.json``): ``resolve_model``
+    (predict.resolve_model: the model version for the whole run), ``retrieve`` (input.dicom:
+    truncated or unreadable instances set aside), ``select_series`` (filter.series: when no series
+    matches, the run ends here with a one-line ``reason``, nothing stored, the gate false),
+    ``dicom_to_images``, ``predict`` (predict.deployed), ``dicom_results`` (output.dicom: one
+    Comprehensive SR per image, UIDs derived from the source and the model version, stored in
+    ``destination``), ``prediction_log`` (output.prediction_log, after the SRs are stored) and, when
+    ``notify_to`` is given and ``finding`` reaches ``threshold`` for an image, ``notify``
+    (monitoring.notification_email). One task instead of one per step saves a process start and the
+    imports per step.
+
+    Runs the ``predict.study`` component. Outputs (XCom keys): none.
+
+    :param source: The study for input.dicom: a PACS query
+        (``dicomweb://<conn>?level=study&StudyInstanceUID=...``, ``dicom://...``) or the folder/URI
+        it landed in.
+    :type source: str
+    :param model: The deployed model, as for predict.deployed: ``<name>``, ``<name>@<version>``,
+        ``kserve://<conn_id>/<model name>`` or ``watsonml://<conn_id>/<deployment
+        id>?labels=<name>[@<version>]``.
+    :type model: str
+    :param models_root: Model store folder or URI; default ``<output root>/models``.
+    :type models_root: str | None
+    :param study_instance_uid: Keep only this study's instances (filter.series); empty: every study
+        of the source.
+    :type study_instance_uid: str
+    :param modalities: Series rule: modalities, e.g. ``["CR", "DX"]``; empty: any.
+    :type modalities: list[str] | None
+    :param body_parts: Series rule: BodyPartExamined values; empty: any.
+    :type body_parts: list[str] | None
+    :param sop_classes: Series rule: SOP Class UIDs; empty: any image.
+    :type sop_classes: list[str] | None
+    :param series_description: Series rule: shell pattern over SeriesDescription; empty: any.
+    :type series_description: str
+    :param destination: Store the SRs in this PACS (dicomweb://<conn>, dicom://<conn>, ...); empty:
+        not stored.
+    :type destination: str | None
+    :param finding: A class whose probability is a finding (e.g. ``COVID-19``); empty: none.
+    :type finding: str
+    :param threshold: A probability of ``finding`` at least this counts as a finding.
+    :type threshold: float
+    :param arrived_at: When the study arrived (ISO 8601), logged.
+    :type arrived_at: str | None
+    :param started_at: When the run started (ISO 8601), logged.
+    :type started_at: str | None
+    :param run_id: The run, logged with each row.
+    :type run_id: str
+    :param log_root: Root of the prediction log; default the output root.
+    :type log_root: str | None
+    :param notify_to: E-mail these addresses when the study has a finding; empty: none.
+    :type notify_to: list[str] | None
+    :param notify_conn_id: Airflow connection (type smtp) of the e-mail.
+    :type notify_conn_id: str
+    :param notify_title: What the e-mail is about, e.g. ``dicom_inference {{ run_id }}``.
+    :type notify_title: str
+    """
+
+    component = "predict.study"
+    component_fields = (
+        "source",
+        "model",
+        "models_root",
+        "study_instance_uid",
+        "modalities",
+        "body_parts",
+        "sop_classes",
+        "series_description",
+        "destination",
+        "finding",
+        "threshold",
+        "arrived_at",
+        "started_at",
+        "run_id",
+        "log_root",
+        "notify_to",
+        "notify_conn_id",
+        "notify_title",
+    )
+    gate = True
+    ui_color = "#fce4ec"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        model: str,
+        models_root: str | None = None,
+        study_instance_uid: str = "",
+        modalities: list[str] | None = None,
+        body_parts: list[str] | None = None,
+        sop_classes: list[str] | None = None,
+        series_description: str = "",
+        destination: str | None = None,
+        finding: str = "",
+        threshold: float = 0.5,
+        arrived_at: str | None = None,
+        started_at: str | None = None,
+        run_id: str = "",
+        log_root: str | None = None,
+        notify_to: list[str] | None = None,
+        notify_conn_id: str = "smtp_default",
+        notify_title: str = "predict.study",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.model = model
+        self.models_root = models_root
+        self.study_instance_uid = study_instance_uid
+        self.modalities = modalities
+        self.body_parts = body_parts
+        self.sop_classes = sop_classes
+        self.series_description = series_description
+        self.destination = destination
+        self.finding = finding
+        self.threshold = threshold
+        self.arrived_at = arrived_at
+        self.started_at = started_at
+        self.run_id = run_id
+        self.log_root = log_root
+        self.notify_to = notify_to
+        self.notify_conn_id = notify_conn_id
+        self.notify_title = notify_title
