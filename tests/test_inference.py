@@ -265,6 +265,7 @@ def test_predict_study_runs_the_steps_in_one_task_each_with_its_manifest(study, 
         "dicom_results",
         "prediction_log",
     }
+    assert set(result["seconds"]) == set(steps) and all(s > 0 for s in result["seconds"].values())
     assert steps["retrieve"]["scope"]["step"] == "retrieve" and _manifest(result)["scope"]["step"] == ""
     assert [r["item"] for r in steps["retrieve"]["rejected"]] == ["truncated.dcm"]
     assert [r["item"] for r in steps["select_series"]["rejected"]] == ["report.dcm"]

@@ -166,7 +166,7 @@ class StudyPredictOperator(ClaimedOperator, SkipMixin):
     ``destination``), ``prediction_log`` (output.prediction_log, after the SRs are stored) and, when
     ``notify_to`` is given and ``finding`` reaches ``threshold`` for an image, ``notify``
     (monitoring.notification_email). One task instead of one per step saves a process start and the
-    imports per step.
+    imports per step. The XCom has the outcome and ``seconds`` (each step's).
 
     Runs the ``predict.study`` component. Outputs (XCom keys): none.
 

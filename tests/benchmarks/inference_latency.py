@@ -316,9 +316,10 @@ def _time(text: str | None) -> float | None:
     return datetime.fromisoformat(text).timestamp() if text else None
 
 
-def where_the_time_goes(api: Api) -> dict:
+def where_the_time_goes(api: Api, output_root: Path) -> dict:
     """Medians over the finished dicom_inference runs: each task's wait (from its last upstream's end, or the
-    run's queued time, to its start) and run time; the watch DAG's part; the run's whole span."""
+    run's queued time, to its start) and run time; the steps of its one task (their manifests); the watch DAG's
+    part; the run's whole span."""
     runs = api.get("/dags/dicom_inference/dagRuns?limit=200&state=success")["dag_runs"]
     upstream = {t["task_id"]: [] for t in api.get("/dags/dicom_inference/tasks")["tasks"]}
     for task in api.get("/dags/dicom_inference/tasks")["tasks"]:
@@ -337,6 +338,10 @@ def where_the_time_goes(api: Api) -> dict:
             durations.setdefault(task_id, []).append(ti["duration"] or 0.0)
         spans.append(_time(dag_run["end_date"]) - queued)
         to_first.append(min(_time(ti["start_date"]) for ti in tis.values()) - queued)
+    steps: dict[str, list[float]] = {}  # the steps of predict.study (one task runs them all): its manifest's seconds
+    for record in sorted(output_root.glob("dicom_inference/*/study/manifest.json")):
+        for step, seconds in json.loads(record.read_text())["values"].get("seconds", {}).items():
+            steps.setdefault(step, []).append(seconds)
     watch = api.get("/dags/dicom_inference_watch/dagRuns?limit=200")["dag_runs"]
     watch_spans = [_time(r["end_date"]) - _time(r["queued_at"]) for r in watch if r["end_date"]]
     median = statistics.median
@@ -349,6 +354,7 @@ def where_the_time_goes(api: Api) -> dict:
         "tasks": {
             task: {"wait_p50": median(waits[task]), "run_p50": median(durations[task])} for task in sorted(waits)
         },
+        "steps_p50": {step: round(median(seconds), 2) for step, seconds in steps.items()},
     }
 
 
@@ -398,7 +404,7 @@ def run_airflow(folder: Path, output_root: Path, args, one_by_one, at_once) -> t
             time.sleep(1)  # the cursor is set (the line comes after it)
             latencies = measure(pacs, one_by_one, at_once, timeout=600, failed=api.failed)
             time.sleep(5)  # the prediction_log tasks after the SRs
-            return latencies, where_the_time_goes(api)
+            return latencies, where_the_time_goes(api, output_root)
 
 
 def summary(name: str, result: dict) -> dict:

@@ -37,7 +37,7 @@ def study(
     the source and the model version, stored in ``destination``), ``prediction_log`` (output.prediction_log,
     after the SRs are stored) and, when ``notify_to`` is given and ``finding`` reaches ``threshold`` for an
     image, ``notify`` (monitoring.notification_email). One task instead of one per step saves a process
-    start and the imports per step.
+    start and the imports per step. The XCom has the outcome and ``seconds`` (each step's).
 
     :param source: The study for input.dicom: a PACS query (``dicomweb://<conn>?level=study&StudyInstanceUID=...``,
         ``dicom://...``) or the folder/URI it landed in.
@@ -60,10 +60,21 @@ def study(
     :param notify_conn_id: Airflow connection (type smtp) of the e-mail.
     :param notify_title: What the e-mail is about, e.g. ``dicom_inference {{ run_id }}``.
     """
+    import time
+
     from claimed_airflow.core.runner import run_step
 
-    resolved = run_step("resolve_model", "predict.resolve_model", {"model": model, "models_root": models_root})
-    read = run_step("retrieve", "input.dicom", {"source": source})
+    seconds: dict[str, float] = {}  # each step's, in the task's XCom and manifest
+
+    def step(name: str, component: str, arguments: dict) -> dict:
+        started = time.monotonic()
+        try:
+            return run_step(name, component, arguments)
+        finally:
+            seconds[name] = round(time.monotonic() - started, 3)
+
+    resolved = step("resolve_model", "predict.resolve_model", {"model": model, "models_root": models_root})
+    read = step("retrieve", "input.dicom", {"source": source})
     rules = {
         "modalities": modalities,
         "body_parts": body_parts,
@@ -71,27 +82,28 @@ def study(
         "series_description": series_description,
         "study_instance_uid": study_instance_uid,
     }
-    chosen = run_step("select_series", "filter.series", {"metadata": read["metadata"], **rules})
+    chosen = step("select_series", "filter.series", {"metadata": read["metadata"], **rules})
     result = {
         "blessed": chosen["blessed"],
         "reason": chosen["reason"],
         "model": resolved["model"],
         "model_version": resolved["model_version"],
+        "seconds": seconds,
     }
     if not chosen["blessed"]:
         return result  # filter.series said why in one line; nothing is predicted or stored
-    images = run_step(
+    images = step(
         "dicom_to_images",
         "transform.dicom_to_images",
         {"metadata": chosen["selected"], "files": read["files"], "size": resolved["image_size"]},
     )
     arguments = {"images": images["images"], "model": resolved["model"], "models_root": models_root}
-    scored = run_step("predict", "predict.deployed", {**arguments, "finding": finding, "threshold": threshold})
+    scored = step("predict", "predict.deployed", {**arguments, "finding": finding, "threshold": threshold})
     arguments = {"predictions": scored["predictions"], "files": read["files"], "kind": "sr"}
     arguments.update(model_name=scored["model_label"], destination=destination or None)
-    written = run_step("dicom_results", "output.dicom", arguments)
+    written = step("dicom_results", "output.dicom", arguments)
     arguments = {"predictions": scored["predictions"], "arrived_at": arrived_at, "started_at": started_at}
-    logged = run_step("prediction_log", "output.prediction_log", {**arguments, "run_id": run_id, "log_root": log_root})
+    logged = step("prediction_log", "output.prediction_log", {**arguments, "run_id": run_id, "log_root": log_root})
     result.update(
         predicted=scored["predicted"],
         findings=scored["findings"],
@@ -106,5 +118,5 @@ def study(
         verdict = f"findings: {finding} in {scored['findings']} of {scored['predicted']} image(s)"
         arguments = {"metrics": scored["summary"], "to": notify_to, "conn_id": notify_conn_id}
         arguments.update(title=notify_title, verdict=verdict, model_uri=resolved["model"])
-        result["notified"] = run_step("notify", "monitoring.notification_email", arguments)["recipients"]
+        result["notified"] = step("notify", "monitoring.notification_email", arguments)["recipients"]
     return result
