@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -68,33 +67,6 @@ def test_missing_input_fails_the_task_with_a_clear_error(run_dag, tmp_path, capf
     state, tasks, _ = run_dag("claimed_test_dicom_input", {"source": str(tmp_path / "nowhere")})
     assert state == "failed" and tasks["dicom_input"] == "failed"
     assert f"input.dicom: source: input path does not exist: {tmp_path / 'nowhere'}" in _task_log(capfd, caplog)
-
-
-# deploy_target local (default): the model folder only, the KServe and Watson ML tasks are skipped
-NOT_SERVED = {"kserve": "skipped", "watson_ml": "skipped"}
-
-
-@pytest.mark.e2e
-def test_flagship_trains_with_pytorch_by_param_alone_and_notifies(run_dag, output_root, small_cohort, smtp):
-    """The flagship with Keras at its default Params is test_training_outcome's; here PyTorch by one Param."""
-    if importlib.util.find_spec("torchvision") is None:
-        pytest.skip("torchvision is not installed")
-    conf = {"epochs": 2, "image_size": 32, "min_accuracy": 0.0, "min_over_majority": -1.0, "framework": "torch"}
-    conf.update(small_cohort)
-    conf["notify_to"] = ["ops@example.com"]
-    state, tasks, run_id = run_dag("dicom_to_deployment", conf)
-    assert state == "success" and {t: s for t, s in tasks.items() if s != "success"} == NOT_SERVED, tasks
-    (message,) = smtp.messages  # notify: through the smtp_default connection to the SMTP server on loopback
-    assert message.rcpt_tos == ["ops@example.com"]
-    assert b"Subject: [claimed] dicom_to_deployment: model blessed" in message.content
-    deploy = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "deploy") / "manifest.json").read_text())
-    model = Path(deploy["values"]["model_uri"])
-    assert (model / "model.onnx").exists() and (model / "model.pt").exists() and not (model / "model.keras").exists()
-    assert json.loads((model / "reference_profile.json").read_text())["training_images"] > 0  # model_monitoring's
-    train = json.loads((_task_dir(output_root, "dicom_to_deployment", run_id, "train") / "manifest.json").read_text())
-    assert train["parameters"]["framework"] == "torch" and train["values"]["device"] == "cpu"
-    robustness = _task_dir(output_root, "dicom_to_deployment", run_id, "robustness")
-    assert json.loads((robustness / "robustness.json").read_text())["kind"] == "image"
 
 
 @pytest.mark.e2e

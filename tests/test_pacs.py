@@ -14,6 +14,7 @@ from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 from claimed_airflow.core.storage import Scope, safe_name
 from tests import orthanc
+from tests.flagship import FLAGSHIP_FAST
 
 pytest.importorskip("dicomweb_client")
 pytest.importorskip("pynetdicom")
@@ -289,6 +290,7 @@ def test_hooks_test_their_connections_and_the_provider_lists_both_types(pacs):
 @pytest.mark.e2e
 def test_flagship_from_orthanc_back_to_orthanc(tmp_path, run_dag, airflow_home, output_root, monkeypatch):
     """dicom_to_deployment reads its images from Orthanc (DICOMweb) and stores its SRs back there."""
+    pytest.importorskip("torchvision", reason="the flagship runs here train with PyTorch (the torch extra)")
     sample = Path(__file__).resolve().parents[1] / "dags" / "sample_data" / "chestxray"
     files = sorted((sample / "dicom").glob("*.dcm"))
     labels = pd.read_csv(sample / "labels.csv")
@@ -303,10 +305,7 @@ def test_flagship_from_orthanc_back_to_orthanc(tmp_path, run_dag, airflow_home, 
             "labels": str(tmp_path / "labels.csv"),
             "label_key": "SOPInstanceUID",
             "results_destination": f"dicomweb://{CONN}",
-            "epochs": 1,
-            "image_size": 32,
-            "min_accuracy": 0.0,
-            "min_over_majority": -1.0,
+            **FLAGSHIP_FAST,  # the subject is the PACS, not training: PyTorch, one epoch
             "test_fraction": 0.5,  # evaluation is on the test split: 5 of the 10 images, some with an age
         }
         state, tasks, run_id = run_dag("dicom_to_deployment", conf)
