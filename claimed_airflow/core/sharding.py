@@ -6,7 +6,9 @@ DAG expands over (``.partial(shard_tables=...).expand(shard_index=input.output["
 XCom carries the folder's URI and N numbers, never file names. A data-parallel component (declared with
 ``@component(..., data_parallel=True)``) takes ``shard_tables`` and ``shard_index`` and works on that
 shard's files only; ``transform.merge_shards`` joins the shard outputs into the layout one unsharded
-task writes, one shard at a time (its memory does not grow with the rows).
+task writes, one shard at a time (its memory does not grow with the rows). Given ``shard_tables`` and no
+``shard_index``, one task runs every shard itself (:func:`spreads`, :func:`run_every_shard`; under spark-submit
+one Spark task per shard) and writes the merged outputs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from claimed_airflow.core.errors import ClaimedError
 log = logging.getLogger("claimed_airflow")
 KEY = "file"
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+ROW_GROUP = 1024 * 1024  # rows per merged Parquet row group: pyarrow's default, so a merge writes what one task does
 MAX_SHARDS = 10_000  # Airflow's [core] max_map_length is 1024 by default; more is a mistake, not a plan
 
 
@@ -131,6 +134,8 @@ def _merge_csv(parts: Sequence[Path], out: Path) -> int:
 
 
 def _merge_parquet(parts: Sequence[Path], out: Path) -> int:
+    """Row groups of ``ROW_GROUP`` rows, as one ``write_table`` of all the rows writes them (the same bytes
+    when the shards' schemas equal the whole's); at most about two row groups are held in memory."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -145,14 +150,21 @@ def _merge_parquet(parts: Sequence[Path], out: Path) -> int:
     if any(s.names != names for s in schemas):
         raise ClaimedError("parts: the shard tables have other columns than the first shard's table")
     schema = pa.schema([schema.field(n) for n in names], metadata=schemas[0].metadata)
-    rows = 0
+    rows, held = 0, []
     with pq.ParquetWriter(out, schema) as writer:
         for part in parts:
             source = pq.ParquetFile(part)
             for group in range(source.num_row_groups):
-                batch = source.read_row_group(group).cast(schema)
-                writer.write_table(batch)
-                rows += batch.num_rows
+                held.append(source.read_row_group(group).cast(schema))
+                if sum(t.num_rows for t in held) >= ROW_GROUP:
+                    whole = pa.concat_tables(held).combine_chunks()  # pages as one table's
+                    full = whole.num_rows // ROW_GROUP * ROW_GROUP
+                    writer.write_table(whole.slice(0, full), row_group_size=ROW_GROUP)
+                    held, rows = [whole.slice(full)], rows + full
+        whole = pa.concat_tables(held).combine_chunks() if held else schema.empty_table()
+        if whole.num_rows or not rows:
+            writer.write_table(whole, row_group_size=ROW_GROUP)
+        rows += whole.num_rows
     return rows
 
 
@@ -181,7 +193,7 @@ def merge_folders(parts: Sequence[Path], out: Path) -> dict:
 
 
 def merge_reports(parts: Sequence[Path], out: Path) -> dict:
-    """Merge JSON reports: lists concatenated, numbers summed, other values those of the first shard."""
+    """Merge JSON reports (:func:`combine`)."""
     merged: dict = {}
     for part in parts:
         try:
@@ -190,12 +202,121 @@ def merge_reports(parts: Sequence[Path], out: Path) -> dict:
             raise ClaimedError(f"parts: {part.name} is not JSON ({exc})") from None
         if not isinstance(data, dict):
             raise ClaimedError(f"parts: {part.name} is not a JSON object")
-        for key, value in data.items():
-            if key not in merged:
-                merged[key] = list(value) if isinstance(value, list) else value
-            elif isinstance(value, list):
-                merged[key].extend(value)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                merged[key] += value
+        combine(merged, data)
     out.write_text(json.dumps(merged, indent=2))
     return {"reports": len(parts)}
+
+
+def combine(merged: dict, data: dict) -> dict:
+    """The one rule for the small results of shards (reports, returned values): lists concatenated, numbers
+    summed, other values those of the first shard."""
+    for key, value in data.items():
+        if key not in merged:
+            merged[key] = list(value) if isinstance(value, list) else value
+        elif isinstance(value, list) and isinstance(merged[key], list):
+            merged[key].extend(value)
+        elif _number(value) and _number(merged[key]):
+            merged[key] += value
+    return merged
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# -- a data-parallel task that runs every shard itself (engine spark: one Spark task per shard) ---------------
+
+
+def spreads(spec, arguments: dict) -> bool:
+    """The rule: a data-parallel component given ``shard_tables`` and no ``shard_index`` runs every shard
+    (:func:`run_every_shard`) and writes what one unsharded task writes."""
+    given = {name: arguments.get(name) for name in ("shard_tables", "shard_index")}
+    return bool(spec.data_parallel) and given["shard_tables"] not in (None, "") and given["shard_index"] in (None, "")
+
+
+def count(shard_tables: str | Path) -> int:
+    """The number of shards in a folder of shard tables (named ``shard-00000.parquet`` on, none missing)."""
+    folder = Path(shard_tables)
+    names = sorted(p.name for p in folder.glob("shard-*.parquet")) if folder.is_dir() else []
+    if not names or names != [table_name(i) for i in range(len(names))]:
+        raise ClaimedError(f"shard_tables: {folder.name} is not a folder of shard tables shard-00000.parquet, ...")
+    return len(names)
+
+
+def run_every_shard(component, arguments: dict, *, root=None, scope=None, output_uris=None, cache=False) -> dict:
+    """Run a data-parallel component once per shard, then merge the shards' outputs into its own outputs.
+
+    ``runner.run``'s signature and result. The shards run under spark-submit (engine ``spark``) as one Spark
+    task each, spread over the executors (``core.spark.spread``), else one after another in this process;
+    shard ``i`` writes under ``<task>_shard_<i>`` as a mapped task would. Then one run of the component's
+    spec with a merging function stands for the task: its outputs are the merged ones (:func:`merge`), its
+    manifest lists every shard's items set aside and its values are the shards' combined (:func:`combine`).
+    """
+    import dataclasses
+    import functools
+    import tempfile
+
+    from claimed_airflow.core import manifest, registry, runner, spark, storage
+    from claimed_airflow.core.context import current
+
+    spec = registry.get(component) if isinstance(component, str) else component
+    root = storage.normalize(root or storage.default_root())
+    scope = scope or storage.Scope(dag_id="adhoc", run_id=manifest.new_run_id(), task_id=spec.name)
+    with tempfile.TemporaryDirectory(prefix="claimed-shards-") as tmp:
+        shards = count(storage.stage_input("shard_tables", arguments["shard_tables"], Path(tmp)))
+    task = scope.task_id if scope.map_index < 0 else f"{scope.task_id}_{scope.map_index}"
+    jobs = [
+        (
+            spec.reference,
+            {**arguments, "shard_index": i},
+            root,
+            storage.Scope(scope.dag_id, scope.run_id, f"{task}_shard", i),
+            cache,
+        )
+        for i in range(shards)
+    ]
+    log.info("%s: %d shard(s)%s", spec.name, shards, " over the Spark executors" if spark.under_spark_submit() else "")
+    done = spark.spread(run_shard, jobs) if spark.under_spark_submit() else [run_shard(job) for job in jobs]
+    for index, shard in enumerate(done):
+        if "error" in shard:
+            raise ClaimedError(f"shard {index} of {shards}: {shard['error']}")
+    outputs = [o.name for o in spec.outputs]
+
+    @functools.wraps(spec.function)
+    def merged(**call) -> dict:
+        counted = []
+        with tempfile.TemporaryDirectory(prefix="claimed-merge-") as tmp:
+            for name in outputs:
+                parts = [
+                    Path(storage.stage_input(f"{name}[{i}]", shard["result"][name], Path(tmp) / str(i)))
+                    for i, shard in enumerate(done)
+                ]
+                result = merge(parts, Path(call[name]))
+                if "tables" in result:  # a folder: its tables' rows, else its files
+                    counted.append(result["table_rows"] if result["tables"] else result["files"])
+                elif "rows" in result:  # a table
+                    counted.append(result["rows"])
+        if counted and not any(counted):
+            raise ClaimedError(f"{spec.name}: nothing in any of the {shards} shard(s) (empty, or every file set aside)")
+        values: dict = {}
+        for shard in done:
+            current().rejected.extend(shard["rejected"])
+            combine(values, {k: v for k, v in shard["result"].items() if k not in outputs and k != "manifest"})
+        return {**values, "shards": shards}
+
+    every = tuple(dataclasses.replace(p, default=None) if p.name == "shard_index" else p for p in spec.parameters)
+    whole = dataclasses.replace(spec, function=merged, parameters=every)
+    arguments = {k: v for k, v in arguments.items() if k != "shard_index"}
+    return runner.run(whole, arguments, root=root, scope=scope, output_uris=output_uris, cache=cache)
+
+
+def run_shard(job: tuple) -> dict:
+    """One shard's run (in a Spark executor or this process): its result and items set aside, or its error."""
+    from claimed_airflow.core import runner, storage
+
+    component, arguments, root, scope, cache = job
+    try:
+        result = runner.run(component, arguments, root=root, scope=scope, cache=cache)
+    except ClaimedError as exc:  # the user's error, one line; anything else fails the Spark task (retried there)
+        return {"error": str(exc)}
+    return {"result": result, "rejected": storage.read_json(result["manifest"]).get("rejected") or []}

@@ -60,6 +60,14 @@ def session(app: str | None = None) -> SparkSession:
     return spark
 
 
+def spread(function, items: list) -> list:
+    """``function(item)`` for each item as one Spark task, spread over the executors; the results in order.
+
+    ``function`` must be importable on the executors (a module-level function of an installed package)."""
+    context = session().sparkContext
+    return context.parallelize(list(items), max(1, len(items))).map(function).collect()
+
+
 def table_format(path: str | Path, name: str = "table") -> str:
     """csv, parquet or json from the suffix of a file or folder (a folder without one: by its files)."""
     path = Path(path)
