@@ -113,6 +113,25 @@ def test_merging_refuses_overlapping_or_mixed_parts(tmp_path):
         sharding.merge([tmp_path / "a", tmp_path / "t.csv"], tmp_path / "out2")
 
 
+def test_a_merged_parquet_table_has_the_row_groups_and_bytes_of_one_write(tmp_path, monkeypatch):
+    """Shards of 3, 0 and 7 rows merged with row groups of 4 rows: the bytes pandas writes for the 10 rows."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(sharding, "ROW_GROUP", 4)
+    frame = pd.DataFrame({"file": [f"f{i}.dcm" for i in range(10)], "rows": range(10), "x": [i / 3 for i in range(10)]})
+    parts = []
+    for index, (start, stop) in enumerate([(0, 3), (3, 3), (3, 10)]):
+        parts.append(tmp_path / f"part{index}" / "table.parquet")
+        parts[-1].parent.mkdir()
+        frame.iloc[start:stop].to_parquet(parts[-1], index=False)
+    assert sharding.merge(parts, tmp_path / "merged.parquet") == {"rows": 10}
+    frame.to_parquet(tmp_path / "whole.parquet", index=False, row_group_size=4)
+    metadata = pq.read_metadata(tmp_path / "merged.parquet")
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [4, 4, 2]
+    assert (tmp_path / "merged.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+
+
 DECODE = {"size": 32, "workers": 1}  # as the test DAG's
 PRIVATE = {"salt_env": SALT_ENV, "keep_patient_sex": True}
 
