@@ -12,6 +12,7 @@ import pytest
 from claimed_airflow.core import InputPath, component, registry, runner, sharding, storage
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.storage import Scope
+from claimed_airflow.core.tables import read_table
 
 SALT = "sharding-test-salt-0123456789"
 SALT_ENV = "CLAIMED_TEST_SHARDING_SALT"
@@ -41,6 +42,38 @@ def test_shards_are_contiguous_balanced_and_deterministic(tmp_path):
             sharding.check_count(bad)
     with pytest.raises(ClaimedError, match=r"^shard_index: no shard 3 in shard_tables \(3 shard\(s\)\)"):
         sharding.files_of(tmp_path / "a", 3)
+
+
+def test_shards_by_bytes_are_contiguous_bounded_and_deterministic():
+    assert sharding.by_bytes([5, 5, 5, 20, 1, 1], 10) == [(0, 2), (2, 3), (3, 4), (4, 6)]  # 20 > 10: alone
+    assert sharding.by_bytes([], 10) == [(0, 0)]
+    assert [sharding.parse_bytes(v) for v in ("512MB", "2 GiB", "1.5kb", 1000, "7", None)] == [
+        512_000_000,
+        2 * 2**30,
+        1500,
+        1000,
+        7,
+        None,
+    ]
+    for bad in ("0", "-1", "1.5", "ten", "5 XB", True):
+        with pytest.raises(ClaimedError, match="^shard_bytes: expected a size like 512MB"):
+            sharding.parse_bytes(bad)
+    with pytest.raises(ClaimedError, match=r"^shard_bytes: give shards \(3\) or shard_bytes \('1MB'\), not both"):
+        sharding.check_cut(3, "1MB")
+    with pytest.raises(ClaimedError, match="^shard_bytes: 1 bytes cuts 10001 files .* into 10001 shards"):
+        sharding.by_bytes([1] * 10_001, 1)
+
+
+def test_input_dicom_cuts_by_bytes(tmp_path, cohort):
+    found = _run(tmp_path, "input.dicom", {"source": cohort["source"], "shard_bytes": "5KB"}, "input")
+    files = Path(found["files"])
+    shards = [sharding.files_of(found["shard_tables"], i) for i in found["shard_index"]]
+    sizes = [sum((files / name).stat().st_size for name in shard) for shard in shards]
+    assert len(shards) > 2 and all(size <= 5000 or len(s) == 1 for size, s in zip(sizes, shards, strict=True))
+    assert [name for shard in shards for name in shard] == list(read_table(found["metadata"])["file"])
+    for name in ("input.dicomweb", "input.dicom_network"):  # checked before any connection is made
+        with pytest.raises(ClaimedError, match="^shard_bytes: expected a size"):
+            runner.run(name, {"shard_bytes": "lots"}, root=str(tmp_path))
 
 
 def test_only_a_component_taking_a_shard_can_declare_itself_data_parallel():

@@ -1,7 +1,8 @@
-"""Shards: a cohort cut into N parts by count, one mapped task per part, the parts merged back.
+"""Shards: a cohort cut into N parts by count or by bytes, one mapped task per part, the parts merged back.
 
 An input component writes a folder of shard tables (``shard-00000.parquet``, ...: one column ``file``,
-the files of that shard in the input's order) and returns ``shard_index`` ``[0, ..., N-1]``: the list a
+the files of that shard in the input's order; :func:`cuts` is the rule, by count or by ``shard_bytes``) and
+returns ``shard_index`` ``[0, ..., N-1]``: the list a
 DAG expands over (``.partial(shard_tables=...).expand(shard_index=input.output["shard_index"])``), so
 XCom carries the folder's URI and N numbers, never file names. A data-parallel component (declared with
 ``@component(..., data_parallel=True)``) takes ``shard_tables`` and ``shard_index`` and works on that
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -43,8 +45,65 @@ def check_count(shards: int) -> None:
         raise ClaimedError(f"shards: must be a whole number from 1 to {MAX_SHARDS}, got {shards!r}")
 
 
-def write_tables(names: Sequence[str], shards: int, folder: str | Path) -> list[int]:
-    """Cut ``names`` (in their order) into ``shards`` tables under ``folder``; returns the shard indexes.
+def parse_bytes(shard_bytes: str | int | None) -> int | None:
+    """``shard_bytes`` as a number of bytes: ``"512MB"``, ``"2 GiB"``, ``"1.5GB"``, ``"1000000"``; None: by count."""
+    if shard_bytes is None or (isinstance(shard_bytes, str) and not shard_bytes.strip()):
+        return None
+    match = None if isinstance(shard_bytes, bool) else _SIZE.fullmatch(str(shard_bytes).strip())
+    value = float(match.group(1)) * _UNITS[match.group(2).lower()] if match else 0.0
+    if value < 1 or (match.group(2).lower() in ("", "b") and not value.is_integer()):
+        raise ClaimedError(
+            f"shard_bytes: expected a size like 512MB, 2GiB or a number of bytes (at least 1), got {shard_bytes!r}"
+        )
+    return int(value)
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]i?b|b|)", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1} | {
+    f"{p}{i}b": (1024 if i else 1000) ** (n + 1) for n, p in enumerate("kmgt") for i in ("", "i")
+}
+
+
+def check_cut(shards: int, shard_bytes: str | int | None) -> int | None:
+    """Check an input's ``shards`` and ``shard_bytes`` (one of them); returns ``shard_bytes`` in bytes or None."""
+    check_count(shards)
+    limit = parse_bytes(shard_bytes)
+    if limit is not None and shards != 1:
+        raise ClaimedError(f"shard_bytes: give shards ({shards}) or shard_bytes ({shard_bytes!r}), not both")
+    return limit
+
+
+def by_bytes(sizes: Sequence[int], limit: int) -> list[tuple[int, int]]:
+    """Contiguous [start, stop) ranges over files of ``sizes`` (in order), each at most ``limit`` bytes; a
+    file larger than ``limit`` is a shard alone. Greedy: a shard ends where the next file would overflow it."""
+    ranges, start, held = [], 0, 0
+    for index, size in enumerate(sizes):
+        if held and held + size > limit:
+            ranges.append((start, index))
+            start, held = index, 0
+        held += size
+    ranges.append((start, len(sizes)))  # no file at all: one empty shard
+    if len(ranges) > MAX_SHARDS:
+        raise ClaimedError(
+            f"shard_bytes: {limit} bytes cuts {len(sizes)} files ({sum(sizes)} bytes) into {len(ranges)} shards, "
+            f"more than {MAX_SHARDS}; give a larger size"
+        )
+    return ranges
+
+
+def cuts(names: Sequence[str], shards: int = 1, shard_bytes: int | None = None, files=None) -> list[tuple[int, int]]:
+    """The rule: ``shards`` ranges by count, or with ``shard_bytes`` ranges of at most that many bytes of the
+    files (sizes of ``<files>/<name>``). The same names, order and sizes give the same shards."""
+    if shard_bytes is None:
+        return bounds(len(names), shards)
+    folder = Path(files)
+    return by_bytes([(folder / name).stat().st_size for name in names], shard_bytes)
+
+
+def write_tables(
+    names: Sequence[str], shards: int, folder: str | Path, shard_bytes: int | None = None, files=None
+) -> list[int]:
+    """Cut ``names`` (in their order) into shard tables under ``folder`` (:func:`cuts`); returns the shard indexes.
 
     The same names in the same order give the same shards. With more shards than names some are empty.
     """
@@ -53,10 +112,13 @@ def write_tables(names: Sequence[str], shards: int, folder: str | Path) -> list[
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for index, (start, stop) in enumerate(bounds(len(names), shards)):
+    ranges = cuts(names, shards, shard_bytes, files)
+    for index, (start, stop) in enumerate(ranges):
         column = pa.array([str(n) for n in names[start:stop]], type=pa.string())
         pq.write_table(pa.table({KEY: column}), out / table_name(index))
-    return list(range(shards))
+    if shard_bytes is not None:
+        log.info("%d file(s) cut into %d shard(s) of at most %d bytes", len(names), len(ranges), shard_bytes)
+    return list(range(len(ranges)))
 
 
 def files_of(shard_tables: str | Path, shard_index: int) -> list[str]:

@@ -173,9 +173,10 @@ class DicomInputOperator(ClaimedOperator):
     QIDO-RS search, WADO-RS retrieve), ``dicomweb+https://host/dicom-web?...`` (no connection) or
     ``dicom://<connection>?...`` (DIMSE: C-FIND, C-GET); see input.dicomweb. Files from a PACS are
     named by a hash of their SOPInstanceUID. ``shards``: the readable files, in the table's order,
-    are cut into that many shards by count (``shard_tables``; the returned ``shard_index`` is the
-    list a DAG expands a data-parallel component over, see ``transform.merge_shards``). The same
-    input gives the same shards.
+    are cut into that many shards by count, or with ``shard_bytes`` into contiguous shards of at
+    most that many bytes (``shard_tables``; the returned ``shard_index`` is the list a DAG expands a
+    data-parallel component over, see ``transform.merge_shards``). The same input gives the same
+    shards.
 
     Runs the ``input.dicom`` component. Outputs (XCom keys): metadata, files, shard_tables.
 
@@ -203,6 +204,10 @@ class DicomInputOperator(ClaimedOperator):
     :type max_rejected: int | None
     :param shards: Cut the readable files into this many shards by count (1: one shard, all files).
     :type shards: int
+    :param shard_bytes: Cut them instead into shards of at most this many bytes of files, e.g. 512MB
+        or 2GiB (a larger file is a shard alone; the number of shards follows from the data). Not
+        with ``shards``.
+    :type shard_bytes: str | None
     """
 
     component = "input.dicom"
@@ -215,6 +220,7 @@ class DicomInputOperator(ClaimedOperator):
         "duplicates",
         "max_rejected",
         "shards",
+        "shard_bytes",
     )
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -230,6 +236,7 @@ class DicomInputOperator(ClaimedOperator):
         duplicates: str = "reject",
         max_rejected: int | None = None,
         shards: int = 1,
+        shard_bytes: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -241,6 +248,7 @@ class DicomInputOperator(ClaimedOperator):
         self.duplicates = duplicates
         self.max_rejected = max_rejected
         self.shards = shards
+        self.shard_bytes = shard_bytes
 
 
 class DicomNetworkInputOperator(ClaimedOperator):
@@ -292,6 +300,9 @@ class DicomNetworkInputOperator(ClaimedOperator):
     :type max_rejected: int | None
     :param shards: Cut the retrieved instances into this many shards by count (see input.dicom).
     :type shards: int
+    :param shard_bytes: Cut them instead into shards of at most this many bytes, e.g. 512MB (see
+        input.dicom).
+    :type shard_bytes: str | None
     """
 
     component = "input.dicom_network"
@@ -312,6 +323,7 @@ class DicomNetworkInputOperator(ClaimedOperator):
         "label_column",
         "max_rejected",
         "shards",
+        "shard_bytes",
     )
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -335,6 +347,7 @@ class DicomNetworkInputOperator(ClaimedOperator):
         label_column: str = "label",
         max_rejected: int | None = None,
         shards: int = 1,
+        shard_bytes: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -354,6 +367,7 @@ class DicomNetworkInputOperator(ClaimedOperator):
         self.label_column = label_column
         self.max_rejected = max_rejected
         self.shards = shards
+        self.shard_bytes = shard_bytes
 
 
 class DicomwebInputOperator(ClaimedOperator):
@@ -413,6 +427,9 @@ class DicomwebInputOperator(ClaimedOperator):
     :type max_rejected: int | None
     :param shards: Cut the retrieved instances into this many shards by count (see input.dicom).
     :type shards: int
+    :param shard_bytes: Cut them instead into shards of at most this many bytes, e.g. 512MB (see
+        input.dicom).
+    :type shard_bytes: str | None
     """
 
     component = "input.dicomweb"
@@ -435,6 +452,7 @@ class DicomwebInputOperator(ClaimedOperator):
         "label_column",
         "max_rejected",
         "shards",
+        "shard_bytes",
     )
     ui_color = "#e3f2fd"
     template_fields = (*component_fields, *ClaimedOperator.template_fields)
@@ -460,6 +478,7 @@ class DicomwebInputOperator(ClaimedOperator):
         label_column: str = "label",
         max_rejected: int | None = None,
         shards: int = 1,
+        shard_bytes: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -481,6 +500,7 @@ class DicomwebInputOperator(ClaimedOperator):
         self.label_column = label_column
         self.max_rejected = max_rejected
         self.shards = shards
+        self.shard_bytes = shard_bytes
 
 
 class GermanCreditInputOperator(ClaimedOperator):

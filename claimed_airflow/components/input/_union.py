@@ -96,10 +96,11 @@ def union(
     files: str,
     shards: int = 1,
     shard_tables: str | None = None,
+    shard_bytes: int | None = None,
 ) -> dict:
     """Append the ``extras`` to the table ``metadata`` and the folder ``files`` that input.dicom wrote (``read``:
     what it returned); ``read_one(source, labels, label_key, metadata, files)`` reads one source as input.dicom
-    does. With ``shard_tables``, the union is cut into ``shards`` shard tables there.
+    does. With ``shard_tables``, the union is cut into shard tables there (``shards`` or ``shard_bytes``).
 
     A SOPInstanceUID already read (from the original or an earlier extra source) is set aside
     (``duplicates`` reject) or kept with a warning (keep).
@@ -151,5 +152,6 @@ def union(
     if shard_tables is not None:
         from claimed_airflow.core.sharding import write_tables
 
-        extra["shard_index"] = write_tables(list(union_table["file"].drop_duplicates()), shards, shard_tables)
+        names = list(union_table["file"].drop_duplicates())
+        extra["shard_index"] = write_tables(names, shards, shard_tables, shard_bytes, files)
     return {**read, **counts, **extra}

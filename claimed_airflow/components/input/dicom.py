@@ -142,6 +142,7 @@ def dicom(
     duplicates: Literal["reject", "keep"] = "reject",
     max_rejected: int | None = None,
     shards: int = 1,
+    shard_bytes: str | None = None,
     metadata: OutputPath = "metadata.parquet",
     files: OutputPath = "files",
     shard_tables: OutputPath = "shards",
@@ -162,9 +163,10 @@ def dicom(
     connection) or ``dicom://<connection>?...`` (DIMSE: C-FIND, C-GET); see input.dicomweb. Files from
     a PACS are named by a hash of their SOPInstanceUID.
 
-    ``shards``: the readable files, in the table's order, are cut into that many shards by count
-    (``shard_tables``; the returned ``shard_index`` is the list a DAG expands a data-parallel
-    component over, see ``transform.merge_shards``). The same input gives the same shards.
+    ``shards``: the readable files, in the table's order, are cut into that many shards by count, or
+    with ``shard_bytes`` into contiguous shards of at most that many bytes (``shard_tables``; the
+    returned ``shard_index`` is the list a DAG expands a data-parallel component over, see
+    ``transform.merge_shards``). The same input gives the same shards.
 
     :param source: Folder (searched recursively), glob pattern, URI prefix, DICOMDIR, single DICOM file, or a
         PACS query URI (dicomweb://, dicom://).
@@ -179,17 +181,19 @@ def dicom(
         kept), ``keep`` keeps it with a warning (e.g. one instance in several transfer syntaxes).
     :param max_rejected: Fail the task when more files than this are set aside (default: never, unless all).
     :param shards: Cut the readable files into this many shards by count (1: one shard, all files).
+    :param shard_bytes: Cut them instead into shards of at most this many bytes of files, e.g. 512MB or 2GiB (a
+        larger file is a shard alone; the number of shards follows from the data). Not with ``shards``.
     :param metadata: Parquet table: file, tags (PatientSex, PatientAge in years, Modality, ...), label.
     :param files: Folder with the readable DICOM files, named as in the ``file`` column.
     :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet`` (column ``file``), one per shard.
     """
     from claimed_airflow.components import _pacs
     from claimed_airflow.components.input import _union
-    from claimed_airflow.core.sharding import check_count
+    from claimed_airflow.core.sharding import check_cut
 
-    check_count(shards)
+    limit = check_cut(shards, shard_bytes)
     extras = _union.check_extra_sources(extra_sources)  # hostile until checked: before anything is read
-    cut = {"shards": shards, "shard_tables": shard_tables}
+    cut = {"shards": shards, "shard_bytes": limit, "shard_tables": shard_tables}
     first = {**cut, "shard_tables": None} if extras else cut  # with extra sources, the union is cut
     if _pacs.is_pacs_uri(source):
         read = from_pacs(source, labels, label_key, label_column, max_rejected, metadata, files, **first)
@@ -227,11 +231,12 @@ def read_files(
     order: Callable[[dict], object] | None = None,
     shards: int = 1,
     shard_tables: str | None = None,
+    shard_bytes: int | None = None,
 ) -> dict:
     """input.dicom's reading: a metadata row per readable file, the file put into ``files`` by ``transfer``.
 
     Unreadable files and repeated SOPInstanceUIDs are reported (``reject``) and left out. With
-    ``shard_tables`` the rows' files are cut into ``shards`` shard tables there.
+    ``shard_tables`` the rows' files are cut into shard tables there (``shards`` or ``shard_bytes``).
     """
     import pandas as pd
 
@@ -291,7 +296,8 @@ def read_files(
     if shard_tables is not None:
         from claimed_airflow.core.sharding import write_tables
 
-        result["shard_index"] = write_tables(list(table["file"].drop_duplicates()), shards, shard_tables)
+        names = list(table["file"].drop_duplicates())
+        result["shard_index"] = write_tables(names, shards, shard_tables, shard_bytes, files)
     return result
 
 
@@ -305,6 +311,7 @@ def from_pacs(
     files: str,
     shards: int = 1,
     shard_tables: str | None = None,
+    shard_bytes: int | None = None,
 ) -> dict:
     """input.dicom of a PACS query URI (``dicomweb://<conn>?modality=CR``, ``dicom://<conn>?...``)."""
     from claimed_airflow.components import _pacs
@@ -333,6 +340,7 @@ def from_pacs(
         transfer_syntax,
         shards,
         shard_tables,
+        shard_bytes,
     )
 
 
@@ -350,6 +358,7 @@ def read_pacs(
     transfer_syntax: str = "*",
     shards: int = 1,
     shard_tables: str | None = None,
+    shard_bytes: int | None = None,
 ) -> dict:
     """Search a PACS, fetch the matching instances, then read them as input.dicom reads files.
 
@@ -380,6 +389,7 @@ def read_pacs(
         order=lambda row: position.get(row["file"], len(position)),  # rows in the search's order
         shards=shards,
         shard_tables=shard_tables,
+        shard_bytes=shard_bytes,
     )
     shutil.rmtree(folder, ignore_errors=True)  # all in files now; after a failure above it stays for the retry
     return {**result, "instances_found": len(instances), "instances_reused": reused, "server": server.name}

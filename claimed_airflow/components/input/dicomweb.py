@@ -27,6 +27,7 @@ def dicomweb(
     label_column: str = "label",
     max_rejected: int | None = None,
     shards: int = 1,
+    shard_bytes: str | None = None,
     metadata: OutputPath = "metadata.parquet",
     files: OutputPath = "files",
     shard_tables: OutputPath = "shards",
@@ -61,15 +62,16 @@ def dicomweb(
     :param label_column: Column of the labels table copied into the metadata as ``label``.
     :param max_rejected: Fail the task when more instances than this are set aside (default: never, unless all).
     :param shards: Cut the retrieved instances into this many shards by count (see input.dicom).
+    :param shard_bytes: Cut them instead into shards of at most this many bytes, e.g. 512MB (see input.dicom).
     :param metadata: Parquet table: file, tags (PatientSex, PatientAge in years, Modality, ...), label.
     :param files: Folder with the retrieved DICOM files, named as in the ``file`` column.
     :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet`` (column ``file``), one per shard.
     """
     from claimed_airflow.components import _pacs
     from claimed_airflow.components.input.dicom import read_pacs
-    from claimed_airflow.core.sharding import check_count
+    from claimed_airflow.core.sharding import check_cut
 
-    check_count(shards)
+    limit = check_cut(shards, shard_bytes)
     query = _pacs.make_query(
         level, modality, body_part, study_date, accession_number, patient_id, filters, max_instances
     )
@@ -88,4 +90,5 @@ def dicomweb(
         transfer_syntax,
         shards=shards,
         shard_tables=shard_tables,
+        shard_bytes=limit,
     )
