@@ -330,6 +330,6 @@ def test_the_landing_area_on_an_object_store_is_read_by_a_run_and_rescanned_afte
     assert (dag_id, run_id, conf["source"]) == ("dicom_inference", study_run_id(uid), f"{landing}/{key}")
     assert fs.cat_file(f"claimed/landing/{key}/{STARTED_FILE}") == run_id.encode()
     assert Listener(landing, started.append, port=0).rescan() == 0
-    read = run("input.dicom", {"source": conf["source"]}, root=str(tmp_path / "out"))  # what the run's task does
+    read = run("input.dicom", {"source": conf["source"]}, root=str(tmp_path / "out"))  # its retrieve step
     table = pd.read_parquet(read["metadata"])
     assert sorted(table["SOPInstanceUID"]) == sorted(str(dcmread(f).SOPInstanceUID) for f in files)

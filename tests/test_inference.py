@@ -281,6 +281,8 @@ def test_predict_study_runs_the_steps_in_one_task_each_with_its_manifest(study, 
     assert ended["blessed"] is False and ended["reason"].startswith("no series matches Modality in ['MR']: ")
     task = Path(study["out"]) / "dag" / "run2" / "study"
     assert {p.parent.name for p in task.glob("*/manifest.json")} == {"resolve_model", "retrieve", "select_series"}
+    with pytest.raises(ClaimedError, match=r"^retrieve: source: .*absent"):
+        run("predict.study", {**arguments, "source": str(study["root"] / "absent")}, root=study["out"])
     with pytest.raises(ClaimedError, match="^x: run_step runs a step of a component run"):
         run_step("x", "predict.resolve_model", {"model": "tiny"})
 

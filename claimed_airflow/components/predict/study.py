@@ -62,6 +62,7 @@ def study(
     """
     import time
 
+    from claimed_airflow.core.errors import ClaimedError
     from claimed_airflow.core.runner import run_step
 
     seconds: dict[str, float] = {}  # each step's, in the task's XCom and manifest
@@ -70,6 +71,8 @@ def study(
         started = time.monotonic()
         try:
             return run_step(name, component, arguments)
+        except ClaimedError as exc:  # one line that names the step
+            raise ClaimedError(f"{name}: {exc}") from None
         finally:
             seconds[name] = round(time.monotonic() - started, 3)
 
