@@ -17,7 +17,8 @@ next sent once the previous one's SR is in the PACS) and then as many at once:
 
 Arrival is when Orthanc answered the upload of the study's image; stored is when an observer polling the
 PACS's change feed every 0.1 s (the same for both paths) sees the study's SR series. Reported: p50/p95,
-ratio, studies per minute of the burst, and from Airflow's task instances where the time goes.
+ratio, studies per minute of the burst, and where the time goes: from Airflow's task instances (the
+scheduler's waits, the task's run) and the ``seconds`` of each step of its one task (``predict.study``).
 
     .venv/bin/python tests/benchmarks/inference_latency.py [--studies 20] [--interval 1] [--model flagship]
 """
