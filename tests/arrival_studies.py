@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 ROOT = "1.2.826.0.1.3680043.8.498.91"  # a test prefix: UIDs below it are made up here
 
 
 def make_studies(folder: Path, count: int, first: int = 1, instances: int = 1) -> dict[str, list[Path]]:
-    """``count`` studies numbered from ``first`` with ``instances`` instances each: StudyInstanceUID -> files."""
+    """``count`` studies numbered from ``first`` with ``instances`` instances each: StudyInstanceUID -> files.
+
+    Each call's UIDs are new (a random part): tests that share an Airflow database (one pytest worker) never
+    make the same study, whose run id (``study__<key>``) Airflow would refuse as already there.
+    """
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
     folder.mkdir(parents=True, exist_ok=True)
-    studies = {}
+    studies, call = {}, secrets.randbelow(10**9) + 1
     for number in range(first, first + count):
-        study = f"{ROOT}.{number}"
+        study = f"{ROOT}.{call}.{number}"
         files = []
         for i in range(1, instances + 1):
             meta = FileMetaDataset()
