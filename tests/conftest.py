@@ -206,6 +206,25 @@ def isolated_env():
 
 
 @pytest.fixture
+def spark_submissions(monkeypatch) -> list[list[str]]:
+    """The spark-submit commands the apache.spark provider's SparkSubmitHook builds during the test, in order
+    (they still run)."""
+    pytest.importorskip("pyspark")
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    submitted = []
+    original = SparkSubmitHook._build_spark_submit_command
+
+    def record(self, application):
+        command = original(self, application)
+        submitted.append(command)
+        return command
+
+    monkeypatch.setattr(SparkSubmitHook, "_build_spark_submit_command", record)
+    return submitted
+
+
+@pytest.fixture
 def local_kubelet(tmp_path, monkeypatch):
     """KubernetesPodOperator.execute replaced by a stand-in kubelet: the pod is built, its command run here
     (``tests.test_kubernetes_engine.run_pod_command``); returns the pods, in order."""

@@ -43,24 +43,13 @@ def manifest(output_root: Path, run_id: str, task_id: str) -> dict:
 @pytest.mark.e2e
 @pytest.mark.timeout(2400)
 def test_local_engine_trains_with_torch_cohort_on_spark_notifies_and_serves_on_watson_ml(
-    run_dag, output_root, local_kubelet, isolated_env, small_cohort, smtp, tmp_path, monkeypatch
+    run_dag, output_root, local_kubelet, isolated_env, small_cohort, smtp, spark_submissions, tmp_path, monkeypatch
 ):
     """One run, several subjects: PyTorch by one Param, the cohort step through spark-submit, the e-mail, Watson ML."""
     pytest.importorskip("ibm_watsonx_ai")
-    pytest.importorskip("pyspark")
-    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
-
     from tests.wml_stub import API_KEY, SPACE_ID, USERNAME, WatsonMLStub
 
-    submitted = []
-    original = SparkSubmitHook._build_spark_submit_command
-
-    def record(self, application):
-        command = original(self, application)
-        submitted.append(command)
-        return command
-
-    monkeypatch.setattr(SparkSubmitHook, "_build_spark_submit_command", record)
+    submitted = spark_submissions
     cohort = "label IS NOT NULL AND (PatientAge IS NULL OR PatientAge >= 40)"
     conf = {**FLAGSHIP_FAST, **small_cohort, "engine": "local", "deploy_target": "watson_ml"}
     conf.update({"cohort_engine": "spark", "cohort": cohort, "test_fraction": 0.3, "notify_to": ["ops@example.com"]})

@@ -324,18 +324,8 @@ def test_result_rebuilt_from_the_manifest(parquet):
 
 
 @pytest.mark.e2e
-def test_spark_etl_dag_runs_through_spark_submit(run_dag, output_root, expected, monkeypatch):
-    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
-
-    submitted = []
-    original = SparkSubmitHook._build_spark_submit_command
-
-    def record(self, application):
-        command = original(self, application)
-        submitted.append(command)
-        return command
-
-    monkeypatch.setattr(SparkSubmitHook, "_build_spark_submit_command", record)
+def test_spark_etl_dag_runs_through_spark_submit(run_dag, output_root, expected, spark_submissions):
+    submitted = spark_submissions
     state, tasks, run_id = run_dag("spark_etl", {"engine": "spark"})
     assert state == "success", tasks
     assert set(tasks.values()) == {"success"} and len(tasks) == 5
