@@ -6,7 +6,8 @@ Each run is costly (minutes on 2 cores), so one run asserts several subjects:
   in the same run PyTorch chosen by the framework Param alone, the e-mail to notify_to (a real SMTP server on
   loopback) and the cohort step through a real spark-submit on ``local[*]`` (cohort_engine spark);
 - engine kubernetes (every task a pod, built by the real KubernetesPodOperator and its command run
-  here, as in test_kubernetes_engine; train asks for a GPU), deploy_target watson_ml from a pod;
+  here, as in test_kubernetes_engine; train asks for a GPU), deploy_target watson_ml from a pod, 3 shards
+  (a pod each; their merge equals one unsharded task's output);
 - engine local, deploy_target kserve, output root on S3 (moto server): an InferenceService sent to the
   Kubernetes API stub, the model where the cluster reads it (object storage);
 - deploy_target local (the default): tests/test_training_outcome.py (every default Param) and tests/test_pacs.py.
@@ -24,7 +25,13 @@ import pytest
 
 from claimed_airflow.core.runner import run
 from claimed_airflow.core.storage import safe_name
-from tests.flagship import DETERMINISTIC_TASKS, FLAGSHIP_FAST, deterministic_hashes, rerun_in_process
+from tests.flagship import (
+    DETERMINISTIC_TASKS,
+    FLAGSHIP_FAST,
+    deterministic_hashes,
+    output_hashes,
+    rerun_in_process,
+)
 
 pytest.importorskip("airflow.providers.cncf.kubernetes", reason="needs the kubernetes extra")
 pytest.importorskip("torchvision", reason="the flagship runs here train with PyTorch (the torch extra)")
@@ -119,7 +126,7 @@ def test_kubernetes_engine_gpu_training_serves_on_watson_ml(
         conn = {"conn_type": "watson_ml", "host": wml.url, "login": USERNAME, "password": API_KEY}
         conn["extra"] = {"space_id": SPACE_ID, "verify": wml.cert}
         monkeypatch.setenv("AIRFLOW_CONN_WATSON_ML_DEFAULT", json.dumps(conn))
-        conf = {**FLAGSHIP_FAST, **small_cohort, "engine": "kubernetes", "deploy_target": "watson_ml"}
+        conf = {**FLAGSHIP_FAST, **small_cohort, "engine": "kubernetes", "deploy_target": "watson_ml", "shards": 3}
         state, tasks, run_id = run_dag(DAG_ID, conf)
     assert state == "success", tasks
     assert tasks["watson_ml"] == "success" and tasks["kserve"] == "skipped", tasks
@@ -138,6 +145,14 @@ def test_kubernetes_engine_gpu_training_serves_on_watson_ml(
     in_process = rerun_in_process(lambda t: task_dir(output_root, run_id, t) / "manifest.json", str(tmp_path / "local"))
     assert in_pods == in_process and set(in_pods) == set(DETERMINISTIC_TASKS)
     assert all(h.startswith("sha256:") for outputs in in_pods.values() for h in outputs.values())
+
+    # the shards param: one pod per shard, and their merge is what one unsharded task writes
+    shard_pods = [p for p in local_kubelet if p.metadata.labels["task_id"] == "dicom_to_images_shard"]
+    assert len(shard_pods) == 3
+    inputs = {"metadata": manifest(output_root, run_id, "cohort")["outputs"]["output"]["uri"]}
+    inputs["files"] = manifest(output_root, run_id, "dicom_input")["outputs"]["files"]["uri"]
+    unsharded = run("transform.dicom_to_images", {**inputs, "size": 32}, root=str(tmp_path / "unsharded"))
+    assert output_hashes(unsharded["manifest"])["images"] == in_pods["dicom_to_images"]["merged"]
 
 
 @pytest.mark.e2e
