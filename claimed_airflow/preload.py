@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-# the modules the production inference task (predict.study) imports; see docs/guides/production-inference.md
+# the modules that production inference's tasks (dicom_inference, dicom_inference_watch) import
 MODULES = (
     "numpy",
     "pandas",
@@ -50,6 +50,11 @@ MODULES = (
     "claimed_airflow.components.output.dicom",
     "claimed_airflow.components.output.prediction_log",
     "claimed_airflow.components.predict.study",
+    # the DAG files' own imports (each task process parses its DAG file): dicom_inference_watch's
+    "claimed_airflow.operators",
+    "claimed_airflow.pacs.listener",
+    "claimed_airflow.triggers.studies",
+    "airflow.providers.standard.operators.trigger_dagrun",
 )
 # the Airflow commands whose process forks the task processes
 STARTS_TASKS = (("scheduler",), ("celery", "worker"), ("edge", "worker"))

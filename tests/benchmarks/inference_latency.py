@@ -345,6 +345,14 @@ def where_the_time_goes(api: Api, output_root: Path) -> dict:
             steps.setdefault(step, []).append(seconds)
     watch = api.get("/dags/dicom_inference_watch/dagRuns?limit=200")["dag_runs"]
     watch_spans = [_time(r["end_date"]) - _time(r["queued_at"]) for r in watch if r["end_date"]]
+    watch_waits: dict[str, list[float]] = {}  # a watch task's first start after its run was queued, its run time
+    watch_runs: dict[str, list[float]] = {}
+    for dag_run in watch:
+        path = f"/dags/dicom_inference_watch/dagRuns/{urllib.parse.quote(dag_run['dag_run_id'], safe='')}"
+        for ti in api.get(f"{path}/taskInstances?limit=100")["task_instances"]:
+            if ti["start_date"] and ti["map_index"] in (-1, 0):
+                watch_waits.setdefault(ti["task_id"], []).append(_time(ti["start_date"]) - _time(dag_run["queued_at"]))
+                watch_runs.setdefault(ti["task_id"], []).append(ti["duration"] or 0.0)
     median = statistics.median
     return {
         "runs": len(runs),
@@ -354,6 +362,10 @@ def where_the_time_goes(api: Api, output_root: Path) -> dict:
         "watch_run_span_p50": median(watch_spans) if watch_spans else None,
         "tasks": {
             task: {"wait_p50": median(waits[task]), "run_p50": median(durations[task])} for task in sorted(waits)
+        },
+        "watch_tasks": {
+            task: {"started_after_queued_p50": median(watch_waits[task]), "run_p50": median(watch_runs[task])}
+            for task in sorted(watch_waits)
         },
         "steps_p50": {step: round(median(seconds), 2) for step, seconds in steps.items()},
     }
