@@ -328,8 +328,8 @@ def table(path: str) -> None:
         "merge table": (None, "deidentify_table"),
         "merge report": (None, "deidentify_report"),
     }
-    print("| instances | run | wall s | task s in all | " + " | ".join(columns) + " |")
-    print("|" + "---|" * (4 + len(columns)))
+    print("| instances | run | wall s | task s in all | load | " + " | ".join(columns) + " |")
+    print("|" + "---|" * (5 + len(columns)))
     for summary in summaries:
         tasks = {row["task"].split(" (x")[0]: row for row in summary["tasks"]}
         sharded = "dicom_to_images_shard" in tasks
@@ -337,9 +337,8 @@ def table(path: str) -> None:
         for unsharded_name, sharded_name in columns.values():
             row = tasks.get(sharded_name if sharded else unsharded_name or "")
             cells.append(f"{row['seconds']:.0f} s, {row['peak_pss_mib']:.0f} MiB" if row else "-")
-        head = (
-            f"| {summary['instances']:,} | {summary['config']} | {summary['wall_s']:.0f} | {summary['task_s']:.0f} | "
-        )
+        run = f"{summary['instances']:,} | {summary['config']}"
+        head = f"| {run} | {summary['wall_s']:.0f} | {summary['task_s']:.0f} | {summary['load']:.1f} | "
         print(head + " | ".join(cells) + " |")
 
 
