@@ -13,14 +13,15 @@ next sent once the previous one's SR is in the PACS) and then as many at once:
   a TID 1500 Comprehensive SR (highdicom), store (STOW-RS); one study at a time;
 - Airflow 3: API server, scheduler (LocalExecutor, parallelism 4), DAG processor and triggerer on SQLite;
   ``dicom_inference_watch``'s AssetWatcher (the same poll interval) starts one ``dicom_inference`` run
-  per study, which stores its SR back in Orthanc.
+  per study, which stores its SR back in Orthanc. ``$AIRFLOW_HOME/config/airflow_local_settings.py`` calls
+  ``claimed_airflow.preload.preload()`` as a deployment would (``--preload no``: it does not).
 
 Arrival is when Orthanc answered the upload of the study's image; stored is when an observer polling the
 PACS's change feed every 0.1 s (the same for both paths) sees the study's SR series. Reported: p50/p95,
 ratio, studies per minute of the burst, and where the time goes: from Airflow's task instances (the
 scheduler's waits, the task's run) and the ``seconds`` of each step of its one task (``predict.study``).
 
-    .venv/bin/python tests/benchmarks/inference_latency.py [--studies 20] [--interval 1] [--model flagship]
+    .venv/bin/python tests/benchmarks/inference_latency.py [--studies 20] [--preload no] [--idle-sleep 0.25]
 """
 
 from __future__ import annotations
@@ -397,6 +398,7 @@ def run_airflow(folder: Path, output_root: Path, args, one_by_one, at_once) -> t
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(args.parallelism),
             "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": str(args.parallelism),
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(args.idle_sleep),
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "120",
             "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "3600",
@@ -448,6 +450,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["flagship", "tiny"], default="flagship")
     parser.add_argument("--trained", type=Path, help="a model folder to publish instead of training one")
     parser.add_argument("--skip", choices=["none", "hand", "airflow"], default="none")
+    parser.add_argument("--idle-sleep", type=float, default=1.0, help="[scheduler] scheduler_idle_sleep_time (s)")
     parser.add_argument("--preload", choices=["yes", "no"], default="yes", help="claimed_airflow.preload in Airflow")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-inference-"))
