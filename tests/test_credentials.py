@@ -34,12 +34,28 @@ def test_a_named_connection_that_is_not_defined_is_an_error_not_the_environment(
         assert str(caught.value) == "conn_id: Airflow connection 'claimed_missing' is not defined"
 
 
-def test_a_default_connection_that_is_not_defined_is_optional():
-    """A component's default connection (dicomweb_default) need not exist: then its environment variables."""
+def test_the_running_components_default_connection_is_optional_and_no_other():
+    """A component's own default connection (its declared ``conn_id`` default) need not exist: then its environment
+    variables. Any other id, even one ending in ``_default``, must be defined."""
+    from claimed_airflow.core.component import component
+    from claimed_airflow.core.context import RunContext, active
+
+    @component("test")
+    def reads_a_service(conn_id: str | None = "claimed_default") -> dict:
+        """Reads a service."""
+        return {}
+
     read = lambda name: _not_defined(name).password  # noqa: E731
-    assert from_connection("claimed_default", read, kind="Test", environment=lambda: "env") == "env"
-    with pytest.raises(ClaimedError, match="^conn_id: Airflow connection 'claimed_default' is not defined$"):
-        from_connection("claimed_default", read, kind="Test", environment=lambda: None)
+    with active(RunContext(component="reads_a_service", spec=reads_a_service.spec)):
+        assert from_connection("claimed_default", read, kind="Test", environment=lambda: "env") == "env"
+        with pytest.raises(ClaimedError, match="^conn_id: Airflow connection 'claimed_default' is not defined$"):
+            from_connection("claimed_default", read, kind="Test", environment=lambda: None)
+        with pytest.raises(ClaimedError, match="^conn_id: Airflow connection 'other_default' is not defined$"):
+            from_connection("other_default", read, kind="Test", environment=lambda: "env")
+        with pytest.raises(ClaimedError, match="^model: Airflow connection 'claimed_default' is not defined$"):
+            from_connection("claimed_default", read, kind="Test", environment=lambda: "env", param="model")
+    with pytest.raises(ClaimedError, match="'claimed_default' is not defined"):  # outside a component run
+        from_connection("claimed_default", read, kind="Test", environment=lambda: "env")
 
 
 def test_airflow_errors_are_recognised_by_type_not_by_name():

@@ -45,6 +45,7 @@ class RunContext:
     root: str = ""
     task_uri: str = ""  # <root>/<dag_id>/<run_id>/<task_id>: the same for every attempt of a task
     scope: object = None  # the run's storage.Scope (runner.run_step places a step's folder inside it)
+    spec: object = None  # the running component's ComponentSpec (its declared defaults)
     rejected: list[dict] = field(default_factory=list)
 
 

@@ -5,7 +5,8 @@ for runs without Airflow. :func:`from_connection` looks them up in one order:
 
 1. the Airflow connection ``conn_id`` (when one is given), read by the component's ``read(conn_id)``, which
    uses a hook (Airflow is imported only now); a connection that is not defined is an error naming it, except
-   a component's default connection (Airflow's ``<service>_default`` names), which is optional;
+   the running component's own default connection (its parameter's declared default, e.g. ``dicomweb_default``
+   of ``conn_id``), which is optional;
 2. the component's environment variables (``environment()``; None when they are not set), when no connection
    is given, the default connection is not defined, or Airflow is not installed here (a pod or a KFP step: its
    credentials come as environment);
@@ -23,11 +24,11 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from claimed_airflow.core.context import current
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.storage import redact
 
 T = TypeVar("T")
-DEFAULT_SUFFIX = "_default"  # Airflow's names of a component's default connection (dicomweb_default): optional
 log = logging.getLogger(__name__)
 
 
@@ -86,7 +87,7 @@ def from_connection(
     except ClaimedError:
         raise
     except not_found:  # a named connection never silently becomes the environment's credentials
-        found = environment() if environment and conn_id.endswith(DEFAULT_SUFFIX) else None
+        found = environment() if environment and _declared_default(param, conn_id) else None
         if found is None:
             raise ClaimedError(f"{param}: Airflow connection {conn_id!r} is not defined") from None
         log.info("%s: default connection %r is not defined; using the environment", param, conn_id)
@@ -98,3 +99,10 @@ def from_connection(
 
 def _with_hint(message: str, hint: str) -> str:
     return f"{message}; {hint}" if hint else message
+
+
+def _declared_default(param: str, conn_id: str) -> bool:
+    """``conn_id`` is the running component's declared default of its parameter ``param`` (not merely a name
+    ending in ``_default``: a connection the user names must exist)."""
+    spec = current().spec
+    return spec is not None and any(p.name == param and p.default == conn_id for p in spec.parameters)

@@ -147,7 +147,7 @@ def _execute(
         local.parent.mkdir(parents=True)
         call[param.name] = str(local)
         locals_[param.name] = local
-    ctx = RunContext(component=spec.name, root=root, task_uri=task_dir, scope=scope)
+    ctx = RunContext(component=spec.name, root=root, task_uri=task_dir, scope=scope, spec=spec)
     log.info("running %s with %s", spec.name, _printable(values))
     with active(ctx):
         returned = spec.function(**call) or {}
