@@ -93,7 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace, extra: list[str]) -> dict:
-    from claimed_airflow.core import sharding
     from claimed_airflow.core.manifest import new_run_id
     from claimed_airflow.core.runner import run
     from claimed_airflow.core.storage import Scope
@@ -113,8 +112,6 @@ def run_command(args: argparse.Namespace, extra: list[str]) -> dict:
         task_id=args.task_id or spec.name,
         map_index=args.map_index,
     )
-    if sharding.spreads(spec, arguments):  # every shard in this task (under spark-submit: over the executors)
-        run = sharding.run_every_shard
     return run(spec, arguments, root=args.output_root, scope=scope, output_uris=outputs, cache=args.cache)
 
 

@@ -250,8 +250,11 @@ def test_a_task_given_shard_tables_without_shard_index_runs_every_shard(tmp_path
     for name, task in (("transform.dicom_to_images", "dicom_to_images"), ("transform.deidentify", "deidentify")):
         spec = registry.get(name)
         assert sharding.spreads(spec, common) and not sharding.spreads(spec, {**common, "shard_index": 0})
-        job = EngineTask(task, spec, {**common, **EVERY[name]}, str(tmp_path), Scope("s", "r", task))
-        result = LocalEngine().run(job, {})
+        if name == "transform.dicom_to_images":  # through the local engine
+            job = EngineTask(task, spec, {**common, **EVERY[name]}, str(tmp_path), Scope("s", "r", task))
+            result = LocalEngine().run(job, {})
+        else:  # runner.run itself: the one place of the rule (the CLI in a pod, spark-submit, the engines)
+            result = runner.run(name, {**common, **EVERY[name]}, root=str(tmp_path), scope=Scope("s", "r", task))
         assert _hashes(result["manifest"]) == _hashes(unsharded[task]["manifest"])
         record = json.loads(Path(result["manifest"]).read_text())
         assert record["parameters"]["shard_index"] is None and record["values"]["shards"] == 7
@@ -260,7 +263,7 @@ def test_a_task_given_shard_tables_without_shard_index_runs_every_shard(tmp_path
         ]
     assert result["files_deidentified"] == 20
     with pytest.raises(ClaimedError, match="^shard_tables: metadata.parquet is not a folder of shard tables"):
-        sharding.run_every_shard("transform.dicom_to_images", {**common, "shard_tables": found["metadata"]})
+        runner.run_every_shard("transform.dicom_to_images", {**common, "shard_tables": found["metadata"]})
 
 
 def test_engine_spark_runs_one_spark_task_per_shard(tmp_path, cohort, unsharded, monkeypatch):

@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from claimed_airflow.core import manifest, registry, storage
+from claimed_airflow.core import manifest, registry, sharding, storage
 from claimed_airflow.core.component import ComponentSpec
 from claimed_airflow.core.context import RunContext, active, cancel, cancelled, current
 from claimed_airflow.core.errors import ClaimedError
@@ -40,9 +40,12 @@ def run(
     """Run ``component`` and return its result: output URIs, returned values and ``manifest`` URI.
 
     With ``cache``, a run whose component version, parameters and input content hashes equal those of
-    an earlier run (under the same root) whose outputs still verify reuses that run's outputs.
+    an earlier run (under the same root) whose outputs still verify reuses that run's outputs. A data-parallel
+    component given ``shard_tables`` and no ``shard_index`` runs every shard (:func:`run_every_shard`).
     """
     spec = registry.get(component) if isinstance(component, str) else component
+    if sharding.spreads(spec, arguments):  # every shard in this task (under spark-submit: over the executors)
+        return run_every_shard(spec, arguments, root=root, scope=scope, output_uris=output_uris, cache=cache)
     _mask_uri_secrets([arguments, root, output_uris])
     values = spec.bind(arguments)
     scope = scope or Scope(dag_id="adhoc", run_id=manifest.new_run_id(), task_id=spec.name)
@@ -106,6 +109,81 @@ def run_step(step: str, component: str | ComponentSpec, arguments: dict[str, Any
     if cancelled():
         raise ClaimedError(f"{step}: not started, the task is being killed")
     return run(component, arguments, root=ctx.root, scope=replace(ctx.scope, step=step))
+
+
+def run_every_shard(component, arguments: dict, *, root=None, scope=None, output_uris=None, cache=False) -> dict:
+    """Run a data-parallel component once per shard, then merge the shards' outputs into its own outputs.
+
+    :func:`run`'s signature and result. The shards run under spark-submit (engine ``spark``) as one Spark
+    task each, spread over the executors (``core.spark.spread``), else one after another in this process;
+    shard ``i`` writes under ``<task>_shard_<i>`` as a mapped task would. Then one run of the component's
+    spec with a merging function stands for the task: its outputs are the merged ones (``sharding.merge``), its
+    manifest lists every shard's items set aside and its values are the shards' combined (``sharding.combine``).
+    """
+    import functools
+    import tempfile
+
+    from claimed_airflow.core import spark
+
+    spec = registry.get(component) if isinstance(component, str) else component
+    root = storage.normalize(root or storage.default_root())
+    scope = scope or Scope(dag_id="adhoc", run_id=manifest.new_run_id(), task_id=spec.name)
+    with tempfile.TemporaryDirectory(prefix="claimed-shards-") as tmp:
+        shards = sharding.count(storage.stage_input("shard_tables", arguments["shard_tables"], Path(tmp)))
+    task = scope.task_id if scope.map_index < 0 else f"{scope.task_id}_{scope.map_index}"
+    jobs = [
+        (
+            spec.reference,
+            {**arguments, "shard_index": i},
+            root,
+            Scope(scope.dag_id, scope.run_id, f"{task}_shard", i),
+            cache,
+        )
+        for i in range(shards)
+    ]
+    log.info("%s: %d shard(s)%s", spec.name, shards, " over the Spark executors" if spark.under_spark_submit() else "")
+    done = spark.spread(run_shard, jobs) if spark.under_spark_submit() else [run_shard(job) for job in jobs]
+    for index, shard in enumerate(done):
+        if "error" in shard:
+            raise ClaimedError(f"shard {index} of {shards}: {shard['error']}")
+    outputs = [o.name for o in spec.outputs]
+
+    @functools.wraps(spec.function)
+    def merged(**call) -> dict:
+        counted = []
+        with tempfile.TemporaryDirectory(prefix="claimed-merge-") as tmp:
+            for name in outputs:
+                parts = [
+                    Path(storage.stage_input(f"{name}[{i}]", shard["result"][name], Path(tmp) / str(i)))
+                    for i, shard in enumerate(done)
+                ]
+                result = sharding.merge(parts, Path(call[name]))
+                if "tables" in result:  # a folder: its tables' rows, else its files
+                    counted.append(result["table_rows"] if result["tables"] else result["files"])
+                elif "rows" in result:  # a table
+                    counted.append(result["rows"])
+        if counted and not any(counted):
+            raise ClaimedError(f"{spec.name}: nothing in any of the {shards} shard(s) (empty, or every file set aside)")
+        values: dict = {}
+        for shard in done:
+            current().rejected.extend(shard["rejected"])
+            sharding.combine(values, {k: v for k, v in shard["result"].items() if k not in outputs and k != "manifest"})
+        return {**values, "shards": shards}
+
+    every = tuple(replace(p, default=None) if p.name == "shard_index" else p for p in spec.parameters)
+    whole = replace(spec, function=merged, parameters=every, data_parallel=False)  # the merge: no shards again
+    arguments = {k: v for k, v in arguments.items() if k != "shard_index"}
+    return run(whole, arguments, root=root, scope=scope, output_uris=output_uris, cache=cache)
+
+
+def run_shard(job: tuple) -> dict:
+    """One shard's run (in a Spark executor or this process): its result and items set aside, or its error."""
+    component, arguments, root, scope, cache = job
+    try:
+        result = run(component, arguments, root=root, scope=scope, cache=cache)
+    except ClaimedError as exc:  # the user's error, one line; anything else fails the Spark task (retried there)
+        return {"error": str(exc)}
+    return {"result": result, "rejected": storage.read_json(result["manifest"]).get("rejected") or []}
 
 
 def working_folders() -> list[str]:

@@ -8,8 +8,8 @@ XCom carries the folder's URI and N numbers, never file names. A data-parallel c
 ``@component(..., data_parallel=True)``) takes ``shard_tables`` and ``shard_index`` and works on that
 shard's files only; ``transform.merge_shards`` joins the shard outputs into the layout one unsharded
 task writes, one shard at a time (its memory does not grow with the rows). Given ``shard_tables`` and no
-``shard_index``, one task runs every shard itself (:func:`spreads`, :func:`run_every_shard`; under spark-submit
-one Spark task per shard) and writes the merged outputs.
+``shard_index``, one task runs every shard itself (:func:`spreads`; ``core.runner.run`` does it, under
+spark-submit one Spark task per shard) and writes the merged outputs.
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ def _number(value) -> bool:
 
 def spreads(spec, arguments: dict) -> bool:
     """The rule: a data-parallel component given ``shard_tables`` and no ``shard_index`` runs every shard
-    (:func:`run_every_shard`) and writes what one unsharded task writes."""
+    (``core.runner.run_every_shard``) and writes what one unsharded task writes."""
     given = {name: arguments.get(name) for name in ("shard_tables", "shard_index")}
     return bool(spec.data_parallel) and given["shard_tables"] not in (None, "") and given["shard_index"] in (None, "")
 
@@ -303,82 +303,3 @@ def count(shard_tables: str | Path) -> int:
     if not names or names != [table_name(i) for i in range(len(names))]:
         raise ClaimedError(f"shard_tables: {folder.name} is not a folder of shard tables shard-00000.parquet, ...")
     return len(names)
-
-
-def run_every_shard(component, arguments: dict, *, root=None, scope=None, output_uris=None, cache=False) -> dict:
-    """Run a data-parallel component once per shard, then merge the shards' outputs into its own outputs.
-
-    ``runner.run``'s signature and result. The shards run under spark-submit (engine ``spark``) as one Spark
-    task each, spread over the executors (``core.spark.spread``), else one after another in this process;
-    shard ``i`` writes under ``<task>_shard_<i>`` as a mapped task would. Then one run of the component's
-    spec with a merging function stands for the task: its outputs are the merged ones (:func:`merge`), its
-    manifest lists every shard's items set aside and its values are the shards' combined (:func:`combine`).
-    """
-    import dataclasses
-    import functools
-    import tempfile
-
-    from claimed_airflow.core import manifest, registry, runner, spark, storage
-    from claimed_airflow.core.context import current
-
-    spec = registry.get(component) if isinstance(component, str) else component
-    root = storage.normalize(root or storage.default_root())
-    scope = scope or storage.Scope(dag_id="adhoc", run_id=manifest.new_run_id(), task_id=spec.name)
-    with tempfile.TemporaryDirectory(prefix="claimed-shards-") as tmp:
-        shards = count(storage.stage_input("shard_tables", arguments["shard_tables"], Path(tmp)))
-    task = scope.task_id if scope.map_index < 0 else f"{scope.task_id}_{scope.map_index}"
-    jobs = [
-        (
-            spec.reference,
-            {**arguments, "shard_index": i},
-            root,
-            storage.Scope(scope.dag_id, scope.run_id, f"{task}_shard", i),
-            cache,
-        )
-        for i in range(shards)
-    ]
-    log.info("%s: %d shard(s)%s", spec.name, shards, " over the Spark executors" if spark.under_spark_submit() else "")
-    done = spark.spread(run_shard, jobs) if spark.under_spark_submit() else [run_shard(job) for job in jobs]
-    for index, shard in enumerate(done):
-        if "error" in shard:
-            raise ClaimedError(f"shard {index} of {shards}: {shard['error']}")
-    outputs = [o.name for o in spec.outputs]
-
-    @functools.wraps(spec.function)
-    def merged(**call) -> dict:
-        counted = []
-        with tempfile.TemporaryDirectory(prefix="claimed-merge-") as tmp:
-            for name in outputs:
-                parts = [
-                    Path(storage.stage_input(f"{name}[{i}]", shard["result"][name], Path(tmp) / str(i)))
-                    for i, shard in enumerate(done)
-                ]
-                result = merge(parts, Path(call[name]))
-                if "tables" in result:  # a folder: its tables' rows, else its files
-                    counted.append(result["table_rows"] if result["tables"] else result["files"])
-                elif "rows" in result:  # a table
-                    counted.append(result["rows"])
-        if counted and not any(counted):
-            raise ClaimedError(f"{spec.name}: nothing in any of the {shards} shard(s) (empty, or every file set aside)")
-        values: dict = {}
-        for shard in done:
-            current().rejected.extend(shard["rejected"])
-            combine(values, {k: v for k, v in shard["result"].items() if k not in outputs and k != "manifest"})
-        return {**values, "shards": shards}
-
-    every = tuple(dataclasses.replace(p, default=None) if p.name == "shard_index" else p for p in spec.parameters)
-    whole = dataclasses.replace(spec, function=merged, parameters=every)
-    arguments = {k: v for k, v in arguments.items() if k != "shard_index"}
-    return runner.run(whole, arguments, root=root, scope=scope, output_uris=output_uris, cache=cache)
-
-
-def run_shard(job: tuple) -> dict:
-    """One shard's run (in a Spark executor or this process): its result and items set aside, or its error."""
-    from claimed_airflow.core import runner, storage
-
-    component, arguments, root, scope, cache = job
-    try:
-        result = runner.run(component, arguments, root=root, scope=scope, cache=cache)
-    except ClaimedError as exc:  # the user's error, one line; anything else fails the Spark task (retried there)
-        return {"error": str(exc)}
-    return {"result": result, "rejected": storage.read_json(result["manifest"]).get("rejected") or []}

@@ -38,11 +38,8 @@ class LocalEngine:
 
 
 def _run(task: EngineTask, journal: list | None) -> dict[str, Any]:
-    from claimed_airflow.core import sharding, waits
-    from claimed_airflow.core.runner import run
-
-    if sharding.spreads(task.spec, task.arguments):  # every shard in this task, one after another
-        run = sharding.run_every_shard
+    from claimed_airflow.core import waits
+    from claimed_airflow.core.runner import run  # a task given shard_tables and no shard_index: every shard
     if not task.deferrable and journal is None:
         return run(task.spec, task.arguments, root=task.root, scope=task.scope, cache=task.cache)
     try:
