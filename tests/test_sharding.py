@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from claimed_airflow.core import InputPath, component, registry, runner, sharding, storage
+from claimed_airflow.core import InputPath, OutputPath, component, registry, runner, sharding, storage
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.storage import Scope
 from claimed_airflow.core.tables import read_table
@@ -85,6 +85,65 @@ def test_only_a_component_taking_a_shard_can_declare_itself_data_parallel():
         def whole(table: InputPath) -> dict:
             """Not shardable."""
             return {}
+
+
+@component("transform", data_parallel=True)
+def staged_files(
+    files: InputPath, shard_tables: InputPath | None = None, shard_index: int = 0, listing: OutputPath = "listing.json"
+) -> dict:
+    """The files of the ``files`` folder as this run sees it (staged, or the local folder itself)."""
+    names = sorted(p.relative_to(files).as_posix() for p in Path(files).rglob("*") if p.is_file())
+    Path(listing).write_text(json.dumps(names))
+    return {"staged": len(names)}
+
+
+def _files_and_shards(folder: Path) -> tuple[Path, Path, list[str]]:
+    """Six small files in a sub-folder, cut into 3 shard tables of 2."""
+    names = [f"sub/f{i}.dcm" for i in range(6)]
+    (folder / "files" / "sub").mkdir(parents=True)
+    for name in names:
+        (folder / "files" / name).write_text(name)
+    sharding.write_tables(names, 3, folder / "shards")
+    return folder / "files", folder / "shards", names
+
+
+def _shard_run(root: Path, files: str, tables: str, index: int) -> tuple[dict, dict]:
+    result = runner.run(
+        staged_files.spec, {"files": files, "shard_tables": tables, "shard_index": index}, root=str(root)
+    )
+    return result, json.loads(Path(result["manifest"]).read_text())["inputs"]
+
+
+def test_a_shard_run_hashes_only_its_own_files_and_table(tmp_path):
+    """Locally nothing is copied (the component sees the folder) and the manifest hashes shard 1's two files and
+    its one table: a changed file of shard 0 leaves the hash as it was, a changed file of shard 1 does not."""
+    from claimed_airflow.reproduce import reproduce
+
+    files, tables, names = _files_and_shards(tmp_path)
+    result, first = _shard_run(tmp_path / "out", str(files), str(tables), 1)
+    assert result["staged"] == 6  # the local folder itself, not a copy
+    assert (first["files"]["shard"], first["files"]["files"], first["shard_tables"]["files"]) == (1, 2, 1)
+    assert first["files"]["hash"] == storage.content_hash(files, names[2:4]) != storage.content_hash(files)
+    assert reproduce(result["manifest"], str(tmp_path / "again"))["match"]  # hashes the shard's files again
+    (files / names[0]).write_text("changed")
+    assert _shard_run(tmp_path / "out", str(files), str(tables), 1)[1]["files"]["hash"] == first["files"]["hash"]
+    (files / names[3]).write_text("changed")
+    assert _shard_run(tmp_path / "out", str(files), str(tables), 1)[1]["files"]["hash"] != first["files"]["hash"]
+
+
+def test_a_shard_run_downloads_only_its_own_files_from_an_object_store(tmp_path, s3_endpoint):
+    """On S3 (moto) shard 1 of 3 downloads its two files and its one shard table, not the folder; its manifest
+    records the same hash as the local run of that shard."""
+    files, tables, names = _files_and_shards(tmp_path)
+    s3_endpoint.put(str(files) + "/", "claimed/sharded/files/", recursive=True)
+    s3_endpoint.put(str(tables) + "/", "claimed/sharded/shards/", recursive=True)
+    remote, inputs = _shard_run(tmp_path / "out", "s3://claimed/sharded/files", "s3://claimed/sharded/shards", 1)
+    assert remote["staged"] == 2 and json.loads(Path(remote["listing"]).read_text()) == names[2:4]
+    local = _shard_run(tmp_path / "out", str(files), str(tables), 1)[1]
+    assert inputs["files"]["hash"] == local["files"]["hash"]
+    assert inputs["shard_tables"]["hash"] == local["shard_tables"]["hash"]
+    with pytest.raises(ClaimedError, match="^shard_index: no shard 3 in shard_tables s3://claimed/sharded/shards"):
+        _shard_run(tmp_path / "out", "s3://claimed/sharded/files", "s3://claimed/sharded/shards", 3)
 
 
 def _run(root: Path, name: str, arguments: dict, task: str, index: int = -1) -> dict:

@@ -203,16 +203,44 @@ def _working_folder() -> Iterator[str]:
 
 
 def _stage_inputs(spec: ComponentSpec, values: dict, workdir: Path) -> tuple[dict, dict]:
-    """Local paths for the input artifacts (the call's arguments) and their URI + content-hash records."""
+    """Local paths for the input artifacts (the call's arguments) and their URI + content-hash records.
+
+    A shard's run (:func:`shard_of`) stages and hashes its own shard table and, of its ``files`` input, only the
+    files that table names; its records say so (``shard``, ``files``)."""
     call, records = dict(values), {}
+    shard = shard_of(spec, values, workdir)
     for param in spec.inputs:
         uri = values[param.name]
         if uri is None:
             continue
-        local = storage.stage_input(param.name, uri, workdir)
-        call[param.name] = local
-        records[param.name] = {"uri": storage.normalize(uri), "hash": storage.content_hash(local)}
+        call[param.name], records[param.name] = stage(param.name, uri, workdir, shard)
     return call, records
+
+
+def shard_of(spec: ComponentSpec, values: dict, workdir: Path) -> tuple[int, list[str], str] | None:
+    """A shard's run: its index, the names of its files and its staged shard table's folder (only its own
+    table staged, read once); else None."""
+    index = sharding.index_of(spec, values)
+    if index is None:
+        return None
+    uri, table = values["shard_tables"], sharding.table_name(index)
+    tables = storage.stage_files("shard_tables", uri, [table], workdir)
+    if not (Path(tables) / table).is_file() and not storage.is_local(uri):
+        raise ClaimedError(f"shard_index: no shard {index} in shard_tables {storage.redact(uri)}")
+    return index, sharding.files_of(tables, index), tables
+
+
+def stage(name: str, uri: str, workdir: Path, shard: tuple[int, list[str], str] | None = None) -> tuple[str, dict]:
+    """One input staged (:func:`storage.stage_input`; a shard's ``shard_tables`` and ``files``: only its own) and
+    its record: URI and content hash (of what was staged, and what that was)."""
+    if shard is not None and name in ("shard_tables", sharding.FILES):
+        index, files, tables = shard
+        names = [sharding.table_name(index)] if name == "shard_tables" else files
+        local = tables if name == "shard_tables" else storage.stage_files(name, uri, names, workdir)
+        record = {"uri": storage.normalize(uri), "hash": storage.content_hash(local, names)}
+        return local, {**record, "shard": index, "files": len(names)}
+    local = storage.stage_input(name, uri, workdir)
+    return local, {"uri": storage.normalize(uri), "hash": storage.content_hash(local)}
 
 
 def _execute(

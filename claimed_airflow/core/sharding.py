@@ -25,6 +25,7 @@ from claimed_airflow.core.errors import ClaimedError
 
 log = logging.getLogger("claimed_airflow")
 KEY = "file"
+FILES = "files"  # the input of a data-parallel component whose files a shard table names (relative paths)
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 ROW_GROUP = 1024 * 1024  # rows per merged Parquet row group: pyarrow's default, so a merge writes what one task does
 MAX_SHARDS = 10_000  # Airflow's [core] max_map_length is 1024 by default; more is a mistake, not a plan
@@ -136,6 +137,13 @@ def files_of(shard_tables: str | Path, shard_index: int) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - not a shard table: the user's input to fix
         raise ClaimedError(f"shard_tables: {path.name} is not a shard table ({type(exc).__name__}: {exc})") from None
     return [str(name) for name in table.column(KEY).to_pylist()]
+
+
+def index_of(spec, values: dict) -> int | None:
+    """The shard a run works on: ``shard_index`` of a data-parallel component given ``shard_tables``, else None."""
+    if not spec.data_parallel or values.get("shard_tables") in (None, "") or values.get("shard_index") in (None, ""):
+        return None
+    return int(values["shard_index"])
 
 
 def announce(component: str, shard_index: int, count: int) -> None:

@@ -222,6 +222,35 @@ def stage_input(name: str, uri: str, workdir: Path) -> str:
     return str(target)
 
 
+def stage_files(name: str, uri: str, names: list[str], workdir: Path) -> str:
+    """A local folder holding the files ``names`` (paths relative to folder input ``name``): a local folder as it
+    is (nothing copied), else only those files downloaded into ``workdir`` (a name missing there stays missing:
+    the component reports it). A name leading out of the folder is an error naming it."""
+    from claimed_airflow.core.paths import inside
+
+    if not exists(uri):
+        raise ClaimedError(f"{name}: input path does not exist: {redact(uri)}")
+    if is_local(uri):
+        return str(Path(local_path(uri)).expanduser())
+    fs = filesystem(uri)
+    target = workdir / "inputs" / name / _file_name(uri, name)
+    target.mkdir(parents=True)
+    try:
+        locals_ = [str(inside(target, item)) for item in names]
+    except ClaimedError as exc:
+        raise ClaimedError(f"{name}: {exc}") from None
+    remotes = [f"{uri.rstrip('/')}/{item}" for item in names]
+    try:
+        fs.get(remotes, locals_)  # concurrently on an object store
+    except FileNotFoundError:  # some are missing: the others one by one
+        for remote, local in zip(remotes, locals_, strict=True):
+            try:
+                fs.get_file(remote, local)
+            except FileNotFoundError:
+                Path(local).unlink(missing_ok=True)
+    return str(target)
+
+
 def _file_name(uri: str, fallback: str) -> str:
     """The last segment of a remote file's path (no query or fragment of a URL), made a safe file name."""
     if protocol(uri) in _QUERY_PROTOCOLS:
@@ -488,9 +517,16 @@ def read_json(uri: str) -> Any:
         return json.load(handle)
 
 
-def content_hash(path: str | Path) -> str | None:
-    """``sha256:<hex>`` of a file, or of a folder (sorted relative names and file hashes); None if absent."""
+def content_hash(path: str | Path, names: list[str] | None = None) -> str | None:
+    """``sha256:<hex>`` of a file, or of a folder (sorted relative names and file hashes); None if absent.
+    With ``names``: of those files of the folder only (a missing one hashed as missing)."""
     path = Path(path)
+    if names is not None:
+        digest = hashlib.sha256()
+        for name in sorted(set(names)):
+            file = path / name
+            digest.update(f"{name}\0{_file_digest(file) if file.is_file() else 'missing'}\n".encode())
+        return "sha256:" + digest.hexdigest()
     if path.is_file():
         return "sha256:" + _file_digest(path)
     if not path.is_dir():

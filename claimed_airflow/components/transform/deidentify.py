@@ -16,6 +16,7 @@ from typing import Literal
 from claimed_airflow.core import InputPath, OutputPath, Progress, component, reject
 from claimed_airflow.core.credentials import from_connection, mask
 from claimed_airflow.core.errors import ClaimedError
+from claimed_airflow.core.paths import inside
 from claimed_airflow.core.tables import require_columns
 
 log = logging.getLogger("claimed_airflow")
@@ -675,12 +676,14 @@ def deidentify(
         salt, keep_patient_sex, keep_patient_age, shift_dates, clean_structured_content, retain_safe_private or ()
     )
     base = Path(files)
-    candidates = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-    if shard_tables is not None:
+    if shard_tables is None:
+        candidates = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+    else:  # the shard's files only, in the order of the whole folder's listing (never listing the folder)
         from claimed_airflow.core import sharding
 
-        wanted = set(sharding.files_of(shard_tables, shard_index))
-        candidates = [p for p in candidates if (p.name if base.is_file() else p.relative_to(base).as_posix()) in wanted]
+        wanted = sharding.files_of(shard_tables, shard_index)
+        candidates = [base] if base.is_file() and base.name in wanted else []
+        candidates += [] if base.is_file() else sorted(base / name for name in dict.fromkeys(wanted))
         sharding.announce("deidentify", shard_index, len(candidates))
     out = Path(output)
     out.mkdir(parents=True)
@@ -693,6 +696,14 @@ def deidentify(
             relative = path.name if base.is_file() else path.relative_to(base).as_posix()
             # original names may carry PHI: the log and manifest name a file by position and keyed hash
             item = f"input file {number} of {len(candidates)} (key {new_uid(relative, salt)[5:17]})"
+            try:  # a shard table's name is a table value: it never leads out of the files folder
+                _ = inside(base, relative) if shard_tables is not None and path is not base else path
+            except ClaimedError:  # not quoted: original names may carry PHI
+                reject(item, "leads out of the files folder (absolute, '..' or a link out)")
+                continue
+            if not path.is_file():
+                reject(item, "file not found in the files folder")
+                continue
             if not has_dicm_magic(path):
                 reject(item, "not a DICOM file (no DICM magic)")
                 continue
