@@ -261,17 +261,27 @@ def assert_equal_outputs(images: Path, files: Path, table: Path, report: Path, u
     assert json.loads(report.read_text()) == json.loads(Path(whole["report"]).read_text())
 
 
-@pytest.mark.parametrize("shards", [1, 3, 7])
-def test_merged_shards_equal_the_unsharded_run(tmp_path, cohort, unsharded, monkeypatch, shards):
-    """input.dicom cuts 20 phantoms into N shards; deidentify and dicom_to_images run once per shard; the
-    merged outputs equal the unsharded tasks'."""
+@pytest.mark.parametrize("shards, metadata", [(1, False), (3, True), (7, False)])
+def test_merged_shards_equal_the_unsharded_run(tmp_path, cohort, unsharded, monkeypatch, shards, metadata):
+    """input.dicom cuts 20 phantoms into N shards; deidentify and dicom_to_images run once per shard, taking their
+    rows from their shard table (or, given ``metadata``, that table's rows of their files); the merged outputs
+    equal the unsharded tasks' (given the whole metadata table)."""
     monkeypatch.setenv(SALT_ENV, SALT)
     found = _run(tmp_path, "input.dicom", {**cohort, "shards": shards}, "input")
     assert found["shard_index"] == list(range(shards))
     assert storage.content_hash(found["files"]) == storage.content_hash(unsharded["input"]["files"])
     tables = found["shard_tables"]
+    assert storage.content_hash(tables) == storage.content_hash(
+        _run(tmp_path, "input.dicom", {**cohort, "shards": shards}, "again")["shard_tables"]
+    )  # deterministic
     assert sum(len(sharding.files_of(tables, i)) for i in range(shards)) == 20  # broken.dcm set aside
-    common = {"metadata": found["metadata"], "files": found["files"], "shard_tables": tables}
+    import pandas as pd
+
+    whole = read_table(found["metadata"])
+    rows = pd.concat([sharding.rows_of(tables, i) for i in range(shards)], ignore_index=True)
+    pd.testing.assert_frame_equal(rows, whole)  # every row once, in the table's order, file first
+    assert list(rows.columns)[0] == "file" and len(rows.columns) > 10
+    common = {"files": found["files"], "shard_tables": tables} | ({"metadata": found["metadata"]} if metadata else {})
     images, private = [], []
     for i in range(shards):
         images.append(_run(tmp_path, "transform.dicom_to_images", {**common, **DECODE, "shard_index": i}, "d", i))

@@ -102,11 +102,14 @@ def cuts(names: Sequence[str], shards: int = 1, shard_bytes: int | None = None, 
 
 
 def write_tables(
-    names: Sequence[str], shards: int, folder: str | Path, shard_bytes: int | None = None, files=None
+    names: Sequence[str], shards: int, folder: str | Path, shard_bytes: int | None = None, files=None, rows=None
 ) -> list[int]:
     """Cut ``names`` (in their order) into shard tables under ``folder`` (:func:`cuts`); returns the shard indexes.
 
-    The same names in the same order give the same shards. With more shards than names some are empty.
+    With ``rows`` (a metadata table, column ``file`` naming one of ``names``) each shard table holds its files'
+    rows in their order, column ``file`` first, then the metadata columns (:func:`rows_of`); else the column
+    ``file`` only. The same names in the same order (and rows) give the same shards. With more shards than
+    names some are empty.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -114,12 +117,32 @@ def write_tables(
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     ranges = cuts(names, shards, shard_bytes, files)
+    parts = _split_rows(rows, names, ranges) if rows is not None else None
     for index, (start, stop) in enumerate(ranges):
-        column = pa.array([str(n) for n in names[start:stop]], type=pa.string())
-        pq.write_table(pa.table({KEY: column}), out / table_name(index))
+        if parts is None:
+            table = pa.table({KEY: pa.array([str(n) for n in names[start:stop]], type=pa.string())})
+        else:
+            table = pa.Table.from_pandas(parts[index], preserve_index=False)
+        pq.write_table(table, out / table_name(index))
     if shard_bytes is not None:
         log.info("%d file(s) cut into %d shard(s) of at most %d bytes", len(names), len(ranges), shard_bytes)
     return list(range(len(ranges)))
+
+
+def _split_rows(rows, names: Sequence[str], ranges: list[tuple[int, int]]) -> list:
+    """The rows of each shard (those whose file is in its range of ``names``), in their order, ``file`` first."""
+    import numpy as np
+    import pandas as pd
+
+    rows = rows[[KEY, *(c for c in rows.columns if c != KEY)]]
+    position = pd.Index([str(n) for n in names]).get_indexer(rows[KEY].astype(str))
+    rows, position = rows[position >= 0], position[position >= 0]
+    starts = np.array([start for start, _ in ranges])
+    shard = np.searchsorted(starts, position, side="right") - 1  # the last range starting at or before it
+    order = np.argsort(shard, kind="stable")
+    ends = np.cumsum(np.bincount(shard, minlength=len(ranges)))
+    ordered = rows.iloc[order]
+    return [ordered.iloc[(ends[i - 1] if i else 0) : ends[i]] for i in range(len(ranges))]
 
 
 def files_of(shard_tables: str | Path, shard_index: int) -> list[str]:
@@ -137,6 +160,43 @@ def files_of(shard_tables: str | Path, shard_index: int) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - not a shard table: the user's input to fix
         raise ClaimedError(f"shard_tables: {path.name} is not a shard table ({type(exc).__name__}: {exc})") from None
     return [str(name) for name in table.column(KEY).to_pylist()]
+
+
+def rows_of(shard_tables: str | Path, shard_index: int, metadata: str | Path | None = None):
+    """The metadata rows of shard ``shard_index`` (a DataFrame): with ``metadata``, that table's rows of the
+    shard's files (a Parquet table read filtered, so memory holds the shard's rows); else the rows its shard
+    table carries (:func:`write_tables`), or None when it carries the column ``file`` only."""
+    import pyarrow.parquet as pq
+
+    from claimed_airflow.core.tables import read_table
+
+    if metadata is None:
+        files_of(shard_tables, shard_index)  # its checks and errors
+        table = pq.read_table(Path(shard_tables) / table_name(shard_index))
+        return table.to_pandas() if table.num_columns > 1 else None
+    names = files_of(shard_tables, shard_index)
+    path = Path(metadata)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            return _filtered(path, names).to_pandas()
+        except Exception:  # noqa: BLE001 - not filterable so (e.g. no string column file): read whole below
+            pass
+    table = read_table(path, name="metadata")
+    if KEY not in table.columns:
+        raise ClaimedError(f"metadata: column {KEY!r} missing; expected the output of input.dicom")
+    return table[table[KEY].astype(str).isin(set(names))]
+
+
+def _filtered(path: Path, names: list[str], batch: int = 65_536):
+    """The rows of a Parquet table whose ``file`` is one of ``names``, read in batches of ``batch`` rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path, pre_buffer=False)
+    wanted = pa.array(names, type=pa.string())
+    kept = [part.filter(pc.is_in(part.column(KEY), value_set=wanted)) for part in source.iter_batches(batch)]
+    return pa.Table.from_batches(kept, schema=source.schema_arrow)
 
 
 def index_of(spec, values: dict) -> int | None:

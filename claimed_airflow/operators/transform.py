@@ -81,7 +81,8 @@ class DeidentifyTransformOperator(ClaimedOperator):
         recursively.
     :type files: str
     :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names
-        and UIDs.
+        and UIDs. With ``shard_tables`` only its rows of the shard's files are read; without it the
+        shard table's rows are.
     :type metadata: str | None
     :param salt_connection: Airflow connection whose password (or extra ``salt``) keys the UID
         replacement.
@@ -184,11 +185,12 @@ class DicomToImagesTransformOperator(ClaimedOperator):
 
     Runs the ``transform.dicom_to_images`` component. Outputs (XCom keys): images.
 
-    :param metadata: Metadata table from ``input.dicom`` (columns file, label, PatientSex,
-        PatientAge, ...).
-    :type metadata: str
     :param files: Folder with the DICOM files named in the ``file`` column.
     :type files: str
+    :param metadata: Metadata table from ``input.dicom`` (columns file, label, PatientSex,
+        PatientAge, ...); with ``shard_tables`` only its rows of the shard's files are read, and
+        without it the shard table's rows are used.
+    :type metadata: str | None
     :param size: Width and height of the written images in pixels; 0 keeps each image's own size.
     :type size: int
     :param aspect: How a non-square image becomes square: stretch, pad (black borders) or crop
@@ -231,8 +233,8 @@ class DicomToImagesTransformOperator(ClaimedOperator):
 
     component = "transform.dicom_to_images"
     component_fields = (
-        "metadata",
         "files",
+        "metadata",
         "size",
         "aspect",
         "windowing",
@@ -254,8 +256,8 @@ class DicomToImagesTransformOperator(ClaimedOperator):
     def __init__(
         self,
         *,
-        metadata: str,
         files: str,
+        metadata: str | None = None,
         size: int = 64,
         aspect: str = "stretch",
         windowing: str = "dicom",
@@ -273,8 +275,8 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.metadata = metadata
         self.files = files
+        self.metadata = metadata
         self.size = size
         self.aspect = aspect
         self.windowing = windowing

@@ -241,7 +241,6 @@ def scale_child(spec: str) -> None:
     kind, folder, rows, shards = job["kind"], Path(job["folder"]), job["rows"], job["shards"]
     with Peak() as peak:
         import pandas as pd
-        import pyarrow.parquet as pq
 
         from claimed_airflow.core import sharding
 
@@ -250,12 +249,16 @@ def scale_child(spec: str) -> None:
             held = [{**template[i % len(template)], **unique(i)} for i in range(rows)]
             table = pd.DataFrame(held)
             table.to_parquet(folder / "written.parquet", index=False)
-        elif kind == "cut":  # the input's cut of the table's file column into shard tables
-            names = pq.read_table(folder / "metadata.parquet", columns=["file"]).column("file").to_pylist()
-            sharding.write_tables(names, shards, folder / "shards")
-        elif kind == "shard_metadata":  # what dicom_to_images/deidentify do first in each shard task
+        elif kind == "cut":  # the input's cut of its table into shard tables (each with its files' rows)
+            table = pd.read_parquet(folder / "metadata.parquet")
+            sharding.write_tables(list(table["file"]), shards, folder / "shards", rows=table)
+        elif kind == "shard_metadata":  # before: a shard task read the whole table and kept its shard's rows
             table = pd.read_parquet(folder / "metadata.parquet")
             table = table[table["file"].astype(str).isin(set(sharding.files_of(folder / "shards", 0)))]
+        elif kind == "shard_rows":  # a shard task's rows from its shard table (no metadata given)
+            table = sharding.rows_of(folder / "shards", 0)
+        elif kind == "shard_rows_of_metadata":  # a shard task given metadata (the flagship: the cohort's table)
+            table = sharding.rows_of(folder / "shards", 0, folder / "metadata.parquet")
         elif kind == "merge":  # transform.merge_shards of the shards' Parquet tables
             parts = sorted((folder / "parts").glob("*.parquet"))
             sharding.merge_tables(parts, folder / "merged.parquet")
@@ -285,17 +288,22 @@ def scale(rows: int, shards: int) -> None:
             pq.write_table(big.slice(start, stop - start), folder / "parts" / f"{index:05d}.parquet")
         size = (folder / "metadata.parquet").stat().st_size
         print(f"\nmodel pieces at {rows} instances, {shards} shards (metadata table {size / 2**20:.0f} MiB):")
-        for kind in ("input_rows", "cut", "shard_metadata", "merge"):
+        for kind in ("input_rows", "cut", "shard_metadata", "shard_rows", "shard_rows_of_metadata", "merge"):
             job = json.dumps({"kind": kind, "folder": tmp, "rows": rows, "shards": shards})
             out = subprocess.run(
                 [sys.executable, __file__, "--scale-child", job], capture_output=True, text=True, check=True
             ).stdout
             report = json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:])
             print(
-                f"  {kind:<16} {report['seconds']:7.1f} s  RSS {report['peak_tree_mib']:6.0f} MiB  "
+                f"  {kind:<22} {report['seconds']:7.1f} s  RSS {report['peak_tree_mib']:6.0f} MiB  "
                 f"PSS {report['peak_pss_mib']:6.0f} MiB",
                 flush=True,
             )
+        tables = [p.stat().st_size for p in (folder / "shards").glob("*.parquet")]
+        print(
+            f"  shard tables: {len(tables)}, {sum(tables) / 2**20:.1f} MiB in all, "
+            f"{max(tables) / 2**10:.0f} KiB the largest"
+        )
 
 
 def unique(i: int) -> dict:

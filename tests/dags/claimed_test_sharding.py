@@ -27,7 +27,7 @@ with DAG(dag_id="claimed_test_sharding", schedule=None, start_date=datetime(2026
         task_id="dicom_input", source="{{ params.source }}", labels="{{ params.labels }}", shards="{{ params.shards }}"
     )
     indexes = shard_indexes(dicom)
-    common = {"metadata": dicom.output["metadata"], "files": dicom.output["files"]}
+    common = {"files": dicom.output["files"]}  # each shard's metadata rows: in its shard table
     decode = {"size": 32, "workers": 1}
     deid = {"salt_env": SALT_ENV, "keep_patient_sex": True}
     images = DicomToImagesTransformOperator.partial(

@@ -153,5 +153,5 @@ def union(
         from claimed_airflow.core.sharding import write_tables
 
         names = list(union_table["file"].drop_duplicates())
-        extra["shard_index"] = write_tables(names, shards, shard_tables, shard_bytes, files)
+        extra["shard_index"] = write_tables(names, shards, shard_tables, shard_bytes, files, rows=union_table)
     return {**read, **counts, **extra}

@@ -185,7 +185,8 @@ def dicom(
         larger file is a shard alone; the number of shards follows from the data). Not with ``shards``.
     :param metadata: Parquet table: file, tags (PatientSex, PatientAge in years, Modality, ...), label.
     :param files: Folder with the readable DICOM files, named as in the ``file`` column.
-    :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet`` (column ``file``), one per shard.
+    :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet``, one per shard: the metadata rows of its
+        files, column ``file`` first.
     """
     from claimed_airflow.components import _pacs
     from claimed_airflow.components.input import _union
@@ -297,7 +298,7 @@ def read_files(
         from claimed_airflow.core.sharding import write_tables
 
         names = list(table["file"].drop_duplicates())
-        result["shard_index"] = write_tables(names, shards, shard_tables, shard_bytes, files)
+        result["shard_index"] = write_tables(names, shards, shard_tables, shard_bytes, files, rows=table)
     return result
 
 

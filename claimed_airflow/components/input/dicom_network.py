@@ -59,7 +59,8 @@ def dicom_network(
     :param shard_bytes: Cut them instead into shards of at most this many bytes, e.g. 512MB (see input.dicom).
     :param metadata: Parquet table: file, tags (PatientSex, PatientAge in years, Modality, ...), label.
     :param files: Folder with the retrieved DICOM files, named as in the ``file`` column.
-    :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet`` (column ``file``), one per shard.
+    :param shard_tables: Folder of shard tables ``shard-NNNNN.parquet``, one per shard: the metadata rows of its
+        files, column ``file`` first.
     """
     from claimed_airflow.components import _pacs
     from claimed_airflow.components.input.dicom import read_pacs

@@ -640,7 +640,8 @@ def deidentify(
     ``burned_in="redact"``: the words OCR (Tesseract) finds in each frame are blacked out.
 
     :param files: Folder of DICOM files (e.g. the ``files`` output of ``input.dicom``), searched recursively.
-    :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names and UIDs.
+    :param metadata: Optional metadata table from ``input.dicom``; rewritten with the new file names and UIDs. With
+        ``shard_tables`` only its rows of the shard's files are read; without it the shard table's rows are.
     :param salt_connection: Airflow connection whose password (or extra ``salt``) keys the UID replacement.
     :param salt_env: Name of an environment variable holding the salt (no connection given).
     :param keep_patient_sex: Keep PatientSex M, F or O (Retain Patient Characteristics Option) for fairness checks.
@@ -754,7 +755,11 @@ def deidentify(
         raise ClaimedError(f"files: no DICOM file could be de-identified in {files}")
     kept = {"PatientSex"} if keep_patient_sex else set()
     kept |= {"PatientAge"} if keep_patient_age else set()
-    frame = _rewrite_metadata(read_table(metadata, name="metadata") if metadata else None, done, worker, kept)
+    if shard_tables is not None:  # the shard's rows only: of metadata, else those its shard table carries
+        rows = sharding.rows_of(shard_tables, shard_index, metadata)
+    else:
+        rows = read_table(metadata, name="metadata") if metadata else None
+    frame = _rewrite_metadata(rows, done, worker, kept)
 
     write_table(frame, table)
     summary = {

@@ -136,8 +136,8 @@ class _ShardWriter:
 
 @component("transform", data_parallel=True)
 def dicom_to_images(
-    metadata: InputPath,
     files: InputPath,
+    metadata: InputPath | None = None,
     size: int = 64,
     aspect: Literal["stretch", "pad", "crop"] = "stretch",
     windowing: Literal["dicom", "minmax"] = "dicom",
@@ -164,8 +164,9 @@ def dicom_to_images(
     (truncated, no pixel data, unsupported compression, frames larger than ``max_pixels``) are
     reported and left out; the task fails only if none remain or more than ``max_rejected`` fail.
 
-    :param metadata: Metadata table from ``input.dicom`` (columns file, label, PatientSex, PatientAge, ...).
     :param files: Folder with the DICOM files named in the ``file`` column.
+    :param metadata: Metadata table from ``input.dicom`` (columns file, label, PatientSex, PatientAge, ...); with
+        ``shard_tables`` only its rows of the shard's files are read, and without it the shard table's rows are used.
     :param size: Width and height of the written images in pixels; 0 keeps each image's own size.
     :param aspect: How a non-square image becomes square: stretch, pad (black borders) or crop (centre).
     :param windowing: ``dicom`` uses the file's VOI LUT/window when present (else min..max); ``minmax`` always
@@ -203,14 +204,19 @@ def dicom_to_images(
         raise ClaimedError(f"shard_size: must be positive, got {shard_size}")
     if shards and shard_tables is not None:
         raise ClaimedError("shards: NumPy shards of a shard's images would collide in the merge; leave shards off")
-    table = read_table(metadata, name="metadata")
-    if "file" not in table.columns:
-        raise ClaimedError("metadata: column 'file' missing; expected the output of input.dicom")
-    if shard_tables is not None:
+    if shard_tables is not None:  # the shard's rows only: of metadata, else those its shard table carries
         from claimed_airflow.core import sharding
 
-        table = table[table["file"].astype(str).isin(set(sharding.files_of(shard_tables, shard_index)))]
+        table = sharding.rows_of(shard_tables, shard_index, metadata)
+        if table is None:
+            table = pd.DataFrame({"file": sharding.files_of(shard_tables, shard_index)})
         sharding.announce("dicom_to_images", shard_index, len(table))
+    elif metadata is None:
+        raise ClaimedError("metadata: required (the metadata table of input.dicom) unless shard_tables is given")
+    else:
+        table = read_table(metadata, name="metadata")
+    if "file" not in table.columns:
+        raise ClaimedError("metadata: column 'file' missing; expected the output of input.dicom")
     out = Path(images)
     out.mkdir(parents=True)
     records = table.to_dict("records")

@@ -40,6 +40,7 @@ class LocalEngine:
 def _run(task: EngineTask, journal: list | None) -> dict[str, Any]:
     from claimed_airflow.core import waits
     from claimed_airflow.core.runner import run  # a task given shard_tables and no shard_index: every shard
+
     if not task.deferrable and journal is None:
         return run(task.spec, task.arguments, root=task.root, scope=task.scope, cache=task.cache)
     try:
