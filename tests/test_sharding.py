@@ -205,6 +205,35 @@ def test_merging_refuses_overlapping_or_mixed_parts(tmp_path):
         sharding.merge([tmp_path / "a", tmp_path / "t.csv"], tmp_path / "out2")
 
 
+def test_a_folder_merge_links_the_shard_files_and_copies_across_file_systems(tmp_path, monkeypatch):
+    """On one file system the merged folder's files are hard links of the shards' (no byte copied); where a link
+    cannot be made (another file system) they are copies; index.csv is concatenated either way."""
+    import errno
+    import os
+
+    parts = []
+    for index in range(2):
+        part = tmp_path / f"part{index}"
+        (part / "label").mkdir(parents=True)
+        (part / "label" / f"{index}.png").write_bytes(b"png %d" % index)
+        (part / "index.csv").write_text(f"image,label\nlabel/{index}.png,label\n")
+        parts.append(part)
+    assert sharding.merge(parts, tmp_path / "linked") == {"files": 2, "tables": 1, "table_rows": 2}
+    for index, part in enumerate(parts):
+        assert (tmp_path / "linked" / "label" / f"{index}.png").stat().st_ino == (
+            part / "label" / f"{index}.png"
+        ).stat().st_ino
+    assert (tmp_path / "linked" / "index.csv").read_text() == "image,label\nlabel/0.png,label\nlabel/1.png,label\n"
+
+    def across(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", across)
+    sharding.merge(parts, tmp_path / "copied")
+    copy = tmp_path / "copied" / "label" / "1.png"
+    assert copy.read_bytes() == b"png 1" and copy.stat().st_ino != (parts[1] / "label" / "1.png").stat().st_ino
+
+
 def test_a_merged_parquet_table_has_the_row_groups_and_bytes_of_one_write(tmp_path, monkeypatch):
     """Shards of 3, 0 and 7 rows merged with row groups of 4 rows: the bytes pandas writes for the 10 rows."""
     import pandas as pd

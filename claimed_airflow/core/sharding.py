@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from collections.abc import Iterable, Sequence
@@ -299,8 +300,9 @@ def _merge_parquet(parts: Sequence[Path], out: Path) -> int:
 
 
 def merge_folders(parts: Sequence[Path], out: Path) -> dict:
-    """Move every shard folder's files into ``out``; tables met in several shards (``index.csv``) are
-    concatenated, any other name twice is an error (two shards wrote the same file)."""
+    """Every shard folder's files into ``out``, hard-linked (no byte copied; a copy where a link cannot be made,
+    e.g. across file systems); tables met in several shards (``index.csv``) are concatenated, any other name
+    twice is an error (two shards wrote the same file)."""
     out.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[Path]] = {}
     files = 0
@@ -314,12 +316,20 @@ def merge_folders(parts: Sequence[Path], out: Path) -> dict:
             if target.exists():
                 raise ClaimedError(f"parts: two shards wrote {relative}; shards must not overlap")
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            _link_or_copy(path, target)
             files += 1
     rows = {}
     for relative, sources in sorted(tables.items()):
         rows[relative] = merge_tables(sources, out / relative)
     return {"files": files, "tables": len(rows), "table_rows": sum(rows.values())}
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link of a shard's file (shard outputs are never written again), else a copy of its bytes."""
+    try:
+        os.link(source, target)
+    except OSError:  # another file system (EXDEV), or one without links
+        shutil.copyfile(source, target)
 
 
 def merge_reports(parts: Sequence[Path], out: Path) -> dict:
