@@ -167,6 +167,24 @@ def test_commit_replaces_a_folder_atomically(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["images"]  # no temporary or old copies left
 
 
+def test_commit_with_move_renames_the_working_copy_unless_it_holds_a_link(tmp_path):
+    """The runner's commit: a folder on the same file system is renamed into place (the same inodes, nothing
+    copied); one holding a symbolic link is copied (the link followed), as without ``move``."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a.txt").write_text("a")
+    inode = (work / "a.txt").stat().st_ino
+    storage.commit(work, str(tmp_path / "out" / "moved"), move=True)
+    assert not work.exists() and (tmp_path / "out" / "moved" / "a.txt").stat().st_ino == inode
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "b.txt").symlink_to(tmp_path / "out" / "moved" / "a.txt")
+    storage.commit(linked, str(tmp_path / "out" / "copied"), move=True)
+    copied = tmp_path / "out" / "copied" / "b.txt"
+    assert linked.exists() and not copied.is_symlink() and copied.read_text() == "a"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["copied", "moved"]
+
+
 def test_write_json_leaves_no_temporary_file(tmp_path):
     storage.write_json(str(tmp_path / "m.json"), {"a": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -5,6 +5,7 @@ what one unsharded task writes."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,10 @@ def test_an_empty_shard_and_an_all_bad_shard_are_reported_not_fatal_unless_max_r
     assert sorted(r["item"] for r in rejected) == ["z0.dcm", "z1.dcm"]
     merged = _run(tmp_path, "transform.merge_shards", {"parts": [p["images"] for p in parts]}, "merge")
     assert merged["table_rows"] == 2 and merged["files"] == 2
+    images = sorted(Path(parts[0]["images"]).rglob("*.png"))
+    with storage.work_dir() as work:  # on one file system: linked by the merge, moved by the commit, not copied
+        if os.stat(work).st_dev == os.stat(tmp_path).st_dev:
+            assert {p.stat().st_ino for p in images} == {p.stat().st_ino for p in Path(merged["merged"]).rglob("*.png")}
     with pytest.raises(ClaimedError, match="^max_rejected: more than 1 file"):
         _run(tmp_path, "transform.dicom_to_images", {**args, "shard_index": 1, "max_rejected": 1}, "strict", 1)
     # more shards than files: empty shards write empty outputs; all of them empty is the merge's error

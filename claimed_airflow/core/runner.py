@@ -267,7 +267,7 @@ def _execute(
     committed = []
     try:
         for name, local in locals_.items():
-            storage.commit(local, targets[name])
+            storage.commit(local, targets[name], move=True)  # the working folder goes after the run
             committed.append(targets[name])
     except BaseException:
         for uri in committed:  # all outputs or none: no manifest is written after a failed commit

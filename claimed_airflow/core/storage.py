@@ -263,12 +263,13 @@ def _file_name(uri: str, fallback: str) -> str:
     return safe_name(segment) if segment else safe_name(fallback)
 
 
-def commit(local: str | Path, uri: str) -> None:
+def commit(local: str | Path, uri: str, *, move: bool = False) -> None:
     """Move a finished local file or folder to ``uri`` so that readers never see a partial artifact.
 
-    Local targets: copy to a hidden temporary sibling, then swap it with the target in one step
-    (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere two renames) or rename it into place, so a
-    retried task replaces the previous attempt's artifact and a reader always finds a complete one.
+    Local targets: copy to a hidden temporary sibling (``move``: renamed there instead where it is on the same
+    file system and holds no symbolic link, no byte copied; ``local`` is gone then), then swap it with the
+    target in one step (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere two renames) or rename it into
+    place, so a retried task replaces the previous attempt's artifact and a reader always finds a complete one.
     Leftovers of a commit that was killed (hidden ``.<name>.tmp-*`` siblings) are removed first.
     Remote targets: upload; if the upload fails, what was written is removed (best effort), and the
     manifest that the runner writes last is the commit marker there.
@@ -278,7 +279,9 @@ def commit(local: str | Path, uri: str) -> None:
         target = Path(local_path(uri))
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(target)
-        staging = _stage_copy(local, target.parent, target.name)
+        staging = (move and _stage_move(local, target.parent, target.name)) or _stage_copy(
+            local, target.parent, target.name
+        )
         if target.exists() or target.is_symlink():
             if _rename2(staging, target, _RENAME_EXCHANGE):
                 _remove_path(staging)  # now holds the previous artifact
@@ -380,6 +383,20 @@ def _stage_copy(local: Path, parent: Path, name: str) -> Path:
         shutil.copytree(local, staging)
     else:
         shutil.copy2(local, staging)
+    return staging
+
+
+def _stage_move(local: Path, parent: Path, name: str) -> Path | None:
+    """``local`` renamed to a hidden staging sibling in ``parent``; None where it holds a symbolic link (a copy
+    follows it; moved, it could point into the working folder that is removed) or lies on another file system."""
+    if local.is_symlink() or (local.is_dir() and any(p.is_symlink() for p in local.rglob("*"))):
+        return None
+    staging = parent / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(local, staging)
+    except OSError:  # another file system (EXDEV)
+        return None
+    os.utime(staging)  # fresh: not taken for a killed commit's leftover (_remove_leftovers)
     return staging
 
 
