@@ -199,6 +199,40 @@ def test_an_empty_shard_and_an_all_bad_shard_are_reported_not_fatal_unless_max_r
         _run(tmp_path, "transform.merge_shards", {"parts": [empty["images"], empty["images"]]}, "merge_empty")
 
 
+def _one_study(source: Path, target: Path) -> None:
+    import pydicom
+
+    ds = pydicom.dcmread(source)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.543.1.7", "1.2.826.0.1.3680043.10.543.2.7"
+    ds.save_as(target, enforce_file_format=True)
+
+
+def test_the_merged_report_counts_the_distinct_uids_of_a_study_split_over_shards(tmp_path, cohort, monkeypatch):
+    """Six instances of one study and series in 3 shards: each shard maps the study's and series' UIDs, so the
+    shards' uids_mapped add up to more than the cohort has; merged (mapped shards and merge_shards, or one task
+    running every shard) the report counts the distinct UIDs, equal to the unsharded report."""
+    monkeypatch.setenv(SALT_ENV, SALT)
+    source = tmp_path / "dicom"
+    source.mkdir()
+    for number, path in enumerate(sorted(Path(cohort["source"]).glob("*.dcm"))[:7]):
+        if path.name != "broken.dcm":
+            _one_study(path, source / f"i{number}.dcm")
+    found = _run(tmp_path, "input.dicom", {"source": str(source), "shards": 3}, "input")
+    assert found["files_read"] == 6
+    common = {"files": found["files"], **PRIVATE}
+    whole = _run(tmp_path, "transform.deidentify", {**common, "metadata": found["metadata"]}, "whole")
+    assert whole["uids_mapped"] >= 8  # six instances, one study, one series
+    common["shard_tables"] = found["shard_tables"]
+    parts = [_run(tmp_path, "transform.deidentify", {**common, "shard_index": i}, "p", i) for i in range(3)]
+    assert sum(p["uids_mapped"] for p in parts) == whole["uids_mapped"] + 4  # study and series in every shard
+    merged = _run(tmp_path, "transform.merge_shards", {"parts": [p["report"] for p in parts]}, "merge")
+    report = Path(merged["merged"]) / "deidentification.json"
+    assert report.read_bytes() == Path(whole["report"]).read_bytes()
+    every = _run(tmp_path, "transform.deidentify", common, "every")
+    assert Path(every["report"]).read_bytes() == Path(whole["report"]).read_bytes()
+    assert every["uids_mapped"] == whole["uids_mapped"] and every["shards"] == 3
+
+
 def test_merging_refuses_overlapping_or_mixed_parts(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name / "x").mkdir(parents=True)

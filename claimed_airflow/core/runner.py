@@ -150,7 +150,7 @@ def run_every_shard(component, arguments: dict, *, root=None, scope=None, output
 
     @functools.wraps(spec.function)
     def merged(**call) -> dict:
-        counted = []
+        counted, distinct = [], {}
         with tempfile.TemporaryDirectory(prefix="claimed-merge-") as tmp:
             for name in outputs:
                 parts = [
@@ -158,6 +158,7 @@ def run_every_shard(component, arguments: dict, *, root=None, scope=None, output
                     for i, shard in enumerate(done)
                 ]
                 result = sharding.merge(parts, Path(call[name]))
+                distinct.update(result.get("distinct") or {})  # a report's counts of distinct values
                 if "tables" in result:  # a folder: its tables' rows, else its files
                     counted.append(result["table_rows"] if result["tables"] else result["files"])
                 elif "rows" in result:  # a table
@@ -168,7 +169,7 @@ def run_every_shard(component, arguments: dict, *, root=None, scope=None, output
         for shard in done:
             current().rejected.extend(shard["rejected"])
             sharding.combine(values, {k: v for k, v in shard["result"].items() if k not in outputs and k != "manifest"})
-        return {**values, "shards": shards}
+        return {**values, **distinct, "shards": shards}
 
     every = tuple(replace(p, default=None) if p.name == "shard_index" else p for p in spec.parameters)
     whole = replace(spec, function=merged, parameters=every, data_parallel=False)  # the merge: no shards again

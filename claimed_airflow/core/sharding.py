@@ -332,9 +332,16 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+DISTINCT = "_distinct"  # a shard report's {field: [values]}: the merged field counts the distinct values
+
+
 def merge_reports(parts: Sequence[Path], out: Path) -> dict:
-    """Merge JSON reports (:func:`combine`)."""
+    """Merge JSON reports (:func:`combine`). A count of distinct values (the UIDs a de-identification mapped)
+    does not add up over shards that share values: a shard report lists them under ``_distinct``
+    (``{"uids_mapped": [...]}``) and the merged field is the number of distinct values of all shards, as one
+    unsharded task counts them; the lists are left out of the merged report."""
     merged: dict = {}
+    distinct: dict[str, set] = {}
     for part in parts:
         try:
             data = json.loads(part.read_text())
@@ -342,9 +349,16 @@ def merge_reports(parts: Sequence[Path], out: Path) -> dict:
             raise ClaimedError(f"parts: {part.name} is not JSON ({exc})") from None
         if not isinstance(data, dict):
             raise ClaimedError(f"parts: {part.name} is not a JSON object")
+        lists = data.pop(DISTINCT, None) or {}
+        if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
+            raise ClaimedError(f"parts: {part.name}: {DISTINCT} must map fields to lists of values")
+        for name, values in lists.items():
+            distinct.setdefault(name, set()).update(map(str, values))
         combine(merged, data)
+    counts = {name: len(values) for name, values in distinct.items()}
+    merged.update(counts)
     out.write_text(json.dumps(merged, indent=2))
-    return {"reports": len(parts)}
+    return {"reports": len(parts), "distinct": counts} if counts else {"reports": len(parts)}
 
 
 def combine(merged: dict, data: dict) -> dict:

@@ -296,12 +296,14 @@ class DicomToImagesTransformOperator(ClaimedOperator):
 class MergeShardsTransformOperator(ClaimedOperator):
     """Join the outputs of the shards of a mapped task (one output, every shard) into one, in shard order.
 
-    Folders (``images``, ``files``) become one folder: their files moved in, tables met in every
-    shard (``index.csv``) concatenated; a file name written by two shards is an error. Tables (CSV
-    or Parquet) and JSON reports become ``merged/<their name>``: rows concatenated (Parquet columns
-    promoted to one type, e.g. a column empty in one shard), report lists concatenated and counts
-    summed. Parts are read one at a time, rows streamed: memory does not grow with the number of
-    rows. Empty shards add nothing.
+    Folders (``images``, ``files``) become one folder: their files linked in (copied across file
+    systems), tables met in every shard (``index.csv``) concatenated; a file name written by two
+    shards is an error. Tables (CSV or Parquet) and JSON reports become ``merged/<their name>``:
+    rows concatenated (Parquet columns promoted to one type, e.g. a column empty in one shard),
+    report lists concatenated and counts summed, but a count of distinct values the shards list
+    (``_distinct``: the de-identification's ``uids_mapped``) counts them over all shards. Parts are
+    read one at a time, rows streamed: memory does not grow with the number of rows. Empty shards
+    add nothing.
 
     Runs the ``transform.merge_shards`` component. Outputs (XCom keys): merged.
 

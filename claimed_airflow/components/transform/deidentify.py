@@ -662,7 +662,9 @@ def deidentify(
     :param shard_index: The shard of ``shard_tables`` to de-identify (0-based).
     :param output: Folder of de-identified files ``<new SOPInstanceUID>.dcm``.
     :param table: Metadata table (Parquet) of the de-identified files: file, UIDs and the kept metadata columns.
-    :param report: JSON report: profile, options, salt source (not value), per-file actions, burned-in list.
+    :param report: JSON report: profile, options, salt source (not value), per-file actions, burned-in list and
+        ``uids_mapped`` (distinct UIDs replaced; a shard's report also lists its new UIDs, so that the merged
+        report counts the distinct ones of all shards).
     """
     import json
 
@@ -779,6 +781,8 @@ def deidentify(
         "burned_in_annotation": burned,
         "uids_mapped": len(worker.uids),
     }
+    if shard_tables is not None:  # shards share studies: the merge counts the distinct new UIDs of all of them
+        summary[sharding.DISTINCT] = {"uids_mapped": sorted(worker.uids.values())}
     Path(report).write_text(json.dumps(summary, indent=2))
     return {"files_deidentified": len(entries), "burned_in_annotation": len(burned), "uids_mapped": len(worker.uids)}
 
