@@ -87,10 +87,31 @@ def test_only_a_component_taking_a_shard_can_declare_itself_data_parallel():
             """Not shardable."""
             return {}
 
+    with pytest.raises(TypeError, match=r"data_parallel needs shard_index: int \| None = None \(absent: every"):
+
+        @component("transform", data_parallel=True)
+        def first(files: InputPath, shard_tables: InputPath | None = None, shard_index: int = 0) -> dict:
+            """Shard 0 when no shard is given: an unmapped task would run one shard only."""
+            return {}
+
+
+def test_an_operator_given_no_shard_index_passes_none_so_the_task_runs_every_shard():
+    """The operators (Airflow, and the KFP export that reads their arguments) leave an unset shard_index out,
+    as the components default it to None: sharding.spreads then runs every shard."""
+    from claimed_airflow.operators import DeidentifyTransformOperator, DicomToImagesTransformOperator
+
+    for operator in (DicomToImagesTransformOperator, DeidentifyTransformOperator):
+        task = operator(task_id="every", files="files", shard_tables="shards")
+        arguments = task.component_arguments()
+        assert "shard_index" not in arguments and sharding.spreads(registry.get(task.component), arguments)
+
 
 @component("transform", data_parallel=True)
 def staged_files(
-    files: InputPath, shard_tables: InputPath | None = None, shard_index: int = 0, listing: OutputPath = "listing.json"
+    files: InputPath,
+    shard_tables: InputPath | None = None,
+    shard_index: int | None = None,
+    listing: OutputPath = "listing.json",
 ) -> dict:
     """The files of the ``files`` folder as this run sees it (staged, or the local folder itself)."""
     names = sorted(p.relative_to(files).as_posix() for p in Path(files).rglob("*") if p.is_file())

@@ -191,6 +191,10 @@ def derive_spec(
             raise TypeError(
                 f"{category}.{short}: data_parallel needs the input shard_tables and the parameter shard_index"
             )
+        if next(p for p in parameters if p.name == "shard_index").default is not None:
+            raise TypeError(  # absent (None) means every shard (core.sharding.spreads), on every engine and adapter
+                f"{category}.{short}: data_parallel needs shard_index: int | None = None (absent: every shard)"
+            )
     outputs = {p.name for p in parameters if p.kind == "output"}
     for shown in filter(None, (ui.confusion_matrix, ui.image_folder)):
         if shown not in outputs:

@@ -171,8 +171,7 @@ def run_every_shard(component, arguments: dict, *, root=None, scope=None, output
             sharding.combine(values, {k: v for k, v in shard["result"].items() if k not in outputs and k != "manifest"})
         return {**values, **distinct, "shards": shards}
 
-    every = tuple(replace(p, default=None) if p.name == "shard_index" else p for p in spec.parameters)
-    whole = replace(spec, function=merged, parameters=every, data_parallel=False)  # the merge: no shards again
+    whole = replace(spec, function=merged, data_parallel=False)  # the merge: no shards again
     arguments = {k: v for k, v in arguments.items() if k != "shard_index"}
     return run(whole, arguments, root=root, scope=scope, output_uris=output_uris, cache=cache)
 

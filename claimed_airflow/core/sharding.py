@@ -150,7 +150,8 @@ def files_of(shard_tables: str | Path, shard_index: int) -> list[str]:
     """The file names of shard ``shard_index`` of a folder of shard tables."""
     import pyarrow.parquet as pq
 
-    path = Path(shard_tables) / table_name(shard_index) if shard_index >= 0 else None
+    given = isinstance(shard_index, int) and shard_index >= 0
+    path = Path(shard_tables) / table_name(shard_index) if given else None
     if path is None or not path.is_file():
         count = len(list(Path(shard_tables).glob("shard-*.parquet"))) if Path(shard_tables).is_dir() else 0
         raise ClaimedError(

@@ -87,8 +87,8 @@ class ImagesPredictOperator(ClaimedOperator):
         ``shard_index`` (none: an empty output; transform.merge_shards joins the shards'
         predictions).
     :type shard_tables: str | None
-    :param shard_index: The shard of ``shard_tables`` to score (0-based).
-    :type shard_index: int
+    :param shard_index: The shard of ``shard_tables`` to score (0-based); none: every shard, merged.
+    :type shard_index: int | None
     """
 
     component = "predict.images"
@@ -105,7 +105,7 @@ class ImagesPredictOperator(ClaimedOperator):
         split: str = "",
         unlabelled: bool = False,
         shard_tables: str | None = None,
-        shard_index: int = 0,
+        shard_index: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

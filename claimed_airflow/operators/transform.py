@@ -117,8 +117,9 @@ class DeidentifyTransformOperator(ClaimedOperator):
         ``shard_index`` (an empty shard, or one whose files are all set aside, writes empty outputs;
         transform.merge_shards joins them).
     :type shard_tables: str | None
-    :param shard_index: The shard of ``shard_tables`` to de-identify (0-based).
-    :type shard_index: int
+    :param shard_index: The shard of ``shard_tables`` to de-identify (0-based); none: every shard,
+        merged.
+    :type shard_index: int | None
     """
 
     component = "transform.deidentify"
@@ -153,7 +154,7 @@ class DeidentifyTransformOperator(ClaimedOperator):
         retain_safe_private: list[str] | None = None,
         burned_in: str = "reject",
         shard_tables: str | None = None,
-        shard_index: int = 0,
+        shard_index: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -227,8 +228,9 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         (an empty shard, or one whose files are all set aside, writes an empty output;
         transform.merge_shards joins them).
     :type shard_tables: str | None
-    :param shard_index: The shard of ``shard_tables`` to decode (0-based).
-    :type shard_index: int
+    :param shard_index: The shard of ``shard_tables`` to decode (0-based); none: every shard,
+        merged.
+    :type shard_index: int | None
     """
 
     component = "transform.dicom_to_images"
@@ -271,7 +273,7 @@ class DicomToImagesTransformOperator(ClaimedOperator):
         max_rejected: int | None = None,
         fast_decode: bool = True,
         shard_tables: str | None = None,
-        shard_index: int = 0,
+        shard_index: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -52,3 +52,13 @@ with DAG(dag_id="claimed_test_sharding_pods", schedule=None, start_date=datetime
         engine="kubernetes",
     ).expand(shard_index=shard_indexes(dicom))
     MergeShardsTransformOperator(task_id="dicom_to_images", parts=images.output["images"])
+
+with DAG(dag_id="claimed_test_sharding_every", schedule=None, start_date=datetime(2026, 1, 1), params=PARAMS):
+    dicom = DicomInputOperator(task_id="dicom_input", source="{{ params.source }}", shards="{{ params.shards }}")
+    DicomToImagesTransformOperator(  # not mapped: no shard_index, so one task (one KFP step) runs every shard
+        task_id="dicom_to_images",
+        files=dicom.output["files"],
+        shard_tables=dicom.output["shard_tables"],
+        size=32,
+        workers=1,
+    )

@@ -63,6 +63,30 @@ def test_the_exported_pipeline_runs_one_step_per_shard_with_kfp_local(tmp_path):
     assert len((merged / "index.csv").read_text().splitlines()) == 1 + 5
 
 
+def test_a_data_parallel_step_without_shard_index_runs_every_shard_with_kfp_local(tmp_path):
+    """Not mapped (shard_tables, no shard_index): the step passes no shard_index (it used to pass the component's
+    default 0, so the step ran shard 0 only) and runs every shard, writing the merged images of all 5 files."""
+    from tests.synthetic_chestxray import write_cohort
+
+    path = tmp_path / "every.yaml"
+    assert cli(["export-kfp", str(DAG_FILE), "--dag-id", "claimed_test_sharding_every", "-o", str(path)]) == 0
+    spec = next(yaml.safe_load_all(path.read_text()))
+    assert "shard_index" not in json.dumps(spec["root"]["dag"]["tasks"]["dicom-to-images"])
+    write_cohort(tmp_path / "cohort", count=5, seed=2, size=32)
+    output_root = tmp_path / "kfp-out"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-root"))
+    pipeline = components.load_component_from_file(str(path))
+    pipeline(output_root=str(output_root), source=str(tmp_path / "cohort" / "dicom"), shards=2)
+    (run,) = (output_root / "claimed_test_sharding_every").iterdir()
+    manifest = json.loads((run / "dicom_to_images" / "manifest.json").read_text())
+    assert manifest["parameters"]["shard_index"] is None and manifest["values"]["shards"] == 2
+    assert manifest["values"]["images_written"] == 5
+    assert sorted(p.name for p in run.glob("dicom_to_images_shard_*")) == [
+        "dicom_to_images_shard_0",
+        "dicom_to_images_shard_1",
+    ]
+
+
 def test_the_shard_items_carry_the_index_and_the_upstream_outputs():
     from claimed_airflow.kfp.shards import claimed_shard_items
 

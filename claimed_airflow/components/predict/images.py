@@ -14,7 +14,7 @@ def images(
     split: str = "",
     unlabelled: bool = False,
     shard_tables: InputPath | None = None,
-    shard_index: int = 0,
+    shard_index: int | None = None,
     predictions: OutputPath = "predictions.csv",
 ) -> dict:
     """Score the images of an image folder; one row per image with true (if known) and predicted label.
@@ -27,7 +27,7 @@ def images(
     :param unlabelled: Also score the images without a label (a new study: its ``label`` is left empty).
     :param shard_tables: Shard tables of input.dicom: score only the images of the files of shard ``shard_index``
         (none: an empty output; transform.merge_shards joins the shards' predictions).
-    :param shard_index: The shard of ``shard_tables`` to score (0-based).
+    :param shard_index: The shard of ``shard_tables`` to score (0-based); none: every shard, merged.
     :param predictions: CSV: image, label, prediction, score, one probability column per class and the
         metadata columns of the image index (PatientSex, PatientAge, ...).
     """

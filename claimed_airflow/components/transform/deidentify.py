@@ -607,7 +607,7 @@ def deidentify(
     retain_safe_private: list[str] | None = None,
     burned_in: Literal["reject", "keep", "redact"] = "reject",
     shard_tables: InputPath | None = None,
-    shard_index: int = 0,
+    shard_index: int | None = None,
     output: OutputPath = "files",
     table: OutputPath = "metadata.parquet",
     report: OutputPath = "deidentification.json",
@@ -659,7 +659,7 @@ def deidentify(
         are set aside unless ``keep``.
     :param shard_tables: Shard tables of input.dicom: de-identify only the files of shard ``shard_index`` (an
         empty shard, or one whose files are all set aside, writes empty outputs; transform.merge_shards joins them).
-    :param shard_index: The shard of ``shard_tables`` to de-identify (0-based).
+    :param shard_index: The shard of ``shard_tables`` to de-identify (0-based); none: every shard, merged.
     :param output: Folder of de-identified files ``<new SOPInstanceUID>.dcm``.
     :param table: Metadata table (Parquet) of the de-identified files: file, UIDs and the kept metadata columns.
     :param report: JSON report: profile, options, salt source (not value), per-file actions, burned-in list and

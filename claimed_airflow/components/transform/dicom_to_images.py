@@ -151,7 +151,7 @@ def dicom_to_images(
     max_rejected: int | None = None,
     fast_decode: bool = True,
     shard_tables: InputPath | None = None,
-    shard_index: int = 0,
+    shard_index: int | None = None,
     images: OutputPath = "images",
 ) -> dict:
     """Decode DICOM files into 8-bit grayscale PNGs in one sub-folder per label, plus an ``index.csv``.
@@ -185,7 +185,7 @@ def dicom_to_images(
         decodes in full.
     :param shard_tables: Shard tables of input.dicom: decode only the files of shard ``shard_index`` (an empty
         shard, or one whose files are all set aside, writes an empty output; transform.merge_shards joins them).
-    :param shard_index: The shard of ``shard_tables`` to decode (0-based).
+    :param shard_index: The shard of ``shard_tables`` to decode (0-based); none: every shard, merged.
     :param images: Folder ``<label>/<name>.png`` plus ``index.csv`` (image, label, frame and the metadata columns).
     """
     import pandas as pd
