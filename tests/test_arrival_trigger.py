@@ -4,6 +4,7 @@ no duplicates after a restart from the stored cursor; the watch DAG turns events
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,17 @@ async def collect(made: StableStudyTrigger, until: set[str], events: list[str]) 
         await generator.aclose()
 
 
+async def stable(pacs, studies: int, since: int, timeout: float = 120) -> None:
+    """Wait until Orthanc's change feed holds ``studies`` StableStudy changes after change ``since``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        changes = json.loads(pacs.request("GET", f"/changes?since={since}&limit=10000"))["Changes"]
+        if sum(change["ChangeType"] == "StableStudy" for change in changes) >= studies:
+            return
+        assert time.monotonic() < deadline, f"Orthanc found fewer than {studies} studies stable"
+        await asyncio.sleep(0.2)
+
+
 async def run_until_saved(made: StableStudyTrigger, state: MemoryState, check, timeout: float = 120) -> list[str]:
     """Run ``made`` in the background until ``check(state)`` holds (its cursor saved); what it announced."""
     events: list[str] = []
@@ -72,8 +84,12 @@ def test_orthanc_feed_one_event_per_study_and_none_again_after_a_restart(pacs, c
     async def scenario():
         state = MemoryState()
         first = make_studies(tmp_path / "first", 3, first=1, instances=2)
+        last = json.loads(pacs.request("GET", "/changes?last"))["Last"]
         for files in first.values():
             pacs.upload(*files)
+        # all three stable before the first poll, so that one poll announces them together (on a busy machine the
+        # uploads spread over Orthanc's StableAge: a study stable a poll earlier has its cursor saved already)
+        await stable(pacs, len(first), since=last)
         # a first start from the feed's beginning: each study once, when Orthanc finds it stable
         events: list[str] = []
         await asyncio.wait_for(collect(trigger(state, since=0, feed="orthanc"), set(first), events), 120)
