@@ -294,6 +294,30 @@ def test_a_folder_merge_links_the_shard_files_and_copies_across_file_systems(tmp
     assert copy.read_bytes() == b"png 1" and copy.stat().st_ino != (parts[1] / "label" / "1.png").stat().st_ino
 
 
+def test_merged_reports_are_written_as_one_json_dumps_of_the_combined_reports(tmp_path):
+    """merge_reports streams the lists out shard by shard; the file is byte for byte json.dumps(indent=2) of the
+    combined reports (nested items, empty lists, non-ASCII text, a list only in a later shard)."""
+    reports = [
+        {"a": 1, "files": [{"x": [1, {"y": "é\n"}]}, 2], "s": "first", "empty": [], "n": 1.5, "d": {"k": [1]}},
+        {"a": 2, "files": [3, {"z": {}}], "s": "second", "empty": [], "n": 2, "later": None},
+        {"files": [], "v": [[], {}]},
+    ]
+    parts = []
+    for index, report in enumerate(reports):
+        parts.append(tmp_path / f"{index}.json")
+        parts[-1].write_text(json.dumps(report))
+    sharding.merge(parts, tmp_path / "merged.json")
+    combined: dict = {}
+    for report in reports:
+        sharding.combine(combined, report)
+    assert (tmp_path / "merged.json").read_text() == json.dumps(combined, indent=2)
+    assert combined["files"] == [{"x": [1, {"y": "é\n"}]}, 2, 3, {"z": {}}] and combined["a"] == 3
+    for empty in ({}, {"files": []}):
+        (tmp_path / "e.json").write_text(json.dumps(empty))
+        sharding.merge([tmp_path / "e.json"], tmp_path / "one.json")
+        assert (tmp_path / "one.json").read_text() == json.dumps(empty, indent=2)
+
+
 def test_a_merged_parquet_table_has_the_row_groups_and_bytes_of_one_write(tmp_path, monkeypatch):
     """Shards of 3, 0 and 7 rows merged with row groups of 4 rows: the bytes pandas writes for the 10 rows."""
     import pandas as pd

@@ -337,38 +337,90 @@ DISTINCT = "_distinct"  # a shard report's {field: [values]}: the merged field c
 
 
 def merge_reports(parts: Sequence[Path], out: Path) -> dict:
-    """Merge JSON reports (:func:`combine`). A count of distinct values (the UIDs a de-identification mapped)
-    does not add up over shards that share values: a shard report lists them under ``_distinct``
+    """Merge JSON reports (:func:`combine`), one at a time: the lists (a report's per-file entries) are written
+    out as they come, so memory holds one shard's report, not the merged one; the merged file has the bytes of
+    ``json.dumps(merged, indent=2)``. A count of distinct values (the UIDs a de-identification mapped) does not
+    add up over shards that share values: a shard report lists them under ``_distinct``
     (``{"uids_mapped": [...]}``) and the merged field is the number of distinct values of all shards, as one
-    unsharded task counts them; the lists are left out of the merged report."""
+    unsharded task counts them (those values are held); the lists are left out of the merged report."""
+    import tempfile
+
     merged: dict = {}
     distinct: dict[str, set] = {}
-    for part in parts:
+    with tempfile.TemporaryDirectory(prefix="claimed-report-") as tmp:
+        spills: list[_Spill] = []
+
+        def spill(values: list) -> _Spill:
+            spills.append(_Spill(Path(tmp) / f"{len(spills)}.json"))
+            spills[-1].extend(values)
+            return spills[-1]
+
         try:
-            data = json.loads(part.read_text())
-        except ValueError as exc:
-            raise ClaimedError(f"parts: {part.name} is not JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ClaimedError(f"parts: {part.name} is not a JSON object")
-        lists = data.pop(DISTINCT, None) or {}
-        if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
-            raise ClaimedError(f"parts: {part.name}: {DISTINCT} must map fields to lists of values")
-        for name, values in lists.items():
-            distinct.setdefault(name, set()).update(map(str, values))
-        combine(merged, data)
-    counts = {name: len(values) for name, values in distinct.items()}
-    merged.update(counts)
-    out.write_text(json.dumps(merged, indent=2))
+            for part in parts:
+                try:
+                    data = json.loads(part.read_text())
+                except ValueError as exc:
+                    raise ClaimedError(f"parts: {part.name} is not JSON ({exc})") from None
+                if not isinstance(data, dict):
+                    raise ClaimedError(f"parts: {part.name} is not a JSON object")
+                lists = data.pop(DISTINCT, None) or {}
+                if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
+                    raise ClaimedError(f"parts: {part.name}: {DISTINCT} must map fields to lists of values")
+                for name, values in lists.items():
+                    distinct.setdefault(name, set()).update(map(str, values))
+                combine(merged, data, collect=spill)
+            counts = {name: len(values) for name, values in distinct.items()}
+            merged.update(counts)
+            with open(out, "w") as target:
+                target.write("{" if merged else "{}")
+                for number, (key, value) in enumerate(merged.items()):
+                    target.write(f"{',' if number else ''}\n  {json.dumps(key)}: ")
+                    if isinstance(value, _Spill):
+                        value.write_to(target)
+                    else:
+                        target.write(_nested(value, 1))
+                target.write("\n}" if merged else "")
+        finally:
+            for item in spills:
+                item.handle.close()
     return {"reports": len(parts), "distinct": counts} if counts else {"reports": len(parts)}
 
 
-def combine(merged: dict, data: dict) -> dict:
-    """The one rule for the small results of shards (reports, returned values): lists concatenated, numbers
-    summed, other values those of the first shard."""
+def _nested(value, depth: int) -> str:
+    """``value`` as ``json.dumps(..., indent=2)`` writes it ``depth`` levels deep."""
+    return json.dumps(value, indent=2).replace("\n", "\n" + "  " * depth)
+
+
+class _Spill:
+    """A merged report's list, written to a file as it grows (its items as two levels deep) instead of held."""
+
+    def __init__(self, path: Path):
+        self.path, self.count = path, 0
+        self.handle = open(path, "w")  # noqa: SIM115 - closed by merge_reports
+
+    def extend(self, values: list) -> None:
+        for value in values:
+            self.handle.write(f"{',' if self.count else ''}\n    {_nested(value, 2)}")
+            self.count += 1
+
+    def write_to(self, target) -> None:
+        self.handle.close()
+        if not self.count:
+            target.write("[]")
+            return
+        target.write("[")
+        with open(self.path) as source:
+            shutil.copyfileobj(source, target)
+        target.write("\n  ]")
+
+
+def combine(merged: dict, data: dict, collect=list) -> dict:
+    """The one rule for the small results of shards (reports, returned values): lists concatenated (into what
+    ``collect`` makes of the first one), numbers summed, other values those of the first shard."""
     for key, value in data.items():
         if key not in merged:
-            merged[key] = list(value) if isinstance(value, list) else value
-        elif isinstance(value, list) and isinstance(merged[key], list):
+            merged[key] = collect(value) if isinstance(value, list) else value
+        elif isinstance(value, list) and isinstance(merged[key], (list, _Spill)):
             merged[key].extend(value)
         elif _number(value) and _number(merged[key]):
             merged[key] += value
