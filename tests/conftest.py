@@ -49,6 +49,32 @@ os.environ.update(
 )
 
 
+# the slowest modules first (measured with --durations, two workers): pytest-xdist's --dist loadfile hands modules out
+# in collection order, so the long ones start early and the short ones fill the other worker, instead of a tail of
+# long modules late in the alphabet running one after another
+SLOW_FIRST = (
+    "test_training_outcome.py",
+    "test_cli.py",
+    "test_flagship_engines.py",
+    "test_torch_training.py",
+    "test_spark.py",
+    "test_retraining.py",
+    "test_components.py",
+    "test_pacs.py",
+    "test_pacs_dimse.py",
+    "test_kubernetes_engine.py",
+    "test_airflow_versions.py",
+    "test_ui.py",
+    "test_arrival.py",
+    "test_sql_allowlist.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: place for place, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module's own order kept
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_home, ignore_errors=True)
 
