@@ -123,27 +123,31 @@ def write_tables(
         if parts is None:
             table = pa.table({KEY: pa.array([str(n) for n in names[start:stop]], type=pa.string())})
         else:
-            table = pa.Table.from_pandas(parts[index], preserve_index=False)
+            table = pa.Table.from_pandas(next(parts), preserve_index=False)
         pq.write_table(table, out / table_name(index))
     if shard_bytes is not None:
         log.info("%d file(s) cut into %d shard(s) of at most %d bytes", len(names), len(ranges), shard_bytes)
     return list(range(len(ranges)))
 
 
-def _split_rows(rows, names: Sequence[str], ranges: list[tuple[int, int]]) -> list:
-    """The rows of each shard (those whose file is in its range of ``names``), in their order, ``file`` first."""
+def _split_rows(rows, names: Sequence[str], ranges: list[tuple[int, int]]):
+    """The rows of each shard (those whose file is in its range of ``names``), in their order, ``file`` first;
+    one shard's copy at a time (rows already in the names' order, as an input's are, are not copied whole)."""
     import numpy as np
     import pandas as pd
 
-    rows = rows[[KEY, *(c for c in rows.columns if c != KEY)]]
     position = pd.Index([str(n) for n in names]).get_indexer(rows[KEY].astype(str))
-    rows, position = rows[position >= 0], position[position >= 0]
+    if (position < 0).any():
+        rows, position = rows[position >= 0], position[position >= 0]
     starts = np.array([start for start, _ in ranges])
     shard = np.searchsorted(starts, position, side="right") - 1  # the last range starting at or before it
-    order = np.argsort(shard, kind="stable")
+    if (np.diff(shard) < 0).any():  # not in the names' order: one copy in shard order
+        order = np.argsort(shard, kind="stable")
+        rows, shard = rows.iloc[order], shard[order]
     ends = np.cumsum(np.bincount(shard, minlength=len(ranges)))
-    ordered = rows.iloc[order]
-    return [ordered.iloc[(ends[i - 1] if i else 0) : ends[i]] for i in range(len(ranges))]
+    columns = [KEY, *(c for c in rows.columns if c != KEY)]
+    for index in range(len(ranges)):
+        yield rows.iloc[(ends[index - 1] if index else 0) : ends[index]][columns]
 
 
 def files_of(shard_tables: str | Path, shard_index: int) -> list[str]:
