@@ -147,6 +147,8 @@ def test_a_shard_run_hashes_only_its_own_files_and_table(tmp_path):
     assert (first["files"]["shard"], first["files"]["files"], first["shard_tables"]["files"]) == (1, 2, 1)
     assert first["files"]["hash"] == storage.content_hash(files, names[2:4]) != storage.content_hash(files)
     assert reproduce(result["manifest"], str(tmp_path / "again"))["match"]  # hashes the shard's files again
+    one = files / names[2]  # files given as one file: hashed whole
+    assert _shard_run(tmp_path / "out", str(one), str(tables), 1)[1]["files"]["hash"] == storage.content_hash(one)
     (files / names[0]).write_text("changed")
     assert _shard_run(tmp_path / "out", str(files), str(tables), 1)[1]["files"]["hash"] == first["files"]["hash"]
     (files / names[3]).write_text("changed")

@@ -233,6 +233,8 @@ def stage_files(name: str, uri: str, names: list[str], workdir: Path) -> str:
     if is_local(uri):
         return str(Path(local_path(uri)).expanduser())
     fs = filesystem(uri)
+    if not fs.isdir(uri):  # one file: staged whole
+        return stage_input(name, uri, workdir)
     target = workdir / "inputs" / name / _file_name(uri, name)
     target.mkdir(parents=True)
     try:
@@ -536,9 +538,9 @@ def read_json(uri: str) -> Any:
 
 def content_hash(path: str | Path, names: list[str] | None = None) -> str | None:
     """``sha256:<hex>`` of a file, or of a folder (sorted relative names and file hashes); None if absent.
-    With ``names``: of those files of the folder only (a missing one hashed as missing)."""
+    With ``names``: of those files of a folder only (a missing one hashed as missing)."""
     path = Path(path)
-    if names is not None:
+    if names is not None and path.is_dir():
         digest = hashlib.sha256()
         for name in sorted(set(names)):
             file = path / name
