@@ -17,6 +17,29 @@ DETERMINISTIC_TASKS = ("dicom_input", "cohort", "dicom_to_images")
 # any model (no accuracy asked, none over the majority class), for the tests whose subject is not training
 BLESS_ANY = {"min_accuracy": 0.0, "min_over_majority": -1.0}
 FLAGSHIP_FAST = {"epochs": 1, "image_size": 32, **BLESS_ANY, "framework": "torch"}
+# what the flagship's tasks import (PyTorch, ART, LIME, ...): the end-to-end tests' schedulers and Celery workers
+# preload them as a deployment would (claimed_airflow.preload), so each task process starts with them imported
+FLAGSHIP_PRELOAD = (
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "pydicom",
+    "PIL.Image",
+    "onnxruntime",
+    "torch",
+    "torchvision",
+    "art.estimators.classification",
+    "art.attacks.evasion",
+    "lime.lime_image",
+    "lime.wrappers.scikit_image",
+    "sklearn.metrics",
+    "claimed_airflow.operators",
+    "claimed_airflow.core.runner",
+    "claimed_airflow.components.input.dicom",
+    "claimed_airflow.components.transform.dicom_to_images",
+    "claimed_airflow.components.train.mobilenet_v2",
+    "claimed_airflow.components.predict.images",
+)
 
 
 def output_hashes(manifest: str | Path) -> dict[str, str]:

@@ -25,10 +25,10 @@ from types import SimpleNamespace
 import pytest
 
 from claimed_airflow.core.storage import safe_name
-from tests.flagship import FLAGSHIP_FAST, deterministic_hashes, rerun_in_process
+from tests.flagship import FLAGSHIP_FAST, FLAGSHIP_PRELOAD, deterministic_hashes, rerun_in_process
 from tests.service import Service
 from tests.test_scheduled_runs import Api
-from tests.ui.airflow_ui import airflow_ui, free_port
+from tests.ui.airflow_ui import airflow_ui, free_port, preload_env
 
 # a real scheduler, two Celery workers and an API server on one SQLite file: run alone (CI: after the parallel part)
 pytestmark = pytest.mark.serial
@@ -163,6 +163,7 @@ def celery(airflow_home, s3_endpoint, tmp_path_factory):
             "NO_PROXY": "127.0.0.1,localhost",
         }
     )
+    env.update(preload_env(folder / "settings", FLAGSHIP_PRELOAD, env))  # the Celery workers' task processes
     logs = folder / "logs"
     workers = []
     try:

@@ -21,8 +21,9 @@ from types import SimpleNamespace
 import pytest
 
 from claimed_airflow.core.storage import safe_name
+from tests.flagship import FLAGSHIP_PRELOAD
 from tests.kube_stub import InferenceServiceStub
-from tests.ui.airflow_ui import airflow_ui
+from tests.ui.airflow_ui import airflow_ui, preload_env
 
 # a real scheduler, triggerer and API server on one SQLite file: run alone (CI: after the parallel part)
 pytestmark = [pytest.mark.e2e, pytest.mark.serial, pytest.mark.timeout(2400)]
@@ -166,6 +167,7 @@ def airflow(airflow_home, tmp_path_factory):
             "NO_PROXY": "127.0.0.1,localhost",
         }
     )
+    env.update(preload_env(folder / "settings", FLAGSHIP_PRELOAD, env))  # the scheduler's task processes
     logs = folder / "logs"
     services = ("dag-processor", "scheduler", "triggerer")
     with airflow_ui(env, logs, services=services, start_timeout=900) as base:  # 4 processes start on 2 cores

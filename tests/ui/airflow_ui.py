@@ -36,6 +36,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def preload_env(folder: Path, modules: tuple[str, ...], env: dict[str, str]) -> dict[str, str]:
+    """The variables that make the Airflow processes started with ``env`` preload ``modules`` as a deployment does
+    (an ``airflow_local_settings.py`` calling :func:`claimed_airflow.preload.preload`, first on PYTHONPATH): the
+    scheduler's and Celery workers' task processes are forked with them imported."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "airflow_local_settings.py").write_text(
+        f"from claimed_airflow.preload import preload\n\npreload({list(modules)!r})\n"
+    )
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)}
+
+
 @contextmanager
 def airflow_ui(
     env: dict[str, str], log_dir: Path, services: tuple[str, ...] = ("dag-processor",), start_timeout: float = 180
