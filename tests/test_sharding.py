@@ -222,6 +222,28 @@ def test_an_empty_shard_and_an_all_bad_shard_are_reported_not_fatal_unless_max_r
         _run(tmp_path, "transform.merge_shards", {"parts": [empty["images"], empty["images"]]}, "merge_empty")
 
 
+def test_a_shard_table_naming_files_outside_the_folder_sets_them_aside_unread(tmp_path, cohort, monkeypatch):
+    """Shard table names are values from a file: '..' and absolute names are set aside by deidentify (not read,
+    not a crash) and never hashed into the manifest."""
+    files = tmp_path / "files"
+    files.mkdir()
+    good = next(p for p in sorted(Path(cohort["source"]).glob("*.dcm")) if p.name != "broken.dcm")
+    (files / "good.dcm").write_bytes(good.read_bytes())
+    outside = tmp_path / "outside.dcm"
+    outside.write_bytes(good.read_bytes())
+    sharding.write_tables(["good.dcm", "../outside.dcm", str(outside)], 1, tmp_path / "shards")
+    monkeypatch.setenv(SALT_ENV, SALT)
+    private = {"files": str(files), "shard_tables": str(tmp_path / "shards"), "shard_index": 0, "salt_env": SALT_ENV}
+    done = _run(tmp_path / "out", "transform.deidentify", private, "deid", 0)
+    record = json.loads(Path(done["manifest"]).read_text())
+    assert done["files_deidentified"] == 1
+    reason = "leads out of the files folder (absolute, '..' or a link out)"
+    assert [r["reason"] for r in record["rejected"]] == [reason, reason]
+    outside.write_bytes(b"changed")  # not part of the shard's hash
+    names = ["good.dcm", "../outside.dcm", str(outside)]
+    assert storage.content_hash(files, names) == record["inputs"]["files"]["hash"]
+
+
 def _one_study(source: Path, target: Path) -> None:
     import pydicom
 

@@ -538,12 +538,18 @@ def read_json(uri: str) -> Any:
 
 def content_hash(path: str | Path, names: list[str] | None = None) -> str | None:
     """``sha256:<hex>`` of a file, or of a folder (sorted relative names and file hashes); None if absent.
-    With ``names``: of those files of a folder only (a missing one hashed as missing)."""
+    With ``names``: of those files of a folder only (a missing one hashed as missing, one leading out as outside)."""
     path = Path(path)
     if names is not None and path.is_dir():
+        from claimed_airflow.core.paths import inside
+
         digest = hashlib.sha256()
         for name in sorted(set(names)):
-            file = path / name
+            try:  # a name from a table: never a file outside the folder (the component sets it aside)
+                file = inside(path, name)
+            except ClaimedError:
+                digest.update(f"{name}\0outside\n".encode())
+                continue
             digest.update(f"{name}\0{_file_digest(file) if file.is_file() else 'missing'}\n".encode())
         return "sha256:" + digest.hexdigest()
     if path.is_file():

@@ -679,14 +679,17 @@ def deidentify(
         salt, keep_patient_sex, keep_patient_age, shift_dates, clean_structured_content, retain_safe_private or ()
     )
     base = Path(files)
-    if shard_tables is None:
-        candidates = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+    if shard_tables is None:  # (relative name, path) of every file
+        found = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
+        candidates = [(p.name if base.is_file() else p.relative_to(base).as_posix(), p) for p in found]
     else:  # the shard's files only, in the order of the whole folder's listing (never listing the folder)
         from claimed_airflow.core import sharding
 
-        wanted = sharding.files_of(shard_tables, shard_index)
-        candidates = [base] if base.is_file() and base.name in wanted else []
-        candidates += [] if base.is_file() else sorted(base / name for name in dict.fromkeys(wanted))
+        wanted = dict.fromkeys(sharding.files_of(shard_tables, shard_index))
+        if base.is_file():
+            candidates = [(base.name, base)] if base.name in wanted else []
+        else:
+            candidates = sorted(((name, base / name) for name in wanted), key=lambda c: c[1])
         sharding.announce("deidentify", shard_index, len(candidates))
     out = Path(output)
     out.mkdir(parents=True)
@@ -694,16 +697,16 @@ def deidentify(
     entries, burned, names = [], [], set()
     progress = Progress("deidentify", len(candidates))
     with _quiet_pydicom():
-        for number, path in enumerate(candidates, 1):
+        for number, (relative, path) in enumerate(candidates, 1):
             progress.advance()
-            relative = path.name if base.is_file() else path.relative_to(base).as_posix()
             # original names may carry PHI: the log and manifest name a file by position and keyed hash
             item = f"input file {number} of {len(candidates)} (key {new_uid(relative, salt)[5:17]})"
-            try:  # a shard table's name is a table value: it never leads out of the files folder
-                _ = inside(base, relative) if shard_tables is not None and path is not base else path
-            except ClaimedError:  # not quoted: original names may carry PHI
-                reject(item, "leads out of the files folder (absolute, '..' or a link out)")
-                continue
+            if path is not base and shard_tables is not None:  # a shard table's name is a table value
+                try:
+                    inside(base, relative)
+                except ClaimedError:  # not quoted: original names may carry PHI
+                    reject(item, "leads out of the files folder (absolute, '..' or a link out)")
+                    continue
             if not path.is_file():
                 reject(item, "file not found in the files folder")
                 continue
