@@ -78,10 +78,31 @@ def test_predictions_through_onnx_are_right(trained):
     assert np.allclose(table["p_bright"] + table["p_dark"], 1.0, atol=1e-5)
 
 
-def test_onnx_and_saved_weights_agree_with_the_network(tmp_path):
+def test_the_onnx_export_runs_in_the_task_without_tensorflow(tmp_path, monkeypatch):
+    from claimed_airflow.components.train import mobilenet_v2
+
+    exported = []
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.setattr(mobilenet_v2, "export_onnx", exported.append)
+    monkeypatch.setattr("subprocess.run", lambda *args, **kwargs: pytest.fail("a fresh interpreter"))
+    _, torchvision = mobilenet_v2.import_torch()
+    mobilenet_v2.export_servable(torchvision.models.mobilenet_v2(num_classes=2, width_mult=0.35), tmp_path)
+    assert exported == [tmp_path] and (tmp_path / "model.pt").is_file()
+
+
+def test_onnx_and_saved_weights_agree_with_the_network(tmp_path, monkeypatch):
+    """Exported next to TensorFlow (a Keras task earlier in the process): in a fresh interpreter."""
+    import subprocess
+    import types
+
     import onnxruntime
 
     from claimed_airflow.components.train.mobilenet_v2 import export_servable, import_torch, load_torch_network
+
+    fresh = []
+    run_process = subprocess.run
+    monkeypatch.setattr("subprocess.run", lambda *args, **kwargs: fresh.append(args) or run_process(*args, **kwargs))
+    monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow", types.ModuleType("tensorflow")))
 
     _, torchvision = import_torch()
 
@@ -92,6 +113,7 @@ def test_onnx_and_saved_weights_agree_with_the_network(tmp_path):
         expected = torch.softmax(network(x.permute(0, 3, 1, 2)), dim=1).numpy()
     (tmp_path / "labels.json").write_text(json.dumps({"classes": ["a", "b", "c"], "image_size": 32, "alpha": 0.35}))
     export_servable(network, tmp_path)
+    assert len(fresh) == 1
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input"] and session.get_inputs()[0].shape[1:] == [32, 32, 3]
     assert np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-4

@@ -320,6 +320,26 @@ def test_the_german_dag_imports_nothing_heavy():
     assert done.stdout.strip() == ""
 
 
+def test_the_fairness_metrics_load_without_tensorflow_and_the_in_processing_algorithms_still_import():
+    code = textwrap.dedent(
+        """
+        import sys
+        from claimed_airflow.components.metric.fairness import fairness_metrics
+        scored = fairness_metrics([1, 0, 1, 0], [1, 0, 0, 0], [1, 1, 0, 0])
+        print("tensorflow" in sys.modules, scored["biased"] >= 0)
+        from aif360.algorithms.inprocessing import AdversarialDebiasing, GerryFairClassifier
+        print("tensorflow" in sys.modules)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300, env=os.environ
+    )
+    assert done.returncode == 0, done.stderr
+    # aif360.algorithms.inprocessing's __init__ (AdversarialDebiasing: TensorFlow) is not run for the metrics, and
+    # runs as usual when the package itself is imported afterwards
+    assert done.stdout.split() == ["False", "True", "True"]
+
+
 @pytest.mark.e2e
 def test_german_credit_dag(run_dag, output_root):
     state, tasks, run_id = run_dag("german_credit_fairness", {"epochs": 20})
