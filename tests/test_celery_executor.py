@@ -30,7 +30,8 @@ from tests.service import Service
 from tests.test_scheduled_runs import Api
 from tests.ui.airflow_ui import airflow_ui, free_port, preload_env
 
-# a real scheduler, two Celery workers and an API server on one SQLite file: run alone (CI: after the parallel part)
+# a real scheduler, two Celery workers and an API server on one SQLite file: not under pytest-xdist (CI: its own
+# pytest process, beside the workers)
 pytestmark = pytest.mark.serial
 
 DAG_ID = "dicom_to_deployment"

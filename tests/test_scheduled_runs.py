@@ -25,7 +25,8 @@ from tests.flagship import FLAGSHIP_PRELOAD
 from tests.kube_stub import InferenceServiceStub
 from tests.ui.airflow_ui import airflow_ui, preload_env
 
-# a real scheduler, triggerer and API server on one SQLite file: run alone (CI: after the parallel part)
+# a real scheduler, triggerer and API server on one SQLite file: not under pytest-xdist (CI: its own pytest
+# process, beside the workers)
 pytestmark = [pytest.mark.e2e, pytest.mark.serial, pytest.mark.timeout(2400)]
 # small, PyTorch (three runs train at once on 2 cores), and the gate blesses any model
 SMALL = {"epochs": 1, "image_size": 32, "min_accuracy": 0.0, "min_over_majority": -1.0, "framework": "torch"}

@@ -38,11 +38,21 @@ def bright_and_dark(folder: Path, count: int = 48, size: int = 40) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """The component's defaults (20 epochs, batch 16, 64 px) on tests/test_training_outcome.py's squares (the
+    same images, with a PatientSex column)."""
     root = tmp_path_factory.mktemp("torch")
     images = bright_and_dark(root / "images", count=96)
-    # the component's defaults (batch 16, 64 px) but 10 epochs of 20: what any torch build learns this task with
-    args = {"images": str(images), "framework": "torch", "epochs": 10, "seed": 3}
-    return images, root, run("train.mobilenet_v2", args, root=str(root))
+    index = pd.read_csv(images / "index.csv")
+    index["split"] = ["test" if i % 8 < 2 else "train" for i in range(len(index))]  # as squares() holds out
+    index.to_csv(images / "index.csv", index=False)
+    return images, root, run("train.mobilenet_v2", {"images": str(images), "framework": "torch"}, root=str(root))
+
+
+def test_saved_model_learns_an_easy_task_at_default_settings(trained, tmp_path):
+    from tests.test_training_outcome import assert_learned_the_easy_task
+
+    images, _, result = trained
+    assert_learned_the_easy_task(images, result, tmp_path)
 
 
 def test_trains_on_the_cpu_and_writes_onnx_and_weights(trained):
@@ -52,11 +62,10 @@ def test_trains_on_the_cpu_and_writes_onnx_and_weights(trained):
     info = json.loads((model / "labels.json").read_text())
     assert info == {"classes": ["bright", "dark"], "image_size": 64, "framework": "torch", "alpha": 0.35}
     history = json.loads((model / "history.json").read_text())
-    assert len(history["loss"]) == len(history["images_per_second"]) == 10
+    assert len(history["loss"]) == len(history["images_per_second"]) == 20
     assert history["loss"][-1] < history["loss"][0]
     assert result["device"] == "cpu" and result["images_per_second"] > 0
     assert result["train_accuracy"] > 0.6  # measured while the weights move; the eval-mode check is below
-    assert result["train_images"] == 96 and "test_images" not in result  # no split column: all trained on
     assert result["saved_train_accuracy"] >= 0.9  # the saved ONNX model in inference mode
 
 
@@ -64,7 +73,8 @@ def test_a_last_batch_of_one_image_is_left_out_and_one_image_per_batch_is_refuse
     """17 images in batches of 16: batch-norm cannot train on the lone 17th (torch raised ValueError)."""
     images = bright_and_dark(tmp_path / "images", count=17)
     args = {"images": str(images), "framework": "torch", "epochs": 1, "image_size": 32}
-    assert run("train.mobilenet_v2", args, root=str(tmp_path / "a"))["train_images"] == 17
+    result = run("train.mobilenet_v2", args, root=str(tmp_path / "a"))
+    assert result["train_images"] == 17 and "test_images" not in result  # no split column: all trained on
     with pytest.raises(ClaimedError, match=r"^torch training needs at least 2 images per batch: 17 training images"):
         run("train.mobilenet_v2", {**args, "batch_size": 1}, root=str(tmp_path / "b"))
 

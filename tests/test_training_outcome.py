@@ -8,7 +8,6 @@ only; a model that answers one class whatever the image is refused by the flagsh
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
@@ -23,16 +22,6 @@ from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMEWORKS = [
-    pytest.param("keras", marks=pytest.mark.skipif(importlib.util.find_spec("keras") is None, reason="no keras")),
-    pytest.param(
-        "torch",
-        marks=pytest.mark.skipif(
-            importlib.util.find_spec("torchvision") is None or importlib.util.find_spec("onnxruntime") is None,
-            reason="no torch extra",
-        ),
-    ),
-]
 
 
 def squares(folder: Path, count: int = 96, size: int = 40) -> Path:
@@ -50,22 +39,26 @@ def squares(folder: Path, count: int = 96, size: int = 40) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_saved_model_learns_an_easy_task_at_default_settings(framework, tmp_path):
-    images = squares(tmp_path / "images")
-    trained = run("train.mobilenet_v2", {"images": str(images), "framework": framework}, root=str(tmp_path / "t"))
+def assert_learned_the_easy_task(images: Path, trained: dict, root: Path) -> None:
+    """What a model trained at the component's defaults on :func:`squares` must score (both frameworks)."""
     index = pd.read_csv(images / "index.csv")
     assert trained["train_images"] == (index["split"] == "train").sum()  # trained on the train split only
     assert trained["test_images"] == (index["split"] == "test").sum()
     assert trained["saved_train_accuracy"] >= 0.95 and trained["test_accuracy"] >= 0.95, trained
     assert trained["accuracy_gap"] == pytest.approx(trained["train_accuracy"] - trained["saved_train_accuracy"])
     # the numbers train reports are those of the saved model as predict.images loads it
-    scored = run(
-        "predict.images", {"model": trained["model"], "images": str(images), "split": "test"}, root=str(tmp_path)
-    )
+    scored = run("predict.images", {"model": trained["model"], "images": str(images), "split": "test"}, root=str(root))
     table = pd.read_csv(scored["predictions"])
     assert len(table) == trained["test_images"] and set(table["split"]) == {"test"}
     assert (table["prediction"] == table["label"]).mean() == trained["test_accuracy"]
+
+
+def test_saved_model_learns_an_easy_task_at_default_settings(tmp_path):
+    """Keras; PyTorch's twin is in tests/test_torch_training.py, on the model its other tests use."""
+    pytest.importorskip("keras")
+    images = squares(tmp_path / "images")
+    trained = run("train.mobilenet_v2", {"images": str(images), "framework": "keras"}, root=str(tmp_path / "t"))
+    assert_learned_the_easy_task(images, trained, tmp_path)
 
 
 def test_a_saved_model_below_its_training_accuracy_is_a_loud_warning(tmp_path, caplog):
