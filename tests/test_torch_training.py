@@ -99,6 +99,13 @@ def test_the_onnx_export_runs_in_the_task_without_tensorflow(tmp_path, monkeypat
     mobilenet_v2.export_servable(torchvision.models.mobilenet_v2(num_classes=2, width_mult=0.35), tmp_path)
     assert exported == [tmp_path] and (tmp_path / "model.pt").is_file()
 
+    def fails(folder):
+        raise RuntimeError("unsupported operator")
+
+    monkeypatch.setattr(mobilenet_v2, "export_onnx", fails)
+    with pytest.raises(ClaimedError, match="^model: the ONNX export failed: RuntimeError: unsupported operator$"):
+        mobilenet_v2.export_servable(torchvision.models.mobilenet_v2(num_classes=2, width_mult=0.35), tmp_path)
+
 
 def test_onnx_and_saved_weights_agree_with_the_network(tmp_path, monkeypatch):
     """Exported next to TensorFlow (a Keras task earlier in the process): in a fresh interpreter."""

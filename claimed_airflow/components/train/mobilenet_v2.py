@@ -366,7 +366,10 @@ def export_servable(network, folder: Path) -> None:
 
     torch.save(network.to("cpu").state_dict(), folder / "model.pt")
     if "tensorflow" not in sys.modules:
-        export_onnx(folder)
+        try:
+            export_onnx(folder)
+        except Exception as exc:  # noqa: BLE001 - the exporter's own errors, named as in a fresh interpreter
+            raise ClaimedError(f"model: the ONNX export failed: {type(exc).__name__}: {exc}") from exc
         return
     code = "import sys; from claimed_airflow.components.train.mobilenet_v2 import export_onnx; export_onnx(sys.argv[1])"
     done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True)
