@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from claimed_airflow.core.errors import ClaimedError
 from claimed_airflow.core.runner import run
+from tests.test_training_outcome import assert_learned_the_easy_task, squares
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
@@ -21,36 +21,15 @@ if importlib.util.find_spec("torchvision") is None:  # not imported here: see im
     pytest.skip("torchvision is not installed", allow_module_level=True)
 
 
-def bright_and_dark(folder: Path, count: int = 48, size: int = 40) -> Path:
-    """An image folder like transform.dicom_to_images writes: noisy bright and dark squares, two labels."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(count):
-        label = "bright" if i % 2 else "dark"
-        base = 215 if label == "bright" else 40
-        pixels = np.clip(rng.normal(base, 15, (size, size)), 0, 255).astype(np.uint8)
-        (folder / label).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(folder / label / f"{i:03d}.png")
-        rows.append({"image": f"{label}/{i:03d}.png", "label": label, "PatientSex": "MF"[i % 2]})
-    pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """The component's defaults (20 epochs, batch 16, 64 px) on tests/test_training_outcome.py's squares (the
-    same images, with a PatientSex column)."""
+    """The component's defaults (20 epochs, batch 16, 64 px) on the squares of the Keras outcome test."""
     root = tmp_path_factory.mktemp("torch")
-    images = bright_and_dark(root / "images", count=96)
-    index = pd.read_csv(images / "index.csv")
-    index["split"] = ["test" if i % 8 < 2 else "train" for i in range(len(index))]  # as squares() holds out
-    index.to_csv(images / "index.csv", index=False)
+    images = squares(root / "images")
     return images, root, run("train.mobilenet_v2", {"images": str(images), "framework": "torch"}, root=str(root))
 
 
 def test_saved_model_learns_an_easy_task_at_default_settings(trained, tmp_path):
-    from tests.test_training_outcome import assert_learned_the_easy_task
-
     images, _, result = trained
     assert_learned_the_easy_task(images, result, tmp_path)
 
@@ -71,7 +50,7 @@ def test_trains_on_the_cpu_and_writes_onnx_and_weights(trained):
 
 def test_a_last_batch_of_one_image_is_left_out_and_one_image_per_batch_is_refused(tmp_path):
     """17 images in batches of 16: batch-norm cannot train on the lone 17th (torch raised ValueError)."""
-    images = bright_and_dark(tmp_path / "images", count=17)
+    images = squares(tmp_path / "images", count=17, held_out=False)
     args = {"images": str(images), "framework": "torch", "epochs": 1, "image_size": 32}
     result = run("train.mobilenet_v2", args, root=str(tmp_path / "a"))
     assert result["train_images"] == 17 and "test_images" not in result  # no split column: all trained on

@@ -24,8 +24,9 @@ from claimed_airflow.core.runner import run
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def squares(folder: Path, count: int = 96, size: int = 40) -> Path:
-    """Noisy bright and dark squares with a ``split`` column (a quarter of each class held out)."""
+def squares(folder: Path, count: int = 96, size: int = 40, held_out: bool = True) -> Path:
+    """An image folder as ``transform.dicom_to_images`` writes it: noisy bright and dark squares, labelled, with a
+    PatientSex column and (``held_out``) a ``split`` column holding out a quarter of each class."""
     rng = np.random.default_rng(0)
     rows = []
     for i in range(count):
@@ -33,8 +34,10 @@ def squares(folder: Path, count: int = 96, size: int = 40) -> Path:
         pixels = np.clip(rng.normal(215 if label == "bright" else 40, 15, (size, size)), 0, 255).astype(np.uint8)
         (folder / label).mkdir(parents=True, exist_ok=True)
         Image.fromarray(pixels).save(folder / label / f"{i:03d}.png")
-        split = "test" if i % 8 < 2 else "train"  # a bright and a dark image of every eight
-        rows.append({"image": f"{label}/{i:03d}.png", "label": label, "split": split})
+        row = {"image": f"{label}/{i:03d}.png", "label": label, "PatientSex": "MF"[i % 2]}
+        if held_out:
+            row["split"] = "test" if i % 8 < 2 else "train"  # a bright and a dark image of every eight
+        rows.append(row)
     pd.DataFrame(rows).to_csv(folder / "index.csv", index=False)
     return folder
 

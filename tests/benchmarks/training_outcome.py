@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 def squares(folder: Path, count: int = 48, size: int = 40) -> Path:
     """Noisy bright (215) and dark (40) squares, labelled, as ``transform.dicom_to_images`` writes them."""
-    from tests.test_torch_training import bright_and_dark
+    from tests.test_training_outcome import squares
 
-    return bright_and_dark(folder, count, size)
+    return squares(folder, count, size, held_out=False)
 
 
 def one_run(framework: str, epochs: int, work: Path, size: int = 32, batch: int = 8, count: int = 48) -> dict:
