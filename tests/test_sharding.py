@@ -528,8 +528,12 @@ def test_mapped_tasks_of_a_dag_run_merge_to_the_unsharded_outputs(run_dag, outpu
     state, tasks, run_id = run_dag("claimed_test_sharding", {**cohort, "shards": 3})
     assert state == "success", tasks
     run = output_root / "claimed_test_sharding" / storage.safe_name(run_id)
-    for task in ("dicom_to_images_shard", "deidentify_shard"):
+    for task in ("dicom_input_shard", "dicom_to_images_shard", "deidentify_shard"):
         assert sorted(p.name for p in run.glob(f"{task}_*")) == [f"{task}_{i}" for i in range(3)]
+    read, whole = (
+        _hashes(manifest) for manifest in (run / "dicom_input" / "manifest.json", unsharded["input"]["manifest"])
+    )
+    assert (read["metadata"], read["files"]) == (whole["metadata"], whole["files"])  # the input read in shards
     assert_equal_outputs(
         *(_merged(run / task / "merged") for task in ("dicom_to_images", "deidentify_output")),
         *(_merged(run / task / "merged") for task in ("deidentify_table", "deidentify_report")),
@@ -546,17 +550,165 @@ def test_dag_shape_does_not_depend_on_the_number_of_shards():
     assert not bag.import_errors, bag.import_errors
     dag = bag.dags["claimed_test_sharding"]
     mapped = sorted(t.task_id for t in dag.tasks if type(t).__name__ == "MappedOperator")
-    assert mapped == ["deidentify_shard", "dicom_to_images_shard"]
-    assert len(dag.tasks) == 8
+    assert mapped == ["deidentify_shard", "dicom_input_shard", "dicom_to_images_shard"]
+    assert len(dag.tasks) == 11
 
 
 @pytest.mark.e2e
 def test_kubernetes_engine_runs_one_pod_per_shard(run_dag, output_root, cohort, local_kubelet):
     state, tasks, run_id = run_dag("claimed_test_sharding_pods", {**cohort, "shards": 2})
     assert state == "success", tasks
-    pods = [(p.metadata.labels["task_id"], p.metadata.labels.get("map_index")) for p in local_kubelet]
-    assert sorted(pods) == [("dicom_to_images_shard", str(i)) for i in range(2)]
+    pods = {}
+    for pod in local_kubelet:
+        pods.setdefault(pod.metadata.labels["task_id"], []).append(pod.metadata.labels.get("map_index"))
+    assert pods == {
+        "dicom_input_listing": [None],
+        "dicom_input_shard": ["0", "1"],
+        "dicom_input": [None],
+        "dicom_to_images_shard": ["0", "1"],
+    }
     indexes = sorted(a for p in local_kubelet for a in p.spec.containers[0].args if a.startswith("--shard_index"))
-    assert indexes == ["--shard_index=0", "--shard_index=1"]
+    assert indexes == ["--shard_index=0", "--shard_index=0", "--shard_index=1", "--shard_index=1"]
     run = output_root / "claimed_test_sharding_pods" / storage.safe_name(run_id)
     assert len(list((run / "dicom_to_images" / "merged").rglob("*.png"))) == 20
+
+
+# -- the input itself in shards: input.dicom_listing, input.dicom_shard once per shard, input.dicom_merge -------
+
+
+@pytest.fixture(scope="module")
+def with_a_copy(tmp_path_factory, cohort) -> dict:
+    """The cohort (20 phantoms, a file that is not DICOM) and a copy of its first phantom under a name read
+    last: the same SOPInstanceUID, labelled, so input.dicom sets it aside as a duplicate and nothing else."""
+    import pandas as pd
+
+    folder = tmp_path_factory.mktemp("with_a_copy")
+    source = folder / "dicom"
+    source.mkdir()
+    for path in Path(cohort["source"]).iterdir():
+        (source / path.name).write_bytes(path.read_bytes())
+    first = sorted(source.glob("phantom_*.dcm"))[0]
+    (source / "zz_copy.dcm").write_bytes(first.read_bytes())
+    labels = pd.read_csv(cohort["labels"])
+    copy = labels[labels["file"] == first.name].assign(file="zz_copy.dcm")
+    pd.concat([labels, copy]).to_csv(folder / "labels.csv", index=False)
+    return {"source": str(source), "labels": str(folder / "labels.csv")}
+
+
+def read_in_shards(root: Path, source: str, labels: str | None = None, **cut) -> tuple[dict, list[dict], dict]:
+    """The three steps as a DAG runs them (dicom_input_in_shards): listing, one read per shard, merge."""
+    listing = _run(root, "input.dicom_listing", {"source": source, **cut}, "listing")
+    read = {"files": source, "shard_tables": listing["shard_tables"], "labels": labels}
+    reads = [_run(root, "input.dicom_shard", {**read, "shard_index": i}, "read", i) for i in listing["shard_index"]]
+    parts = {"metadata_parts": [r["metadata"] for r in reads], "files_parts": [r["instances"] for r in reads]}
+    return listing, reads, _run(root, "input.dicom_merge", parts, "merge")
+
+
+def _set_aside(*results: dict) -> list[tuple[str, str]]:
+    records = [json.loads(Path(result["manifest"]).read_text()) for result in results]
+    return sorted((r["item"], r["reason"]) for record in records for r in record["rejected"])
+
+
+@pytest.mark.parametrize("shards", [1, 3, 7])
+def test_a_folder_read_in_shards_merges_to_what_input_dicom_reads(tmp_path, with_a_copy, unsharded, shards):
+    """22 files in N shards, each read in its own task: the merged table and folder hash-equal input.dicom's of
+    the same folder (the copy, in the last shard, set aside as a duplicate of the first shard's file; the file that
+    is not DICOM set aside by its shard); shard table i holds the rows kept of shard i, and decoding each merged
+    shard gives the unsharded images."""
+    import pandas as pd
+
+    whole = _run(tmp_path, "input.dicom", with_a_copy, "whole")
+    listing, reads, merged = read_in_shards(tmp_path, with_a_copy["source"], with_a_copy["labels"], shards=shards)
+    assert listing["files_listed"] == 22 and listing["shard_index"] == list(range(shards))
+    assert sharding.files_of(listing["shard_tables"], shards - 1)[-1] == "zz_copy.dcm"
+    assert _hashes(merged["manifest"])["metadata"] == _hashes(whole["manifest"])["metadata"]
+    assert _hashes(merged["manifest"])["files"] == _hashes(whole["manifest"])["files"]
+    assert _hashes(merged["manifest"])["metadata"] == _hashes(unsharded["input"]["manifest"])["metadata"]
+    assert merged["files_read"] == 20 and merged["duplicates"] == (shards > 1)
+    assert _set_aside(*reads, merged) == _set_aside(whole) and len(_set_aside(whole)) == 2
+    tables = merged["shard_tables"]
+    rows = pd.concat([sharding.rows_of(tables, i) for i in range(shards)], ignore_index=True)
+    pd.testing.assert_frame_equal(rows, read_table(merged["metadata"]))
+    if shards == 3:
+        common = {"files": merged["files"], "shard_tables": tables, **DECODE}
+        images = [_run(tmp_path, "transform.dicom_to_images", {**common, "shard_index": i}, "d", i) for i in range(3)]
+        joined = _run(tmp_path, "transform.merge_shards", {"parts": [r["images"] for r in images]}, "images")
+        assert storage.content_hash(joined["merged"]) == storage.content_hash(unsharded["images"])
+
+
+def test_a_sharded_read_reports_empty_and_all_bad_shards_and_keeps_max_rejected(tmp_path, cohort):
+    """Two good files and two that are not DICOM: in 2 shards the second has no readable file (an empty table,
+    not an error); in 6 shards four are empty; no readable file in any shard is the merge's error; a duplicate
+    across shards counts against the merge's max_rejected."""
+    source = tmp_path / "dicom"
+    source.mkdir()
+    good = sorted(Path(cohort["source"]).glob("phantom_*.dcm"))[:2]
+    for number, path in enumerate(good):
+        (source / f"a{number}.dcm").write_bytes(path.read_bytes())
+        (source / f"z{number}.dcm").write_bytes(b"not DICOM")
+    _, reads, merged = read_in_shards(tmp_path / "two", str(source), shards=2)
+    assert [r["files_read"] for r in reads] == [2, 0] and reads[1]["files_rejected"] == 2
+    assert merged["files_read"] == 2 and sharding.rows_of(merged["shard_tables"], 1).empty
+    _, reads, merged = read_in_shards(tmp_path / "six", str(source), shards=6)
+    assert [r["files_read"] for r in reads].count(0) == 4 and merged["shard_index"] == list(range(6))
+    assert sorted(p.name for p in Path(merged["files"]).iterdir()) == ["a0.dcm", "a1.dcm"]
+    for path in good:
+        (source / f"a{good.index(path)}.dcm").write_bytes(b"not DICOM either")
+    with pytest.raises(ClaimedError, match=r"^metadata_parts: no readable DICOM file in any of the 2 shard\(s\)"):
+        read_in_shards(tmp_path / "none", str(source), shards=2)
+    (source / "a0.dcm").write_bytes(good[0].read_bytes())
+    (source / "z0.dcm").write_bytes(good[0].read_bytes())  # the same instance, in the second shard
+    listing, reads, _ = read_in_shards(tmp_path / "dup", str(source), shards=2)
+    parts = {"metadata_parts": [r["metadata"] for r in reads], "files_parts": [r["instances"] for r in reads]}
+    with pytest.raises(ClaimedError, match=r"^max_rejected: more than 0 file\(s\) set aside"):
+        _run(tmp_path / "dup", "input.dicom_merge", {**parts, "max_rejected": 0}, "strict")
+    kept = _run(tmp_path / "dup", "input.dicom_merge", {**parts, "duplicates": "keep"}, "keep")
+    assert kept["files_read"] == 2 and kept["duplicates"] == 1
+
+
+def test_a_sharded_read_refuses_what_it_cannot_list_or_trust(tmp_path, cohort):
+    with pytest.raises(ClaimedError, match="^source: not a folder: .*use input.dicom"):
+        _run(tmp_path, "input.dicom_listing", {"source": str(next(Path(cohort["source"]).iterdir()))}, "one")
+    with pytest.raises(ClaimedError, match="^source: .* is a PACS query; read it with input.dicom"):
+        _run(tmp_path, "input.dicom_listing", {"source": "dicomweb://orthanc?modality=CR"}, "pacs")
+    sharding.write_tables(["../outside.dcm"], 1, tmp_path / "shards")
+    read = {"files": cohort["source"], "shard_tables": str(tmp_path / "shards"), "shard_index": 0}
+    with pytest.raises(ClaimedError, match=r"'\.\./outside\.dcm' leads out of its folder"):
+        _run(tmp_path, "input.dicom_shard", read, "read", 0)
+    with pytest.raises(ClaimedError, match=r"^files_parts: 0 folder\(s\) for 1 table\(s\)"):
+        _run(tmp_path, "input.dicom_merge", {"metadata_parts": ["x.parquet"], "files_parts": []}, "merge")
+
+
+def test_a_prefix_on_an_object_store_is_listed_without_a_download(tmp_path, with_a_copy, s3_endpoint):
+    """The same folder on S3 (moto): the listing names the same files in the same shards (no file downloaded)
+    and a shard's read from there writes the same table as from the local folder."""
+    s3_endpoint.put(with_a_copy["source"] + "/", "claimed/listing/dicom/", recursive=True)
+    local = _run(tmp_path, "input.dicom_listing", {"source": with_a_copy["source"], "shards": 3}, "local")
+    remote = _run(tmp_path, "input.dicom_listing", {"source": "s3://claimed/listing/dicom", "shards": 3}, "remote")
+    assert remote["files_listed"] == 22
+    assert storage.content_hash(remote["shard_tables"]) == storage.content_hash(local["shard_tables"])
+    by_bytes = {"source": "s3://claimed/listing/dicom", "shard_bytes": "5KB"}
+    assert len(_run(tmp_path, "input.dicom_listing", by_bytes, "bytes")["shard_index"]) > 1
+    reads = []
+    for source, listing in ((with_a_copy["source"], local), ("s3://claimed/listing/dicom", remote)):
+        read = {"files": source, "shard_tables": listing["shard_tables"], "shard_index": 1}
+        reads.append(_run(tmp_path, "input.dicom_shard", read, "read", 1))
+    assert _hashes(reads[0]["manifest"]) == _hashes(reads[1]["manifest"])
+
+
+def test_a_column_without_a_value_in_one_shard_takes_its_type_from_the_others(tmp_path):
+    """A label column all missing in one shard (pandas writes it as double) and text in the other merges as text,
+    as the one table of all rows is written; a column missing everywhere keeps its type."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames = [pd.DataFrame({"file": ["a"], "label": ["x"], "age": [None]}), pd.DataFrame({"file": ["b"]})]
+    frames[1]["label"], frames[1]["age"] = float("nan"), None
+    for number, frame in enumerate(frames):
+        frame.to_parquet(tmp_path / f"{number}.parquet", index=False)
+    assert pq.read_schema(tmp_path / "1.parquet").field("label").type == "double"
+    rows = sharding.merge_tables([tmp_path / "0.parquet", tmp_path / "1.parquet"], tmp_path / "merged.parquet")
+    merged = pq.read_table(tmp_path / "merged.parquet")
+    assert rows == 2 and merged.column("label").to_pylist() == ["x", None]
+    assert merged.schema.field("label").type == "string"
+    assert merged.schema.field("age").type == pq.read_schema(tmp_path / "0.parquet").field("age").type

@@ -93,17 +93,25 @@ def by_bytes(sizes: Sequence[int], limit: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def cuts(names: Sequence[str], shards: int = 1, shard_bytes: int | None = None, files=None) -> list[tuple[int, int]]:
+def cuts(
+    names: Sequence[str], shards: int = 1, shard_bytes: int | None = None, files=None, sizes: Sequence[int] = ()
+) -> list[tuple[int, int]]:
     """The rule: ``shards`` ranges by count, or with ``shard_bytes`` ranges of at most that many bytes of the
-    files (sizes of ``<files>/<name>``). The same names, order and sizes give the same shards."""
+    files (``sizes``, else those of ``<files>/<name>``). The same names, order and sizes give the same shards."""
     if shard_bytes is None:
         return bounds(len(names), shards)
-    folder = Path(files)
-    return by_bytes([(folder / name).stat().st_size for name in names], shard_bytes)
+    folder = Path(files) if files is not None else None
+    return by_bytes(sizes or [(folder / name).stat().st_size for name in names], shard_bytes)
 
 
 def write_tables(
-    names: Sequence[str], shards: int, folder: str | Path, shard_bytes: int | None = None, files=None, rows=None
+    names: Sequence[str],
+    shards: int,
+    folder: str | Path,
+    shard_bytes: int | None = None,
+    files=None,
+    rows=None,
+    sizes: Sequence[int] = (),
 ) -> list[int]:
     """Cut ``names`` (in their order) into shard tables under ``folder`` (:func:`cuts`); returns the shard indexes.
 
@@ -117,7 +125,7 @@ def write_tables(
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    ranges = cuts(names, shards, shard_bytes, files)
+    ranges = cuts(names, shards, shard_bytes, files, sizes)
     parts = _split_rows(rows, names, ranges) if rows is not None else None
     for index, (start, stop) in enumerate(ranges):
         if parts is None:
@@ -242,12 +250,15 @@ def merge(parts: Iterable[Path], out: Path) -> dict:
     raise ClaimedError(f"parts: cannot merge {suffix.pop() or 'suffix-less'} files (tables, JSON reports, folders)")
 
 
-def merge_tables(parts: Sequence[Path], out: Path) -> int:
-    """Concatenate tables (CSV text, or Parquet row group by row group); returns the rows written."""
+def merge_tables(parts: Sequence[Path], out: Path, select=None) -> int:
+    """Concatenate tables (CSV text, or Parquet row group by row group, ``select`` as :func:`_merge_parquet`
+    takes it); returns the rows written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
+        if select is not None:
+            raise ClaimedError(f"parts: rows are selected from Parquet tables only, not {out.name}")
         return _merge_csv(parts, out)
-    return _merge_parquet(parts, out)
+    return _merge_parquet(parts, out, select)
 
 
 def _merge_csv(parts: Sequence[Path], out: Path) -> int:
@@ -269,15 +280,17 @@ def _merge_csv(parts: Sequence[Path], out: Path) -> int:
     return rows  # every shard empty: an empty file (transform.merge_shards' min_rows decides)
 
 
-def _merge_parquet(parts: Sequence[Path], out: Path) -> int:
+def _merge_parquet(parts: Sequence[Path], out: Path, select=None) -> int:
     """Row groups of ``ROW_GROUP`` rows, as one ``write_table`` of all the rows writes them (the same bytes
-    when the shards' schemas equal the whole's); at most about two row groups are held in memory."""
+    when the shards' schemas equal the whole's); at most about two row groups are held in memory. A column
+    with no value in a part takes its type from the others. ``select(index, table)``, if given, is called
+    with each row group read (cast to the merged schema) of part ``index`` and returns the rows to write."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    filled = [part for part in parts if pq.read_metadata(part).num_rows]  # footers only
-    parts = filled or list(parts[:1])  # an empty shard's table may have no columns at all
-    schemas = [pq.read_schema(part) for part in parts]
+    filled = [(i, part) for i, part in enumerate(parts) if pq.read_metadata(part).num_rows]  # footers only
+    filled = filled or [(0, parts[0])]  # an empty shard's table may have no columns at all
+    schemas = [_schema_of(part) for _, part in filled]
     try:
         schema = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -285,13 +298,16 @@ def _merge_parquet(parts: Sequence[Path], out: Path) -> int:
     names = schemas[0].names
     if any(s.names != names for s in schemas):
         raise ClaimedError("parts: the shard tables have other columns than the first shard's table")
-    schema = pa.schema([schema.field(n) for n in names], metadata=schemas[0].metadata)
+    first = pq.read_schema(filled[0][1])  # a column without a value anywhere: its type as written
+    fields = [schema.field(n) if schema.field(n).type != pa.null() else first.field(n) for n in names]
+    schema = pa.schema(fields, metadata=first.metadata)
     rows, held = 0, []
     with pq.ParquetWriter(out, schema) as writer:
-        for part in parts:
+        for index, part in filled:
             source = pq.ParquetFile(part)
             for group in range(source.num_row_groups):
-                held.append(source.read_row_group(group).cast(schema))
+                table = source.read_row_group(group).cast(schema)
+                held.append(select(index, table) if select else table)
                 if sum(t.num_rows for t in held) >= ROW_GROUP:
                     whole = pa.concat_tables(held).combine_chunks()  # pages as one table's
                     full = whole.num_rows // ROW_GROUP * ROW_GROUP
@@ -302,6 +318,23 @@ def _merge_parquet(parts: Sequence[Path], out: Path) -> int:
             writer.write_table(whole, row_group_size=ROW_GROUP)
         rows += whole.num_rows
     return rows
+
+
+def _schema_of(part: Path):
+    """A Parquet table's schema, a column without any value (all null, by the footer's statistics) typed null."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(part)
+    schema = meta.schema.to_arrow_schema()
+    groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+    if len(schema) != meta.num_columns:  # nested columns: no one statistic per field
+        return schema
+    for index, field in enumerate(schema):
+        stats = [(group.column(index).statistics, group.num_rows) for group in groups]
+        if all(s is not None and s.has_null_count and s.null_count == rows for s, rows in stats):
+            schema = schema.set(index, pa.field(field.name, pa.null()))
+    return schema
 
 
 def merge_folders(parts: Sequence[Path], out: Path) -> dict:
@@ -321,7 +354,7 @@ def merge_folders(parts: Sequence[Path], out: Path) -> dict:
             if target.exists():
                 raise ClaimedError(f"parts: two shards wrote {relative}; shards must not overlap")
             target.parent.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(path, target)
+            link_or_copy(path, target)
             files += 1
     rows = {}
     for relative, sources in sorted(tables.items()):
@@ -329,7 +362,7 @@ def merge_folders(parts: Sequence[Path], out: Path) -> dict:
     return {"files": files, "tables": len(rows), "table_rows": sum(rows.values())}
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     """A hard link of a shard's file (shard outputs are never written again), else a copy of its bytes."""
     try:
         os.link(source, target)

@@ -251,6 +251,91 @@ class DicomInputOperator(ClaimedOperator):
         self.shard_bytes = shard_bytes
 
 
+class DicomListingInputOperator(ClaimedOperator):
+    """List a folder of DICOM files into shard tables without opening a file: the first step of a sharded read.
+
+    A local folder is searched recursively (hidden files and DICOMDIRs skipped, as ``input.dicom``
+    does), an ``s3://`` (or other fsspec) prefix is listed on the object store: nothing is
+    downloaded. The files, in the order ``input.dicom`` reads them, are cut into ``shards`` shards
+    by count or into shards of at most ``shard_bytes`` bytes; the same folder gives the same shards.
+    The names are relative to ``source`` (``input.dicom_shard``'s ``files``). Returns
+    ``shard_index``, the list to expand over.
+
+    Runs the ``input.dicom_listing`` component. Outputs (XCom keys): shard_tables.
+
+    :param source: Folder or object-store prefix holding the DICOM files (a PACS query or a glob:
+        use input.dicom).
+    :type source: str
+    :param shards: Cut the files into this many shards by count.
+    :type shards: int
+    :param shard_bytes: Cut them instead into shards of at most this many bytes, e.g. 512MB or 2GiB
+        (a larger file is a shard alone). Not with ``shards``.
+    :type shard_bytes: str | None
+    """
+
+    component = "input.dicom_listing"
+    component_fields = ("source", "shards", "shard_bytes")
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        shards: int = 1,
+        shard_bytes: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.shards = shards
+        self.shard_bytes = shard_bytes
+
+
+class DicomMergeInputOperator(ClaimedOperator):
+    """Join the shards ``input.dicom_shard`` read into what ``input.dicom`` writes for the whole folder.
+
+    The tables are concatenated in shard order and the files linked into one folder (copied across
+    file systems), streaming: one row group in memory. A SOPInstanceUID already met in an earlier
+    shard is reported and set aside with its file (``duplicates=reject``, the first file kept), as
+    one task would; the UIDs met are held as 8-byte digests (a digest met again is checked against
+    the UID itself). Shard table ``i`` holds the rows kept of shard ``i``, column ``file`` first:
+    the data-parallel steps downstream expand over the returned ``shard_index``.
+
+    Runs the ``input.dicom_merge`` component. Outputs (XCom keys): metadata, files, shard_tables.
+
+    :param metadata_parts: URIs of the shards' ``metadata`` tables, in shard order.
+    :type metadata_parts: list[str]
+    :param files_parts: URIs of the shards' ``instances`` folders, in the same order.
+    :type files_parts: list[str]
+    :param duplicates: A SOPInstanceUID of an earlier shard: ``reject`` sets the file aside,
+        ``keep`` keeps it.
+    :type duplicates: str
+    :param max_rejected: Fail when more files than this are set aside here.
+    :type max_rejected: int | None
+    """
+
+    component = "input.dicom_merge"
+    component_fields = ("metadata_parts", "files_parts", "duplicates", "max_rejected")
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        metadata_parts: list[str],
+        files_parts: list[str],
+        duplicates: str = "reject",
+        max_rejected: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.metadata_parts = metadata_parts
+        self.files_parts = files_parts
+        self.duplicates = duplicates
+        self.max_rejected = max_rejected
+
+
 class DicomNetworkInputOperator(ClaimedOperator):
     """Search a PACS without DICOMweb (C-FIND, Study Root) and retrieve the instances (C-GET) like input.dicom.
 
@@ -368,6 +453,74 @@ class DicomNetworkInputOperator(ClaimedOperator):
         self.max_rejected = max_rejected
         self.shards = shards
         self.shard_bytes = shard_bytes
+
+
+class DicomShardInputOperator(ClaimedOperator):
+    """Read one shard of a listed folder as ``input.dicom`` reads a source: a metadata row per readable file.
+
+    Only the shard's files are staged (from an object store: downloaded) and read; unreadable files
+    and a SOPInstanceUID repeated within the shard are reported and set aside. A shard without a
+    readable file writes an empty table (``input.dicom_merge`` fails only when every shard is
+    empty). Without ``shard_index`` one task reads every shard, one after another.
+
+    Runs the ``input.dicom_shard`` component. Outputs (XCom keys): metadata, instances.
+
+    :param files: The folder ``input.dicom_listing`` listed (its ``source``).
+    :type files: str
+    :param shard_tables: ``input.dicom_listing``'s shard tables.
+    :type shard_tables: str
+    :param shard_index: The shard to read (absent: every shard).
+    :type shard_index: int | None
+    :param labels: Optional CSV/Parquet table with labels, joined to the metadata on ``label_key``.
+    :type labels: str | None
+    :param label_key: Column present in both the metadata and the labels table (e.g. file,
+        SOPInstanceUID).
+    :type label_key: str
+    :param label_column: Column of the labels table copied into the metadata as ``label``.
+    :type label_column: str
+    :param duplicates: A SOPInstanceUID met again: ``reject`` sets the later file aside, ``keep``
+        keeps it.
+    :type duplicates: str
+    :param max_rejected: Fail the task when more files than this are set aside in the shard.
+    :type max_rejected: int | None
+    """
+
+    component = "input.dicom_shard"
+    component_fields = (
+        "files",
+        "shard_tables",
+        "shard_index",
+        "labels",
+        "label_key",
+        "label_column",
+        "duplicates",
+        "max_rejected",
+    )
+    ui_color = "#e3f2fd"
+    template_fields = (*component_fields, *ClaimedOperator.template_fields)
+
+    def __init__(
+        self,
+        *,
+        files: str,
+        shard_tables: str,
+        shard_index: int | None = None,
+        labels: str | None = None,
+        label_key: str = "file",
+        label_column: str = "label",
+        duplicates: str = "reject",
+        max_rejected: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.files = files
+        self.shard_tables = shard_tables
+        self.shard_index = shard_index
+        self.labels = labels
+        self.label_key = label_key
+        self.label_column = label_column
+        self.duplicates = duplicates
+        self.max_rejected = max_rejected
 
 
 class DicomwebInputOperator(ClaimedOperator):

@@ -6,7 +6,9 @@ once into a temporary folder, then runs the DAG's tasks for each configuration i
 - ``unsharded``: ``input.dicom`` -> ``transform.dicom_to_images`` (and ``transform.deidentify``), one
   task each, as before sharding;
 - ``N shards``: ``input.dicom`` (``shards=N``) -> ``dicom_to_images`` per shard (and ``deidentify`` per
-  shard) -> ``transform.merge_shards`` of each output.
+  shard) -> ``transform.merge_shards`` of each output;
+- with ``--input-shards``, the input itself in shards too (``dicom_input_in_shards``): ``input.dicom_listing``
+  -> ``input.dicom_shard`` per shard -> ``input.dicom_merge``, then the same.
 
 Each task is one fresh ``python`` process that calls ``claimed_airflow.core.runner.run`` with the task's
 scope, as an Airflow worker's task process does (without Airflow's own task start and XCom round trip, about
@@ -19,6 +21,7 @@ forked from this (larger) process keeps the parent's peak across ``exec``. The
 configuration's wall time is the first task's start to the last task's end.
 
     .venv/bin/python tests/benchmarks/sharding.py [--counts 2000 20000] [--shards 0 1 2 4] [--deidentify]
+        [--input-shards]
 
 ``--shards 0`` is the unsharded run. ``--configs 20000:0,4`` restricts one count's configurations.
 """
@@ -166,9 +169,11 @@ def schedule(tasks: list[Task], root: Path, run_id: str, parallelism: int) -> di
     return done
 
 
-def dag(source: str, shards: int, deidentify: bool) -> list[Task]:
-    """The tasks of one configuration (``shards`` 0: unsharded)."""
+def dag(source: str, shards: int, deidentify: bool, input_shards: bool = False) -> list[Task]:
+    """The tasks of one configuration (``shards`` 0: unsharded; ``input_shards``: the input read in shards)."""
     tasks = [Task("dicom_input", "input.dicom", {"source": source, "shards": max(shards, 1)})]
+    if shards and input_shards:
+        tasks = input_in_shards(source, shards)
 
     def inputs(done: dict, *names: str) -> dict:
         return {name: done["dicom_input"]["result"][name] for name in names}
@@ -212,6 +217,24 @@ def dag(source: str, shards: int, deidentify: bool) -> list[Task]:
             merge = f"{step}" if len(outputs) == 1 else f"{step}_{output}"
             tasks.append(Task(merge, "transform.merge_shards", parts, names))
     return tasks
+
+
+def input_in_shards(source: str, shards: int) -> list[Task]:
+    """``dicom_input_in_shards``'s tasks: the listing, one read per shard, the merge (named ``dicom_input``)."""
+    names = [f"dicom_input_shard[{i}]" for i in range(shards)]
+    tasks = [Task("dicom_input_listing", "input.dicom_listing", {"source": source, "shards": shards})]
+    for i, name in enumerate(names):
+        read = lambda d, i=i: {  # noqa: E731
+            "files": source,
+            "shard_tables": d["dicom_input_listing"]["result"]["shard_tables"],
+            "shard_index": i,
+        }
+        tasks.append(Task(name, "input.dicom_shard", read, ["dicom_input_listing"], map_index=i))
+    parts = lambda d: {  # noqa: E731
+        "metadata_parts": [d[n]["result"]["metadata"] for n in names],
+        "files_parts": [d[n]["result"]["instances"] for n in names],
+    }
+    return [*tasks, Task("dicom_input", "input.dicom_merge", parts, names)]
 
 
 def summarize(count: int, label: str, done: dict[str, dict]) -> dict:
@@ -262,6 +285,23 @@ def scale_child(spec: str) -> None:
         elif kind == "merge":  # transform.merge_shards of the shards' Parquet tables
             parts = sorted((folder / "parts").glob("*.parquet"))
             sharding.merge_tables(parts, folder / "merged.parquet")
+        elif kind == "input_merge":  # input.dicom_merge's table and UID check (its links: measured at 20,000)
+            import pyarrow as pa
+
+            from claimed_airflow.components.input.dicom_shards import _SeenUIDs
+
+            parts = sorted((folder / "parts").glob("*.parquet"))
+            seen = _SeenUIDs(parts)
+
+            def new(index: int, table):
+                first = seen.check(index, table.column("SOPInstanceUID").to_pylist())
+                return table.filter(pa.array([f is None for f in first]))
+
+            sharding.merge_tables(parts, folder / "merged.parquet", select=new)
+        elif kind == "listing":  # input.dicom_listing of a folder of ``rows`` (empty) files in 1,000 folders
+            from claimed_airflow.components.input.dicom_shards import dicom_listing
+
+            dicom_listing(source=str(folder / "listed"), shards=shards, shard_tables=str(folder / "l"))
     print("RESULT " + json.dumps(peak.report()))
 
 
@@ -288,7 +328,12 @@ def scale(rows: int, shards: int) -> None:
             pq.write_table(big.slice(start, stop - start), folder / "parts" / f"{index:05d}.parquet")
         size = (folder / "metadata.parquet").stat().st_size
         print(f"\nmodel pieces at {rows} instances, {shards} shards (metadata table {size / 2**20:.0f} MiB):")
-        for kind in ("input_rows", "cut", "shard_metadata", "shard_rows", "shard_rows_of_metadata", "merge"):
+        for index in range(rows):  # the listing's folder: empty files, their names as the table's
+            if not index % 1000:
+                (folder / "listed" / f"{index // 1000:04d}").mkdir(parents=True)
+            (folder / "listed" / f"{index // 1000:04d}" / f"{index:07d}.dcm").touch()
+        kinds = ("input_rows", "cut", "shard_metadata", "shard_rows", "shard_rows_of_metadata", "merge")
+        for kind in (*kinds, "input_merge", "listing"):
             job = json.dumps({"kind": kind, "folder": tmp, "rows": rows, "shards": shards})
             out = subprocess.run(
                 [sys.executable, __file__, "--scale-child", job], capture_output=True, text=True, check=True
@@ -328,7 +373,9 @@ def table(path: str) -> None:
     task: its slowest shard and its largest peak)."""
     summaries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     columns = {  # column: (unsharded task, sharded task)
-        "input": ("dicom_input", "dicom_input"),
+        "input listing": (None, "dicom_input_listing"),
+        "input read (shard)": (None, "dicom_input_shard"),
+        "input (or its merge)": ("dicom_input", "dicom_input"),
         "dicom_to_images (task or shard)": ("dicom_to_images", "dicom_to_images_shard"),
         "its merge": (None, "dicom_to_images"),
         "deidentify (task or shard)": ("deidentify", "deidentify_shard"),
@@ -357,6 +404,7 @@ def main() -> None:
     parser.add_argument("--configs", default="", help="COUNT:N,N;COUNT:N,... (overrides --shards per count)")
     parser.add_argument("--parallelism", type=int, default=2)
     parser.add_argument("--deidentify", action="store_true")
+    parser.add_argument("--input-shards", action="store_true", help="read the input in shards too")
     parser.add_argument("--json", help="append each configuration's summary to this file (JSON lines)")
     parser.add_argument("--scale", type=int, nargs="*", help="ROWS [SHARDS]: only the model's pieces at ROWS")
     parser.add_argument("--table", help="print the summaries of a --json file as a Markdown table")
@@ -391,8 +439,10 @@ def main() -> None:
             )
             for shards in overrides.get(count, args.shards):
                 label = f"{shards} shard(s)" if shards else "unsharded"
+                label += ", input too" if shards and args.input_shards else ""
                 root = Path(tmp) / f"out-{count}-{shards}"
-                done = schedule(dag(str(source), shards, args.deidentify), root, f"n{shards}", args.parallelism)
+                tasks = dag(str(source), shards, args.deidentify, args.input_shards)
+                done = schedule(tasks, root, f"n{shards}", args.parallelism)
                 summary = summarize(count, label, done)
                 print(
                     f"{label}: wall {summary['wall_s']:.1f} s, tasks {summary['task_s']:.0f} s in all "

@@ -1,5 +1,5 @@
-"""Test DAGs: a cohort cut into ``shards`` (a run-time Param), de-identified and decoded once per shard
-(dynamic task mapping), the shards merged (tests/test_sharding.py compares them with unsharded runs)."""
+"""Test DAGs: a cohort cut into ``shards`` (a run-time Param), read (the first two), de-identified and decoded
+once per shard (dynamic task mapping), the shards merged (tests/test_sharding.py compares them with unsharded runs)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from claimed_airflow.operators import (
     DicomToImagesTransformOperator,
     MergeShardsTransformOperator,
 )
-from claimed_airflow.operators.sharding import shard_indexes
+from claimed_airflow.operators.sharding import dicom_input_in_shards, shard_indexes
 
 PARAMS = {
     "source": Param("", type="string"),
@@ -23,8 +23,9 @@ PARAMS = {
 SALT_ENV = "CLAIMED_TEST_SHARDING_SALT"
 
 with DAG(dag_id="claimed_test_sharding", schedule=None, start_date=datetime(2026, 1, 1), params=PARAMS):
-    dicom = DicomInputOperator(
-        task_id="dicom_input", source="{{ params.source }}", labels="{{ params.labels }}", shards="{{ params.shards }}"
+    # the input read in shards too: listed, one read per shard, merged into what DicomInputOperator writes
+    dicom = dicom_input_in_shards(
+        "dicom_input", "{{ params.source }}", labels="{{ params.labels }}", shards="{{ params.shards }}"
     )
     indexes = shard_indexes(dicom)
     common = {"files": dicom.output["files"]}  # each shard's metadata rows: in its shard table
@@ -41,7 +42,9 @@ with DAG(dag_id="claimed_test_sharding", schedule=None, start_date=datetime(2026
         MergeShardsTransformOperator(task_id=f"deidentify_{output}", parts=private.output[output])
 
 with DAG(dag_id="claimed_test_sharding_pods", schedule=None, start_date=datetime(2026, 1, 1), params=PARAMS):
-    dicom = DicomInputOperator(task_id="dicom_input", source="{{ params.source }}", shards="{{ params.shards }}")
+    dicom = dicom_input_in_shards(
+        "dicom_input", "{{ params.source }}", shards="{{ params.shards }}", engine="kubernetes"
+    )
     images = DicomToImagesTransformOperator.partial(
         task_id="dicom_to_images_shard",
         metadata=dicom.output["metadata"],

@@ -28,20 +28,33 @@ def _export(tmp_path: Path) -> Path:
 def test_mapped_task_becomes_parallel_for_over_the_input_shards(tmp_path):
     spec = next(yaml.safe_load_all(_export(tmp_path).read_text()))  # then the platform (pod) spec
     root = spec["root"]["dag"]["tasks"]
-    name, loop = next((n, t) for n, t in root.items() if "parameterIterator" in t)
-    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("claimed-shard-items-Output")
-    assert {"dicom-input", "claimed-shard-items", "dicom-to-images"} <= set(root)
-    # the loop takes no upstream output but its items (kfp.local replaces such inputs by the loop item)
-    assert [p for p in loop["inputs"]["parameters"].values() if "taskOutputParameter" in p] == [
-        {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": "claimed-shard-items"}}
-    ]
-    (mapped,) = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"].values()
-    parameters = mapped["inputs"]["parameters"]
-    assert parameters["claimed_task_id"]["runtimeValue"]["constant"] == "dicom_to_images_shard[shard_index]"
-    for field in ("shard_index", "metadata", "files", "shard_tables"):  # fields of the loop item
-        assert parameters[field]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]'
-    merge = root["dicom-to-images"]["inputs"]["parameters"]["parts"]
-    assert merge["taskOutputParameter"]["producerTask"] == name  # dsl.Collected of the loop's outputs
+    loops = {}  # the mapped task of each loop: its loop and its one step's parameters
+    for name, task in root.items():
+        if "parameterIterator" in task:
+            (mapped,) = spec["components"][task["componentRef"]["name"]]["dag"]["tasks"].values()
+            parameters = mapped["inputs"]["parameters"]
+            loops[parameters["claimed_task_id"]["runtimeValue"]["constant"]] = name, task, parameters
+    assert set(loops) == {"dicom_input_shard[shard_index]", "dicom_to_images_shard[shard_index]"}
+    assert {"dicom-input-listing", "dicom-input", "dicom-to-images"} <= set(root)
+    for items, (task_id, fields, merge, output) in {
+        "claimed-shard-items": ("dicom_input_shard", ("shard_index", "shard_tables"), "dicom-input", "metadata_parts"),
+        "claimed-shard-items-2": (
+            "dicom_to_images_shard",
+            ("shard_index", "metadata", "files", "shard_tables"),
+            "dicom-to-images",
+            "parts",
+        ),
+    }.items():
+        name, loop, parameters = loops[f"{task_id}[shard_index]"]
+        assert loop["parameterIterator"]["items"]["inputParameter"].endswith(f"{items}-Output")
+        # the loop takes no upstream output but its items (kfp.local replaces such inputs by the loop item)
+        assert [p for p in loop["inputs"]["parameters"].values() if "taskOutputParameter" in p] == [
+            {"taskOutputParameter": {"outputParameterKey": "Output", "producerTask": items}}
+        ]
+        for field in fields:  # fields of the loop item
+            assert parameters[field]["parameterExpressionSelector"] == f'parseJson(string_value)["{field}"]'
+        merged = root[merge]["inputs"]["parameters"][output]
+        assert merged["taskOutputParameter"]["producerTask"] == name  # dsl.Collected of the loop's outputs
 
 
 def test_the_exported_pipeline_runs_one_step_per_shard_with_kfp_local(tmp_path):
@@ -53,6 +66,7 @@ def test_the_exported_pipeline_runs_one_step_per_shard_with_kfp_local(tmp_path):
     pipeline = components.load_component_from_file(str(_export(tmp_path)))
     pipeline(output_root=str(output_root), source=str(tmp_path / "cohort" / "dicom"), shards=2)
     (run,) = (output_root / "claimed_test_sharding_pods").iterdir()
+    assert sorted(p.name for p in run.glob("dicom_input_shard_*")) == ["dicom_input_shard_0", "dicom_input_shard_1"]
     shards = sorted(p.name for p in run.glob("dicom_to_images_shard_*"))
     assert shards == ["dicom_to_images_shard_0", "dicom_to_images_shard_1"]
     for index, name in enumerate(shards):

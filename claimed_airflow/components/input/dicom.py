@@ -31,6 +31,7 @@ TAGS = (
     "PixelSpacing",
 )
 _AGE_UNITS = {"Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
+COLUMNS = ("file", *TAGS, "PatientAge", "NumberOfFrames", "TransferSyntaxUID", "HasPixelData")  # read_row's
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # the SOP class of a DICOMDIR
 MAGIC_OFFSET = 128
 
@@ -121,7 +122,7 @@ def read_row(path: Path, relative: str) -> dict:
     if not ds.get("SOPInstanceUID"):
         raise ValueError("SOPInstanceUID missing")
     check_pixel_data(ds)
-    row = {"file": relative, **{tag: _text(ds.get(tag)) for tag in TAGS}}
+    row = {"file": relative, **{tag: _text(ds.get(tag)) for tag in TAGS}}  # in the order of COLUMNS
     row["PatientAge"] = age_in_years(_text(ds.get("PatientAge")))
     try:
         row["NumberOfFrames"] = max(int(ds.get("NumberOfFrames") or 1), 1)
@@ -233,11 +234,13 @@ def read_files(
     shards: int = 1,
     shard_tables: str | None = None,
     shard_bytes: int | None = None,
+    empty_ok: bool = False,
 ) -> dict:
     """input.dicom's reading: a metadata row per readable file, the file put into ``files`` by ``transfer``.
 
     Unreadable files and repeated SOPInstanceUIDs are reported (``reject``) and left out. With
-    ``shard_tables`` the rows' files are cut into shard tables there (``shards`` or ``shard_bytes``).
+    ``shard_tables`` the rows' files are cut into shard tables there (``shards`` or ``shard_bytes``). No
+    readable file is an error, unless ``empty_ok`` (one shard of a cohort): then the table has no rows.
     """
     import pandas as pd
 
@@ -283,11 +286,11 @@ def read_files(
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         transfer(path, target)
-    if not rows:
+    if not rows and not empty_ok:
         raise ClaimedError(f"source: no readable DICOM file in {source} ({progress.done} file(s) checked)")
     if order is not None:
         rows.sort(key=order)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("Rows", "Columns"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     if label_table is not None:
