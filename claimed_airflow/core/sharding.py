@@ -379,11 +379,11 @@ def merge_reports(parts: Sequence[Path], out: Path) -> dict:
     ``json.dumps(merged, indent=2)``. A count of distinct values (the UIDs a de-identification mapped) does not
     add up over shards that share values: a shard report lists them under ``_distinct``
     (``{"uids_mapped": [...]}``) and the merged field is the number of distinct values of all shards, as one
-    unsharded task counts them (those values are held); the lists are left out of the merged report."""
+    unsharded task counts them (held as 16-byte digests); the lists are left out of the merged report."""
     import tempfile
 
     merged: dict = {}
-    distinct: dict[str, set] = {}
+    distinct: dict[str, list] = {}
     with tempfile.TemporaryDirectory(prefix="claimed-report-") as tmp:
         spills: list[_Spill] = []
 
@@ -404,9 +404,9 @@ def merge_reports(parts: Sequence[Path], out: Path) -> dict:
                 if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
                     raise ClaimedError(f"parts: {part.name}: {DISTINCT} must map fields to lists of values")
                 for name, values in lists.items():
-                    distinct.setdefault(name, set()).update(map(str, values))
+                    distinct.setdefault(name, []).append(digests(values))
                 combine(merged, data, collect=spill)
-            counts = {name: len(values) for name, values in distinct.items()}
+            counts = {name: count_distinct(arrays) for name, arrays in distinct.items()}
             merged.update(counts)
             with open(out, "w") as target:
                 target.write("{" if merged else "{}")
@@ -421,6 +421,23 @@ def merge_reports(parts: Sequence[Path], out: Path) -> dict:
             for item in spills:
                 item.handle.close()
     return {"reports": len(parts), "distinct": counts} if counts else {"reports": len(parts)}
+
+
+def digests(values: Iterable) -> object:
+    """The values (as text) as an array of 16-byte BLAKE2b digests: 16 bytes a value, not a Python string."""
+    import hashlib
+
+    import numpy as np
+
+    joined = b"".join(hashlib.blake2b(str(v).encode(), digest_size=16).digest() for v in values)
+    return np.frombuffer(joined, dtype="V16")
+
+
+def count_distinct(arrays: list) -> int:
+    """The number of distinct digests in ``arrays`` (of :func:`digests`)."""
+    import numpy as np
+
+    return int(len(np.unique(np.concatenate(arrays)))) if arrays else 0
 
 
 def _nested(value, depth: int) -> str:

@@ -298,9 +298,9 @@ class DicomMergeInputOperator(ClaimedOperator):
     The tables are concatenated in shard order and the files linked into one folder (copied across
     file systems), streaming: one row group in memory. A SOPInstanceUID already met in an earlier
     shard is reported and set aside with its file (``duplicates=reject``, the first file kept), as
-    one task would; the UIDs met are held as 8-byte digests (a digest met again is checked against
-    the UID itself). Shard table ``i`` holds the rows kept of shard ``i``, column ``file`` first:
-    the data-parallel steps downstream expand over the returned ``shard_index``.
+    one task would; the UIDs met are held as 16-byte digests with their shard's number (20 bytes a
+    UID). Shard table ``i`` holds the rows kept of shard ``i``, column ``file`` first: the data-
+    parallel steps downstream expand over the returned ``shard_index``.
 
     Runs the ``input.dicom_merge`` component. Outputs (XCom keys): metadata, files, shard_tables.
 

@@ -15,7 +15,6 @@ million instances that one task takes the better part of an hour. Here the same 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Literal
@@ -150,7 +149,7 @@ def dicom_merge(
     The tables are concatenated in shard order and the files linked into one folder (copied across file
     systems), streaming: one row group in memory. A SOPInstanceUID already met in an earlier shard is reported
     and set aside with its file (``duplicates=reject``, the first file kept), as one task would; the UIDs met
-    are held as 8-byte digests (a digest met again is checked against the UID itself). Shard table ``i`` holds
+    are held as 16-byte digests with their shard's number (20 bytes a UID). Shard table ``i`` holds
     the rows kept of shard ``i``, column ``file`` first: the data-parallel steps downstream expand over the
     returned ``shard_index``.
 
@@ -262,21 +261,23 @@ class _Merge:
 
 
 class _SeenUIDs:
-    """The SOPInstanceUIDs of the rows merged so far, held as sorted 8-byte digests with their shard's number;
-    a digest met again is checked against that shard's table, so a digest collision is no duplicate."""
+    """The SOPInstanceUIDs of the rows merged so far, held as sorted 16-byte digests (``sharding.digests``) with
+    their shard's number (20 bytes a UID); a digest met again is looked up in that shard's table."""
 
     def __init__(self, tables: list[Path]):
         import numpy as np
 
         self.tables = tables
-        self.digests, self.parts = np.empty(0, np.uint64), np.empty(0, np.uint32)
+        self.digests, self.parts = np.empty(0, "V16"), np.empty(0, np.uint32)
         self.cached: tuple[int, dict] | None = None
 
     def check(self, index: int, uids: list[str]) -> list[str | None]:
         """For each UID of part ``index``: the file of an earlier row with it (None: new); then all are seen."""
         import numpy as np
 
-        digests = np.frombuffer(b"".join(_digest(u) for u in uids), dtype=np.uint64)
+        from claimed_airflow.core.sharding import digests as digests_of
+
+        digests = digests_of(uids)
         found: list[str | None] = [None] * len(uids)
         if len(self.digests):
             at = np.minimum(np.searchsorted(self.digests, digests), len(self.digests) - 1)
@@ -288,7 +289,7 @@ class _SeenUIDs:
         return found
 
     def _file_of(self, index: int, uid: str) -> str | None:
-        """The first file of part ``index`` with SOPInstanceUID ``uid`` (None: a digest collision)."""
+        """The first file of part ``index`` with SOPInstanceUID ``uid`` (None: not there, a digest collision)."""
         import pyarrow.parquet as pq
 
         if self.cached is None or self.cached[0] != index:
@@ -298,7 +299,3 @@ class _SeenUIDs:
                 first.setdefault(value, name)
             self.cached = (index, first)
         return self.cached[1].get(uid)
-
-
-def _digest(uid) -> bytes:
-    return hashlib.blake2b(str(uid).encode(), digest_size=8).digest()
