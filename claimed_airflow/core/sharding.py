@@ -337,17 +337,20 @@ def _schema_of(part: Path):
     return schema
 
 
-def merge_folders(parts: Sequence[Path], out: Path) -> dict:
+def merge_folders(parts: Sequence[Path], out: Path, left_out: dict[int, set[str]] | None = None) -> dict:
     """Every shard folder's files into ``out``, hard-linked (no byte copied; a copy where a link cannot be made,
     e.g. across file systems); tables met in several shards (``index.csv``) are concatenated, any other name
-    twice is an error (two shards wrote the same file)."""
+    twice is an error (two shards wrote the same file). With ``left_out`` (part number: relative names), those
+    files are left out and nothing is taken for a table (a folder of DICOM files, input.dicom_merge)."""
     out.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[Path]] = {}
     files = 0
-    for part in parts:
+    for index, part in enumerate(parts):
         for path in sorted(p for p in part.rglob("*") if p.is_file()):
             relative = path.relative_to(part).as_posix()
-            if path.suffix.lower() in TABLE_SUFFIXES:
+            if left_out is not None and relative in left_out.get(index, ()):
+                continue
+            if left_out is None and path.suffix.lower() in TABLE_SUFFIXES:
                 tables.setdefault(relative, []).append(path)
                 continue
             target = out / relative

@@ -295,12 +295,12 @@ class DicomListingInputOperator(ClaimedOperator):
 class DicomMergeInputOperator(ClaimedOperator):
     """Join the shards ``input.dicom_shard`` read into what ``input.dicom`` writes for the whole folder.
 
-    The tables are concatenated in shard order and the files linked into one folder (copied across
-    file systems), streaming: one row group in memory. A SOPInstanceUID already met in an earlier
-    shard is reported and set aside with its file (``duplicates=reject``, the first file kept), as
-    one task would; the UIDs met are held as 16-byte digests with their shard's number (20 bytes a
-    UID). Shard table ``i`` holds the rows kept of shard ``i``, column ``file`` first: the data-
-    parallel steps downstream expand over the returned ``shard_index``.
+    The tables are concatenated in shard order (one row group in memory) and the shards' folders
+    linked into one (copied across file systems). A SOPInstanceUID already met in an earlier shard
+    is reported and set aside with its file (``duplicates=reject``, the first file kept), as one
+    task would; the UIDs met are held as 16-byte digests with their shard's number (20 bytes a UID).
+    Shard table ``i`` holds the rows kept of shard ``i``, column ``file`` first: the data-parallel
+    steps downstream expand over the returned ``shard_index``.
 
     Runs the ``input.dicom_merge`` component. Outputs (XCom keys): metadata, files, shard_tables.
 

@@ -146,8 +146,8 @@ def dicom_merge(
 ) -> dict:
     """Join the shards ``input.dicom_shard`` read into what ``input.dicom`` writes for the whole folder.
 
-    The tables are concatenated in shard order and the files linked into one folder (copied across file
-    systems), streaming: one row group in memory. A SOPInstanceUID already met in an earlier shard is reported
+    The tables are concatenated in shard order (one row group in memory) and the shards' folders linked into
+    one (copied across file systems). A SOPInstanceUID already met in an earlier shard is reported
     and set aside with its file (``duplicates=reject``, the first file kept), as one task would; the UIDs met
     are held as 16-byte digests with their shard's number (20 bytes a UID). Shard table ``i`` holds
     the rows kept of shard ``i``, column ``file`` first: the data-parallel steps downstream expand over the
@@ -194,7 +194,7 @@ class _Merge:
         self.duplicates, self.max_rejected = duplicates, max_rejected
         self.seen = _SeenUIDs(tables)
         self.repeated = self.rejected = 0
-        self.writer = None
+        self.left_out: dict[int, set[str]] = {}  # part number: the files of its rows set aside
 
     def run(self, out: Path) -> int:
         """Write the merged table to ``out`` (its rows: the return value), the files and the shard tables."""
@@ -202,7 +202,6 @@ class _Merge:
 
         from claimed_airflow.core import sharding
 
-        self.files.mkdir(parents=True, exist_ok=True)
         written: dict[int, object] = {}
         try:
             rows = sharding.merge_tables(self.tables, out, select=lambda i, t: self.select(i, t, written))
@@ -210,15 +209,15 @@ class _Merge:
             for writer in written.values():
                 writer.close()
         self._shard_tables(pq.read_schema(out), written)
+        sharding.merge_folders(self.folders, self.files, left_out=self.left_out)
         return rows
 
     def select(self, index: int, table, written: dict):
-        """The rows of part ``index`` kept (their files linked), appended to its shard table."""
+        """The rows of part ``index`` kept, appended to its shard table; the files of the others noted."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from claimed_airflow.core.paths import inside
-        from claimed_airflow.core.sharding import link_or_copy, table_name
+        from claimed_airflow.core.sharding import table_name
 
         names, uids = table.column("file").to_pylist(), table.column(UID).to_pylist()
         first = self.seen.check(index, uids)
@@ -232,16 +231,12 @@ class _Merge:
                 log.warning("%s: %s; kept (duplicates=keep)", names[row], reason)
                 continue
             keep[row] = False
+            self.left_out.setdefault(index, set()).add(names[row])
             self.rejected += 1
             reject(names[row], reason)
             if self.max_rejected is not None and self.rejected > self.max_rejected:
                 raise ClaimedError(f"max_rejected: more than {self.max_rejected} file(s) set aside (see the task log)")
         kept = table.filter(pa.array(keep, type=pa.bool_()))
-        for name, wanted in zip(names, keep, strict=True):
-            if wanted:
-                target = inside(self.files, name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                link_or_copy(inside(self.folders[index], name), target)
         if index not in written:
             self.shard_tables.mkdir(parents=True, exist_ok=True)
             written[index] = pq.ParquetWriter(self.shard_tables / table_name(index), kept.schema)
