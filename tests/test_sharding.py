@@ -712,3 +712,19 @@ def test_a_column_without_a_value_in_one_shard_takes_its_type_from_the_others(tm
     assert rows == 2 and merged.column("label").to_pylist() == ["x", None]
     assert merged.schema.field("label").type == "string"
     assert merged.schema.field("age").type == pq.read_schema(tmp_path / "0.parquet").field("age").type
+
+
+def test_the_listing_finds_what_input_dicom_finds_in_its_order(tmp_path):
+    """Nested folders (a folder sorting before a file of a longer name), hidden files and folders, a link to a
+    folder: the listing names input.dicom's candidate files (discover) in the same order."""
+    from claimed_airflow.components.input.dicom import discover
+
+    names = ["a/x.dcm", "a.dcm", "a-b/y.dcm", "a-b/a/z.dcm", ".hidden/z.dcm", "b/.h.dcm", "b/c.dcm", "Z.dcm"]
+    for name in names:
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_bytes(b"x" * len(name))
+    (tmp_path / "src" / "link").symlink_to(tmp_path / "src" / "a", target_is_directory=True)
+    base, candidates = discover(str(tmp_path / "src"))
+    listed = _run(tmp_path, "input.dicom_listing", {"source": str(tmp_path / "src"), "shards": 2}, "listing")
+    found = [n for i in listed["shard_index"] for n in sharding.files_of(listed["shard_tables"], i)]
+    assert found == [p.relative_to(base).as_posix() for p in candidates] and len(found) == 6

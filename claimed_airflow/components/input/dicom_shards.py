@@ -55,15 +55,37 @@ def dicom_listing(
 
 
 def _list_local(source: str) -> tuple[list[str], list[int]]:
-    """A local folder's candidate files as ``input.dicom`` finds them (its ``discover``), and their sizes."""
-    from claimed_airflow.components.input.dicom import discover
+    """A local folder's candidate files, in the order and with the rules of ``input.dicom``'s ``discover``, and
+    their sizes: names and numbers only, not a path object per file."""
     from claimed_airflow.core import storage
 
     folder = Path(storage.local_path(source)).expanduser()
     if not folder.is_dir():
         raise ClaimedError(f"source: not a folder: {source} (a glob, DICOMDIR or single file: use input.dicom)")
-    _, candidates = discover(str(folder))
-    return [p.relative_to(folder).as_posix() for p in candidates], [p.stat().st_size for p in candidates]
+    names, sizes = [], []
+    for name, size in _walk(folder, ""):
+        names.append(name)
+        sizes.append(size)
+    return names, sizes
+
+
+def _walk(folder: Path, prefix: str):
+    """(relative name, size) of the files under ``folder``, depth first with each folder's entries sorted by name:
+    the order of sorted paths (part by part). Hidden entries, DICOMDIRs and links to folders are skipped, as the
+    recursive glob of ``discover`` skips them."""
+    import os
+
+    from claimed_airflow.components.input.dicom import is_dicomdir
+
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk(Path(entry.path), f"{prefix}{entry.name}/")
+        elif entry.is_file() and not (entry.name.upper() == "DICOMDIR" and is_dicomdir(Path(entry.path))):
+            yield f"{prefix}{entry.name}", entry.stat().st_size
 
 
 def _list_remote(source: str) -> tuple[list[str], list[int]]:
