@@ -558,8 +558,8 @@ def test_dag_shape_does_not_depend_on_the_number_of_shards():
 def test_kubernetes_engine_runs_one_pod_per_shard(run_dag, output_root, cohort, local_kubelet):
     state, tasks, run_id = run_dag("claimed_test_sharding_pods", {**cohort, "shards": 2})
     assert state == "success", tasks
-    pods = {}
-    for pod in local_kubelet:
+    pods = {}  # task: the map indexes of its pods (mapped task instances run in no fixed order)
+    for pod in sorted(local_kubelet, key=lambda p: p.metadata.labels.get("map_index") or ""):
         pods.setdefault(pod.metadata.labels["task_id"], []).append(pod.metadata.labels.get("map_index"))
     assert pods == {
         "dicom_input_listing": [None],

@@ -52,7 +52,7 @@ def dicom_input_in_shards(
     max_rejected: int | str | None = None,
     **task_kwargs: Any,
 ) -> Any:
-    """``input.dicom`` of a folder too large for one task, as three steps (``components/input/dicom_shards.py``):
+    """``input.dicom`` of a folder too large for one task, as three steps (``components/input/dicom_listing.py``):
     ``<task_id>_listing`` lists the folder into shards, ``<task_id>_shard`` reads each shard in its own task
     (one pod each on Kubernetes), ``<task_id>`` merges them. Returns the merge: its outputs are those of
     ``DicomInputOperator`` (``metadata``, ``files``, ``shard_tables``), so ``shard_indexes(<it>)`` fans the next

@@ -288,7 +288,7 @@ def scale_child(spec: str) -> None:
         elif kind == "input_merge":  # input.dicom_merge's table and UID check (its links: measured at 20,000)
             import pyarrow as pa
 
-            from claimed_airflow.components.input.dicom_shards import _SeenUIDs
+            from claimed_airflow.components.input.dicom_merge import _SeenUIDs
 
             parts = sorted((folder / "parts").glob("*.parquet"))
             seen = _SeenUIDs(parts)
@@ -299,7 +299,7 @@ def scale_child(spec: str) -> None:
 
             sharding.merge_tables(parts, folder / "merged.parquet", select=new)
         elif kind == "listing":  # input.dicom_listing of a folder of ``rows`` (empty) files in 1,000 folders
-            from claimed_airflow.components.input.dicom_shards import dicom_listing
+            from claimed_airflow.components.input.dicom_listing import dicom_listing
 
             dicom_listing(source=str(folder / "listed"), shards=shards, shard_tables=str(folder / "l"))
     print("RESULT " + json.dumps(peak.report()))
