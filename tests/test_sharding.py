@@ -677,6 +677,14 @@ def test_a_sharded_read_refuses_what_it_cannot_list_or_trust(tmp_path, cohort):
         _run(tmp_path, "input.dicom_shard", read, "read", 0)
     with pytest.raises(ClaimedError, match=r"^files_parts: 0 folder\(s\) for 1 table\(s\)"):
         _run(tmp_path, "input.dicom_merge", {"metadata_parts": ["x.parquet"], "files_parts": []}, "merge")
+    (tmp_path / "labels.csv").write_text("file,label\na.dcm,x\n")
+    parts = {"metadata_parts": [str(tmp_path / "labels.csv")], "files_parts": [cohort["source"]]}
+    with pytest.raises(ClaimedError, match=r"^metadata_parts\[0\]: labels.csv is not a Parquet table"):
+        _run(tmp_path, "input.dicom_merge", parts, "csv")
+    read_table(cohort["labels"]).to_parquet(tmp_path / "labels.parquet")
+    parts["metadata_parts"] = [str(tmp_path / "labels.parquet")]
+    with pytest.raises(ClaimedError, match=r"^metadata_parts\[0\]: no columns file and SOPInstanceUID"):
+        _run(tmp_path, "input.dicom_merge", parts, "no_uid")
 
 
 def test_a_prefix_on_an_object_store_is_listed_without_a_download(tmp_path, with_a_copy, s3_endpoint):

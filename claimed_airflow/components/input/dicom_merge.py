@@ -42,8 +42,6 @@ def dicom_merge(
     """
     import tempfile
 
-    import pyarrow.parquet as pq
-
     from claimed_airflow.core import storage
 
     metadata_parts = [metadata_parts] if isinstance(metadata_parts, str) else list(metadata_parts)
@@ -58,11 +56,25 @@ def dicom_merge(
             return [Path(storage.stage_input(f"{name}[{i}]", u, Path(tmp) / name / str(i))) for i, u in enumerate(uris)]
 
         tables, folders = staged("metadata_parts", metadata_parts), staged("files_parts", files_parts)
-        if not any(pq.read_metadata(table).num_rows for table in tables):
+        if not any([_rows(index, table) for index, table in enumerate(tables)]):  # every table checked
             raise ClaimedError(f"metadata_parts: no readable DICOM file in any of the {len(tables)} shard(s)")
         merge = _Merge(tables, folders, Path(files), Path(shard_tables), duplicates, max_rejected)
         rows = merge.run(Path(metadata))
     return {"files_read": rows, "duplicates": merge.repeated, "shard_index": list(range(len(tables)))}
+
+
+def _rows(index: int, table: Path) -> int:
+    """The rows of shard ``index``'s table; an error naming it unless it is input.dicom_shard's metadata."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(table)
+    except Exception as exc:  # noqa: BLE001 - not Parquet: the user's input to fix
+        kind = type(exc).__name__
+        raise ClaimedError(f"metadata_parts[{index}]: {table.name} is not a Parquet table ({kind})") from None
+    if meta.num_rows and not {"file", UID} <= set(meta.schema.names):
+        raise ClaimedError(f"metadata_parts[{index}]: no columns file and {UID}; expected input.dicom_shard's metadata")
+    return meta.num_rows
 
 
 class _Merge:
