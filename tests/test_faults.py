@@ -173,10 +173,18 @@ def test_kill_mid_write_then_retry_equals_an_undisturbed_run(tmp_path):
     def watch():  # a reader that looks all the time: the output is absent or complete
         while not stop.is_set():
             try:
-                names = os.listdir(target)
+                folder = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:
                 continue
-            if len(names) != files:
+            try:
+                names = os.listdir(folder)
+                try:  # still the output when the listing ended? a replaced one is removed after the swap
+                    current = os.stat(target).st_ino == os.fstat(folder).st_ino
+                except FileNotFoundError:
+                    current = False
+            finally:
+                os.close(folder)
+            if len(names) != files and current:
                 partial.append(len(names))
 
     watcher = threading.Thread(target=watch)
