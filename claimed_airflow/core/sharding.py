@@ -100,8 +100,9 @@ def cuts(
     files (``sizes``, else those of ``<files>/<name>``). The same names, order and sizes give the same shards."""
     if shard_bytes is None:
         return bounds(len(names), shards)
-    folder = Path(files) if files is not None else None
-    return by_bytes(sizes or [(folder / name).stat().st_size for name in names], shard_bytes)
+    if not sizes:
+        sizes = [(Path(files) / name).stat().st_size for name in names]
+    return by_bytes(sizes, shard_bytes)
 
 
 def write_tables(
@@ -288,9 +289,9 @@ def _merge_parquet(parts: Sequence[Path], out: Path, select=None) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    filled = [(i, part) for i, part in enumerate(parts) if pq.read_metadata(part).num_rows]  # footers only
-    filled = filled or [(0, parts[0])]  # an empty shard's table may have no columns at all
-    schemas = [_schema_of(part) for _, part in filled]
+    footers = [pq.read_metadata(part) for part in parts]
+    filled = [i for i, footer in enumerate(footers) if footer.num_rows] or [0]  # an empty table may lack columns
+    schemas = [_schema_of(footers[i]) for i in filled]
     try:
         schema = pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -298,13 +299,13 @@ def _merge_parquet(parts: Sequence[Path], out: Path, select=None) -> int:
     names = schemas[0].names
     if any(s.names != names for s in schemas):
         raise ClaimedError("parts: the shard tables have other columns than the first shard's table")
-    first = pq.read_schema(filled[0][1])  # a column without a value anywhere: its type as written
+    first = footers[filled[0]].schema.to_arrow_schema()  # a column without a value anywhere: its type as written
     fields = [schema.field(n) if schema.field(n).type != pa.null() else first.field(n) for n in names]
     schema = pa.schema(fields, metadata=first.metadata)
     rows, held = 0, []
     with pq.ParquetWriter(out, schema) as writer:
-        for index, part in filled:
-            source = pq.ParquetFile(part)
+        for index in filled:
+            source = pq.ParquetFile(parts[index])
             for group in range(source.num_row_groups):
                 table = source.read_row_group(group).cast(schema)
                 held.append(select(index, table) if select else table)
@@ -320,12 +321,10 @@ def _merge_parquet(parts: Sequence[Path], out: Path, select=None) -> int:
     return rows
 
 
-def _schema_of(part: Path):
-    """A Parquet table's schema, a column without any value (all null, by the footer's statistics) typed null."""
+def _schema_of(meta):
+    """A Parquet footer's schema, a column without any value (all null, by its statistics) typed null."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    meta = pq.read_metadata(part)
     schema = meta.schema.to_arrow_schema()
     groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
     if len(schema) != meta.num_columns:  # nested columns: no one statistic per field
